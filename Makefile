@@ -1,0 +1,48 @@
+# Two commands on a fresh machine: `make run` and `make test` (only python3.11 and make needed).
+PYTHON ?= python3.11
+UV_VERSION ?= 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+export UV_PYTHON := $(PYTHON)
+export UV_LINK_MODE := copy
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: run test ui lint format install demo bench summary clean
+
+$(UV):
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+install: $(UV)
+	$(UV) sync --frozen --quiet
+	@mkdir -p $(DAGSTER_HOME) && cp -n dagster.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
+
+run: install
+	$(UV) run --frozen python -m oil_analysis run
+
+summary: install
+	$(UV) run --frozen python -m oil_analysis summary
+
+test: install
+	$(UV) run --frozen pytest -q
+
+ui: install
+	$(UV) run --frozen dagster dev -h 127.0.0.1 -p 3000
+
+lint: install
+	$(UV) run --frozen ruff check oil_analysis oil_analysis_tests bench
+	$(UV) run --frozen ruff format --check oil_analysis oil_analysis_tests bench
+
+format: install
+	$(UV) run --frozen ruff check --fix oil_analysis oil_analysis_tests bench
+	$(UV) run --frozen ruff format oil_analysis oil_analysis_tests bench
+
+demo: install
+	$(UV) run --frozen python -m oil_analysis.demo --out data
+
+bench: install
+	$(UV) run --frozen python bench/run_bench.py
+
+clean:
+	rm -rf data/silver data/gold data/bronze/_registry data/bronze/_quarantine

@@ -1,0 +1,98 @@
+"""Command line: ``python -m oil_analysis run`` materializes every asset for each client and prints a
+fleet summary; ``python -m oil_analysis summary`` prints the summary of what is already on disk."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import pandas as pd
+from dagster import DagsterInstance
+
+from .assets.common import CLIENTS, status_counts
+from .settings import get_settings
+from .storage import layout
+from .storage.filesystem import Storage
+
+
+def summarize(store: Storage, client: str) -> list[str]:
+    lines = [f"== {client} ({CLIENTS[client].display_name}, {CLIENTS[client].lab_format})"]
+    silver = store.read_parquet(layout.harmonized_path(client))
+    latest = store.read_json(layout.limits_latest(client))
+    limits = store.read_parquet(f"{latest['path']}/stewart_limits.parquet")
+    reports = store.read_parquet(layout.gold_path(client, "classified_reports"))
+    machines = store.read_parquet(layout.gold_path(client, "machine_status_current"))
+    rc, mc = status_counts(reports["report_status"]), status_counts(machines["machine_status"])
+    lines.append(f"  samples            {len(silver):>7,}   units {silver['unitId'].nunique()}")
+    lines.append(f"  limit rows         {len(limits):>7,}   version {latest['version']}")
+    lines.append(
+        "  report status      "
+        + "  ".join(f"{k} {v:,}" for k, v in rc.items())
+        + f"   (flag rate {1 - rc['Normal'] / max(len(reports), 1):.1%})"
+    )
+    lines.append("  machines by status " + "  ".join(f"{k} {v}" for k, v in mc.items()))
+    worst = machines.sort_values("priority", ascending=False).head(3)
+    for r in worst.itertuples(index=False):
+        if r.machine_status != "Normal":
+            lines.append(f"    needs attention: {r.unitId} {r.machine_status} (score {r.machine_score:g})")
+    paths = [
+        layout.harmonized_path(client),
+        f"{latest['path']}/stewart_limits.parquet",
+        f"{latest['path']}/stewart_limits.json",
+        layout.limits_latest(client),
+        layout.gold_path(client, "classified_reports"),
+        layout.gold_path(client, "machine_status_current"),
+        layout.gold_path(client, "limit_quality"),
+    ]
+    lines.append("  written:")
+    lines += [f"    {store.display(p)}" for p in paths]
+    return lines
+
+
+def run(clients: list[str]) -> int:
+    from .definitions import defs
+
+    job = defs.resolve_job_def("oil_analysis_job")
+    instance = DagsterInstance.ephemeral()
+    failed = []
+    for client in clients:
+        start = time.perf_counter()
+        result = job.execute_in_process(partition_key=client, instance=instance, raise_on_error=False)
+        took = time.perf_counter() - start
+        if not result.success:
+            failed.append(client)
+            for ev in result.all_events:
+                if ev.is_failure:
+                    print(f"[{client}] {ev.step_key}: {ev.message}", file=sys.stderr)
+        print(f"[{client}] {'ok' if result.success else 'FAILED'} in {took:.1f} s")
+    store = Storage.from_settings(get_settings())
+    for client in clients:
+        if client not in failed:
+            print("\n".join(summarize(store, client)))
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m oil_analysis")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name in ("run", "summary"):
+        p = sub.add_parser(name)
+        p.add_argument("--clients", default=",".join(sorted(CLIENTS)), help="comma list of client keys")
+    a = ap.parse_args(argv)
+    clients = [c.strip() for c in a.clients.split(",") if c.strip()]
+    unknown = [c for c in clients if c not in CLIENTS]
+    if unknown:
+        print(f"unknown clients {unknown}; known: {sorted(CLIENTS)}", file=sys.stderr)
+        return 2
+    if a.cmd == "run":
+        return run(clients)
+    store = Storage.from_settings(get_settings())
+    for c in clients:
+        print("\n".join(summarize(store, c)))
+    return 0
+
+
+if __name__ == "__main__":
+    pd.set_option("display.width", 200)
+    sys.exit(main())

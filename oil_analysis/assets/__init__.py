@@ -1,0 +1,1 @@
+"""Dagster assets: thin wrappers that wire the domain core to storage and orchestration."""

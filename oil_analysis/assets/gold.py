@@ -1,0 +1,116 @@
+"""Gold: a classified report per sample, the current status of every machine, limit quality."""
+
+import json
+
+import pandas as pd
+from dagster import AssetExecutionContext, MetadataValue, Output, asset
+
+from ..domain.catalog import load_catalog
+from ..domain.classify import ClassificationParams, classify_reports
+from ..domain.fleet import FleetParams
+from ..domain.fleet import machine_status_current as build_machine_status
+from ..domain.quality import limit_quality as build_limit_quality
+from .common import OWNER, client_partitions, md_table, status_counts
+
+
+def top_breached(classified: pd.DataFrame, n: int = 10) -> dict[str, int]:
+    """Most frequent breached essays over all reports (from the breached_essays JSON)."""
+    counts: dict[str, int] = {}
+    for text in classified.loc[classified["report_status"] != "Normal", "breached_essays"]:
+        for b in json.loads(text or "[]"):
+            counts[b["essay"]] = counts.get(b["essay"], 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n])
+
+
+@asset(
+    group_name="gold",
+    partitions_def=client_partitions,
+    io_manager_key="layout_io_manager",
+    owners=[OWNER],
+    kinds={"pandas", "parquet"},
+    code_version="classify-1",
+    description="One classified report per silver sample: breached_essays (JSON: essay, value, limit, "
+    "level, direction, kind, points), severity_score (sum of points), report_status (Normal / Alerta / "
+    "Anormal) and the limits_version used.",
+)
+def classified_reports(
+    context: AssetExecutionContext, silver_harmonized: pd.DataFrame, stewart_limits: pd.DataFrame
+) -> Output[pd.DataFrame]:
+    reports = classify_reports(silver_harmonized, stewart_limits, load_catalog(), ClassificationParams())
+    counts = status_counts(reports["report_status"])
+    version = str(reports["limits_version"].iloc[0]) if len(reports) else ""
+    return Output(
+        reports,
+        metadata={
+            "rows": len(reports),
+            "status_distribution": MetadataValue.json(counts),
+            "flag_rate": round(1 - counts["Normal"] / max(len(reports), 1), 4),
+            "limits_version": version,
+            "top_breached_essays": MetadataValue.json(top_breached(reports)),
+            "preview": md_table(
+                reports.sort_values("severity_score", ascending=False)[
+                    [
+                        "sampleNumber",
+                        "sampleDate",
+                        "unitId",
+                        "componentName",
+                        "severity_score",
+                        "report_status",
+                    ]
+                ]
+            ),
+        },
+    )
+
+
+@asset(
+    group_name="gold",
+    partitions_def=client_partitions,
+    io_manager_key="layout_io_manager",
+    owners=[OWNER],
+    kinds={"pandas", "parquet"},
+    code_version="fleet-1",
+    description="Current status of every unit from the latest report of each of its components: "
+    "machine_status, score, latest sample date, per-component status (JSON), counts and priority.",
+)
+def machine_status_current(
+    context: AssetExecutionContext, classified_reports: pd.DataFrame
+) -> Output[pd.DataFrame]:
+    status = build_machine_status(classified_reports, FleetParams())
+    return Output(
+        status,
+        metadata={
+            "units": len(status),
+            "machines_by_status": MetadataValue.json(status_counts(status["machine_status"])),
+            "preview": md_table(
+                status.sort_values("priority", ascending=False)[
+                    ["unitId", "machine_status", "machine_score", "latest_sample_date", "priority"]
+                ]
+            ),
+        },
+    )
+
+
+@asset(
+    group_name="gold",
+    partitions_def=client_partitions,
+    io_manager_key="layout_io_manager",
+    owners=[OWNER],
+    kinds={"pandas", "parquet"},
+    code_version="quality-1",
+    description="How good the limits are (in the spirit of ASTM D7720): share of samples at each level "
+    "per essay and component, flag rates and, where the lab's verdicts exist, the agreement figures "
+    "(ROC AUC, Spearman, precision/recall).",
+)
+def limit_quality(
+    context: AssetExecutionContext, classified_reports: pd.DataFrame, stewart_limits: pd.DataFrame
+) -> Output[pd.DataFrame]:
+    table, summary = build_limit_quality(classified_reports, stewart_limits)
+    return Output(
+        table,
+        metadata={
+            "rows": len(table),
+            "agreement": MetadataValue.json(summary),
+            "preview": md_table(table),
+        },
+    )

@@ -1,0 +1,106 @@
+"""Silver: the harmonized samples of each client, and its Stewart limits."""
+
+import pandas as pd
+from dagster import AssetExecutionContext, MetadataValue, Output, asset
+
+from ..domain.catalog import load_catalog
+from ..domain.harmonize import harmonize
+from ..domain.limits import LimitParams, compute_limits
+from ..domain.names import mapping_version
+from ..ingest import load_parsed
+from ..resources.storage import StorageResource
+from ..storage import layout
+from .common import CLIENTS, OWNER, client_partitions, md_table
+
+
+@asset(
+    group_name="silver",
+    partitions_def=client_partitions,
+    io_manager_key="layout_io_manager",
+    owners=[OWNER],
+    kinds={"pandas", "parquet"},
+    code_version="silver-1",
+    description="One harmonized sample table per client (silver/harmonized/{CLIENT}.parquet): metadata "
+    "columns in camelCase plus one column per catalog essay, previous-sample links. Rows the readers "
+    "or harmonization reject go to silver/rejects/{client}.parquet with their reason.",
+)
+def silver_harmonized(
+    context: AssetExecutionContext, storage: StorageResource, bronze_lab_files: pd.DataFrame
+) -> Output[pd.DataFrame]:
+    client = CLIENTS[context.partition_key]
+    store = storage.get()
+    samples, read_rejects = load_parsed(store, bronze_lab_files)
+    silver, harm_rejects, info = harmonize(samples, client.key)
+    rejects = pd.concat(
+        [r for r in (read_rejects, harm_rejects) if len(r)] or [read_rejects], ignore_index=True
+    ).astype("string")
+    store.write_parquet(layout.rejects_path(client.key), rejects)
+    if len(rejects):
+        context.log.warning(
+            f"{len(rejects)} rows rejected; see {store.display(layout.rejects_path(client.key))}"
+        )
+    return Output(
+        silver,
+        metadata={
+            "rows": len(silver),
+            "units": info.get("units", 0),
+            "unit_components": info.get("components", 0),
+            "date_range": f"{info.get('date_min')} → {info.get('date_max')}",
+            "rows_rejected": len(rejects),
+            "reject_reasons": MetadataValue.json(
+                rejects["reason"].value_counts().head(10).to_dict() if len(rejects) else {}
+            ),
+            "duplicate_sample_numbers": info.get("duplicate_sample_numbers", 0),
+            "duplicates_conflicting": MetadataValue.json(info.get("duplicates_conflicting", [])[:50]),
+            "coolant_samples_excluded": info.get("coolant_samples_excluded", 0),
+            "catalog_version": load_catalog().version,
+            "names_mapping_version": mapping_version(),
+            "preview": md_table(
+                silver[
+                    [
+                        "sampleNumber",
+                        "sampleDate",
+                        "unitId",
+                        "componentName",
+                        "componentNameNormalized",
+                        "fe",
+                        "si",
+                        "visc_100c",
+                        "water",
+                    ]
+                ]
+            ),
+        },
+    )
+
+
+@asset(
+    group_name="silver",
+    partitions_def=client_partitions,
+    io_manager_key="layout_io_manager",
+    owners=[OWNER],
+    kinds={"pandas", "parquet", "json"},
+    code_version="limits-1",
+    description="Stewart limits per client × machine × normalized component × essay: upper "
+    "(marginal/condemning/critical) and lower limits from percentiles of the client's own history. "
+    "Versioned: silver/stewart_limits/{client}/{version}/ with latest.json naming the current one; the "
+    "version is a hash of the inputs and parameters.",
+)
+def stewart_limits(context: AssetExecutionContext, silver_harmonized: pd.DataFrame) -> Output[pd.DataFrame]:
+    # computed_at is the newest sample date, not the wall clock: a re-run writes identical files.
+    newest = silver_harmonized["sampleDate"].max() if len(silver_harmonized) else None
+    limits = compute_limits(silver_harmonized, load_catalog(), LimitParams(), computed_at=newest)
+    version = str(limits["version"].iloc[0]) if len(limits) else "empty"
+    limits.attrs["version"] = version
+    return Output(
+        limits,
+        metadata={
+            "limits_version": version,
+            "rows": len(limits),
+            "essays": int(limits["essay"].nunique()) if len(limits) else 0,
+            "components": int(limits[["machine", "component"]].drop_duplicates().shape[0])
+            if len(limits)
+            else 0,
+            "preview": md_table(limits),
+        },
+    )

@@ -1,0 +1,257 @@
+"""Data contracts: every silver and gold table's columns, types and meaning, defined once.
+
+``docs/DATA_CONTRACTS.md`` is generated from this module (``python -m oil_analysis.contracts``) and a
+test fails when the two differ. Assets validate their output against these schemas before writing.
+Evolution is additive only: ``contracts_snapshot.json`` holds the last published contract and a test
+fails on a removed or retyped column.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from importlib import resources
+
+import pandas as pd
+import pyarrow as pa
+
+from .domain.catalog import load_catalog
+
+SCHEMA_VERSION = "1.0.0"
+
+S, F, I64, B, TS = pa.string(), pa.float64(), pa.int64(), pa.bool_(), pa.timestamp("us")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: pa.DataType
+    description: str
+    nullable: bool = True
+
+
+def _essay_columns() -> list[Column]:
+    cat = load_catalog().table
+    return [
+        Column(
+            e,
+            F,
+            f"Essay **{r.name_es}** ({r.name_en}), {r.unit}; group {r.group}, limit direction "
+            f"{r.direction}, method {r.limit_method}.",
+        )
+        for e, r in cat.iterrows()
+    ]
+
+
+SILVER_META = [
+    Column("client", S, "Client key in upper case (`CDA`).", False),
+    Column("sampleNumber", S, "Lab sample number; unique per client (the key).", False),
+    Column(
+        "sampleDate",
+        TS,
+        "Sampling date, local site date (naive, midnight). Never null, never in the future.",
+        False,
+    ),
+    Column("labDate", TS, "Date the sample entered the lab."),
+    Column("reportDate", TS, "Date of the lab report."),
+    Column("site", S, "Site name as the lab reports it."),
+    Column("unitId", S, "Unit (machine) id, upper case, `-`/spaces as `_` (`T_09`).", False),
+    Column(
+        "machineName",
+        S,
+        "Machine type (`camion`, `excavadora`...) from `reference/machine_types.csv`.",
+        False,
+    ),
+    Column("machineModel", S, "Machine model, upper case."),
+    Column("machineBrand", S, "Brand, folded (`caterpillar`)."),
+    Column("machineSerialNumber", S, "Machine serial number."),
+    Column("machineHours", F, "Machine hour meter at sampling."),
+    Column(
+        "componentName", S, "Compartment name folded (no accents, lower case); keeps position words.", False
+    ),
+    Column(
+        "componentNameNormalized",
+        S,
+        "Limit grouping key: side words removed, synonyms mapped (`reference/component_groups.csv`).",
+        False,
+    ),
+    Column("componentSerialNumber", S, "Component serial number."),
+    Column("componentHours", F, "Component hour meter."),
+    Column("oilMeter", F, "Hours on the oil at sampling."),
+    Column("oilHourRange", S, "`LT_1000` / `GE_1000` / `UNKNOWN` (oilMeter null).", False),
+    Column("oilBrand", S, "Oil brand, trimmed."),
+    Column("oilType", S, "Oil product, trimmed."),
+    Column("oilWeight", S, "Oil grade as text (`15W-40`, `60`)."),
+    Column("oilChanged", B, "The lab form says the oil was changed at sampling (null: unknown)."),
+    Column("isoCode", S, "ISO 4406 code `a/b/c` when the lab's particle field holds one."),
+    Column(
+        "particleCode", S, "Normalized visual/patch particle code (`S-M`, `G-NM1`, `H2O`...) when present."
+    ),
+    Column("countPreventedByWater", B, "The particle count was prevented by water (code `H2O`).", False),
+    Column("censoredEssays", S, "JSON `{essay: '<' | '>'}` of censored readings kept as their bound."),
+    Column("labVerdict", S, "The lab's own verdict text (Finning `Estado`)."),
+    Column("labComment", S, "The lab's free-text interpretation (never sent to the LLM)."),
+    Column("sourceFile", S, "Raw file the row came from (path under the data root).", False),
+    Column("sourceRow", I64, "Row of the raw file (Excel row number; 1-based record for parquet).", False),
+]
+SILVER_LINKS = [
+    Column(
+        "previousSampleNumber", S, "Previous sample of the same unit and componentName (null for the first)."
+    ),
+    Column("previousSampleDate", TS, "Its sampling date."),
+    Column("daysSincePrevious", I64, "Days since the previous sample (null for the first)."),
+]
+LIMITS = [
+    Column("client", S, "Client key.", False),
+    Column("machine", S, "machineName.", False),
+    Column("component", S, "componentNameNormalized.", False),
+    Column("stratum", S, "Oil-hour stratum (`ALL`, or `LT_1000`/`GE_1000` when stratified).", False),
+    Column("essay", S, "Catalog essay key.", False),
+    Column("group", S, "Catalog group of the essay.", False),
+    Column("limit_method", S, "`percentile`, `relative` (band around the median), `flag` or `code`.", False),
+    Column("kind", S, "`level` (value vs limit) or `trend` (change since the previous sample).", False),
+    Column("direction", S, "`upper` (breach above) or `lower` (breach below).", False),
+    Column("marginal", F, "Marginal limit (upper: lowest; lower: highest).", False),
+    Column("condemning", F, "Condemning limit.", False),
+    Column("critical", F, "Critical limit.", False),
+    Column("baseline", F, "Group median (the centre of relative bands)."),
+    Column("sample_count", I64, "Readings the limit was computed from.", False),
+    Column("comparison", S, "`strict` (breach when value > upper / < lower) or `inclusive`.", False),
+    Column("version", S, "Limits version: hash of the inputs and parameters.", False),
+    Column(
+        "computed_at", TS, "Newest sample date in the inputs; no wall clock, so re-runs are identical.", False
+    ),
+]
+CLASSIFICATION = [
+    Column(
+        "breached_essays",
+        S,
+        "JSON list of breaches: essay, group, value, limit, level "
+        "(marginal/condemning/critical), direction, kind (level/trend), points.",
+        False,
+    ),
+    Column("essays_broken", I64, "Number of breaches.", False),
+    Column("severity_score", F, "Sum of the breach points (higher is worse).", False),
+    Column("report_status", S, "`Normal` / `Alerta` / `Anormal` from the score cut-offs.", False),
+    Column("limits_version", S, "Version of the limits the report was classified with.", False),
+]
+MACHINE_STATUS = [
+    Column("client", S, "Client key in upper case.", False),
+    Column("unitId", S, "Unit id.", False),
+    Column("machineName", S, "Machine type."),
+    Column("machineModel", S, "Machine model."),
+    Column("machine_status", S, "`Normal` / `Alerta` / `Anormal` (see docs/CLASSIFICATION.md).", False),
+    Column("machine_score", F, "Machine score (see docs/CLASSIFICATION.md).", False),
+    Column("latest_sample_date", TS, "Newest sample date of the unit.", False),
+    Column(
+        "component_status",
+        S,
+        "JSON list: latest report per componentName (component, status, "
+        "severity_score, sample_date, sampleNumber).",
+        False,
+    ),
+    Column("total_components", I64, "Compartments with at least one report.", False),
+    Column("components_normal", I64, "Compartments whose latest report is Normal.", False),
+    Column("components_alerta", I64, "... Alerta.", False),
+    Column("components_anormal", I64, "... Anormal.", False),
+    Column("priority", F, "Sort key: higher is more urgent.", False),
+    Column("limits_version", S, "Limits version of the reports.", False),
+]
+
+
+def silver_columns() -> list[Column]:
+    return SILVER_META + _essay_columns() + SILVER_LINKS
+
+
+def tables() -> dict[str, tuple[str, list[Column]]]:
+    """Table name → (path pattern, columns)."""
+    return {
+        "silver_harmonized": ("silver/harmonized/{CLIENT}.parquet", silver_columns()),
+        "stewart_limits": ("silver/stewart_limits/{client}/{version}/stewart_limits.parquet", LIMITS),
+        "classified_reports": ("gold/{client}/classified_reports.parquet", silver_columns() + CLASSIFICATION),
+        "machine_status_current": ("gold/{client}/machine_status_current.parquet", MACHINE_STATUS),
+    }
+
+
+def arrow_schema(table: str) -> pa.Schema:
+    return pa.schema([pa.field(c.name, c.type, c.nullable) for c in tables()[table][1]])
+
+
+class ContractError(ValueError):
+    """A frame that does not meet its table's contract."""
+
+
+def conform(df: pd.DataFrame, table: str) -> pd.DataFrame:
+    """Check required columns, types and non-null columns; return the contract's columns in order.
+
+    Extra columns are kept after the contract's (additive evolution); a missing or mistyped column,
+    or a null in a non-null column, raises :class:`ContractError` naming them.
+    """
+    cols = tables()[table][1]
+    missing = [c.name for c in cols if c.name not in df.columns]
+    if missing:
+        raise ContractError(f"{table}: missing columns {missing}")
+    problems = []
+    for c in cols:
+        s = df[c.name]
+        if not c.nullable and s.isna().any():
+            problems.append(f"{c.name} has {int(s.isna().sum())} nulls")
+        kind = s.dtype.kind
+        ok = {
+            S: pd.api.types.is_string_dtype(s) or s.isna().all(),
+            F: kind == "f" or s.isna().all(),
+            I64: kind in "iu",
+            B: kind == "b" or str(s.dtype) == "boolean",
+            TS: kind == "M",
+        }.get(c.type, True)
+        if not ok:
+            problems.append(f"{c.name} has dtype {s.dtype}, expected {c.type}")
+    if problems:
+        raise ContractError(f"{table}: " + "; ".join(problems))
+    names = [c.name for c in cols]
+    return df[names + [c for c in df.columns if c not in names]]
+
+
+def render_markdown() -> str:
+    lines = [
+        "# Data contracts",
+        "",
+        "<!-- Generated by `python -m oil_analysis.contracts`; do not edit by hand. -->",
+        "",
+        f"Schema version **{SCHEMA_VERSION}**; essay catalog **{load_catalog().version}**. Evolution is "
+        "additive only: columns are never removed or retyped (a test compares with "
+        "`oil_analysis/reference/contracts_snapshot.json`). Parquet, zstd; one file per client.",
+        "",
+    ]
+    for name, (path, cols) in tables().items():
+        lines += [
+            f"## {name}",
+            "",
+            f"`{path}`",
+            "",
+            "| column | type | null | meaning |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| `{c.name}` | {c.type} | {'yes' if c.nullable else 'no'} | {c.description} |" for c in cols
+        ]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def snapshot() -> dict:
+    return {name: {c.name: str(c.type) for c in cols} for name, (_, cols) in tables().items()}
+
+
+def load_snapshot() -> dict:
+    return json.loads(
+        resources.files("oil_analysis.reference").joinpath("contracts_snapshot.json").read_text()
+    )
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--snapshot"]:
+        print(json.dumps(snapshot(), indent=2, sort_keys=True))
+    else:
+        sys.stdout.write(render_markdown())

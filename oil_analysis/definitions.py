@@ -1,0 +1,27 @@
+"""The code location: assets, resources and jobs assembled in one place."""
+
+from __future__ import annotations
+
+from dagster import AssetSelection, Definitions, define_asset_job, load_assets_from_modules
+
+from .assets import bronze, gold, silver
+from .assets.common import client_partitions
+from .resources.storage import StorageResource
+from .storage.io_manager import LayoutIOManager
+
+all_assets = load_assets_from_modules([bronze, silver, gold])
+
+oil_analysis_job = define_asset_job(
+    "oil_analysis_job",
+    selection=AssetSelection.all(),
+    partitions_def=client_partitions,
+    description="Bronze → silver → gold for one client partition.",
+)
+
+storage = StorageResource()
+
+defs = Definitions(
+    assets=all_assets,
+    jobs=[oil_analysis_job],
+    resources={"storage": storage, "layout_io_manager": LayoutIOManager(storage=storage)},
+)

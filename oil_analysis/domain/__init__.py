@@ -1,0 +1,1 @@
+"""Pure domain core: lab readers, harmonization, limits, classification. No dagster import."""

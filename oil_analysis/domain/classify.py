@@ -1,0 +1,285 @@
+"""Silver samples + limits → classified reports (one row per sample).
+
+Every reading beyond a limit is a *breach* with a level (marginal / condemning / critical), a
+direction and a kind (``level``: the reading itself; ``trend``: its change since the previous
+sample of the same unit and component). Each breach carries its points::
+
+    points = level_points[level] × weight(essay group) × (trend_weight if kind == 'trend')
+             × (secondary_factor if another breach of the same group in the sample scores higher)
+
+``severity_score`` is exactly the sum of the points in ``breached_essays`` and ``report_status``
+cuts it: Normal < ``alerta_cut`` ≤ Alerta < ``anormal_cut`` ≤ Anormal. Additive essays are
+recorded with 0 points: additive levels describe the oil formulation, not the machine.
+
+The comparison rule (strict or inclusive) is read from the limits table, so classification can
+never disagree with the rule the limits were computed for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .catalog import Catalog
+from .limits import ALL_STRATA, LEVELS, params_from_dict, trend_deltas
+
+STATUSES = ("Normal", "Alerta", "Anormal")
+CLASSIFIED_COLUMNS = [
+    "breached_essays", "essays_broken", "wear_essays_broken", "severity_score", "report_status",
+    "limits_version",
+]
+
+
+# Weight of each catalog group. Additives are recorded but never score; a positive water, fuel or
+# glycol flag is a condemning finding by itself (P = 3 points x 3 = 9, E = 18).
+DEFAULT_GROUP_WEIGHTS = {
+    "wear": 1.0, "contaminant": 0.5, "additive": 0.0, "physicochemical": 1.0,
+    "particle": 0.5, "visual": 1.0, "flag": 3.0,
+}
+
+
+@dataclass(frozen=True)
+class ClassificationParams:
+    """Points and cut-offs of the report classification (defaults: docs/CLASSIFICATION.md)."""
+
+    # Points of one breach at marginal / condemning / critical level, before weights.
+    level_points: tuple[float, float, float] = (1.0, 3.0, 6.0)
+    # Weight of each catalog group (a group missing here takes its DEFAULT_GROUP_WEIGHTS value).
+    group_weights: tuple[tuple[str, float], ...] = tuple(DEFAULT_GROUP_WEIGHTS.items())
+    # Per-essay overrides of the group weight. The PQ index measures ferrous wear debris: it
+    # weighs like a wear metal. Raw particle counts duplicate the ISO 4406 code built from them and
+    # ferrography figures are rare: recorded, 0 points.
+    essay_weights: tuple[tuple[str, float], ...] = (
+        ("pq_index", 1.0),
+        ("pc_4um", 0.0), ("pc_6um", 0.0), ("pc_10um", 0.0), ("pc_14um", 0.0), ("pc_18um", 0.0),
+        ("pc_21um", 0.0), ("pc_38um", 0.0), ("pc_50um", 0.0), ("pc_70um", 0.0), ("particles_total", 0.0),
+        ("ferro_cutting", 0.0), ("ferro_fatigue", 0.0), ("ferro_sliding", 0.0), ("ferro_nonmetallic", 0.0),
+        ("nonmetallic", 0.0), ("fatigue", 0.0), ("fibers", 0.0),
+    )
+    # Multiplier of trend (rate-of-change) breaches; 0 switches trends off.
+    trend_weight: float = 0.5
+    # A previous sample older than this does not make a trend (same default as LimitParams).
+    trend_max_days: int = 120
+    # Within one sample and group, every breach after the highest-scoring one is multiplied by this
+    # (correlated readings — Fe and Cr, or the three ISO code numbers — are one finding, not three).
+    secondary_factor: float = 0.5
+    # Where the secondary factor applies: within each catalog 'group' of a sample, or the whole 'sample'.
+    secondary_scope: str = "group"
+    # Normal < alerta_cut <= Alerta < anormal_cut <= Anormal.
+    alerta_cut: float = 4.0
+    anormal_cut: float = 10.0
+
+    def weight(self, essay: str, group: str) -> float:
+        over = dict(self.essay_weights)
+        if essay in over:
+            return float(over[essay])
+        return float(dict(self.group_weights).get(group, DEFAULT_GROUP_WEIGHTS.get(group, 1.0)))
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ClassificationParams:
+        """Build from plain config values (lists become tuples); unknown keys are an error."""
+        return params_from_dict(cls, values)
+
+
+# v2.0 reference scoring (DOMAIN.md §4.1-4.2): 1/3/5 points, every element counts, Anormal >= 9.
+REFERENCE_V2_CLASSIFICATION = ClassificationParams(
+    level_points=(1.0, 3.0, 5.0),
+    group_weights=(("wear", 1.0), ("contaminant", 1.0), ("additive", 1.0)), essay_weights=(),
+    trend_weight=0.0, secondary_factor=1.0, alerta_cut=3.0, anormal_cut=9.0,
+)
+
+
+_BREACH_COLUMNS = ["row", "essay", "group", "value", "limit", "level", "direction", "kind", "points"]
+_KEYS = ["client", "machine", "component"]
+
+
+def _row_groups(silver: pd.DataFrame, limits: pd.DataFrame) -> tuple[np.ndarray, int, dict]:
+    """Code every silver row by its limit group. Returns (codes, n_groups, {(client, machine,
+    component): code}); rows of a group without limits get code n_groups (the "no limit" slot)."""
+    cols = ["client", "machineName", "componentNameNormalized"]
+    grouped = silver[cols].astype(str).groupby(cols, sort=True)
+    row_code = grouped.ngroup().to_numpy()
+    uniq = grouped.size().index.to_frame(index=False)
+    uniq.columns = _KEYS
+    known = limits[_KEYS].astype(str).drop_duplicates()
+    uniq["has"] = uniq.merge(known.assign(has=True), on=_KEYS, how="left")["has"].fillna(False).to_numpy()
+    mapping = {tuple(k): i for i, k in enumerate(uniq[_KEYS].itertuples(index=False, name=None))}
+    codes = np.where(uniq["has"].to_numpy(bool)[row_code], row_code, len(uniq))
+    return codes, len(uniq), mapping
+
+
+def _limit_array(rows: pd.DataFrame, n_groups: int, mapping: dict) -> np.ndarray:
+    """Limits of one (kind, essay, direction, stratum) as an array (n_groups + 1, 3), NaN when absent."""
+    arr = np.full((n_groups + 1, 3), np.nan)
+    keys = rows[_KEYS].astype(str).itertuples(index=False, name=None)
+    ids = np.fromiter((mapping.get(k, n_groups) for k in keys), dtype=int, count=len(rows))
+    arr[ids] = rows[list(LEVELS)].to_numpy(float)
+    arr[n_groups] = np.nan
+    return arr
+
+
+def _breach_levels(value: np.ndarray, lim: np.ndarray, upper: bool, strict: bool) -> np.ndarray:
+    """0 none, 1 marginal, 2 condemning, 3 critical (limits are monotone, so counting works)."""
+    with np.errstate(invalid="ignore"):
+        if upper:
+            hits = value[:, None] > lim if strict else value[:, None] >= lim
+        else:
+            hits = value[:, None] < lim if strict else value[:, None] <= lim
+    return hits.sum(axis=1)
+
+
+def _comparison(limits: pd.DataFrame) -> bool:
+    """True for the strict rule. The limits table says which rule its limits were made for."""
+    rules = set(limits["comparison"].dropna()) if "comparison" in limits else set()
+    if len(rules) > 1:
+        raise ValueError(f"limits mix comparison rules {sorted(rules)}")
+    return (rules.pop() if rules else "strict") != "inclusive"
+
+
+def find_breaches(silver: pd.DataFrame, limits: pd.DataFrame, catalog: Catalog,
+                  params: ClassificationParams | None = None) -> pd.DataFrame:
+    """All breaches of all samples, long: row (position in ``silver``), essay, group, value, limit,
+    level, direction, kind, points (categorical text columns). Sorted by row, points (desc), essay."""
+    params = params or ClassificationParams()
+    if silver.empty or limits.empty:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in _BREACH_COLUMNS})
+    strict = _comparison(limits)
+    codes, n_groups, mapping = _row_groups(silver, limits)
+    strata = limits["stratum"].astype(str) if "stratum" in limits else pd.Series(ALL_STRATA, index=limits.index)
+    hours = (silver["oilHourRange"].astype(str).to_numpy()
+             if (strata != ALL_STRATA).any() and "oilHourRange" in silver else None)
+    trend_essays = sorted(set(limits.loc[limits["kind"] == "trend", "essay"]) & set(silver.columns))
+    deltas = (trend_deltas(silver, trend_essays, params.trend_max_days)
+              if trend_essays and params.trend_weight != 0 else None)
+
+    combos, found = [], []  # combos: (essay, group, direction, kind); found: arrays per combo
+    points_by_level = np.asarray(params.level_points, float)
+    for (kind, essay, direction), rows in limits.groupby(["kind", "essay", "direction"], sort=True):
+        if essay not in silver.columns or (kind == "trend" and deltas is None):
+            continue
+        value = (deltas[essay] if kind == "trend" else silver[essay]).to_numpy(float)
+        row_strata = strata.loc[rows.index]
+        lim = _limit_array(rows[row_strata == ALL_STRATA], n_groups, mapping)[codes]
+        if hours is not None:
+            for name, srows in rows[row_strata != ALL_STRATA].groupby(row_strata[row_strata != ALL_STRATA]):
+                slim = _limit_array(srows, n_groups, mapping)[codes]
+                use = (hours == name) & ~np.isnan(slim[:, 0])
+                lim[use] = slim[use]
+        level = _breach_levels(value, lim, direction == "upper", strict)
+        hit = np.flatnonzero(level > 0)
+        if not len(hit):
+            continue
+        group = catalog.group(essay)
+        weight = params.weight(essay, group) * (params.trend_weight if kind == "trend" else 1.0)
+        lv = level[hit]
+        combos.append((essay, group, direction, kind))
+        found.append((hit, np.full(len(hit), len(combos) - 1), lv - 1, value[hit], lim[hit, lv - 1],
+                      points_by_level[lv - 1] * weight))
+    if not found:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in _BREACH_COLUMNS})
+    row, combo, level, value, limit, points = (np.concatenate(a) for a in zip(*found, strict=True))
+    info = pd.DataFrame(combos, columns=["essay", "group", "direction", "kind"])
+    cat_codes = {c: pd.factorize(info[c], sort=True) for c in info.columns}
+    essay_c, group_c, _, kind_c = (cat_codes[c][0][combo] for c in info.columns)
+    if params.secondary_factor != 1.0:
+        # Highest points first within the scope; ties broken by kind then essay (deterministic).
+        scope = group_c if params.secondary_scope == "group" else np.zeros_like(group_c)
+        order = np.lexsort((essay_c, kind_c, -points, scope, row))
+        first = np.ones(len(order), dtype=bool)
+        same = (row[order][1:] == row[order][:-1]) & (scope[order][1:] == scope[order][:-1])
+        first[1:] = ~same
+        factor = np.where(first, 1.0, params.secondary_factor)
+        points = points.copy()
+        points[order] = points[order] * factor
+    order = np.lexsort((kind_c, essay_c, -points, row))
+    combo, level = combo[order], level[order]
+    out = {
+        "row": row[order],
+        **{c: pd.Categorical.from_codes(cat_codes[c][0][combo], cat_codes[c][1]) for c in ("essay", "group")},
+        "value": value[order],
+        "limit": limit[order],
+        "level": pd.Categorical.from_codes(level, list(LEVELS)),
+        **{c: pd.Categorical.from_codes(cat_codes[c][0][combo], cat_codes[c][1]) for c in ("direction", "kind")},
+        "points": points[order],
+    }
+    return pd.DataFrame(out)[_BREACH_COLUMNS]
+
+
+def breaches_json(b: pd.DataFrame, n: int) -> np.ndarray:
+    """Per sample, the JSON list of its breaches ('[]' when none); ``b`` as from find_breaches.
+
+    Built column-wise: the constant text of each (essay, group, level, direction, kind) is made
+    once, the numbers are formatted as arrays, and one join assembles every row's list.
+    """
+    text = np.full(n, "[]", dtype=object)
+    if not len(b):
+        return text
+    kinds = ["essay", "group", "level", "direction", "kind"]
+    key = pd.DataFrame({c: b[c].astype("category").cat.codes for c in kinds})
+    combo = key.groupby(kinds, sort=False).ngroup().to_numpy()
+    firsts = pd.Series(np.arange(len(b))).groupby(combo).first().to_numpy()
+    static = np.array([json.dumps({c: str(b[c].iat[i]) for c in kinds})[:-1] + ', "value": ' for i in firsts],
+                      dtype=object)
+    row = b["row"].to_numpy(int)
+    first = np.r_[True, row[1:] != row[:-1]]
+    last = np.r_[row[1:] != row[:-1], True]
+    # Breach values are always finite: the shortest round-trip text is a valid JSON number.
+    parts = np.empty((len(b), 8), dtype=object)
+    parts[:, 0] = np.where(first, "[", ", ")
+    parts[:, 1] = static[combo]
+    parts[:, 2] = b["value"].to_numpy(float).astype(str)
+    parts[:, 3] = ', "limit": '
+    parts[:, 4] = b["limit"].to_numpy(float).astype(str)
+    parts[:, 5] = ', "points": '
+    parts[:, 6] = b["points"].to_numpy(float).astype(str)
+    parts[:, 7] = np.where(last, "}]\n", "}")
+    text[row[last]] = "".join(parts.ravel().tolist()).split("\n")[:-1]
+    return text
+
+
+def classify_reports(
+    silver: pd.DataFrame,
+    limits: pd.DataFrame,
+    catalog: Catalog,
+    params: ClassificationParams | None = None,
+) -> pd.DataFrame:
+    """Classify every sample. Returns all silver columns (same rows, same order) plus
+    ``CLASSIFIED_COLUMNS``: ``breached_essays`` (JSON list of {essay, group, value, limit, level,
+    direction, kind, points}; for trend breaches value is the change since the previous sample),
+    ``essays_broken`` (breaches with points > 0), ``wear_essays_broken``, ``severity_score`` (sum of
+    the points), ``report_status`` and ``limits_version``."""
+    params = params or ClassificationParams()
+    if params.alerta_cut > params.anormal_cut:
+        raise ValueError("alerta_cut must not exceed anormal_cut")
+    out = silver.copy()
+    n = len(out)
+    b = find_breaches(silver, limits, catalog, params)
+    score = np.zeros(n)
+    broken = np.zeros(n, dtype=int)
+    wear = np.zeros(n, dtype=int)
+    if len(b):
+        rows = b["row"].to_numpy(int)
+        pts = b["points"].to_numpy(float)
+        np.add.at(score, rows, pts)
+        np.add.at(broken, rows[pts > 0], 1)
+        np.add.at(wear, rows[(pts > 0) & (b["group"] == "wear").to_numpy()], 1)
+    score = np.round(score, 6)
+    status = np.where(score >= params.anormal_cut, "Anormal", np.where(score >= params.alerta_cut, "Alerta", "Normal"))
+    out["breached_essays"] = pd.array(breaches_json(b, n), dtype="string")
+    out["essays_broken"] = broken
+    out["wear_essays_broken"] = wear
+    out["severity_score"] = score
+    out["report_status"] = pd.array(status, dtype="string")
+    if len(limits) and "version" in limits:
+        versions = limits.drop_duplicates("client").set_index("client")["version"].astype(str)
+        out["limits_version"] = out["client"].astype(str).map(versions).astype("string")
+    else:
+        out["limits_version"] = pd.array([pd.NA] * n, dtype="string")
+    return out

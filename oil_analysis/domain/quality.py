@@ -1,0 +1,181 @@
+"""Quality of the limits and agreement of the classification with the lab's own verdict.
+
+``limit_quality`` answers two questions about a classified run:
+
+* how often each limit fires (share of samples at each level per component and essay, and the
+  report flag rates) — a percentile limit that fires on far more than 10/5/2 % of samples is
+  suspect;
+* when the lab verdict (``labVerdict``, Finning ``Estado``) is present, how well the score and the
+  status agree with it: ROC AUC of ``severity_score`` for "action or urgent", Spearman correlation
+  with the lab's ordinal class, precision / recall / flag rate of non-Normal reports against
+  "action or urgent", and the precision of Anormal. The maths mirrors ``eval_vs_lab.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from itertools import chain
+
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
+
+from .limits import LEVELS
+
+# Lab verdict → ordinal (accent- and case-insensitive); "Sin comentarios" is not a verdict.
+VERDICT_ORDINAL = {
+    "no se requiere accion": 0,
+    "monitorear compartimento": 1,
+    "accion requerida": 2,
+    "se requiere accion urgente": 3,
+}
+
+
+def _norm(text) -> str | None:
+    if text is None or text is pd.NA or (isinstance(text, float) and np.isnan(text)):
+        return None
+    t = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode()
+    return " ".join(t.lower().split())
+
+
+def lab_ordinal(verdicts: pd.Series) -> pd.Series:
+    """Lab verdict text → 0 none, 1 monitor, 2 action, 3 urgent; NaN when unknown or missing."""
+    uniq = {v: VERDICT_ORDINAL.get(_norm(v), np.nan) for v in verdicts.dropna().unique()}
+    return verdicts.map(uniq).astype(float)
+
+
+def breaches_frame(classified: pd.DataFrame) -> pd.DataFrame:
+    """Explode ``breached_essays`` into one row per breach with ``row`` = position in ``classified``."""
+    text = classified["breached_essays"].astype("string").fillna("[]").to_numpy(dtype=object)
+    lists = json.loads("[" + ",".join(text) + "]")  # one parse for the whole column
+    sizes = np.fromiter((len(x) for x in lists), dtype=int, count=len(lists))
+    b = pd.DataFrame(list(chain.from_iterable(lists)))
+    cols = ["essay", "group", "value", "limit", "level", "direction", "kind", "points"]
+    if b.empty:
+        b = pd.DataFrame({c: pd.Series(dtype="object") for c in cols})
+    b.insert(0, "row", np.repeat(np.arange(len(lists)), sizes))
+    return b
+
+
+def roc_auc(score, truth) -> float:
+    """ROC AUC by the Mann-Whitney U statistic with average ranks (ties count one half)."""
+    score = np.asarray(score, float)
+    truth = np.asarray(truth, bool)
+    n_pos, n_neg = int(truth.sum()), int((~truth).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    r = rankdata(score)
+    return float((r[truth].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def spearman(x, y) -> float:
+    """Spearman rank correlation (Pearson correlation of average ranks)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) < 3:
+        return float("nan")
+    rx, ry = rankdata(x), rankdata(y)
+    if rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def _ratio(a: int, b: int) -> float:
+    return a / b if b else float("nan")
+
+
+def agreement(classified: pd.DataFrame) -> dict:
+    """Agreement of ``severity_score`` / ``report_status`` with the lab verdict (samples with a known
+    verdict only). Positive = lab "action required" or "urgent action"."""
+    ordinal = lab_ordinal(classified["labVerdict"]) if "labVerdict" in classified else pd.Series(dtype=float)
+    known = ordinal.notna().to_numpy()
+    k = classified[known]
+    ordv = ordinal[known].to_numpy(float)
+    score = k["severity_score"].to_numpy(float)
+    status = k["report_status"].astype(str).to_numpy()
+    truth = ordv >= 2
+    flagged = status != "Normal"
+    anormal = status == "Anormal"
+    tp, fp = int((flagged & truth).sum()), int((flagged & ~truth).sum())
+    atp, afp = int((anormal & truth).sum()), int((anormal & ~truth).sum())
+    n, n_pos = len(k), int(truth.sum())
+    confusion = pd.crosstab(pd.Series(status, name="status"), pd.Series(ordv, name="lab"))
+    return {
+        "n": n,
+        "n_action": n_pos,
+        "roc_auc_action": roc_auc(score, truth),
+        "roc_auc_monitor": roc_auc(score, ordv >= 1),
+        "spearman": spearman(score, ordv),
+        "flag_rate": _ratio(int(flagged.sum()), n),
+        "recall": _ratio(tp, n_pos),
+        "precision": _ratio(tp, tp + fp),
+        "anormal_rate": _ratio(int(anormal.sum()), n),
+        "anormal_count": int(anormal.sum()),
+        "anormal_precision": _ratio(atp, atp + afp),
+        "anormal_recall": _ratio(atp, n_pos),
+        "confusion": {str(s): {str(int(c)): int(v) for c, v in row.items()} for s, row in confusion.iterrows()},
+    }
+
+
+def limit_quality(classified: pd.DataFrame, limits: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """Firing rates of the limits and, when lab verdicts are present, agreement figures.
+
+    Returns ``(table, summary)``. ``table`` has one row per (client, machine, component, essay,
+    direction, kind) of ``limits`` with ``samples`` (reports of the group), ``measured`` (reports
+    with the essay), ``share_marginal`` / ``share_condemning`` / ``share_critical`` (share of the
+    measured reports whose breach reached that level) and ``share_breached`` (any level).
+    ``summary`` holds the status shares, flag rates, limits version(s) and ``agreement`` (None
+    without lab verdicts).
+    """
+    keys = ["client", "machine", "component", "essay", "direction", "kind"]
+    df = classified.reset_index(drop=True)
+    comp = pd.DataFrame({
+        "client": df["client"].astype(str), "machine": df["machineName"].astype(str),
+        "component": df["componentNameNormalized"].astype(str),
+    })
+    b = breaches_frame(df)
+    overall = limits[limits["stratum"] == "ALL"] if "stratum" in limits else limits
+    table = overall[keys].drop_duplicates().reset_index(drop=True)
+    samples = comp.groupby(["client", "machine", "component"]).size().rename("samples")
+    table = table.join(samples, on=["client", "machine", "component"])
+    essays = [e for e in table["essay"].unique() if e in df.columns]
+    if essays:
+        measured = (comp.join(df[essays].notna()).groupby(["client", "machine", "component"])[essays].sum()
+                    .stack().rename("measured"))
+        measured.index = measured.index.set_names("essay", level=-1)
+        table = table.join(measured, on=["client", "machine", "component", "essay"])
+    else:
+        table["measured"] = 0
+    if len(b):
+        b = b.join(comp, on="row")
+        counts = b.groupby([*keys, "level"]).size().unstack("level")
+        counts = counts.reindex(columns=list(LEVELS)).fillna(0)
+        table = table.join(counts, on=keys)
+    for lv in LEVELS:
+        if lv not in table:
+            table[lv] = 0.0
+    table[list(LEVELS)] = table[list(LEVELS)].fillna(0.0)
+    for c in ("samples", "measured"):
+        table[c] = table[c].fillna(0).astype(int)
+    denom = table["measured"].where(table["measured"] > 0)
+    for lv in LEVELS:
+        table[f"share_{lv}"] = (table[lv] / denom).fillna(0.0)
+    table["share_breached"] = table[[f"share_{lv}" for lv in LEVELS]].sum(axis=1)
+    table = table.drop(columns=list(LEVELS)).sort_values(keys, kind="mergesort").reset_index(drop=True)
+
+    status = df["report_status"].astype(str)
+    n = len(df)
+    by_component = (pd.crosstab(comp["component"], status, normalize="index")
+                    .reindex(columns=["Normal", "Alerta", "Anormal"], fill_value=0.0))
+    summary = {
+        "samples": n,
+        "status_share": {s: _ratio(int((status == s).sum()), n) for s in ("Normal", "Alerta", "Anormal")},
+        "flag_rate": _ratio(int((status != "Normal").sum()), n),
+        "anormal_rate": _ratio(int((status == "Anormal").sum()), n),
+        "status_share_by_component": {c: {s: float(v) for s, v in r.items()} for c, r in by_component.iterrows()},
+        "limits_version": sorted(set(limits["version"].dropna().astype(str))) if "version" in limits else [],
+        "agreement": None,
+    }
+    if "labVerdict" in df and lab_ordinal(df["labVerdict"]).notna().any():
+        summary["agreement"] = agreement(df)
+    return table, summary

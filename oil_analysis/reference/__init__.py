@@ -1,0 +1,1 @@
+"""Versioned reference data shipped with the product: essay catalog, name mappings, clients."""

@@ -1,0 +1,57 @@
+"""The layout of the data root: every path the product reads or writes, relative to the root.
+
+bronze/{client}/...                                   raw lab files, any depth
+bronze/_registry/{client}/registry.parquet            one row per raw file seen (sha256, status)
+bronze/_registry/{client}/parsed/{sha256}.parquet     tidy samples parsed from one file content
+bronze/_quarantine/{client}/{file} + .reason.json     unreadable files and why
+silver/harmonized/{CLIENT}.parquet                    harmonized samples
+silver/rejects/{client}.parquet                       rows dropped by the last run, with reasons
+silver/stewart_limits/{client}/{version}/stewart_limits.json|.parquet
+silver/stewart_limits/{client}/latest.json            names the current version
+gold/{client}/classified_reports.parquet
+gold/{client}/machine_status_current.parquet
+gold/{client}/limit_quality.parquet
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+BRONZE = "bronze"
+RESERVED_BRONZE = ("_registry", "_quarantine")
+
+
+def bronze_dir(client: str) -> str:
+    return f"{BRONZE}/{client}"
+
+
+def registry_path(client: str) -> str:
+    return f"{BRONZE}/_registry/{client}/registry.parquet"
+
+
+def parsed_path(client: str, sha256: str) -> str:
+    return f"{BRONZE}/_registry/{client}/parsed/{sha256}.parquet"
+
+
+def quarantine_path(client: str, key: str) -> str:
+    return f"{BRONZE}/_quarantine/{client}/{posixpath.basename(key)}"
+
+
+def harmonized_path(client: str) -> str:
+    return f"silver/harmonized/{client.upper()}.parquet"
+
+
+def rejects_path(client: str) -> str:
+    return f"silver/rejects/{client}.parquet"
+
+
+def limits_dir(client: str, version: str) -> str:
+    return f"silver/stewart_limits/{client}/{version}"
+
+
+def limits_latest(client: str) -> str:
+    return f"silver/stewart_limits/{client}/latest.json"
+
+
+def gold_path(client: str, name: str) -> str:
+    return f"gold/{client}/{name}.parquet"

@@ -1,0 +1,128 @@
+"""The Finning reader on the real shared workbooks: every format quirk of DOMAIN.md §1.1."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from python_calamine import CalamineWorkbook
+
+from oil_analysis.domain.labs.common import parse_flags, parse_numbers
+from oil_analysis.domain.labs.finning import read_finning_workbook
+from oil_analysis.domain.labs.particles import parse_particle_field
+
+from .conftest import needs_shared, real_workbooks
+
+
+@pytest.fixture(scope="module")
+def real():
+    results = [read_finning_workbook(str(p)) for p in real_workbooks()]
+    return results, pd.concat([r.samples for r in results], ignore_index=True)
+
+
+@needs_shared
+def test_one_row_per_real_sample_and_empty_second_row_skipped(real):
+    results, samples = real
+    assert len(samples) == 1945
+    assert samples["sampleNumber"].is_unique
+    assert all(r.info["empty_rows_skipped"] == 1 for r in results)
+    assert all(len(r.rejects) == 0 for r in results)
+    # Excel row numbers: the first sample sits on row 3 (row 2 is the empty one).
+    assert sorted(samples.groupby("sourceFile")["sourceRow"].min().unique()) == [3]
+
+
+@needs_shared
+def test_repeated_element_columns_agree_and_one_is_kept(real):
+    results, samples = real
+    path = str(real_workbooks()[0])
+    header = CalamineWorkbook.from_path(path).get_sheet_by_name("OIL").to_python()[0]
+    assert header.count("Si") == 3 and header.count("Fe") == 2 and header.count("Estado") == 2
+    assert all(r.info["repeated_column_disagreements"] == {} for r in results)
+    assert samples["si"].notna().sum() > 1900 and samples["fe"].notna().sum() > 1900
+
+
+@needs_shared
+def test_lab_verdict_is_first_estado_not_sample_state(real):
+    _, samples = real
+    verdicts = set(samples["labVerdict"].dropna())
+    assert "Nuevo" not in verdicts
+    assert {"No se requiere acción", "Monitorear Compartimento", "Acción requerida"} <= verdicts
+    assert samples["labComment"].notna().all()
+
+
+@needs_shared
+def test_letter_flags_become_ordered_levels(real):
+    _, samples = real
+    assert set(samples["water"].dropna().unique()) <= {0.0, 1.0, 2.0, 3.0}
+    assert (samples["water"] >= 1).sum() == 30  # 21 T + 8 P + 1 E in the three trucks
+    assert (samples["fuel"] == 2).sum() == 6
+    assert samples["glycol"].isna().sum() > 1000  # A is mostly empty: kept as missing, not 0
+
+
+@needs_shared
+def test_water_excessive_means_no_elements(real):
+    _, samples = real
+    e = samples[samples["water"] == 3]
+    assert len(e) == 1 and e["fe"].isna().all() and e["visc_100c"].isna().all()
+
+
+@needs_shared
+def test_iso_field_split_into_code_or_visual(real):
+    _, samples = real
+    iso = samples[samples["isoCode"].notna()]
+    assert (iso["iso_4um"] >= iso["iso_6um"]).all() and (iso["iso_6um"] >= iso["iso_14um"]).all()
+    assert iso["particleCode"].isna().all() and iso["debris_magnetic"].isna().all()
+    vis = samples[samples["particleCode"].notna()]
+    assert vis["isoCode"].isna().all() and vis["iso_4um"].isna().all()
+    assert (vis.loc[vis["particleCode"] == "S-M", "debris_magnetic"] == 1).all()
+    assert (vis.loc[vis["particleCode"] == "G-NM1", "debris_nonmagnetic"] == 1).all()
+    assert vis.loc[vis["particleCode"].str.contains("H2O"), "countPreventedByWater"].all()
+    assert len(iso) + len(vis) == 1244
+
+
+@needs_shared
+def test_text_columns_keep_values_not_nan_strings(real):
+    _, samples = real
+    assert not samples["oilType"].isin(["nan", "None"]).any()
+    assert set(samples["oilWeight"].dropna().unique()) >= {"60", "30", "10W", "15W-40"}
+    assert samples["sampleDate"].dtype.kind == "M" and samples["sampleDate"].notna().all()
+
+
+@needs_shared
+def test_coolant_sheet_ignored_with_count(real):
+    results, _ = real
+    assert sum(r.info["coolant_samples_ignored"] for r in results) == 41
+
+
+def test_particle_codes_and_typos():
+    assert parse_particle_field("22/19/14")[:5] == ("22/19/14", None, 22.0, 19.0, 14.0)
+    assert parse_particle_field("G/NM1")[1] == "G-NM1"
+    assert parse_particle_field("GNM-1")[1] == "G-NM1"
+    code = parse_particle_field("S-M/G-M2")
+    assert code[1] == "S-M/G-M2" and code[5] == 2.0 and code[6] == 0.0
+    assert parse_particle_field("H2O / G-NM1")[7] is True
+    with pytest.raises(ValueError, match="unknown particle code"):
+        parse_particle_field("XYZ??")
+
+
+def test_number_parsing_keeps_censoring_signs_and_commas():
+    value, censor, bad = parse_numbers(pd.Series(["<0.05", ">100", "-3,5", "12", None, "abc", 7.0]))
+    assert value.tolist()[:4] == [0.05, 100.0, -3.5, 12.0]
+    assert np.isnan(value[4]) and np.isnan(value[5]) and value[6] == 7.0
+    assert censor.tolist()[:4] == ["<", ">", "", ""]
+    assert bad.tolist() == [False, False, False, False, False, True, False]
+
+
+def test_flag_parsing():
+    level, bad = parse_flags(pd.Series(["N", "t", "P", "E", None, "X"]))
+    assert level.tolist()[:4] == [0, 1, 2, 3] and np.isnan(level[4])
+    assert bad.tolist() == [False] * 5 + [True]
+
+
+def test_censored_markers_are_json(tmp_path):
+    from oil_analysis.domain.labs.common import censored_json
+
+    out = censored_json({"fe": pd.Series(["<", ""]), "si": pd.Series([">", ""])}, pd.RangeIndex(2))
+    assert json.loads(out[0]) == {"fe": "<", "si": ">"} and pd.isna(out[1])

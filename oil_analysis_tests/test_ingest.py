@@ -1,0 +1,95 @@
+"""Bronze ingestion: parse once per content, quarantine bad files with a reason, keep the rest."""
+
+from __future__ import annotations
+
+import json
+
+from oil_analysis.domain.clients import load_clients
+from oil_analysis.ingest import ingest_client, load_parsed
+from oil_analysis.storage.filesystem import Storage
+
+from .builders import finning_row, write_finning
+
+CDA = load_clients()["cda"]
+
+
+def test_good_file_parsed_once_then_reused(data_root):
+    write_finning(
+        data_root / "bronze/cda/2024-01-01/T-01.xlsx", [finning_row(i) for i in range(5)], coolant_rows=2
+    )
+    store = Storage.local(str(data_root))
+    first = ingest_client(store, CDA, workers=1)
+    assert first.parsed_now == 1 and first.registry.iloc[0]["status"] == "ok"
+    assert first.registry.iloc[0]["rows_parsed"] == 5
+    store.write_parquet("bronze/_registry/cda/registry.parquet", first.registry)
+    second = ingest_client(store, CDA, workers=1)
+    assert second.parsed_now == 0 and second.reused == 1
+    samples, rejects = load_parsed(store, second.registry)
+    assert len(samples) == 1 and len(samples[0]) == 5 and len(rejects) == 0
+    assert samples[0]["sourceFile"].iloc[0] == "bronze/cda/2024-01-01/T-01.xlsx"
+
+
+def test_identical_copy_under_other_name_is_not_parsed_again(data_root):
+    rows = [finning_row(i) for i in range(3)]
+    write_finning(data_root / "bronze/cda/a/T-01.xlsx", rows)
+    store = Storage.local(str(data_root))
+    reg = ingest_client(store, CDA, workers=1).registry
+    store.write_parquet("bronze/_registry/cda/registry.parquet", reg)
+    (data_root / "bronze/cda/b").mkdir()
+    (data_root / "bronze/cda/b/T-01-copy.xlsx").write_bytes(
+        (data_root / "bronze/cda/a/T-01.xlsx").read_bytes()
+    )
+    batch = ingest_client(store, CDA, workers=1)
+    assert batch.parsed_now == 0 and len(batch.registry) == 2
+
+
+def test_corrupt_file_quarantined_and_others_still_read(data_root):
+    write_finning(data_root / "bronze/cda/T-01.xlsx", [finning_row(i) for i in range(4)])
+    (data_root / "bronze/cda/T-02.xlsx").write_bytes(b"PK\x03\x04 truncated zip")
+    store = Storage.local(str(data_root))
+    batch = ingest_client(store, CDA, workers=2)
+    reg = batch.registry.set_index("key")
+    assert reg.loc["bronze/cda/T-01.xlsx", "status"] == "ok"
+    assert reg.loc["bronze/cda/T-02.xlsx", "status"] == "quarantined"
+    reason = json.loads((data_root / "bronze/_quarantine/cda/T-02.xlsx.reason.json").read_text())
+    assert reason["file"] == "T-02.xlsx" and "not a readable .xlsx" in reason["error"]
+    assert (data_root / "bronze/_quarantine/cda/T-02.xlsx").read_bytes() == b"PK\x03\x04 truncated zip"
+
+
+def test_missing_oil_sheet_and_missing_column_name_sheet_and_column(data_root):
+    write_finning(data_root / "bronze/cda/no_oil.xlsx", [finning_row(1)], sheet="DATA")
+    header = [h for h in write_finning.__globals__["FINNING_HEADER"] if h != "Compartimento"]
+    write_finning(data_root / "bronze/cda/no_comp.xlsx", [finning_row(1)], header=header)
+    store = Storage.local(str(data_root))
+    q = {x["key"]: x for x in ingest_client(store, CDA, workers=1).quarantined_now}
+    assert (
+        q["bronze/cda/no_oil.xlsx"]["sheet"] == "OIL"
+        and "no sheet 'OIL'" in q["bronze/cda/no_oil.xlsx"]["error"]
+    )
+    miss = q["bronze/cda/no_comp.xlsx"]
+    assert miss["column"] == "Compartimento" and miss["row"] == 1 and miss["sheet"] == "OIL"
+
+
+def test_bad_cell_rejects_only_its_row_with_file_row_column(data_root):
+    rows = [finning_row(i) for i in range(4)]
+    rows[2]["Fe"] = "n/a"
+    write_finning(data_root / "bronze/cda/T-01.xlsx", rows)
+    store = Storage.local(str(data_root))
+    batch = ingest_client(store, CDA, workers=1)
+    samples, rejects = load_parsed(store, batch.registry)
+    assert len(samples[0]) == 3
+    r = rejects.iloc[0]
+    assert r["file"] == "bronze/cda/T-01.xlsx" and int(r["row"]) == 5 and r["column"] == "Fe"
+    assert r["reason"] == "expected a number" and r["value"] == "n/a"
+
+
+def test_zero_byte_wrong_format_and_oversize(data_root):
+    (data_root / "bronze/cda").mkdir(parents=True)
+    (data_root / "bronze/cda/empty.xlsx").write_bytes(b"")
+    (data_root / "bronze/cda/notes.csv").write_text("a,b\n1,2\n")
+    (data_root / "bronze/cda/big.xlsx").write_bytes(b"x" * 3_000_000)
+    store = Storage.local(str(data_root))
+    q = {x["key"]: x["error"] for x in ingest_client(store, CDA, workers=1, max_file_mb=2).quarantined_now}
+    assert "0 bytes" in q["bronze/cda/empty.xlsx"]
+    assert "wrong lab format" in q["bronze/cda/notes.csv"]
+    assert "over the 2 MB limit" in q["bronze/cda/big.xlsx"]
