@@ -132,10 +132,34 @@ CLASSIFICATION = [
         False,
     ),
     Column("essays_broken", I64, "Number of breaches.", False),
+    Column("wear_essays_broken", I64, "Number of breaches of wear essays.", False),
     Column("severity_score", F, "Sum of the breach points (higher is worse).", False),
     Column("report_status", S, "`Normal` / `Alerta` / `Anormal` from the score cut-offs.", False),
     Column("limits_version", S, "Version of the limits the report was classified with.", False),
 ]
+
+
+def _advice(prefix: str, subject: str) -> list[Column]:
+    return [
+        Column(
+            f"{prefix}ai_recommendation", S, f"Maintenance recommendation for the {subject} (Spanish).", False
+        ),
+        Column(
+            f"{prefix}ai_source",
+            S,
+            "`llm` / `cache` / `fallback` / `offline` / `normal` (docs/ADVISOR.md).",
+            False,
+        ),
+        Column(f"{prefix}ai_model", S, "Model that wrote the text, or `offline-advisor`.", False),
+        Column(f"{prefix}ai_prompt_version", S, "Prompt version (`advice-v1-…`) or `offline-v1`.", False),
+        Column(
+            f"{prefix}ai_generated_at", TS, "When the model answered (UTC); null for offline/normal texts."
+        ),
+        Column(f"{prefix}ai_error", S, "Error class when the LLM call fell back to the offline advisor."),
+        Column(f"{prefix}ai_input_hash", S, "sha256 cache key of the prompt inputs; null for normal texts."),
+    ]
+
+
 MACHINE_STATUS = [
     Column("client", S, "Client key in upper case.", False),
     Column("unitId", S, "Unit id.", False),
@@ -158,6 +182,20 @@ MACHINE_STATUS = [
     Column("priority", F, "Sort key: higher is more urgent.", False),
     Column("limits_version", S, "Limits version of the reports.", False),
 ]
+LIMIT_QUALITY = [
+    Column("client", S, "Client key in upper case.", False),
+    Column("machine", S, "machineName.", False),
+    Column("component", S, "componentNameNormalized.", False),
+    Column("essay", S, "Catalog essay key.", False),
+    Column("direction", S, "`upper` / `lower`.", False),
+    Column("kind", S, "`level` / `trend`.", False),
+    Column("samples", I64, "Reports of the group.", False),
+    Column("measured", I64, "Reports with a reading of the essay.", False),
+    Column("share_marginal", F, "Share of measured reports at marginal level.", False),
+    Column("share_condemning", F, "... at condemning level.", False),
+    Column("share_critical", F, "... at critical level.", False),
+    Column("share_breached", F, "Share of measured reports beyond the marginal limit.", False),
+]
 
 
 def silver_columns() -> list[Column]:
@@ -169,8 +207,15 @@ def tables() -> dict[str, tuple[str, list[Column]]]:
     return {
         "silver_harmonized": ("silver/harmonized/{CLIENT}.parquet", silver_columns()),
         "stewart_limits": ("silver/stewart_limits/{client}/{version}/stewart_limits.parquet", LIMITS),
-        "classified_reports": ("gold/{client}/classified_reports.parquet", silver_columns() + CLASSIFICATION),
-        "machine_status_current": ("gold/{client}/machine_status_current.parquet", MACHINE_STATUS),
+        "classified_reports": (
+            "gold/{client}/classified_reports.parquet",
+            silver_columns() + CLASSIFICATION + _advice("", "sample's compartment"),
+        ),
+        "machine_status_current": (
+            "gold/{client}/machine_status_current.parquet",
+            MACHINE_STATUS + _advice("machine_", "machine as a whole"),
+        ),
+        "limit_quality": ("gold/{client}/limit_quality.parquet", LIMIT_QUALITY),
     }
 
 

@@ -6,6 +6,7 @@ from dagster import AssetSelection, Definitions, define_asset_job, load_assets_f
 
 from .assets import bronze, gold, silver
 from .assets.common import client_partitions
+from .resources.llm import LLMResource
 from .resources.storage import StorageResource
 from .storage.io_manager import LayoutIOManager
 
@@ -18,10 +19,11 @@ oil_analysis_job = define_asset_job(
     description="Bronze → silver → gold for one client partition.",
 )
 
-storage = StorageResource()
 
-defs = Definitions(
-    assets=all_assets,
-    jobs=[oil_analysis_job],
-    resources={"storage": storage, "layout_io_manager": LayoutIOManager(storage=storage)},
-)
+def build_resources(data_root: str = "") -> dict:
+    """The resources of the code location; ``data_root`` overrides OIL_DATA_ROOT (tests)."""
+    storage = StorageResource(data_root=data_root)
+    return {"storage": storage, "layout_io_manager": LayoutIOManager(storage=storage), "llm": LLMResource()}
+
+
+defs = Definitions(assets=all_assets, jobs=[oil_analysis_job], resources=build_resources())

@@ -53,3 +53,5 @@ def demo_root(data_root) -> pathlib.Path:
 
 
 os.environ.setdefault("DAGSTER_HOME", str(REPO / ".dagster_home"))
+# Never call a real LLM API from the tests, whatever the developer's shell holds.
+os.environ["OIL_LLM_OFFLINE"] = "true"

@@ -21,13 +21,34 @@ CATALOG = load_catalog()
 BREACH_KEYS = {"essay", "group", "value", "limit", "level", "direction", "kind", "points"}
 
 
-def limit(essay: str, marginal: float, condemning: float, critical: float, direction: str = "upper",
-          kind: str = "level", component: str = "motor", stratum: str = "ALL", comparison: str = "strict") -> dict:
+def limit(
+    essay: str,
+    marginal: float,
+    condemning: float,
+    critical: float,
+    direction: str = "upper",
+    kind: str = "level",
+    component: str = "motor",
+    stratum: str = "ALL",
+    comparison: str = "strict",
+) -> dict:
     return {
-        "client": "CDA", "machine": "camion", "component": component, "stratum": stratum, "essay": essay,
-        "group": CATALOG.group(essay), "limit_method": CATALOG.table.at[essay, "limit_method"], "kind": kind,
-        "direction": direction, "marginal": marginal, "condemning": condemning, "critical": critical,
-        "baseline": np.nan, "sample_count": 100, "comparison": comparison, "version": "limits-test",
+        "client": "CDA",
+        "machine": "camion",
+        "component": component,
+        "stratum": stratum,
+        "essay": essay,
+        "group": CATALOG.group(essay),
+        "limit_method": CATALOG.table.at[essay, "limit_method"],
+        "kind": kind,
+        "direction": direction,
+        "marginal": marginal,
+        "condemning": condemning,
+        "critical": critical,
+        "baseline": np.nan,
+        "sample_count": 100,
+        "comparison": comparison,
+        "version": "limits-test",
         "computed_at": pd.Timestamp("2025-01-01"),
     }
 
@@ -39,19 +60,21 @@ def limits(*rows: dict) -> pd.DataFrame:
 def samples(component: str = "motor", unit: str = "T_01", chained: bool = False, **essays) -> pd.DataFrame:
     n = len(next(iter(essays.values())))
     numbers = [f"S{unit}{component[:3]}{i:04d}" for i in range(n)]
-    return pd.DataFrame({
-        "client": "CDA",
-        "sampleNumber": numbers,
-        "sampleDate": pd.date_range("2024-01-01", periods=n, freq="7D"),
-        "unitId": unit,
-        "machineName": "camion",
-        "componentName": component,
-        "componentNameNormalized": component,
-        "oilHourRange": "LT_1000",
-        "previousSampleNumber": [None, *numbers[:-1]] if chained else [None] * n,
-        "daysSincePrevious": ([np.nan] + [7.0] * (n - 1)) if chained else [np.nan] * n,
-        **{k: np.asarray(v, dtype=float) for k, v in essays.items()},
-    })
+    return pd.DataFrame(
+        {
+            "client": "CDA",
+            "sampleNumber": numbers,
+            "sampleDate": pd.date_range("2024-01-01", periods=n, freq="7D"),
+            "unitId": unit,
+            "machineName": "camion",
+            "componentName": component,
+            "componentNameNormalized": component,
+            "oilHourRange": "LT_1000",
+            "previousSampleNumber": [None, *numbers[:-1]] if chained else [None] * n,
+            "daysSincePrevious": ([np.nan] + [7.0] * (n - 1)) if chained else [np.nan] * n,
+            **{k: np.asarray(v, dtype=float) for k, v in essays.items()},
+        }
+    )
 
 
 def breaches(classified: pd.DataFrame) -> list[list[dict]]:
@@ -70,7 +93,16 @@ def test_upper_boundaries_under_the_strict_rule():
     lim = limits(limit("fe", 10, 20, 30))
     s = samples(fe=[9, 10, 10.5, 20, 20.5, 30, 30.5, np.nan])
     c = classify_reports(s, lim, CATALOG)
-    assert levels(c, "fe") == [None, None, "marginal", "marginal", "condemning", "condemning", "critical", None]
+    assert levels(c, "fe") == [
+        None,
+        None,
+        "marginal",
+        "marginal",
+        "condemning",
+        "condemning",
+        "critical",
+        None,
+    ]
     assert c["severity_score"].tolist() == [0, 0, 1, 1, 3, 3, 6, 0]
 
 
@@ -82,7 +114,10 @@ def test_lower_boundaries_under_the_strict_rule():
 
 
 def test_inclusive_rule_is_read_from_the_limits():
-    lim = limits(limit("fe", 10, 20, 30, comparison="inclusive"), limit("tbn", 5, 4, 3, "lower", comparison="inclusive"))
+    lim = limits(
+        limit("fe", 10, 20, 30, comparison="inclusive"),
+        limit("tbn", 5, 4, 3, "lower", comparison="inclusive"),
+    )
     c = classify_reports(samples(fe=[9.99, 10, 20, 30], tbn=[5.01, 5, 4, 3]), lim, CATALOG)
     assert levels(c, "fe") == [None, "marginal", "condemning", "critical"]
     assert levels(c, "tbn") == [None, "marginal", "condemning", "critical"]
@@ -113,8 +148,14 @@ def test_lower_limit_of_viscosity_from_the_relative_band():
     lim = compute_limits(history, CATALOG)
     c = classify_reports(samples(visc_100c=[10.0, 9.0, 8.99, 7.5, 6.99, 13.01]), lim, CATALOG)
     got = [[(b["level"], b["direction"]) for b in bs] for bs in breaches(c)]
-    assert got == [[], [], [("marginal", "lower")], [("condemning", "lower")], [("critical", "lower")],
-                   [("critical", "upper")]]
+    assert got == [
+        [],
+        [],
+        [("marginal", "lower")],
+        [("condemning", "lower")],
+        [("critical", "lower")],
+        [("critical", "upper")],
+    ]
 
 
 def test_trend_rule_against_the_previous_sample():
@@ -137,10 +178,18 @@ def test_trend_rule_against_the_previous_sample():
 def test_score_is_the_sum_of_the_breach_points_and_fields_are_complete():
     rng = np.random.default_rng(1)
     n = 300
-    history = samples(chained=True, fe=rng.poisson(20, n), cu=rng.poisson(5, n), si=rng.poisson(8, n),
-                      zn=rng.normal(1000, 50, n).round(), tbn=rng.normal(9, 1, n).round(1),
-                      water=rng.choice([0, 0, 0, 1, 2, 3], n), pq_index=rng.poisson(30, n),
-                      visc_100c=rng.normal(14, 1, n).round(2), debris_magnetic=rng.choice([0, 1, 2, np.nan], n))
+    history = samples(
+        chained=True,
+        fe=rng.poisson(20, n),
+        cu=rng.poisson(5, n),
+        si=rng.poisson(8, n),
+        zn=rng.normal(1000, 50, n).round(),
+        tbn=rng.normal(9, 1, n).round(1),
+        water=rng.choice([0, 0, 0, 1, 2, 3], n),
+        pq_index=rng.poisson(30, n),
+        visc_100c=rng.normal(14, 1, n).round(2),
+        debris_magnetic=rng.choice([0, 1, 2, np.nan], n),
+    )
     lim = compute_limits(history, CATALOG)
     c = classify_reports(history, lim, CATALOG)
     assert (c["severity_score"] > 0).sum() > 50
@@ -167,7 +216,9 @@ def test_secondary_breaches_of_a_group_count_half():
     assert pts == {"fe": 6.0, "cu": 1.5, "pb": 0.5}
     assert c["severity_score"][0] == 8.0
     assert c["wear_essays_broken"][0] == 3
-    full = classify_reports(samples(fe=[31], cu=[21], pb=[11]), lim, CATALOG, ClassificationParams(secondary_factor=1))
+    full = classify_reports(
+        samples(fe=[31], cu=[21], pb=[11]), lim, CATALOG, ClassificationParams(secondary_factor=1)
+    )
     assert full["severity_score"][0] == 10.0
 
 
@@ -180,7 +231,13 @@ def test_status_cut_offs():
     assert c["report_status"].tolist() == ["Normal", "Alerta", "Alerta", "Alerta", "Anormal", "Normal"]
     tight = ClassificationParams(alerta_cut=3, anormal_cut=9)
     assert classify_reports(s, lim, CATALOG, tight)["report_status"].tolist() == [
-        "Alerta", "Alerta", "Alerta", "Anormal", "Anormal", "Alerta"]
+        "Alerta",
+        "Alerta",
+        "Alerta",
+        "Anormal",
+        "Anormal",
+        "Alerta",
+    ]
     with pytest.raises(ValueError):
         classify_reports(s, lim, CATALOG, ClassificationParams(alerta_cut=11))
 

@@ -11,14 +11,30 @@ from oil_analysis.domain.fleet import MACHINE_STATUS_COLUMNS, FleetParams, machi
 SCORE = {"Normal": 0.0, "Alerta": 5.0, "Anormal": 12.0}
 
 
-def report(unit: str, component: str, status: str, date: str, number: str, *, group: str | None = None,
-           report_date: str | None = None, score: float | None = None) -> dict:
+def report(
+    unit: str,
+    component: str,
+    status: str,
+    date: str,
+    number: str,
+    *,
+    group: str | None = None,
+    report_date: str | None = None,
+    score: float | None = None,
+) -> dict:
     return {
-        "client": "CDA", "unitId": unit, "machineName": "camion", "machineModel": "789C",
-        "componentName": component, "componentNameNormalized": group or component,
-        "sampleNumber": number, "sampleDate": pd.Timestamp(date),
+        "client": "CDA",
+        "unitId": unit,
+        "machineName": "camion",
+        "machineModel": "789C",
+        "componentName": component,
+        "componentNameNormalized": group or component,
+        "sampleNumber": number,
+        "sampleDate": pd.Timestamp(date),
         "reportDate": pd.Timestamp(report_date or date) + pd.Timedelta(days=9),
-        "report_status": status, "severity_score": SCORE[status] if score is None else score,
+        "report_status": status,
+        "severity_score": SCORE[status] if score is None else score,
+        "limits_version": "limits-abc",
     }
 
 
@@ -42,16 +58,28 @@ def test_left_and_right_sides_are_one_component():
     assert m["machine_status"] == "Alerta"
     assert m["machine_score"] == 5.0  # the pair counts once
     listed = json.loads(m["component_status"])
-    assert [x["component"] for x in listed] == ["motor", "rueda delantera derecha", "rueda delantera izquierda"]
+    assert [x["component"] for x in listed] == [
+        "motor",
+        "rueda delantera derecha",
+        "rueda delantera izquierda",
+    ]
     unmerged = one(machine_status_current(c, FleetParams(merge_sides=False)), "T_01")
     assert unmerged["total_components"] == 3 and unmerged["components_alerta"] == 2
 
 
 def test_one_anormal_component_makes_the_machine_anormal():
     comps = ["motor", "transmision", "convertidor", "hidraulico", "direccion", "diferencial trasero"]
-    c = frame(*[report("T_02", comp, "Normal", "2025-02-01", f"B{i}") for i, comp in enumerate(comps)],
-              report("T_02", "mando final trasero izquierdo", "Anormal", "2025-02-01", "B9",
-                     group="mando final trasero"))
+    c = frame(
+        *[report("T_02", comp, "Normal", "2025-02-01", f"B{i}") for i, comp in enumerate(comps)],
+        report(
+            "T_02",
+            "mando final trasero izquierdo",
+            "Anormal",
+            "2025-02-01",
+            "B9",
+            group="mando final trasero",
+        ),
+    )
     m = one(machine_status_current(c), "T_02")
     assert m["machine_status"] == "Anormal"
     assert m["components_anormal"] == 1 and m["components_normal"] == 6
@@ -89,6 +117,7 @@ def test_priority_orders_machines_by_status_then_score():
     assert out["unitId"].tolist() == ["T_11", "T_13", "T_10", "T_12"]
     assert out["priority"].is_monotonic_decreasing
     assert one(out, "T_13")["machine_score"] == 11.0
+    assert set(out["limits_version"]) == {"limits-abc"}
 
 
 def test_stale_components_are_listed_but_not_counted():

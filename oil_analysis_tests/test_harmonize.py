@@ -158,3 +158,12 @@ def test_machine_types_from_family_or_model():
         "2": "bulldozer",
         "3": "camion",
     }
+
+
+def test_out_of_physical_range_cell_cleared_sample_kept():
+    s, rej, _ = harmonize([tidy([{"sampleNumber": "N1", "fe": -4.0, "si": 7.0, "water": 5.0}])], "cda")
+    r = s.iloc[0]
+    assert np.isnan(r["fe"]) and r["si"] == 7.0 and np.isnan(r["water"])
+    assert set(rej["column"]) == {"fe", "water"}
+    fe = rej[rej["column"] == "fe"].iloc[0]
+    assert fe["value"] == "-4.0" and "physical range [0, ]" in fe["reason"] and "sample kept" in fe["reason"]

@@ -25,19 +25,21 @@ def silver(values: dict[str, list], component: str = "motor", unit: str = "T_01"
     """A one-group silver frame: one sample per position, chained as previous samples."""
     n = len(next(iter(values.values())))
     numbers = [f"{unit}-{component}-{i:03d}" for i in range(n)]
-    frame = pd.DataFrame({
-        "client": "CDA",
-        "sampleNumber": numbers,
-        "sampleDate": pd.date_range("2024-01-01", periods=n, freq="7D"),
-        "unitId": unit,
-        "machineName": "camion",
-        "componentName": component,
-        "componentNameNormalized": component,
-        "oilHourRange": "LT_1000",
-        "previousSampleNumber": [None, *numbers[:-1]],
-        "daysSincePrevious": [np.nan] + [7.0] * (n - 1),
-        **{k: np.asarray(v, dtype=float) for k, v in values.items()},
-    })
+    frame = pd.DataFrame(
+        {
+            "client": "CDA",
+            "sampleNumber": numbers,
+            "sampleDate": pd.date_range("2024-01-01", periods=n, freq="7D"),
+            "unitId": unit,
+            "machineName": "camion",
+            "componentName": component,
+            "componentNameNormalized": component,
+            "oilHourRange": "LT_1000",
+            "previousSampleNumber": [None, *numbers[:-1]],
+            "daysSincePrevious": [np.nan] + [7.0] * (n - 1),
+            **{k: np.asarray(v, dtype=float) for k, v in values.items()},
+        }
+    )
     for k, v in extra.items():
         frame[k] = v
     return frame
@@ -100,8 +102,11 @@ def test_zeros_are_kept_by_default_and_excluded_on_request():
     assert triple(row(excl, "cr")) == (5.0, 6.0, 7.0)
     assert row(excl, "cr")["sample_count"] == 5
     # Excluding zeros leaves 5 readings: below the default minimum of 20.
-    assert compute_limits(silver({"cr": values}), CATALOG, LimitParams(exclude_zeros=True)).query(
-        "essay == 'cr'").empty
+    assert (
+        compute_limits(silver({"cr": values}), CATALOG, LimitParams(exclude_zeros=True))
+        .query("essay == 'cr'")
+        .empty
+    )
 
 
 def test_monotone_forcing_when_percentiles_coincide():
@@ -129,10 +134,13 @@ def test_relative_band_for_viscosity_around_the_group_median():
 
 
 def test_flag_and_code_essays_get_fixed_levels_in_every_group():
-    frame = pd.concat([
-        silver({"water": [0] * 5, "debris_magnetic": [np.nan] * 5, "fe": [1] * 5}, component="motor"),
-        silver({"water": [0] * 5, "debris_magnetic": [1] * 5, "fe": [1] * 5}, component="transmision"),
-    ], ignore_index=True)
+    frame = pd.concat(
+        [
+            silver({"water": [0] * 5, "debris_magnetic": [np.nan] * 5, "fe": [1] * 5}, component="motor"),
+            silver({"water": [0] * 5, "debris_magnetic": [1] * 5, "fe": [1] * 5}, component="transmision"),
+        ],
+        ignore_index=True,
+    )
     limits = compute_limits(frame, CATALOG)
     for comp in ("motor", "transmision"):
         w = row(limits, "water", component=comp)
@@ -180,8 +188,9 @@ def test_groups_are_client_machine_component():
 def test_reference_v2_rules():
     # v2.0: zeros removed, at least 4 distinct values (zeros included) and 3 non-zero readings,
     # rounded up, forced +1, inclusive comparison, no lower limits.
-    limits = compute_limits(silver({"cr": [0] * 15 + [1, 2, 3, 4, 5], "zn": list(range(1, 21))}),
-                            CATALOG, REFERENCE_V2_LIMITS)
+    limits = compute_limits(
+        silver({"cr": [0] * 15 + [1, 2, 3, 4, 5], "zn": list(range(1, 21))}), CATALOG, REFERENCE_V2_LIMITS
+    )
     assert triple(row(limits, "cr")) == (5.0, 6.0, 7.0)
     assert set(limits["direction"]) == {"upper"} and set(limits["comparison"]) == {"inclusive"}
     assert set(limits["essay"]) == {"cr", "zn"}
@@ -213,7 +222,9 @@ def test_limits_to_nested():
 
 
 def test_from_dict_and_bad_comparison():
-    p = LimitParams.from_dict({"upper_percentiles": [80, 90, 95], "relative_bands": {"visc_100c": [0.1, 0.2, 0.3]}})
+    p = LimitParams.from_dict(
+        {"upper_percentiles": [80, 90, 95], "relative_bands": {"visc_100c": [0.1, 0.2, 0.3]}}
+    )
     assert p.upper_percentiles == (80, 90, 95) and p.relative_bands == (("visc_100c", (0.1, 0.2, 0.3)),)
     with pytest.raises(ValueError):
         LimitParams.from_dict({"nope": 1})

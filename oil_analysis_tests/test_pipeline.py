@@ -8,21 +8,15 @@ import pandas as pd
 import pytest
 from dagster import DagsterInstance, materialize
 
-from oil_analysis.definitions import all_assets, defs
-from oil_analysis.resources.storage import StorageResource
-from oil_analysis.storage.io_manager import LayoutIOManager
+from oil_analysis.definitions import all_assets, build_resources, defs
 
 GOLD_COLUMNS = {"breached_essays", "severity_score", "report_status", "limits_version"}
 
 
 def run_client(root, client: str):
-    storage = StorageResource(data_root=str(root))
     with DagsterInstance.ephemeral() as instance:
         result = materialize(
-            all_assets,
-            partition_key=client,
-            instance=instance,
-            resources={"storage": storage, "layout_io_manager": LayoutIOManager(storage=storage)},
+            all_assets, partition_key=client, instance=instance, resources=build_resources(str(root))
         )
         assert result.success
         mats = {

@@ -18,33 +18,67 @@ from oil_analysis.domain.quality import (
     spearman,
 )
 
-LIMITS = pd.DataFrame({
-    "client": "CDA", "machine": "camion", "component": "motor", "stratum": "ALL",
-    "essay": ["fe", "water"], "direction": "upper", "kind": "level",
-    "marginal": [10.0, 0.0], "condemning": [20.0, 1.0], "critical": [30.0, 2.0], "version": "limits-x",
-})
+LIMITS = pd.DataFrame(
+    {
+        "client": "CDA",
+        "machine": "camion",
+        "component": "motor",
+        "stratum": "ALL",
+        "essay": ["fe", "water"],
+        "direction": "upper",
+        "kind": "level",
+        "marginal": [10.0, 0.0],
+        "condemning": [20.0, 1.0],
+        "critical": [30.0, 2.0],
+        "version": "limits-x",
+    }
+)
 
 
 def breach(essay: str, level: str, points: float, value: float = 1.0) -> dict:
-    return {"essay": essay, "group": "wear" if essay == "fe" else "flag", "value": value, "limit": 0.0,
-            "level": level, "direction": "upper", "kind": "level", "points": points}
+    return {
+        "essay": essay,
+        "group": "wear" if essay == "fe" else "flag",
+        "value": value,
+        "limit": 0.0,
+        "level": level,
+        "direction": "upper",
+        "kind": "level",
+        "points": points,
+    }
 
 
 def classified() -> pd.DataFrame:
-    bs = [[], [breach("fe", "marginal", 1)], [breach("fe", "marginal", 1)],
-          [breach("fe", "condemning", 3), breach("water", "marginal", 2)],
-          [breach("fe", "critical", 6), breach("water", "condemning", 2)], [breach("water", "critical", 12)],
-          []]
-    return pd.DataFrame({
-        "client": "CDA", "machineName": "camion", "componentNameNormalized": "motor",
-        "severity_score": [0.0, 1.0, 2.0, 5.0, 8.0, 12.0, 0.0],
-        "report_status": ["Normal", "Normal", "Normal", "Alerta", "Alerta", "Anormal", "Normal"],
-        "labVerdict": ["No se requiere acción", "NO SE REQUIERE ACCION", "Monitorear Compartimento",
-                       "Acción requerida", "No se requiere acción", "Se requiere acción urgente", "Sin comentarios"],
-        "fe": [5.0, 11, 12, 21, 31, np.nan, 1],
-        "water": [0.0, 0, 0, 1, 2, 3, 0],
-        "breached_essays": [json.dumps(b) for b in bs],
-    })
+    bs = [
+        [],
+        [breach("fe", "marginal", 1)],
+        [breach("fe", "marginal", 1)],
+        [breach("fe", "condemning", 3), breach("water", "marginal", 2)],
+        [breach("fe", "critical", 6), breach("water", "condemning", 2)],
+        [breach("water", "critical", 12)],
+        [],
+    ]
+    return pd.DataFrame(
+        {
+            "client": "CDA",
+            "machineName": "camion",
+            "componentNameNormalized": "motor",
+            "severity_score": [0.0, 1.0, 2.0, 5.0, 8.0, 12.0, 0.0],
+            "report_status": ["Normal", "Normal", "Normal", "Alerta", "Alerta", "Anormal", "Normal"],
+            "labVerdict": [
+                "No se requiere acción",
+                "NO SE REQUIERE ACCION",
+                "Monitorear Compartimento",
+                "Acción requerida",
+                "No se requiere acción",
+                "Se requiere acción urgente",
+                "Sin comentarios",
+            ],
+            "fe": [5.0, 11, 12, 21, 31, np.nan, 1],
+            "water": [0.0, 0, 0, 1, 2, 3, 0],
+            "breached_essays": [json.dumps(b) for b in bs],
+        }
+    )
 
 
 def test_lab_ordinal_is_accent_and_case_insensitive():

@@ -5,12 +5,16 @@ import json
 import pandas as pd
 from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
+from ..advisor import recommend_machines, recommend_reports
+from ..domain import checks
 from ..domain.catalog import load_catalog
 from ..domain.classify import ClassificationParams, classify_reports
 from ..domain.fleet import FleetParams
 from ..domain.fleet import machine_status_current as build_machine_status
 from ..domain.quality import limit_quality as build_limit_quality
-from .common import OWNER, client_partitions, md_table, status_counts
+from ..resources.llm import LLMResource
+from ..resources.storage import StorageResource
+from .common import OWNER, check_specs, client_partitions, md_table, publish_or_block, status_counts
 
 
 def top_breached(classified: pd.DataFrame, n: int = 10) -> dict[str, int]:
@@ -22,24 +26,51 @@ def top_breached(classified: pd.DataFrame, n: int = 10) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n])
 
 
+def ai_metadata(ai: dict) -> dict:
+    """Advisor run figures for the UI: calls, cache hits, tokens and estimated cost."""
+    return {
+        "ai": MetadataValue.json(ai),
+        "ai_calls": int(ai.get("calls", 0)),
+        "ai_cache_hits": int(ai.get("cache_hits", 0)),
+        "ai_cost_usd": float(ai.get("estimated_cost_usd") or 0.0),
+    }
+
+
 @asset(
     group_name="gold",
     partitions_def=client_partitions,
     io_manager_key="layout_io_manager",
     owners=[OWNER],
-    kinds={"pandas", "parquet"},
-    code_version="classify-1",
+    kinds={"pandas", "parquet", "openai"},
+    code_version="classify-2",
+    check_specs=check_specs(
+        "classified_reports",
+        ["every_sample_classified_once", "status_consistent_with_score", "recommendation_present"],
+    ),
     description="One classified report per silver sample: breached_essays (JSON: essay, value, limit, "
     "level, direction, kind, points), severity_score (sum of points), report_status (Normal / Alerta / "
     "Anormal) and the limits_version used.",
 )
 def classified_reports(
-    context: AssetExecutionContext, silver_harmonized: pd.DataFrame, stewart_limits: pd.DataFrame
-) -> Output[pd.DataFrame]:
-    reports = classify_reports(silver_harmonized, stewart_limits, load_catalog(), ClassificationParams())
+    context: AssetExecutionContext,
+    storage: StorageResource,
+    llm: LLMResource,
+    silver_harmonized: pd.DataFrame,
+    stewart_limits: pd.DataFrame,
+):
+    params = ClassificationParams()
+    reports = classify_reports(silver_harmonized, stewart_limits, load_catalog(), params)
+    reports, ai = recommend_reports(
+        reports, storage.get(), context.partition_key, llm.get_config(), load_catalog()
+    )
     counts = status_counts(reports["report_status"])
     version = str(reports["limits_version"].iloc[0]) if len(reports) else ""
-    return Output(
+    outcomes = [
+        checks.every_sample_classified_once(reports, silver_harmonized),
+        checks.status_consistent_with_score(reports, params),
+        checks.recommendation_present(reports),
+    ]
+    output = Output(
         reports,
         metadata={
             "rows": len(reports),
@@ -47,6 +78,7 @@ def classified_reports(
             "flag_rate": round(1 - counts["Normal"] / max(len(reports), 1), 4),
             "limits_version": version,
             "top_breached_essays": MetadataValue.json(top_breached(reports)),
+            **ai_metadata(ai),
             "preview": md_table(
                 reports.sort_values("severity_score", ascending=False)[
                     [
@@ -61,6 +93,7 @@ def classified_reports(
             ),
         },
     )
+    yield from publish_or_block("classified_reports", output, outcomes)
 
 
 @asset(
@@ -68,20 +101,31 @@ def classified_reports(
     partitions_def=client_partitions,
     io_manager_key="layout_io_manager",
     owners=[OWNER],
-    kinds={"pandas", "parquet"},
-    code_version="fleet-1",
+    kinds={"pandas", "parquet", "openai"},
+    code_version="fleet-2",
+    check_specs=check_specs("machine_status_current", ["machine_status_consistent"]),
     description="Current status of every unit from the latest report of each of its components: "
     "machine_status, score, latest sample date, per-component status (JSON), counts and priority.",
 )
 def machine_status_current(
-    context: AssetExecutionContext, classified_reports: pd.DataFrame
-) -> Output[pd.DataFrame]:
+    context: AssetExecutionContext,
+    storage: StorageResource,
+    llm: LLMResource,
+    classified_reports: pd.DataFrame,
+):
     status = build_machine_status(classified_reports, FleetParams())
-    return Output(
+    status, ai = recommend_machines(
+        status, classified_reports, storage.get(), context.partition_key, llm.get_config(), load_catalog()
+    )
+    version = str(classified_reports["limits_version"].iloc[0]) if len(classified_reports) else ""
+    status["limits_version"] = pd.Series(version, index=status.index, dtype="string")
+    outcomes = [checks.machine_status_consistent(status, classified_reports)]
+    output = Output(
         status,
         metadata={
             "units": len(status),
             "machines_by_status": MetadataValue.json(status_counts(status["machine_status"])),
+            **ai_metadata(ai),
             "preview": md_table(
                 status.sort_values("priority", ascending=False)[
                     ["unitId", "machine_status", "machine_score", "latest_sample_date", "priority"]
@@ -89,6 +133,7 @@ def machine_status_current(
             ),
         },
     )
+    yield from publish_or_block("machine_status_current", output, outcomes)
 
 
 @asset(
@@ -104,9 +149,9 @@ def machine_status_current(
 )
 def limit_quality(
     context: AssetExecutionContext, classified_reports: pd.DataFrame, stewart_limits: pd.DataFrame
-) -> Output[pd.DataFrame]:
+):
     table, summary = build_limit_quality(classified_reports, stewart_limits)
-    return Output(
+    output = Output(
         table,
         metadata={
             "rows": len(table),
@@ -114,3 +159,4 @@ def limit_quality(
             "preview": md_table(table),
         },
     )
+    yield from publish_or_block("limit_quality", output, [])

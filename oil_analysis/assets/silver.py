@@ -3,14 +3,26 @@
 import pandas as pd
 from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
+from ..domain import checks
 from ..domain.catalog import load_catalog
 from ..domain.harmonize import harmonize
 from ..domain.limits import LimitParams, compute_limits
 from ..domain.names import mapping_version
 from ..ingest import load_parsed
 from ..resources.storage import StorageResource
+from ..settings import get_settings
 from ..storage import layout
-from .common import CLIENTS, OWNER, client_partitions, md_table
+from .common import CLIENTS, OWNER, check_specs, client_partitions, md_table, publish_or_block
+
+SILVER_CHECKS = [
+    "unique_sample_number",
+    "dates_valid",
+    "essays_in_physical_range",
+    "component_hours_le_machine_hours",
+    "required_columns",
+    "fresh_samples",
+]
+LIMITS_CHECKS = ["limits_monotone", "limits_sample_count"]
 
 
 @asset(
@@ -20,13 +32,14 @@ from .common import CLIENTS, OWNER, client_partitions, md_table
     owners=[OWNER],
     kinds={"pandas", "parquet"},
     code_version="silver-1",
+    check_specs=check_specs("silver_harmonized", SILVER_CHECKS),
     description="One harmonized sample table per client (silver/harmonized/{CLIENT}.parquet): metadata "
     "columns in camelCase plus one column per catalog essay, previous-sample links. Rows the readers "
     "or harmonization reject go to silver/rejects/{client}.parquet with their reason.",
 )
 def silver_harmonized(
     context: AssetExecutionContext, storage: StorageResource, bronze_lab_files: pd.DataFrame
-) -> Output[pd.DataFrame]:
+):
     client = CLIENTS[context.partition_key]
     store = storage.get()
     samples, read_rejects = load_parsed(store, bronze_lab_files)
@@ -39,7 +52,8 @@ def silver_harmonized(
         context.log.warning(
             f"{len(rejects)} rows rejected; see {store.display(layout.rejects_path(client.key))}"
         )
-    return Output(
+    outcomes = checks.silver_checks(silver, load_catalog(), get_settings().freshness_days)
+    output = Output(
         silver,
         metadata={
             "rows": len(silver),
@@ -72,6 +86,7 @@ def silver_harmonized(
             ),
         },
     )
+    yield from publish_or_block("silver_harmonized", output, outcomes)
 
 
 @asset(
@@ -81,18 +96,21 @@ def silver_harmonized(
     owners=[OWNER],
     kinds={"pandas", "parquet", "json"},
     code_version="limits-1",
+    check_specs=check_specs("stewart_limits", LIMITS_CHECKS),
     description="Stewart limits per client × machine × normalized component × essay: upper "
     "(marginal/condemning/critical) and lower limits from percentiles of the client's own history. "
     "Versioned: silver/stewart_limits/{client}/{version}/ with latest.json naming the current one; the "
     "version is a hash of the inputs and parameters.",
 )
-def stewart_limits(context: AssetExecutionContext, silver_harmonized: pd.DataFrame) -> Output[pd.DataFrame]:
+def stewart_limits(context: AssetExecutionContext, silver_harmonized: pd.DataFrame):
     # computed_at is the newest sample date, not the wall clock: a re-run writes identical files.
     newest = silver_harmonized["sampleDate"].max() if len(silver_harmonized) else None
-    limits = compute_limits(silver_harmonized, load_catalog(), LimitParams(), computed_at=newest)
+    params = LimitParams()
+    limits = compute_limits(silver_harmonized, load_catalog(), params, computed_at=newest)
     version = str(limits["version"].iloc[0]) if len(limits) else "empty"
     limits.attrs["version"] = version
-    return Output(
+    outcomes = [checks.limits_monotone(limits), checks.limits_sample_count(limits, params.min_samples)]
+    output = Output(
         limits,
         metadata={
             "limits_version": version,
@@ -104,3 +122,4 @@ def stewart_limits(context: AssetExecutionContext, silver_harmonized: pd.DataFra
             "preview": md_table(limits),
         },
     )
+    yield from publish_or_block("stewart_limits", output, outcomes)

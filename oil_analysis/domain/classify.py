@@ -29,7 +29,11 @@ from .limits import ALL_STRATA, LEVELS, params_from_dict, trend_deltas
 
 STATUSES = ("Normal", "Alerta", "Anormal")
 CLASSIFIED_COLUMNS = [
-    "breached_essays", "essays_broken", "wear_essays_broken", "severity_score", "report_status",
+    "breached_essays",
+    "essays_broken",
+    "wear_essays_broken",
+    "severity_score",
+    "report_status",
     "limits_version",
 ]
 
@@ -37,8 +41,13 @@ CLASSIFIED_COLUMNS = [
 # Weight of each catalog group. Additives are recorded but never score; a positive water, fuel or
 # glycol flag is a condemning finding by itself (P = 3 points x 3 = 9, E = 18).
 DEFAULT_GROUP_WEIGHTS = {
-    "wear": 1.0, "contaminant": 0.5, "additive": 0.0, "physicochemical": 1.0,
-    "particle": 0.5, "visual": 1.0, "flag": 3.0,
+    "wear": 1.0,
+    "contaminant": 0.5,
+    "additive": 0.0,
+    "physicochemical": 1.0,
+    "particle": 0.5,
+    "visual": 1.0,
+    "flag": 3.0,
 }
 
 
@@ -55,10 +64,23 @@ class ClassificationParams:
     # ferrography figures are rare: recorded, 0 points.
     essay_weights: tuple[tuple[str, float], ...] = (
         ("pq_index", 1.0),
-        ("pc_4um", 0.0), ("pc_6um", 0.0), ("pc_10um", 0.0), ("pc_14um", 0.0), ("pc_18um", 0.0),
-        ("pc_21um", 0.0), ("pc_38um", 0.0), ("pc_50um", 0.0), ("pc_70um", 0.0), ("particles_total", 0.0),
-        ("ferro_cutting", 0.0), ("ferro_fatigue", 0.0), ("ferro_sliding", 0.0), ("ferro_nonmetallic", 0.0),
-        ("nonmetallic", 0.0), ("fatigue", 0.0), ("fibers", 0.0),
+        ("pc_4um", 0.0),
+        ("pc_6um", 0.0),
+        ("pc_10um", 0.0),
+        ("pc_14um", 0.0),
+        ("pc_18um", 0.0),
+        ("pc_21um", 0.0),
+        ("pc_38um", 0.0),
+        ("pc_50um", 0.0),
+        ("pc_70um", 0.0),
+        ("particles_total", 0.0),
+        ("ferro_cutting", 0.0),
+        ("ferro_fatigue", 0.0),
+        ("ferro_sliding", 0.0),
+        ("ferro_nonmetallic", 0.0),
+        ("nonmetallic", 0.0),
+        ("fatigue", 0.0),
+        ("fibers", 0.0),
     )
     # Multiplier of trend (rate-of-change) breaches; 0 switches trends off.
     trend_weight: float = 0.5
@@ -91,8 +113,12 @@ class ClassificationParams:
 # v2.0 reference scoring (DOMAIN.md §4.1-4.2): 1/3/5 points, every element counts, Anormal >= 9.
 REFERENCE_V2_CLASSIFICATION = ClassificationParams(
     level_points=(1.0, 3.0, 5.0),
-    group_weights=(("wear", 1.0), ("contaminant", 1.0), ("additive", 1.0)), essay_weights=(),
-    trend_weight=0.0, secondary_factor=1.0, alerta_cut=3.0, anormal_cut=9.0,
+    group_weights=(("wear", 1.0), ("contaminant", 1.0), ("additive", 1.0)),
+    essay_weights=(),
+    trend_weight=0.0,
+    secondary_factor=1.0,
+    alerta_cut=3.0,
+    anormal_cut=9.0,
 )
 
 
@@ -143,8 +169,9 @@ def _comparison(limits: pd.DataFrame) -> bool:
     return (rules.pop() if rules else "strict") != "inclusive"
 
 
-def find_breaches(silver: pd.DataFrame, limits: pd.DataFrame, catalog: Catalog,
-                  params: ClassificationParams | None = None) -> pd.DataFrame:
+def find_breaches(
+    silver: pd.DataFrame, limits: pd.DataFrame, catalog: Catalog, params: ClassificationParams | None = None
+) -> pd.DataFrame:
     """All breaches of all samples, long: row (position in ``silver``), essay, group, value, limit,
     level, direction, kind, points (categorical text columns). Sorted by row, points (desc), essay."""
     params = params or ClassificationParams()
@@ -152,12 +179,20 @@ def find_breaches(silver: pd.DataFrame, limits: pd.DataFrame, catalog: Catalog,
         return pd.DataFrame({c: pd.Series(dtype="object") for c in _BREACH_COLUMNS})
     strict = _comparison(limits)
     codes, n_groups, mapping = _row_groups(silver, limits)
-    strata = limits["stratum"].astype(str) if "stratum" in limits else pd.Series(ALL_STRATA, index=limits.index)
-    hours = (silver["oilHourRange"].astype(str).to_numpy()
-             if (strata != ALL_STRATA).any() and "oilHourRange" in silver else None)
+    strata = (
+        limits["stratum"].astype(str) if "stratum" in limits else pd.Series(ALL_STRATA, index=limits.index)
+    )
+    hours = (
+        silver["oilHourRange"].astype(str).to_numpy()
+        if (strata != ALL_STRATA).any() and "oilHourRange" in silver
+        else None
+    )
     trend_essays = sorted(set(limits.loc[limits["kind"] == "trend", "essay"]) & set(silver.columns))
-    deltas = (trend_deltas(silver, trend_essays, params.trend_max_days)
-              if trend_essays and params.trend_weight != 0 else None)
+    deltas = (
+        trend_deltas(silver, trend_essays, params.trend_max_days)
+        if trend_essays and params.trend_weight != 0 and "previousSampleNumber" in silver
+        else None
+    )
 
     combos, found = [], []  # combos: (essay, group, direction, kind); found: arrays per combo
     points_by_level = np.asarray(params.level_points, float)
@@ -180,8 +215,16 @@ def find_breaches(silver: pd.DataFrame, limits: pd.DataFrame, catalog: Catalog,
         weight = params.weight(essay, group) * (params.trend_weight if kind == "trend" else 1.0)
         lv = level[hit]
         combos.append((essay, group, direction, kind))
-        found.append((hit, np.full(len(hit), len(combos) - 1), lv - 1, value[hit], lim[hit, lv - 1],
-                      points_by_level[lv - 1] * weight))
+        found.append(
+            (
+                hit,
+                np.full(len(hit), len(combos) - 1),
+                lv - 1,
+                value[hit],
+                lim[hit, lv - 1],
+                points_by_level[lv - 1] * weight,
+            )
+        )
     if not found:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in _BREACH_COLUMNS})
     row, combo, level, value, limit, points = (np.concatenate(a) for a in zip(*found, strict=True))
@@ -206,7 +249,10 @@ def find_breaches(silver: pd.DataFrame, limits: pd.DataFrame, catalog: Catalog,
         "value": value[order],
         "limit": limit[order],
         "level": pd.Categorical.from_codes(level, list(LEVELS)),
-        **{c: pd.Categorical.from_codes(cat_codes[c][0][combo], cat_codes[c][1]) for c in ("direction", "kind")},
+        **{
+            c: pd.Categorical.from_codes(cat_codes[c][0][combo], cat_codes[c][1])
+            for c in ("direction", "kind")
+        },
         "points": points[order],
     }
     return pd.DataFrame(out)[_BREACH_COLUMNS]
@@ -225,8 +271,9 @@ def breaches_json(b: pd.DataFrame, n: int) -> np.ndarray:
     key = pd.DataFrame({c: b[c].astype("category").cat.codes for c in kinds})
     combo = key.groupby(kinds, sort=False).ngroup().to_numpy()
     firsts = pd.Series(np.arange(len(b))).groupby(combo).first().to_numpy()
-    static = np.array([json.dumps({c: str(b[c].iat[i]) for c in kinds})[:-1] + ', "value": ' for i in firsts],
-                      dtype=object)
+    static = np.array(
+        [json.dumps({c: str(b[c].iat[i]) for c in kinds})[:-1] + ', "value": ' for i in firsts], dtype=object
+    )
     row = b["row"].to_numpy(int)
     first = np.r_[True, row[1:] != row[:-1]]
     last = np.r_[row[1:] != row[:-1], True]
@@ -258,6 +305,8 @@ def classify_reports(
     params = params or ClassificationParams()
     if params.alerta_cut > params.anormal_cut:
         raise ValueError("alerta_cut must not exceed anormal_cut")
+    if params.secondary_scope not in ("group", "sample"):
+        raise ValueError(f"secondary_scope must be 'group' or 'sample', not {params.secondary_scope!r}")
     out = silver.copy()
     n = len(out)
     b = find_breaches(silver, limits, catalog, params)
@@ -271,7 +320,9 @@ def classify_reports(
         np.add.at(broken, rows[pts > 0], 1)
         np.add.at(wear, rows[(pts > 0) & (b["group"] == "wear").to_numpy()], 1)
     score = np.round(score, 6)
-    status = np.where(score >= params.anormal_cut, "Anormal", np.where(score >= params.alerta_cut, "Alerta", "Normal"))
+    status = np.where(
+        score >= params.anormal_cut, "Anormal", np.where(score >= params.alerta_cut, "Alerta", "Normal")
+    )
     out["breached_essays"] = pd.array(breaches_json(b, n), dtype="string")
     out["essays_broken"] = broken
     out["wear_essays_broken"] = wear

@@ -24,9 +24,20 @@ from .classify import STATUSES
 
 RANK = {s: i for i, s in enumerate(STATUSES)}
 MACHINE_STATUS_COLUMNS = [
-    "client", "unitId", "machineName", "machineModel", "machine_status", "machine_score",
-    "latest_sample_date", "total_components", "components_normal", "components_alerta",
-    "components_anormal", "component_status", "priority",
+    "client",
+    "unitId",
+    "machineName",
+    "machineModel",
+    "machine_status",
+    "machine_score",
+    "latest_sample_date",
+    "total_components",
+    "components_normal",
+    "components_alerta",
+    "components_anormal",
+    "component_status",
+    "priority",
+    "limits_version",
 ]
 _ORDER = ["unitId", "componentName", "sampleDate", "reportDate", "sampleNumber"]
 
@@ -58,12 +69,21 @@ def _component_json(latest: pd.DataFrame) -> pd.Series:
     d = latest.sort_values(["unitId", "componentName"], kind="mergesort")
     date = d["sampleDate"].dt.strftime("%Y-%m-%d").fillna("")
     frag = (
-        '{"component": "' + d["componentName"].astype(str) + '", "component_group": "'
-        + d["componentNameNormalized"].astype(str) + '", "status": "' + d["report_status"].astype(str)
-        + '", "severity_score": ' + pd.Series(np.char.mod("%.10g", d["severity_score"].to_numpy(float)),
-                                              index=d.index)
-        + ', "sample_date": "' + date + '", "sampleNumber": "' + d["sampleNumber"].astype(str)
-        + '", "counted": ' + np.where(d["_counted"], "true", "false") + "}"
+        '{"component": "'
+        + d["componentName"].astype(str)
+        + '", "component_group": "'
+        + d["componentNameNormalized"].astype(str)
+        + '", "status": "'
+        + d["report_status"].astype(str)
+        + '", "severity_score": '
+        + pd.Series(np.char.mod("%.10g", d["severity_score"].to_numpy(float)), index=d.index)
+        + ', "sample_date": "'
+        + date
+        + '", "sampleNumber": "'
+        + d["sampleNumber"].astype(str)
+        + '", "counted": '
+        + np.where(d["_counted"], "true", "false")
+        + "}"
     )
     return "[" + frag.groupby(d["unitId"].to_numpy(), sort=True).agg(", ".join) + "]"
 
@@ -86,7 +106,9 @@ def machine_status_current(classified: pd.DataFrame, params: FleetParams | None 
     latest["_counted"] = counted.to_numpy()
     key = "componentNameNormalized" if params.merge_sides else "componentName"
     used = latest[latest["_counted"]]
-    comp = used.groupby(["unitId", key], sort=True).agg(rank=("_rank", "max"), score=("severity_score", "max"))
+    comp = used.groupby(["unitId", key], sort=True).agg(
+        rank=("_rank", "max"), score=("severity_score", "max")
+    )
     per_unit = comp.groupby(level="unitId").agg(
         rank=("rank", "max"),
         machine_score=("score", "sum"),
@@ -96,8 +118,13 @@ def machine_status_current(classified: pd.DataFrame, params: FleetParams | None 
         components_anormal=("rank", lambda r: int((r == 2).sum())),
     )
     # The unit's identity columns come from its most recent report.
-    ident = latest.sort_values(["sampleDate", "reportDate", "sampleNumber"], kind="mergesort",
-                               na_position="first").drop_duplicates("unitId", keep="last").set_index("unitId")
+    ident = (
+        latest.sort_values(
+            ["sampleDate", "reportDate", "sampleNumber"], kind="mergesort", na_position="first"
+        )
+        .drop_duplicates("unitId", keep="last")
+        .set_index("unitId")
+    )
     out = ident[["client", "machineName", "machineModel"]].copy()
     out["latest_sample_date"] = latest.groupby("unitId")["sampleDate"].max()
     out = out.join(per_unit, how="left")
@@ -105,9 +132,20 @@ def machine_status_current(classified: pd.DataFrame, params: FleetParams | None 
     for c in ("total_components", "components_normal", "components_alerta", "components_anormal"):
         out[c] = out[c].fillna(0).astype(int)
     out["machine_score"] = out["machine_score"].fillna(0.0).astype(float).round(6)
-    out["machine_status"] = pd.array(np.asarray(STATUSES, dtype=object)[out["rank"].to_numpy()], dtype="string")
+    out["machine_status"] = pd.array(
+        np.asarray(STATUSES, dtype=object)[out["rank"].to_numpy()], dtype="string"
+    )
     out["component_status"] = _component_json(latest).reindex(out.index).astype("string")
     out["priority"] = out["rank"] * 1000.0 + np.minimum(out["machine_score"], 999.0)
+    if "limits_version" in latest:
+        versions = (
+            latest.dropna(subset=["limits_version"])
+            .groupby("unitId")["limits_version"]
+            .agg(lambda v: ",".join(sorted(set(map(str, v)))))
+        )
+        out["limits_version"] = versions.reindex(out.index).astype("string")
+    else:
+        out["limits_version"] = pd.array([pd.NA] * len(out), dtype="string")
     out = out.reset_index().rename(columns={"index": "unitId"})
     out = out.sort_values(["priority", "unitId"], ascending=[False, True], kind="mergesort")
     return out[MACHINE_STATUS_COLUMNS].reset_index(drop=True)

@@ -115,6 +115,38 @@ def link_previous(silver: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def _clear_out_of_range(df: pd.DataFrame, catalog: Catalog) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Readings outside the catalog's physical range (a negative ppm...) are cleared, not kept.
+
+    The sample stays (its other readings are good); each cleared cell is recorded as a reject.
+    """
+    parts = []
+    df = df.copy()
+    for essay, row in catalog.table.iterrows():
+        lo, hi = row["min_value"], row["max_value"]
+        v = pd.to_numeric(df[essay], errors="coerce")
+        bad = pd.Series(False, index=df.index)
+        if pd.notna(lo):
+            bad |= v < lo
+        if pd.notna(hi):
+            bad |= v > hi
+        if bad.any():
+            b = df[bad]
+            rng = f"[{'' if pd.isna(lo) else f'{lo:g}'}, {'' if pd.isna(hi) else f'{hi:g}'}]"
+            parts.append(
+                reject_rows(
+                    "",
+                    None,
+                    b["sourceRow"],
+                    essay,
+                    v[bad].astype(str),
+                    f"value outside the physical range {rng}; cell cleared, sample kept",
+                ).assign(file=b["sourceFile"].to_numpy())
+            )
+            df.loc[bad, essay] = np.nan
+    return df, concat_rejects(parts)
+
+
 def _resolve_duplicates(df: pd.DataFrame, essays: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     dup = df["sampleNumber"].duplicated(keep=False)
     info = {"duplicate_sample_numbers": 0, "duplicates_identical_dropped": 0, "duplicates_conflicting": []}
@@ -233,6 +265,8 @@ def harmonize(
     df = df[~future & ~missing & ~coolant]
     df, dup_rejects, dup_info = _resolve_duplicates(df, essays)
     rejects.append(dup_rejects)
+    df, range_rejects = _clear_out_of_range(df, catalog)
+    rejects.append(range_rejects)
     df = df.assign(oilHourRange=oil_hour_range(df["oilMeter"]))
     df = link_previous(df)
     silver = _types(df[silver_columns(catalog)].copy(), essays)

@@ -35,8 +35,23 @@ from .catalog import Catalog
 LEVELS = ("marginal", "condemning", "critical")
 GROUP_KEYS = ["client", "machine", "component", "stratum"]
 LIMIT_COLUMNS = [
-    "client", "machine", "component", "stratum", "essay", "group", "limit_method", "kind", "direction",
-    "marginal", "condemning", "critical", "baseline", "sample_count", "comparison", "version", "computed_at",
+    "client",
+    "machine",
+    "component",
+    "stratum",
+    "essay",
+    "group",
+    "limit_method",
+    "kind",
+    "direction",
+    "marginal",
+    "condemning",
+    "critical",
+    "baseline",
+    "sample_count",
+    "comparison",
+    "version",
+    "computed_at",
 ]
 ALL_STRATA = "ALL"
 _SILVER_KEYS = {"client": "client", "machine": "machineName", "component": "componentNameNormalized"}
@@ -57,7 +72,13 @@ class LimitParams:
     comparison: str = "strict"
     # Decimals of the reporting resolution, by catalog unit; other units use default_decimals.
     decimals_by_unit: tuple[tuple[str, int], ...] = (
-        ("ppm", 0), ("index", 0), ("code", 0), ("count/ml", 0), ("SD", 0), ("level 0-3", 0), ("A/cm", 0),
+        ("ppm", 0),
+        ("index", 0),
+        ("code", 0),
+        ("count/ml", 0),
+        ("SD", 0),
+        ("level 0-3", 0),
+        ("A/cm", 0),
     )
     default_decimals: int = 2
     # Lower limits for essays whose catalog direction is lower/both.
@@ -111,12 +132,37 @@ def params_from_dict(cls, values: dict):
 # The v2.0 reference rules (DOMAIN.md §3.1): 21 elements, zeros removed, >= 4 distinct values,
 # >= 3 non-zero readings, rounded up, inclusive comparison, no lower/flag/trend limits.
 REFERENCE_V2_ELEMENTS = (
-    "fe", "cr", "al", "cu", "pb", "ni", "ag", "sn", "ti", "v", "mn", "si", "k", "na",
-    "zn", "ba", "b", "ca", "mo", "mg", "p",
+    "fe",
+    "cr",
+    "al",
+    "cu",
+    "pb",
+    "ni",
+    "ag",
+    "sn",
+    "ti",
+    "v",
+    "mn",
+    "si",
+    "k",
+    "na",
+    "zn",
+    "ba",
+    "b",
+    "ca",
+    "mo",
+    "mg",
+    "p",
 )
 REFERENCE_V2_LIMITS = LimitParams(
-    min_samples=3, min_distinct=4, exclude_zeros=True, comparison="inclusive", lower_limits=False,
-    relative_bands=(), trend_groups=(), essays=REFERENCE_V2_ELEMENTS,
+    min_samples=3,
+    min_distinct=4,
+    exclude_zeros=True,
+    comparison="inclusive",
+    lower_limits=False,
+    relative_bands=(),
+    trend_groups=(),
+    essays=REFERENCE_V2_ELEMENTS,
 )
 
 
@@ -180,13 +226,20 @@ def _stack(frame: pd.DataFrame, name: str) -> pd.Series:
     return out.rename(name)
 
 
-def _stats(values: pd.DataFrame, groups: _Groups, params: LimitParams, qs: list[float],
-           distinct_from: pd.DataFrame | None = None) -> pd.DataFrame:
+def _stats(
+    values: pd.DataFrame,
+    groups: _Groups,
+    params: LimitParams,
+    qs: list[float],
+    distinct_from: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Per (group, essay): sample_count, distinct and the requested quantiles, NaN-free readings."""
     data = values.mask(values == 0) if params.exclude_zeros else values
     count = _stack(groups.aggregate(data, lambda g: g.count()), "sample_count")
-    distinct = _stack(groups.aggregate(distinct_from if distinct_from is not None else values,
-                                       lambda g: g.nunique()), "distinct")
+    distinct = _stack(
+        groups.aggregate(distinct_from if distinct_from is not None else values, lambda g: g.nunique()),
+        "distinct",
+    )
     stats = pd.concat([count, distinct], axis=1)
     stats = stats[(stats["sample_count"] >= params.min_samples) & (stats["distinct"] >= params.min_distinct)]
     if stats.empty or not qs:
@@ -197,8 +250,9 @@ def _stats(values: pd.DataFrame, groups: _Groups, params: LimitParams, qs: list[
     return stats.join(quant, how="inner")
 
 
-def _limit_rows(stats: pd.DataFrame, groups: _Groups, catalog: Catalog, params: LimitParams, kind: str,
-                upper_q, lower_q) -> pd.DataFrame:
+def _limit_rows(
+    stats: pd.DataFrame, groups: _Groups, catalog: Catalog, params: LimitParams, kind: str, upper_q, lower_q
+) -> pd.DataFrame:
     """Quantile stats → limit rows (rounded outwards, forced monotone), one per direction."""
     if stats.empty:
         return pd.DataFrame()
@@ -222,8 +276,14 @@ def _limit_rows(stats: pd.DataFrame, groups: _Groups, catalog: Catalog, params: 
         lim = [_round_by(stats[q / 100].to_numpy(float), dec, up) for q in qset]
         m, c, k = _force_monotone(*lim, 10.0 ** (-dec.astype(float)), up)
         rows = stats[["gid", "essay", "sample_count"]].assign(
-            direction=side, marginal=m, condemning=c, critical=k, baseline=np.nan,
-            limit_method="percentile", kind=kind)
+            direction=side,
+            marginal=m,
+            condemning=c,
+            critical=k,
+            baseline=np.nan,
+            limit_method="percentile",
+            kind=kind,
+        )
         out.append(rows[ok])
     if not out:
         return pd.DataFrame()
@@ -237,8 +297,9 @@ def _round_by(x: np.ndarray, decimals: np.ndarray, up: bool) -> np.ndarray:
     return (np.ceil(y) if up else np.floor(y)) / scale
 
 
-def _relative_rows(silver: pd.DataFrame, essays: list[str], groups: _Groups, catalog: Catalog,
-                   params: LimitParams) -> pd.DataFrame:
+def _relative_rows(
+    silver: pd.DataFrame, essays: list[str], groups: _Groups, catalog: Catalog, params: LimitParams
+) -> pd.DataFrame:
     """Band around the group median for the essays of ``params.relative_bands``."""
     if not essays:
         return pd.DataFrame()
@@ -262,13 +323,15 @@ def _relative_rows(silver: pd.DataFrame, essays: list[str], groups: _Groups, cat
         lim = [_round_by(base * (1 + sign * band[:, i]), dec, up) for i in range(3)]
         m, c, k = _force_monotone(*lim, 10.0 ** (-dec.astype(float)), up)
         rows = stats[["gid", "essay", "sample_count", "baseline"]].assign(
-            direction=side, marginal=m, condemning=c, critical=k, limit_method="relative", kind="level")
+            direction=side, marginal=m, condemning=c, critical=k, limit_method="relative", kind="level"
+        )
         out.append(rows[direction.isin(["both", side]).to_numpy()])
     return pd.concat(out, ignore_index=True)
 
 
-def _flag_rows(silver: pd.DataFrame, essays: list[str], groups: _Groups, catalog: Catalog,
-               params: LimitParams) -> pd.DataFrame:
+def _flag_rows(
+    silver: pd.DataFrame, essays: list[str], groups: _Groups, catalog: Catalog, params: LimitParams
+) -> pd.DataFrame:
     """Fixed absolute levels for flag/code essays: one row per group × essay, every group."""
     if not essays:
         return pd.DataFrame()
@@ -276,8 +339,13 @@ def _flag_rows(silver: pd.DataFrame, essays: list[str], groups: _Groups, catalog
     count = _stack(groups.aggregate(values, lambda g: g.count()), "sample_count").reset_index()
     m, c, k = params.flag_limits
     return count.assign(
-        direction="upper", marginal=float(m), condemning=float(c), critical=float(k), baseline=np.nan,
-        limit_method=count["essay"].map(catalog.table["limit_method"]), kind="level",
+        direction="upper",
+        marginal=float(m),
+        condemning=float(c),
+        critical=float(k),
+        baseline=np.nan,
+        limit_method=count["essay"].map(catalog.table["limit_method"]),
+        kind="level",
     )
 
 
@@ -302,8 +370,9 @@ def trend_deltas(silver: pd.DataFrame, essays: list[str], max_days: int) -> pd.D
     return pd.DataFrame(cur - before, index=silver.index, columns=essays)
 
 
-def _trend_rows(silver: pd.DataFrame, essays: list[str], groups: _Groups, catalog: Catalog,
-                params: LimitParams) -> pd.DataFrame:
+def _trend_rows(
+    silver: pd.DataFrame, essays: list[str], groups: _Groups, catalog: Catalog, params: LimitParams
+) -> pd.DataFrame:
     """Percentiles of the historical increases (change since the previous sample > 0)."""
     if not essays or "previousSampleNumber" not in silver:
         return pd.DataFrame()
@@ -346,12 +415,21 @@ def compute_limits(
     flags = [e for e in essays if method[e] in ("flag", "code")]
     trend = [e for e in pct if catalog.group(e) in params.trend_groups]
     groups = _Groups(silver, params)
-    qs = sorted({q / 100 for q in params.upper_percentiles}
-                | ({q / 100 for q in params.lower_percentiles} if params.lower_limits else set()))
+    qs = sorted(
+        {q / 100 for q in params.upper_percentiles}
+        | ({q / 100 for q in params.lower_percentiles} if params.lower_limits else set())
+    )
     values = silver[pct].reset_index(drop=True)
     parts = [
-        _limit_rows(_stats(values, groups, params, qs), groups, catalog, params, "level",
-                    params.upper_percentiles, params.lower_percentiles if params.lower_limits else ()),
+        _limit_rows(
+            _stats(values, groups, params, qs),
+            groups,
+            catalog,
+            params,
+            "level",
+            params.upper_percentiles,
+            params.lower_percentiles if params.lower_limits else (),
+        ),
         _relative_rows(silver, rel, groups, catalog, params),
         _flag_rows(silver, flags, groups, catalog, params),
         _trend_rows(silver, trend, groups, catalog, params),
@@ -381,12 +459,24 @@ def limits_version(silver: pd.DataFrame, params: LimitParams, catalog: Catalog) 
     h = hashlib.sha256()
     h.update(json.dumps(params.as_dict(), sort_keys=True, default=str).encode())
     h.update(catalog.version.encode())
-    cols = [c for c in (*_SILVER_KEYS.values(), "oilHourRange", "sampleNumber", "previousSampleNumber",
-                        "daysSincePrevious") if c in silver.columns]
+    cols = [
+        c
+        for c in (
+            *_SILVER_KEYS.values(),
+            "oilHourRange",
+            "sampleNumber",
+            "previousSampleNumber",
+            "daysSincePrevious",
+        )
+        if c in silver.columns
+    ]
     cols += [e for e in _essays(silver, catalog, params)]
     if len(silver):
-        frame = silver[cols].sort_values("sampleNumber", kind="mergesort") if "sampleNumber" in cols \
+        frame = (
+            silver[cols].sort_values("sampleNumber", kind="mergesort")
+            if "sampleNumber" in cols
             else silver[cols]
+        )
         frame = frame.reset_index(drop=True)
         for c in frame.columns:
             if not pd.api.types.is_float_dtype(frame[c]):
@@ -405,8 +495,12 @@ def limits_to_nested(df: pd.DataFrame) -> dict:
     """
     out: dict = {}
     for row in df.to_dict("records"):
-        essay = (out.setdefault(row["client"], {}).setdefault(row["machine"], {})
-                 .setdefault(row["component"], {}).setdefault(row["essay"], {}))
+        essay = (
+            out.setdefault(row["client"], {})
+            .setdefault(row["machine"], {})
+            .setdefault(row["component"], {})
+            .setdefault(row["essay"], {})
+        )
         key = row["direction"] if row.get("kind", "level") == "level" else f"trend_{row['direction']}"
         entry = {
             "marginal": float(row["marginal"]),

@@ -113,7 +113,9 @@ def agreement(classified: pd.DataFrame) -> dict:
         "anormal_count": int(anormal.sum()),
         "anormal_precision": _ratio(atp, atp + afp),
         "anormal_recall": _ratio(atp, n_pos),
-        "confusion": {str(s): {str(int(c)): int(v) for c, v in row.items()} for s, row in confusion.iterrows()},
+        "confusion": {
+            str(s): {str(int(c)): int(v) for c, v in row.items()} for s, row in confusion.iterrows()
+        },
     }
 
 
@@ -129,10 +131,13 @@ def limit_quality(classified: pd.DataFrame, limits: pd.DataFrame) -> tuple[pd.Da
     """
     keys = ["client", "machine", "component", "essay", "direction", "kind"]
     df = classified.reset_index(drop=True)
-    comp = pd.DataFrame({
-        "client": df["client"].astype(str), "machine": df["machineName"].astype(str),
-        "component": df["componentNameNormalized"].astype(str),
-    })
+    comp = pd.DataFrame(
+        {
+            "client": df["client"].astype(str),
+            "machine": df["machineName"].astype(str),
+            "component": df["componentNameNormalized"].astype(str),
+        }
+    )
     b = breaches_frame(df)
     overall = limits[limits["stratum"] == "ALL"] if "stratum" in limits else limits
     table = overall[keys].drop_duplicates().reset_index(drop=True)
@@ -140,8 +145,13 @@ def limit_quality(classified: pd.DataFrame, limits: pd.DataFrame) -> tuple[pd.Da
     table = table.join(samples, on=["client", "machine", "component"])
     essays = [e for e in table["essay"].unique() if e in df.columns]
     if essays:
-        measured = (comp.join(df[essays].notna()).groupby(["client", "machine", "component"])[essays].sum()
-                    .stack().rename("measured"))
+        measured = (
+            comp.join(df[essays].notna())
+            .groupby(["client", "machine", "component"])[essays]
+            .sum()
+            .stack()
+            .rename("measured")
+        )
         measured.index = measured.index.set_names("essay", level=-1)
         table = table.join(measured, on=["client", "machine", "component", "essay"])
     else:
@@ -165,14 +175,17 @@ def limit_quality(classified: pd.DataFrame, limits: pd.DataFrame) -> tuple[pd.Da
 
     status = df["report_status"].astype(str)
     n = len(df)
-    by_component = (pd.crosstab(comp["component"], status, normalize="index")
-                    .reindex(columns=["Normal", "Alerta", "Anormal"], fill_value=0.0))
+    by_component = pd.crosstab(comp["component"], status, normalize="index").reindex(
+        columns=["Normal", "Alerta", "Anormal"], fill_value=0.0
+    )
     summary = {
         "samples": n,
         "status_share": {s: _ratio(int((status == s).sum()), n) for s in ("Normal", "Alerta", "Anormal")},
         "flag_rate": _ratio(int((status != "Normal").sum()), n),
         "anormal_rate": _ratio(int((status == "Anormal").sum()), n),
-        "status_share_by_component": {c: {s: float(v) for s, v in r.items()} for c, r in by_component.iterrows()},
+        "status_share_by_component": {
+            c: {s: float(v) for s, v in r.items()} for c, r in by_component.iterrows()
+        },
         "limits_version": sorted(set(limits["version"].dropna().astype(str))) if "version" in limits else [],
         "agreement": None,
     }

@@ -1,0 +1,262 @@
+"""Data-quality checks of silver, limits and gold: pure functions returning a :class:`CheckOutcome`.
+
+The Dagster asset checks (``assets/checks.py``) wrap these; the gold assets also run the gold
+checks before returning, so a failing check stops the publish and the previous gold stays.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .catalog import Catalog
+from .classify import STATUSES, ClassificationParams
+
+RANK = {s: i for i, s in enumerate(STATUSES)}
+REQUIRED_SILVER = [
+    "client",
+    "sampleNumber",
+    "sampleDate",
+    "unitId",
+    "machineName",
+    "componentName",
+    "componentNameNormalized",
+]
+
+
+@dataclass
+class CheckOutcome:
+    name: str
+    passed: bool
+    description: str
+    metadata: dict = field(default_factory=dict)
+    warn_only: bool = False
+
+
+def _examples(values, n: int = 10) -> list[str]:
+    return [str(v) for v in list(values)[:n]]
+
+
+# -- silver ---------------------------------------------------------------------------------------
+def unique_sample_numbers(silver: pd.DataFrame) -> CheckOutcome:
+    dup = silver["sampleNumber"][silver["sampleNumber"].duplicated()]
+    return CheckOutcome(
+        "unique_sample_number",
+        dup.empty,
+        "sampleNumber is unique",
+        {"duplicates": int(len(dup)), "examples": _examples(dup.unique())},
+    )
+
+
+def dates_valid(silver: pd.DataFrame, as_of: pd.Timestamp | None = None) -> CheckOutcome:
+    as_of = (as_of or pd.Timestamp.now(tz="UTC").tz_localize(None)).normalize()
+    missing = silver["sampleDate"].isna()
+    future = silver["sampleDate"] > as_of
+    bad = silver.loc[missing | future, "sampleNumber"]
+    return CheckOutcome(
+        "dates_valid",
+        bad.empty,
+        "sampleDate present and not in the future",
+        {"missing": int(missing.sum()), "future": int(future.sum()), "examples": _examples(bad)},
+    )
+
+
+def essays_in_physical_range(silver: pd.DataFrame, catalog: Catalog) -> CheckOutcome:
+    out_of_range: dict[str, int] = {}
+    for essay, row in catalog.table.iterrows():
+        if essay not in silver:
+            continue
+        v = silver[essay]
+        bad = pd.Series(False, index=v.index)
+        if pd.notna(row["min_value"]):
+            bad |= v < row["min_value"]
+        if pd.notna(row["max_value"]):
+            bad |= v > row["max_value"]
+        if bad.any():
+            out_of_range[essay] = int(bad.sum())
+    return CheckOutcome(
+        "essays_in_physical_range",
+        not out_of_range,
+        "essay values within the catalog's physical range",
+        {"out_of_range": out_of_range},
+    )
+
+
+def component_hours_within_machine_hours(silver: pd.DataFrame) -> CheckOutcome:
+    bad = silver["componentHours"] > silver["machineHours"]
+    return CheckOutcome(
+        "component_hours_le_machine_hours",
+        not bad.any(),
+        "componentHours <= machineHours (warning: lab meters are often inconsistent)",
+        {"violations": int(bad.sum()), "examples": _examples(silver.loc[bad, "sampleNumber"])},
+        warn_only=True,
+    )
+
+
+def required_columns(silver: pd.DataFrame, catalog: Catalog) -> CheckOutcome:
+    missing = [c for c in REQUIRED_SILVER + catalog.essays if c not in silver.columns]
+    nulls = {
+        c: int(silver[c].isna().sum()) for c in REQUIRED_SILVER if c in silver and silver[c].isna().any()
+    }
+    return CheckOutcome(
+        "required_columns",
+        not missing and not nulls,
+        "required columns present and filled",
+        {"missing": missing, "nulls": nulls},
+    )
+
+
+def freshness(silver: pd.DataFrame, max_days: int, as_of: pd.Timestamp | None = None) -> CheckOutcome:
+    as_of = (as_of or pd.Timestamp.now(tz="UTC").tz_localize(None)).normalize()
+    newest = silver["sampleDate"].max() if len(silver) else pd.NaT
+    age = int((as_of - newest).days) if pd.notna(newest) else None
+    ok = age is not None and age <= max_days
+    return CheckOutcome(
+        "fresh_samples",
+        ok,
+        f"newest sample at most {max_days} days old",
+        {
+            "newest_sample": str(newest.date()) if pd.notna(newest) else None,
+            "age_days": age,
+            "max_days": max_days,
+        },
+        warn_only=True,
+    )
+
+
+def silver_checks(
+    silver: pd.DataFrame, catalog: Catalog, freshness_days: int, as_of: pd.Timestamp | None = None
+) -> list[CheckOutcome]:
+    return [
+        unique_sample_numbers(silver),
+        dates_valid(silver, as_of),
+        essays_in_physical_range(silver, catalog),
+        component_hours_within_machine_hours(silver),
+        required_columns(silver, catalog),
+        freshness(silver, freshness_days, as_of),
+    ]
+
+
+# -- limits ---------------------------------------------------------------------------------------
+def limits_monotone(limits: pd.DataFrame) -> CheckOutcome:
+    up = limits["direction"] == "upper"
+    ok_up = (limits["marginal"] < limits["condemning"]) & (limits["condemning"] < limits["critical"])
+    ok_low = (limits["marginal"] > limits["condemning"]) & (limits["condemning"] > limits["critical"])
+    bad = limits[~np.where(up, ok_up, ok_low)]
+    return CheckOutcome(
+        "limits_monotone",
+        bad.empty,
+        "upper: marginal < condemning < critical; lower: reversed",
+        {
+            "violations": int(len(bad)),
+            "examples": _examples(bad[["component", "essay", "direction"]].astype(str).agg("/".join, axis=1)),
+        },
+    )
+
+
+def limits_sample_count(limits: pd.DataFrame, min_samples: int) -> CheckOutcome:
+    stat = limits["limit_method"].isin(["percentile", "relative"]) & (limits["kind"] == "level")
+    bad = limits[stat & (limits["sample_count"] < min_samples)]
+    return CheckOutcome(
+        "limits_sample_count",
+        bad.empty,
+        f"statistical limits rest on >= {min_samples} readings",
+        {"violations": int(len(bad)), "min_samples": min_samples},
+    )
+
+
+# -- gold -----------------------------------------------------------------------------------------
+def every_sample_classified_once(reports: pd.DataFrame, silver: pd.DataFrame) -> CheckOutcome:
+    r, s = reports["sampleNumber"], silver["sampleNumber"]
+    missing = sorted(set(s) - set(r))
+    extra = sorted(set(r) - set(s))
+    dup = int(r.duplicated().sum())
+    return CheckOutcome(
+        "every_sample_classified_once",
+        not missing and not extra and dup == 0,
+        "one report per silver sample",
+        {
+            "missing": len(missing),
+            "extra": len(extra),
+            "duplicates": dup,
+            "examples": _examples(missing + extra),
+        },
+    )
+
+
+def status_consistent_with_score(reports: pd.DataFrame, params: ClassificationParams) -> CheckOutcome:
+    score = reports["severity_score"]
+    expected = np.where(
+        score >= params.anormal_cut, "Anormal", np.where(score >= params.alerta_cut, "Alerta", "Normal")
+    )
+    bad = reports["report_status"].to_numpy() != expected
+    points = reports["breached_essays"].map(lambda t: sum(b["points"] for b in json.loads(t or "[]")))
+    untraceable = ~np.isclose(points.to_numpy(float), score.to_numpy(float))
+    return CheckOutcome(
+        "status_consistent_with_score",
+        not bad.any() and not untraceable.any(),
+        "report_status follows the score cut-offs; score = sum of breach points",
+        {
+            "status_mismatches": int(bad.sum()),
+            "score_not_sum_of_points": int(untraceable.sum()),
+            "examples": _examples(reports.loc[bad | untraceable, "sampleNumber"]),
+        },
+    )
+
+
+def recommendation_present(reports: pd.DataFrame) -> CheckOutcome:
+    if "ai_recommendation" not in reports:
+        return CheckOutcome(
+            "recommendation_present",
+            False,
+            "a recommendation for every non-Normal report",
+            {"error": "column ai_recommendation missing"},
+        )
+    text = reports["ai_recommendation"].astype("string").str.strip()
+    bad = (reports["report_status"] != "Normal") & (text.isna() | (text == ""))
+    return CheckOutcome(
+        "recommendation_present",
+        not bad.any(),
+        "a recommendation for every non-Normal report",
+        {"missing": int(bad.sum()), "examples": _examples(reports.loc[bad, "sampleNumber"])},
+    )
+
+
+def machine_status_consistent(machines: pd.DataFrame, reports: pd.DataFrame) -> CheckOutcome:
+    """The machine status equals the worst status among its counted components' latest reports."""
+    worst = {}
+    for unit, text in zip(machines["unitId"], machines["component_status"], strict=True):
+        comps = [c for c in json.loads(text) if c.get("counted", True)]
+        worst[unit] = max((RANK[c["status"]] for c in comps), default=0)
+    order = reports.sort_values(
+        ["unitId", "componentName", "sampleDate", "reportDate", "sampleNumber"], kind="mergesort"
+    )
+    latest = order.drop_duplicates(["unitId", "componentName"], keep="last").set_index("sampleNumber")
+    listed_ok = True
+    for text in machines["component_status"]:
+        for c in json.loads(text):
+            if (
+                c["sampleNumber"] not in latest.index
+                or latest.at[c["sampleNumber"], "report_status"] != c["status"]
+            ):
+                listed_ok = False
+    got = machines.set_index("unitId")["machine_status"].map(RANK)
+    bad = [u for u, r in got.items() if worst.get(u) != r]
+    missing_units = sorted(set(reports["unitId"]) - set(machines["unitId"]))
+    return CheckOutcome(
+        "machine_status_consistent",
+        not bad and listed_ok and not missing_units,
+        "machine status = worst latest component report; components list their latest report",
+        {
+            "mismatched_units": bad[:20],
+            "components_consistent": listed_ok,
+            "units_missing": missing_units[:20],
+        },
+    )
+
+
+def blocking_failures(outcomes: list[CheckOutcome]) -> list[CheckOutcome]:
+    return [o for o in outcomes if not o.passed and not o.warn_only]
