@@ -16,6 +16,10 @@ from .storage import layout
 from .storage.filesystem import Storage
 
 
+# Console logs at WARNING: the run's events are in the instance; the terminal shows the summary.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
 def summarize(store: Storage, client: str) -> list[str]:
     lines = [f"== {client} ({CLIENTS[client].display_name}, {CLIENTS[client].lab_format})"]
     silver = store.read_parquet(layout.harmonized_path(client))
@@ -58,7 +62,9 @@ def run(clients: list[str]) -> int:
     failed = []
     for client in clients:
         start = time.perf_counter()
-        result = job.execute_in_process(partition_key=client, instance=instance, raise_on_error=False)
+        result = job.execute_in_process(
+            partition_key=client, instance=instance, raise_on_error=False, run_config=QUIET
+        )
         took = time.perf_counter() - start
         if not result.success:
             failed.append(client)

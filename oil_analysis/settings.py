@@ -6,10 +6,26 @@ import os
 from dataclasses import dataclass
 
 TRUE = {"1", "true", "yes", "on"}
+STORAGE_MODES = ("local", "s3", "dual")
 
 
 def _flag(name: str, default: bool = False) -> bool:
     return os.environ.get(name, str(default)).strip().lower() in TRUE
+
+
+def storage_mode(mode: str | None, use_s3: bool) -> str:
+    """``STORAGE_MODE`` when set (local / s3 / dual), else ``s3`` if ``USE_S3`` else ``local``.
+
+    A mode that contradicts ``USE_S3=true`` (``local``) is a configuration error, not a silent pick.
+    """
+    mode = (mode or "").strip().lower()
+    if not mode:
+        return "s3" if use_s3 else "local"
+    if mode not in STORAGE_MODES:
+        raise ValueError(f"STORAGE_MODE={mode!r}: expected one of {', '.join(STORAGE_MODES)}")
+    if use_s3 and mode == "local":
+        raise ValueError("USE_S3=true contradicts STORAGE_MODE=local: unset one of them")
+    return mode
 
 
 @dataclass(frozen=True)
@@ -22,23 +38,33 @@ class Settings:
     aws_endpoint_url: str | None
     max_raw_file_mb: float
     freshness_days: int
+    storage_mode: str = "local"  # local | s3 | dual (dual: local is read, both are written)
+    legacy_exports: bool = False
 
     @property
     def storage_uri(self) -> str:
-        if self.use_s3:
+        if self.storage_mode == "s3":
             return f"s3://{self.s3_bucket}/{self.s3_prefix.strip('/')}"
         return os.path.abspath(self.data_root)
 
 
 def get_settings() -> Settings:
-    """Read the environment now (not at import: tests and CLIs change it)."""
+    """Read the environment now (not at import: tests and CLIs change it).
+
+    AWS credentials are deliberately absent: pyarrow reads them from the standard AWS chain
+    (environment, profile, instance role), so they never pass through our code or config.
+    """
+    use_s3 = _flag("USE_S3")
+    mode = storage_mode(os.environ.get("STORAGE_MODE"), use_s3)
     return Settings(
         data_root=os.environ.get("OIL_DATA_ROOT", "./data"),
-        use_s3=_flag("USE_S3"),
+        use_s3=mode == "s3",
         s3_bucket=os.environ.get("S3_BUCKET", "mining-data-mesh"),
         s3_prefix=os.environ.get("S3_PREFIX", "oil-analysis"),
         aws_region=os.environ.get("AWS_REGION", "us-east-1"),
         aws_endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
         max_raw_file_mb=float(os.environ.get("OIL_MAX_RAW_FILE_MB", "200")),
         freshness_days=int(os.environ.get("OIL_FRESHNESS_DAYS", "40")),
+        storage_mode=mode,
+        legacy_exports=_flag("LEGACY_EXPORTS"),
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pandas as pd
 from dagster import (
     AssetCheckResult,
@@ -44,9 +46,12 @@ def status_counts(values: pd.Series) -> dict[str, int]:
 
 def check_specs(asset: str, names: list[str], blocking: bool = True) -> list[AssetCheckSpec]:
     """Check specs of an asset: visible in the UI, executed with the asset in the same step."""
-    return [
-        AssetCheckSpec(n, asset=asset, blocking=blocking, partitions_def=client_partitions) for n in names
-    ]
+    with warnings.catch_warnings():  # partitioned check specs are a Dagster "preview" feature
+        warnings.simplefilter("ignore")
+        return [
+            AssetCheckSpec(n, asset=asset, blocking=blocking, partitions_def=client_partitions)
+            for n in names
+        ]
 
 
 def check_results(asset: str, outcomes) -> list[AssetCheckResult]:

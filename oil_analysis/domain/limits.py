@@ -26,6 +26,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -54,6 +55,7 @@ LIMIT_COLUMNS = [
     "computed_at",
 ]
 ALL_STRATA = "ALL"
+P = TypeVar("P")
 _SILVER_KEYS = {"client": "client", "machine": "machineName", "component": "componentNameNormalized"}
 
 
@@ -112,7 +114,7 @@ class LimitParams:
         return params_from_dict(cls, values)
 
 
-def params_from_dict(cls, values: dict):
+def params_from_dict(cls: type[P], values: dict) -> P:
     """Frozen-dataclass parameters from a plain mapping (e.g. YAML or Dagster config)."""
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(values) - names

@@ -1,23 +1,83 @@
-"""The storage resource: which root the layout lives under (local folder or S3 prefix)."""
+"""The storage resource: where the layout lives (local folder, S3 prefix, or both during migration)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
 
 from dagster import ConfigurableResource
 
-from ..settings import get_settings
-from ..storage.filesystem import Storage
+from ..settings import get_settings, storage_mode
+from ..storage.filesystem import DualStorage, Storage
+
+# The AWS chain variables that decide which identity S3 calls use: a change means a new client.
+_IDENTITY_VARS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CONFIG_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+)
+_OPEN: dict[tuple, Storage] = {}
+_LOCK = threading.Lock()
+
+
+def _identity() -> str:
+    """A digest of the credential chain's inputs, only used as a cache key (never shown)."""
+    raw = "\x00".join(os.environ.get(v, "") for v in _IDENTITY_VARS)
+    return hashlib.sha256(raw.encode()).hexdigest()
 
 
 class StorageResource(ConfigurableResource):
-    """Local folder or S3 prefix. Empty fields fall back to the environment (see README)."""
+    """Local folder, S3 prefix, or both (``dual``). Empty fields fall back to the environment
+    (``OIL_DATA_ROOT``, ``STORAGE_MODE`` / ``USE_S3``, ``S3_BUCKET``, ``S3_PREFIX``, ``AWS_REGION``,
+    ``AWS_ENDPOINT_URL``, ``LEGACY_EXPORTS``; see docs/STORAGE.md). There is no credential field on
+    purpose: S3 credentials come only from the standard AWS chain."""
 
     data_root: str = ""
     use_s3: bool | None = None
     max_raw_file_mb: float = 0.0
+    mode: str = ""
+    s3_bucket: str = ""
+    s3_prefix: str | None = None
+    aws_region: str = ""
+    aws_endpoint_url: str = ""
+    legacy_exports: bool | None = None
+
+    def storage_mode(self) -> str:
+        if self.mode or self.use_s3 is not None:
+            return storage_mode(self.mode, bool(self.use_s3))
+        return get_settings().storage_mode
 
     def get(self) -> Storage:
+        """The storage, opened once per process and configuration; S3 access is checked on opening,
+        so wrong credentials fail with one clear error before anything is written."""
         s = get_settings()
-        if self.use_s3 if self.use_s3 is not None else s.use_s3:
-            return Storage.s3(s.s3_bucket, s.s3_prefix, s.aws_region, s.aws_endpoint_url)
-        return Storage.local(self.data_root or s.data_root)
+        mode = self.storage_mode()
+        root = os.path.abspath(self.data_root or s.data_root)
+        bucket = self.s3_bucket or s.s3_bucket
+        prefix = self.s3_prefix if self.s3_prefix is not None else s.s3_prefix
+        region = self.aws_region or s.aws_region
+        endpoint = self.aws_endpoint_url or s.aws_endpoint_url
+        if mode == "local":
+            return Storage.local(root)
+        key = (mode, root, bucket, prefix, region, endpoint, _identity())
+        with _LOCK:
+            store = _OPEN.get(key)
+            if store is None:
+                s3 = Storage.s3(bucket, prefix, region, endpoint)
+                store = s3 if mode == "s3" else DualStorage(Storage.local(root), s3)
+                store.check_access()
+                _OPEN[key] = store
+        return store
 
     def max_file_mb(self) -> float:
         return self.max_raw_file_mb or get_settings().max_raw_file_mb
+
+    def legacy_enabled(self) -> bool:
+        """Whether the deprecated v1 paths (``processed/``, ``to_consume/``) are written too."""
+        return self.legacy_exports if self.legacy_exports is not None else get_settings().legacy_exports

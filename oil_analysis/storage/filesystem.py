@@ -1,20 +1,28 @@
 """One filesystem layer for local disk and S3, on pyarrow filesystems.
 
 Paths are always relative to the data root (``OIL_DATA_ROOT`` or ``s3://{bucket}/{prefix}``) and
-use ``/``. Writes are atomic for readers: locally a temp file in the same folder then a rename;
-on S3 a single PUT (pyarrow completes a multipart upload only on close).
+use ``/``. Writes are atomic for readers: locally a temp file in the same folder then a rename; on
+S3 one PUT, or for large payloads a multipart upload that becomes visible only when completed. The
+whole payload is rendered to bytes before anything is opened, so a serialization error writes
+nothing.
+
+Credentials are never handled here: pyarrow's S3 client reads the standard AWS chain (environment,
+profile, instance role). Errors name the bucket, prefix, endpoint and region, never a credential.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
 import posixpath
+import re
 import tempfile
 import uuid
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import pandas as pd
 import pyarrow as pa
@@ -22,6 +30,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "write_statistics": True}
+CONTENT_TYPES = {".parquet": "application/vnd.apache.parquet", ".json": "application/json"}
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,14 @@ class UnsafePathError(ValueError):
     """A relative path that would escape the data root."""
 
 
+class StorageAccessError(OSError):
+    """The S3 backend refused or could not be reached: names bucket, prefix and endpoint, and why."""
+
+
+class StorageMismatchError(RuntimeError):
+    """Dual mode: the two backends do not hold the same bytes for a path."""
+
+
 def check_relative(path: str) -> str:
     """Reject absolute paths, ``..`` segments and NULs: every path stays under the root."""
     norm = posixpath.normpath(path.replace("\\", "/"))
@@ -43,12 +60,48 @@ def check_relative(path: str) -> str:
     return norm
 
 
+def public_endpoint(url: str | None) -> str:
+    """The endpoint as it may be shown in logs: scheme, host and port only (no user info, no query)."""
+    if not url:
+        return "AWS default endpoint"
+    parts = urlsplit(url if "://" in url else f"https://{url}")
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}"
+
+
+# pyarrow's message carries the AWS error name (ACCESS_DENIED, SIGNATURE_DOES_NOT_MATCH, …).
+_WHY = [
+    (
+        re.compile(
+            r"ACCESS_DENIED|SIGNATURE_DOES_NOT_MATCH|INVALID_ACCESS_KEY|EXPIRED_TOKEN|TOKEN|FORBIDDEN"
+        ),
+        "access denied: check the AWS credentials of the standard chain (AWS_ACCESS_KEY_ID / "
+        "AWS_SECRET_ACCESS_KEY, AWS_PROFILE or the instance role) and the IAM policy "
+        "(deploy/iam-product-policy.json)",
+    ),
+    (re.compile(r"NO_SUCH_BUCKET|NoSuchBucket"), "the bucket does not exist"),
+    (
+        re.compile(r"NETWORK_CONNECTION|Could not connect|curlCode|timed out|Timeout"),
+        "the endpoint cannot be reached (check AWS_ENDPOINT_URL and the network)",
+    ),
+]
+
+
 class Storage:
     """Read and write the layout under one root, on a local folder or an S3 prefix."""
 
-    def __init__(self, fs: pafs.FileSystem, base: str, uri: str) -> None:
+    def __init__(
+        self,
+        fs: pafs.FileSystem,
+        base: str,
+        uri: str,
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+    ) -> None:
         self.fs, self.base, self.uri = fs, base.rstrip("/"), uri
         self.is_local = isinstance(fs, pafs.LocalFileSystem)
+        self.endpoint_url, self.region = endpoint_url, region
 
     @classmethod
     def local(cls, root: str) -> Storage:
@@ -57,21 +110,41 @@ class Storage:
 
     @classmethod
     def s3(cls, bucket: str, prefix: str, region: str, endpoint_url: str | None = None) -> Storage:
-        kwargs = {"region": region}
+        """The layout under ``s3://{bucket}/{prefix}``; ``endpoint_url`` for S3-compatible servers."""
+        kwargs: dict = {
+            "region": region,
+            # small objects become one PutObject on close instead of a three-request multipart upload
+            "allow_delayed_open": True,
+            "connect_timeout": 5,
+            "request_timeout": 60,
+        }
         if endpoint_url:
             scheme, _, host = endpoint_url.partition("://")
             kwargs.update(endpoint_override=host or scheme, scheme=scheme if host else "https")
         fs = pafs.S3FileSystem(**kwargs)
         base = f"{bucket}/{prefix.strip('/')}" if prefix.strip("/") else bucket
-        return cls(fs, base, f"s3://{base}")
+        return cls(fs, base, f"s3://{base}", endpoint_url=endpoint_url, region=region)
 
     @classmethod
     def from_settings(cls, settings) -> Storage:
-        if settings.use_s3:
-            return cls.s3(
-                settings.s3_bucket, settings.s3_prefix, settings.aws_region, settings.aws_endpoint_url
-            )
+        """Local, S3 or dual (local read, both written) from :class:`~oil_analysis.settings.Settings`."""
+        mode = getattr(settings, "storage_mode", "s3" if settings.use_s3 else "local")
+        s3 = lambda: cls.s3(  # noqa: E731
+            settings.s3_bucket, settings.s3_prefix, settings.aws_region, settings.aws_endpoint_url
+        )
+        if mode == "s3":
+            return s3()
+        if mode == "dual":
+            return DualStorage(cls.local(settings.data_root), s3())
         return cls.local(settings.data_root)
+
+    @property
+    def kind(self) -> str:
+        return "local" if self.is_local else "s3"
+
+    @property
+    def bucket(self) -> str | None:
+        return None if self.is_local else self.base.split("/", 1)[0]
 
     def full(self, path: str) -> str:
         return f"{self.base}/{check_relative(path)}"
@@ -80,11 +153,37 @@ class Storage:
         """Human-readable location of a path (for logs and metadata)."""
         return f"{self.uri}/{check_relative(path)}"
 
+    @contextlib.contextmanager
+    def _errors(self, action: str, path: str):
+        """S3 failures other than a missing file become one :class:`StorageAccessError`."""
+        try:
+            yield
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            if self.is_local or isinstance(exc, StorageAccessError):
+                raise
+            text = str(exc)
+            why = next((w for pattern, w in _WHY if pattern.search(text)), "S3 request failed")
+            raise StorageAccessError(
+                f"S3 {action} {self.display(path) if path else self.uri} failed: {why}. "
+                f"Bucket {self.bucket!r}, endpoint {public_endpoint(self.endpoint_url)}, "
+                f"region {self.region}. ({text})"
+            ) from None
+
+    def check_access(self) -> None:
+        """Fail early, with one clear error, when the root cannot be listed (credentials, endpoint)."""
+        if self.is_local:
+            return
+        with self._errors("listing", ""):
+            self.fs.get_file_info(pafs.FileSelector(self.base, recursive=False, allow_not_found=True))
+
     def exists(self, path: str) -> bool:
-        return self.fs.get_file_info(self.full(path)).type == pafs.FileType.File
+        with self._errors("reading", path):
+            return self.fs.get_file_info(self.full(path)).type == pafs.FileType.File
 
     def read_bytes(self, path: str) -> bytes:
-        with self.fs.open_input_stream(self.full(path)) as f:
+        with self._errors("reading", path), self.fs.open_input_stream(self.full(path)) as f:
             return f.read()
 
     def write_bytes(self, path: str, data: bytes) -> str:
@@ -105,19 +204,30 @@ class Storage:
                     os.unlink(tmp)
                 raise
         else:
-            with self.fs.open_output_stream(full) as f:
+            meta = {
+                "Content-Type": CONTENT_TYPES.get(posixpath.splitext(path)[1], "application/octet-stream")
+            }
+            # One write of the complete payload: nothing is sent before close(), which does the PUT
+            # (or completes the multipart upload), so a reader sees the old object or the new one.
+            with self._errors("writing", path), self.fs.open_output_stream(full, metadata=meta) as f:
                 f.write(data)
         return hashlib.sha256(data).hexdigest()
 
     def delete(self, path: str) -> None:
         if self.exists(path):
-            self.fs.delete_file(self.full(path))
+            with self._errors("deleting", path):
+                self.fs.delete_file(self.full(path))
 
     def list_files(self, prefix: str) -> list[FileEntry]:
-        """Every file under ``prefix`` (recursive), sorted by path; temp files are skipped."""
+        """Every file under ``prefix`` (recursive), sorted by path; temp files are skipped.
+
+        On S3 this is one paginated ListObjectsV2 over the prefix (no request per folder or file).
+        """
         sel = pafs.FileSelector(self.full(prefix), recursive=True, allow_not_found=True)
         out = []
-        for info in self.fs.get_file_info(sel):
+        with self._errors("listing", prefix):
+            infos = self.fs.get_file_info(sel)
+        for info in infos:
             if info.type != pafs.FileType.File:
                 continue
             rel = info.path[len(self.base) + 1 :]
@@ -126,13 +236,16 @@ class Storage:
             out.append(FileEntry(rel, int(info.size or 0), int(info.mtime_ns or 0)))
         return sorted(out, key=lambda e: e.path)
 
-    def local_copy(self, path: str) -> tuple[str, bool]:
-        """A local file path for readers that need one: ``(path, is_temporary)``."""
+    def local_copy(self, path: str, data: bytes | None = None) -> tuple[str, bool]:
+        """A local file path for readers that need one: ``(path, is_temporary)``.
+
+        ``data``: the file's bytes when the caller already has them (no second download).
+        """
         if self.is_local:
             return self.full(path), False
         fd, tmp = tempfile.mkstemp(suffix=posixpath.splitext(path)[1])
         with os.fdopen(fd, "wb") as f:
-            f.write(self.read_bytes(path))
+            f.write(self.read_bytes(path) if data is None else data)
         return tmp, True
 
     # -- tables and documents -------------------------------------------------------------
@@ -145,11 +258,62 @@ class Storage:
         return pq.read_table(io.BytesIO(self.read_bytes(path))).to_pandas()
 
     def write_json(self, path: str, doc) -> tuple[str, int]:
-        data = (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n").encode()
+        data = json_bytes(doc)
         return self.write_bytes(path, data), len(data)
 
     def read_json(self, path: str):
         return json.loads(self.read_bytes(path))
+
+
+class DualStorage(Storage):
+    """Migration phase: reads come from ``primary`` (local); every write goes to both backends.
+
+    The mirror (S3) is written first and read back, then the primary: a failing mirror leaves the
+    primary untouched, and any difference between what was meant and what either backend holds
+    raises :class:`StorageMismatchError` naming the path and both sha256.
+    """
+
+    def __init__(self, primary: Storage, mirror: Storage) -> None:
+        super().__init__(
+            primary.fs, primary.base, primary.uri, endpoint_url=primary.endpoint_url, region=primary.region
+        )
+        self.primary, self.mirror = primary, mirror
+
+    @property
+    def kind(self) -> str:
+        return "dual"
+
+    def check_access(self) -> None:
+        self.primary.check_access()
+        self.mirror.check_access()
+
+    def write_bytes(self, path: str, data: bytes) -> str:
+        sha = hashlib.sha256(data).hexdigest()
+        for store in (self.mirror, self.primary):
+            store.write_bytes(path, data)
+            held = hashlib.sha256(store.read_bytes(path)).hexdigest()
+            if held != sha:
+                raise StorageMismatchError(
+                    f"dual write of {path!r}: {store.display(path)} holds sha256 {held}, expected {sha} "
+                    f"(primary {self.primary.uri}, mirror {self.mirror.uri})"
+                )
+        return sha
+
+    def delete(self, path: str) -> None:
+        self.mirror.delete(path)
+        self.primary.delete(path)
+
+    def diff(self, prefix: str) -> list[str]:
+        """Paths under ``prefix`` that are missing on one side or differ in content (empty: in sync)."""
+        left = {e.path: e for e in self.primary.list_files(prefix)}
+        right = {e.path: e for e in self.mirror.list_files(prefix)}
+        out = [f"only in {self.primary.uri}: {p}" for p in sorted(left.keys() - right.keys())]
+        out += [f"only in {self.mirror.uri}: {p}" for p in sorted(right.keys() - left.keys())]
+        for p in sorted(left.keys() & right.keys()):
+            a, b = (hashlib.sha256(s.read_bytes(p)).hexdigest() for s in (self.primary, self.mirror))
+            if a != b:
+                out.append(f"differs: {p} ({a[:12]} ≠ {b[:12]})")
+        return out
 
 
 def parquet_bytes(df: pd.DataFrame) -> bytes:
@@ -157,6 +321,11 @@ def parquet_bytes(df: pd.DataFrame) -> bytes:
     buf = pa.BufferOutputStream()
     pq.write_table(table, buf, **PARQUET_OPTIONS)
     return buf.getvalue().to_pybytes()
+
+
+def json_bytes(doc) -> bytes:
+    """Stable JSON (sorted keys, indented, UTF-8, trailing newline)."""
+    return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n").encode()
 
 
 def new_run_token() -> str:

@@ -1,10 +1,28 @@
-"""The IO manager: asset outputs ↔ files of the layout (same paths on local disk and S3)."""
+"""The IO manager: asset outputs ↔ files of the layout (same paths on local disk, S3, or both).
+
+An output is published in three steps, so readers never see a mix of old and new:
+
+1. render every file of the output to bytes (a serialization error writes nothing);
+2. write the data files, each atomically, and pointers last (``latest.json`` names a limits version
+   only once its files exist), then the deprecated legacy copies when ``LEGACY_EXPORTS`` is on;
+3. record the files in the client's manifest (``gold/{client}/_manifest.json``).
+
+An asset that raises (a failed contract or blocking check) never reaches ``handle_output``: its
+previous files stay published, untouched.
+"""
+
+from __future__ import annotations
+
+import io
 
 import pandas as pd
+import pyarrow.parquet as pq
 from dagster import ConfigurableIOManager, InputContext, OutputContext, ResourceDependency
 
 from ..resources.storage import StorageResource
-from . import layout
+from . import layout, legacy, manifest
+from .filesystem import json_bytes, parquet_bytes
+from .manifest import FileRecord
 
 LIMITS_ASSET = "stewart_limits"
 
@@ -17,29 +35,101 @@ def _path(asset: str, client: str) -> str:
     return layout.gold_path(client, asset)
 
 
+def _limits_version(obj: pd.DataFrame) -> str | None:
+    if obj.attrs.get("limits_version"):
+        return str(obj.attrs["limits_version"])
+    if "limits_version" in obj.columns and len(obj):
+        return str(obj["limits_version"].iloc[0])
+    return None
+
+
 class LayoutIOManager(ConfigurableIOManager):
-    """Writes each partitioned asset to its place in the layout; limits are versioned folders."""
+    """Writes each partitioned asset to its place in the layout; limits are versioned folders.
+    Every file written for silver, limits and gold is listed in the client's manifest."""
 
     storage: ResourceDependency[StorageResource]
 
     def handle_output(self, context: OutputContext, obj: pd.DataFrame) -> None:
         asset, client = context.asset_key.path[-1], context.partition_key
         store = self.storage.get()
+        with_legacy = self.storage.legacy_enabled()
         if asset == LIMITS_ASSET:
             from ..domain.limits import limits_to_nested
 
             version = str(obj.attrs.get("version") or obj["version"].iloc[0])
             folder = layout.limits_dir(client, version)
-            store.write_parquet(f"{folder}/stewart_limits.parquet", obj)
-            store.write_json(f"{folder}/stewart_limits.json", limits_to_nested(obj))
-            store.write_json(
-                layout.limits_latest(client), {"client": client, "version": version, "path": folder}
+            files = [
+                (f"{folder}/stewart_limits.parquet", parquet_bytes(obj), len(obj)),
+                (f"{folder}/stewart_limits.json", json_bytes(limits_to_nested(obj)), len(obj)),
+                (
+                    layout.limits_latest(client),
+                    json_bytes({"client": client, "version": version, "path": folder}),
+                    None,
+                ),
+            ]
+            records = self._write(store, files)
+            if with_legacy:
+                from ..domain.clients import load_clients
+
+                records += legacy.publish_shared_limits(store, sorted(load_clients()))
+            manifest.write_part(
+                store, client, asset, records, run_id=_run_id(context), limits_version=version
             )
-            context.add_output_metadata({"path": store.display(folder), "limits_version": version})
+            context.add_output_metadata(
+                {
+                    "path": store.display(folder),
+                    "limits_version": version,
+                    "manifest": store.display(manifest.manifest_path(client)),
+                }
+            )
             return
+
         path = _path(asset, client)
-        sha, size = store.write_parquet(path, obj)
-        context.add_output_metadata({"path": store.display(path), "sha256": sha, "bytes": size})
+        data = parquet_bytes(obj)
+        files = [(path, data, len(obj))]
+        if asset == "bronze_lab_files":
+            # bronze is the raw side: not part of the published manifest
+            sha = self._write(store, files)[0].sha256
+            context.add_output_metadata({"path": store.display(path), "sha256": sha, "bytes": len(data)})
+            return
+        if with_legacy:
+            files += [(p, data, len(obj)) for p in legacy.copy_paths(asset, client)]
+        records = self._write(store, files, legacy_from=1)
+        if asset == "silver_harmonized" and store.exists(layout.rejects_path(client)):
+            # written by the asset itself (diagnostics); listed here so the manifest has all of silver
+            rejects = store.read_bytes(layout.rejects_path(client))
+            records.append(FileRecord.of(layout.rejects_path(client), rejects, _parquet_rows(rejects)))
+        limits_version = _limits_version(obj)
+        if (
+            limits_version is None
+            and asset != "silver_harmonized"
+            and store.exists(layout.limits_latest(client))
+        ):
+            limits_version = store.read_json(layout.limits_latest(client))["version"]
+        manifest.write_part(
+            store, client, asset, records, run_id=_run_id(context), limits_version=limits_version
+        )
+        context.add_output_metadata(
+            {
+                "path": store.display(path),
+                "sha256": records[0].sha256,
+                "bytes": records[0].bytes,
+                "manifest": store.display(manifest.manifest_path(client)),
+            }
+        )
+
+    @staticmethod
+    def _write(
+        store, files: list[tuple[str, bytes, int | None]], legacy_from: int | None = None
+    ) -> list[FileRecord]:
+        """Write in order (pointers last); the files from index ``legacy_from`` on are legacy copies."""
+        records = []
+        for i, (path, data, rows) in enumerate(files):
+            store.write_bytes(path, data)
+            records.append(
+                FileRecord.of(path, data, rows, legacy=legacy_from is not None and i >= legacy_from)
+            )
+        return records
 
     def load_input(self, context: InputContext) -> pd.DataFrame:
         asset, client = context.asset_key.path[-1], context.partition_key
@@ -48,3 +138,14 @@ class LayoutIOManager(ConfigurableIOManager):
             latest = store.read_json(layout.limits_latest(client))
             return store.read_parquet(f"{latest['path']}/stewart_limits.parquet")
         return store.read_parquet(_path(asset, client))
+
+
+def _parquet_rows(data: bytes) -> int:
+    return pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
+
+
+def _run_id(context: OutputContext) -> str:
+    try:
+        return context.run_id
+    except Exception:  # a context built outside a run (unit tests)
+        return "no-run"

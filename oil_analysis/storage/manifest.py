@@ -1,0 +1,170 @@
+"""The per-client manifest: ``gold/{client}/_manifest.json`` lists every file the product published
+for a client (silver, limits, gold, legacy) with sha256, size, rows, schema and limits versions, run
+id and time, so a consumer can check what it downloaded.
+
+Concurrency: clients never share a manifest. Inside one client, assets may be written by parallel
+steps (multiprocess executor), so nobody edits the manifest in place. Each asset output writes its
+own *part*, ``gold/{client}/_manifest.parts/{asset}.json`` (one writer per part); the manifest is a
+pure function of the parts, republished after every part and then verified: the writer reads the
+parts and the manifest again and republishes until they agree. The last writer therefore always
+leaves a manifest that includes every part, without locks (S3 has no rename or lock to build on).
+Re-running an asset replaces its part, hence the entries of its paths.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+from ..contracts import SCHEMA_VERSION
+from .filesystem import Storage, json_bytes
+
+MANIFEST_VERSION = 1
+MANIFEST_NAME = "_manifest.json"
+PARTS_NAME = "_manifest.parts"
+PUBLISH_ATTEMPTS = 8
+
+
+class ManifestConflictError(RuntimeError):
+    """The manifest kept changing under us (more concurrent writers than attempts)."""
+
+
+def manifest_path(client: str) -> str:
+    return f"gold/{client}/{MANIFEST_NAME}"
+
+
+def parts_dir(client: str) -> str:
+    return f"gold/{client}/{PARTS_NAME}"
+
+
+def part_path(client: str, asset: str) -> str:
+    return f"{parts_dir(client)}/{asset}.json"
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One published file. ``shared``: a legacy file all clients write (its sha changes with theirs)."""
+
+    path: str
+    sha256: str
+    bytes: int
+    rows: int | None
+    format: str
+    legacy: bool = False
+    shared: bool = False
+
+    @classmethod
+    def of(cls, path: str, data: bytes, rows: int | None, *, legacy: bool = False, shared: bool = False):
+        fmt = posixpath.splitext(path)[1].lstrip(".") or "bin"
+        return cls(path, hashlib.sha256(data).hexdigest(), len(data), rows, fmt, legacy, shared)
+
+
+def now_utc() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def write_part(
+    store: Storage,
+    client: str,
+    asset: str,
+    files: list[FileRecord],
+    *,
+    run_id: str,
+    limits_version: str | None,
+    written_at: str | None = None,
+) -> dict:
+    """Record what one asset output published, then republish the client's manifest."""
+    part = {
+        "asset": asset,
+        "client": client,
+        "run_id": run_id,
+        "written_at": written_at or now_utc(),
+        "schema_version": SCHEMA_VERSION,
+        "limits_version": limits_version,
+        "files": [asdict(f) for f in sorted(files, key=lambda f: f.path)],
+    }
+    store.write_bytes(part_path(client, asset), json_bytes(part))
+    return publish(store, client)
+
+
+def read_parts(store: Storage, client: str) -> list[dict]:
+    return [
+        store.read_json(e.path) for e in store.list_files(parts_dir(client) + "/") if e.path.endswith(".json")
+    ]
+
+
+def build(client: str, parts: list[dict]) -> dict:
+    """The manifest document of a set of parts (deterministic: same parts → same bytes)."""
+    files: dict[str, dict] = {}
+    for part in sorted(parts, key=lambda p: (p["written_at"], p["asset"])):
+        for f in part["files"]:
+            files[f["path"]] = {
+                **f,
+                "asset": part["asset"],
+                "schema_version": part["schema_version"],
+                "limits_version": part["limits_version"],
+                "run_id": part["run_id"],
+                "written_at": part["written_at"],
+            }
+    limits = next((p for p in parts if p["asset"] == "stewart_limits"), None)
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "client": client,
+        "schema_version": SCHEMA_VERSION,
+        "limits_version": limits["limits_version"] if limits else None,
+        "updated_at": max((p["written_at"] for p in parts), default=None),
+        "assets": {
+            p["asset"]: {k: p[k] for k in ("run_id", "written_at", "limits_version")}
+            for p in sorted(parts, key=lambda p: p["asset"])
+        },
+        "files": [files[k] for k in sorted(files)],
+    }
+
+
+def publish(store: Storage, client: str) -> dict:
+    """Write the manifest from the parts and verify it still matches them; retry if a concurrent
+    writer published from an older view."""
+    parts = read_parts(store, client)
+    for _ in range(PUBLISH_ATTEMPTS):
+        doc = build(client, parts)
+        data = json_bytes(doc)
+        store.write_bytes(manifest_path(client), data)
+        fresh = read_parts(store, client)
+        if _same(fresh, parts) and store.read_bytes(manifest_path(client)) == data:
+            return doc
+        parts = fresh
+    raise ManifestConflictError(
+        f"{store.display(manifest_path(client))} still changing after {PUBLISH_ATTEMPTS} attempts"
+    )
+
+
+def _same(a: list[dict], b: list[dict]) -> bool:
+    key = lambda p: p["asset"]  # noqa: E731
+    return sorted(a, key=key) == sorted(b, key=key)
+
+
+def read_manifest(store: Storage, client: str) -> dict | None:
+    path = manifest_path(client)
+    return store.read_json(path) if store.exists(path) else None
+
+
+def verify(store: Storage, client: str) -> list[str]:
+    """What a consumer would check: every listed file exists with its size and sha256 (shared legacy
+    files only need to exist: other clients rewrite them). Returns the problems (empty: consistent)."""
+    doc = read_manifest(store, client)
+    if doc is None:
+        return [f"no manifest at {store.display(manifest_path(client))}"]
+    problems = []
+    for f in doc["files"]:
+        if not store.exists(f["path"]):
+            problems.append(f"missing: {f['path']}")
+            continue
+        if f.get("shared"):
+            continue
+        data = store.read_bytes(f["path"])
+        sha = hashlib.sha256(data).hexdigest()
+        if sha != f["sha256"] or len(data) != f["bytes"]:
+            problems.append(f"differs: {f['path']} (manifest {f['sha256'][:12]}, stored {sha[:12]})")
+    return problems
