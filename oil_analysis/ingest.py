@@ -223,6 +223,17 @@ def ingest_client(
     return BronzeBatch(registry, parsed_now, len(rows) - parsed_now - len(quarantined), quarantined)
 
 
+def unknown_client_folders(storage: Storage, clients) -> list[str]:
+    """Folders under ``bronze/`` that are not registered clients: their files are never read."""
+    known = set(clients) | set(layout.RESERVED_BRONZE)
+    seen = set()
+    for entry in storage.list_files(layout.BRONZE + "/"):
+        parts = entry.path.split("/")
+        if len(parts) > 2 and parts[1] not in known:
+            seen.add(parts[1])
+    return sorted(seen)
+
+
 def load_parsed(storage: Storage, registry: pd.DataFrame) -> tuple[list[pd.DataFrame], pd.DataFrame]:
     """The cached tidy samples and row rejects of every readable file in the registry."""
     ok = registry[registry["status"] == "ok"]

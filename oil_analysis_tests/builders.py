@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import pathlib
 
+import pandas as pd
 from openpyxl import Workbook
 
 FINNING_HEADER = [
@@ -75,20 +76,28 @@ def write_finning(
     header: list[str] | None = None,
     sheet: str = "OIL",
     coolant_rows: int = 0,
+    keys: list[str] | None = None,
+    dup_keys: bool = False,
 ) -> pathlib.Path:
-    """A workbook in the Finning layout: header row, empty row 2, then ``rows``."""
-    header = header or FINNING_HEADER
+    """A workbook in the Finning layout: header row, empty row 2, then ``rows``.
+
+    Row dicts are keyed by header name; a repeated header reads the same key (the copies agree)
+    unless ``dup_keys``, where the copies are keyed ``Fe.1``, ``Fe.2`` like pandas names them.
+    ``keys`` gives the dict key of each column explicitly (for headers written differently).
+    """
+    header = header if header is not None else FINNING_HEADER
     wb = Workbook()
     ws = wb.active
     ws.title = sheet
     ws.append(header)
     ws.append([None] * len(header))
-    seen: dict[str, int] = {}
-    keys = []
-    for h in header:  # repeated headers read the same dict key (the copies agree)
-        n = seen.get(h, 0)
-        seen[h] = n + 1
-        keys.append(h if n == 0 or h in ("Fe", "Si") else f"{h}.{n}")
+    if keys is None:
+        seen: dict[str, int] = {}
+        keys = []
+        for h in header:
+            n = seen.get(h, 0)
+            seen[h] = n + 1
+            keys.append(h if n == 0 or (h in ("Fe", "Si") and not dup_keys) else f"{h}.{n}")
     for r in rows:
         ws.append([r.get(k) for k in keys])
     if coolant_rows:
@@ -100,3 +109,41 @@ def write_finning(
     path.parent.mkdir(parents=True, exist_ok=True)
     wb.save(path)
     return path
+
+
+def als_frame(samples: list[dict]) -> pd.DataFrame:
+    """Build an ALS export: each sample is identity fields plus a list of (test, value) slots."""
+    rows = []
+    for i, s in enumerate(samples):
+        row = {
+            "id": i,
+            "sampleNumber": s.get("sampleNumber", f"25100{i:05d}"),
+            "externalCode": None,
+            "equipment_id": 1,
+            "equipment_serial": "SER1",
+            "equipment_tag": s.get("unit", "CAEX-01"),
+            "equipment_family_name": "CAMIÓN",
+            "equipment_maker_name": "CAT",
+            "equipment_model": "793F",
+            "equipment_time": "12000",
+            "compartment_name": s.get("component", "Transmisión"),
+            "compartment_id": 77.0,
+            "collectionData_dateSampled": s.get("date", pd.Timestamp("2024-05-02 04:00", tz="UTC")),
+            "collectionData_fluidTime": "250",
+            "collectionData_oil_manufacturer_name": "MOBIL",
+            "collectionData_oil_viscosity_name": "SAE 10W",
+            "program_id": 1,
+            "program_name": "Aceite",
+            "dateOfEntryIntoLaboratory": pd.Timestamp("2024-05-05", tz="UTC"),
+            "validResult_evaluationDate": pd.Timestamp("2024-05-08", tz="UTC"),
+        }
+        for n, (test, value) in enumerate(s["tests"]):
+            row[f"testResults_{n}_test_translation_name"] = test
+            row[f"testResults_{n}_resultValue"] = value
+            row[f"testResults_{n}_test_order"] = str(n)
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    for c in df.columns:
+        if c.endswith(("_test_translation_name", "_resultValue", "_test_order")):
+            df[c] = df[c].astype("string")
+    return df

@@ -11,43 +11,7 @@ import pytest
 from oil_analysis.domain.labs.als import read_als_parquet
 from oil_analysis.domain.labs.common import LabFileError
 
-
-def als_frame(samples: list[dict]) -> pd.DataFrame:
-    """Build an ALS export: each sample is identity fields plus a list of (test, value) slots."""
-    rows = []
-    for i, s in enumerate(samples):
-        row = {
-            "id": i,
-            "sampleNumber": s.get("sampleNumber", f"25100{i:05d}"),
-            "externalCode": None,
-            "equipment_id": 1,
-            "equipment_serial": "SER1",
-            "equipment_tag": s.get("unit", "CAEX-01"),
-            "equipment_family_name": "CAMIÓN",
-            "equipment_maker_name": "CAT",
-            "equipment_model": "793F",
-            "equipment_time": "12000",
-            "compartment_name": s.get("component", "Transmisión"),
-            "compartment_id": 77.0,
-            "collectionData_dateSampled": s.get("date", pd.Timestamp("2024-05-02 04:00", tz="UTC")),
-            "collectionData_fluidTime": "250",
-            "collectionData_oil_manufacturer_name": "MOBIL",
-            "collectionData_oil_viscosity_name": "SAE 10W",
-            "program_id": 1,
-            "program_name": "Aceite",
-            "dateOfEntryIntoLaboratory": pd.Timestamp("2024-05-05", tz="UTC"),
-            "validResult_evaluationDate": pd.Timestamp("2024-05-08", tz="UTC"),
-        }
-        for n, (test, value) in enumerate(s["tests"]):
-            row[f"testResults_{n}_test_translation_name"] = test
-            row[f"testResults_{n}_resultValue"] = value
-            row[f"testResults_{n}_test_order"] = str(n)
-        rows.append(row)
-    df = pd.DataFrame(rows)
-    for c in df.columns:
-        if c.endswith(("_test_translation_name", "_resultValue", "_test_order")):
-            df[c] = df[c].astype("string")
-    return df
+from .builders import als_frame
 
 
 def write(tmp_path, df: pd.DataFrame) -> str:

@@ -3,7 +3,7 @@
 import pandas as pd
 from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
-from ..ingest import ingest_client
+from ..ingest import ingest_client, unknown_client_folders
 from ..resources.storage import StorageResource
 from .common import CLIENTS, OWNER, client_partitions, md_table
 
@@ -23,6 +23,9 @@ def bronze_lab_files(context: AssetExecutionContext, storage: StorageResource) -
     client = CLIENTS[context.partition_key]
     batch = ingest_client(storage.get(), client, max_file_mb=storage.max_file_mb(), log=context.log.info)
     reg = batch.registry
+    unknown = unknown_client_folders(storage.get(), CLIENTS)
+    for folder in unknown:
+        context.log.warning(f"bronze/{folder}/ is not a registered client: its files are ignored")
     for q in batch.quarantined_now:
         context.log.error(
             f"{q['key']}: {q['error']} (sheet={q.get('sheet')}, row={q.get('row')}, column={q.get('column')})"
@@ -38,6 +41,7 @@ def bronze_lab_files(context: AssetExecutionContext, storage: StorageResource) -
             "reused_from_cache": batch.reused,
             "rows_parsed": int(reg["rows_parsed"].sum()),
             "quarantined_this_run": MetadataValue.json(batch.quarantined_now),
+            "unregistered_client_folders": MetadataValue.json(unknown),
             "preview": md_table(reg[["key", "status", "rows_parsed", "rows_rejected", "reason"]]),
         },
     )

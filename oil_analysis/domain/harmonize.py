@@ -267,6 +267,15 @@ def harmonize(
     rejects.append(dup_rejects)
     df, range_rejects = _clear_out_of_range(df, catalog)
     rejects.append(range_rejects)
+    empty = df[essays].isna().all(axis=1)
+    if empty.any():
+        e = df[empty]
+        rejects.append(
+            reject_rows(
+                "", None, e["sourceRow"], "(all essays)", e["sampleNumber"], "sample has no measured value"
+            ).assign(file=e["sourceFile"].to_numpy())
+        )
+        df = df[~empty]
     df = df.assign(oilHourRange=oil_hour_range(df["oilMeter"]))
     df = link_previous(df)
     silver = _types(df[silver_columns(catalog)].copy(), essays)
@@ -276,6 +285,7 @@ def harmonize(
         "future_dates_rejected": int(future.sum()),
         "missing_keys_rejected": int(missing.sum()),
         "coolant_samples_excluded": int(coolant.sum()),
+        "empty_samples_rejected": int(empty.sum()),
         **dup_info,
         "units": int(silver["unitId"].nunique()),
         "components": int(silver[["unitId", "componentName"]].drop_duplicates().shape[0]),

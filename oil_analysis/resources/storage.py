@@ -1,6 +1,5 @@
 """The storage resource: where the layout lives (local folder, S3 prefix, or both during migration)."""
 
-from __future__ import annotations
 
 import hashlib
 import os
