@@ -41,6 +41,7 @@ def tidy(rows: list[dict]) -> pd.DataFrame:
         "labComment": None,
         "sourceFile": "a.xlsx",
         "sourceRow": 3,
+        "si": 5.0,
     }
     out = []
     for i, r in enumerate(rows):
