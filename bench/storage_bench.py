@@ -35,8 +35,19 @@ from oil_analysis_tests.s3_server import SeaweedS3  # noqa: E402
 DEMO = pathlib.Path(__file__).resolve().parents[1] / "data" / "bronze"
 DAY = "2024-05-01"
 GOLD = ("classified_reports", "machine_status_current", "limit_quality")
-ENV_KEYS = ("USE_S3", "STORAGE_MODE", "S3_BUCKET", "S3_PREFIX", "AWS_REGION", "AWS_ENDPOINT_URL",
-            "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "OIL_DATA_ROOT", "OIL_LLM_OFFLINE")
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+ENV_KEYS = (
+    "USE_S3",
+    "STORAGE_MODE",
+    "S3_BUCKET",
+    "S3_PREFIX",
+    "AWS_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "OIL_DATA_ROOT",
+    "OIL_LLM_OFFLINE",
+)
 
 
 def run_all(clients: list[str], data_root: str = "") -> float:
@@ -44,7 +55,11 @@ def run_all(clients: list[str], data_root: str = "") -> float:
     for client in clients:
         with DagsterInstance.ephemeral() as instance:
             result = materialize(
-                all_assets, partition_key=client, instance=instance, resources=build_resources(data_root)
+                all_assets,
+                partition_key=client,
+                instance=instance,
+                resources=build_resources(data_root),
+                run_config=QUIET,
             )
         if not result.success:
             raise SystemExit(f"storage_bench: run of {client} failed")

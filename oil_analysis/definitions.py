@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dagster import AssetSelection, Definitions, define_asset_job, load_assets_from_modules
 
-from .assets import bronze, gold, silver
+from .assets import bronze, gold, report, silver
 from .assets.common import client_partitions
+from .automation.sensors import raw_files_local_sensor, raw_files_s3_sensor, weekly_limits_refresh
 from .resources.llm import LLMResource
 from .resources.storage import StorageResource
 from .storage.io_manager import LayoutIOManager
 
-all_assets = load_assets_from_modules([bronze, silver, gold])
+all_assets = load_assets_from_modules([bronze, silver, gold, report])
 
 oil_analysis_job = define_asset_job(
     "oil_analysis_job",
@@ -26,4 +27,10 @@ def build_resources(data_root: str = "") -> dict:
     return {"storage": storage, "layout_io_manager": LayoutIOManager(storage=storage), "llm": LLMResource()}
 
 
-defs = Definitions(assets=all_assets, jobs=[oil_analysis_job], resources=build_resources())
+defs = Definitions(
+    assets=all_assets,
+    jobs=[oil_analysis_job],
+    sensors=[raw_files_s3_sensor, raw_files_local_sensor],
+    schedules=[weekly_limits_refresh],
+    resources=build_resources(),
+)

@@ -169,8 +169,8 @@ def ingest_client(
     parsed_now = 0
     if todo:
         paths = []
-        for key, _sha, _data in todo:
-            local, is_tmp = storage.local_copy(key)
+        for key, _sha, data in todo:
+            local, is_tmp = storage.local_copy(key, data)  # S3: the bytes already read, no second GET
             paths.append((local, is_tmp))
         try:
             if workers > 1 and len(todo) > 1:

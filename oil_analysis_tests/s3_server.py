@@ -146,7 +146,9 @@ class SeaweedS3:
                 return
             except Exception as exc:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"no bucket after {timeout_s:.0f} s ({exc}): {self.log_tail()}") from None
+                    raise RuntimeError(
+                        f"no bucket after {timeout_s:.0f} s ({exc}): {self.log_tail()}"
+                    ) from None
                 time.sleep(0.05)
 
     def stop(self) -> None:

@@ -71,6 +71,7 @@ def test_definitions_load_with_groups_and_partitions():
         "classified_reports": "gold",
         "machine_status_current": "gold",
         "limit_quality": "gold",
+        "fleet_report": "gold",
     }
     for key in graph.get_all_asset_keys():
         node = graph.get(key)

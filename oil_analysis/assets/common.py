@@ -49,8 +49,7 @@ def check_specs(asset: str, names: list[str], blocking: bool = True) -> list[Ass
     with warnings.catch_warnings():  # partitioned check specs are a Dagster "preview" feature
         warnings.simplefilter("ignore")
         return [
-            AssetCheckSpec(n, asset=asset, blocking=blocking, partitions_def=client_partitions)
-            for n in names
+            AssetCheckSpec(n, asset=asset, blocking=blocking, partitions_def=client_partitions) for n in names
         ]
 
 

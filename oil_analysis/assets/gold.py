@@ -12,6 +12,7 @@ from ..domain.classify import ClassificationParams, classify_reports
 from ..domain.fleet import FleetParams
 from ..domain.fleet import machine_status_current as build_machine_status
 from ..domain.quality import limit_quality as build_limit_quality
+from ..report import status_over_time_markdown
 from ..resources.llm import LLMResource
 from ..resources.storage import StorageResource
 from .common import OWNER, check_specs, client_partitions, md_table, publish_or_block, status_counts
@@ -78,6 +79,7 @@ def classified_reports(
             "flag_rate": round(1 - counts["Normal"] / max(len(reports), 1), 4),
             "limits_version": version,
             "top_breached_essays": MetadataValue.json(top_breached(reports)),
+            "status_over_time": MetadataValue.md(status_over_time_markdown(reports)),
             **ai_metadata(ai),
             "preview": md_table(
                 reports.sort_values("severity_score", ascending=False)[

@@ -1,8 +1,9 @@
 """Silver: the harmonized samples of each client, and its Stewart limits."""
 
 import pandas as pd
-from dagster import AssetExecutionContext, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 
+from ..automation.refresh import RefreshParams, decide_refresh
 from ..domain import checks
 from ..domain.catalog import load_catalog
 from ..domain.harmonize import harmonize
@@ -89,24 +90,58 @@ def silver_harmonized(
     yield from publish_or_block("silver_harmonized", output, outcomes)
 
 
+class LimitsConfig(Config):
+    """Run config of the limits: ``force_limits_refresh`` recomputes whatever the triggers say."""
+
+    force_limits_refresh: bool = False
+
+
+def current_limits(store, client: str) -> pd.DataFrame | None:
+    """The published limits of a client (``latest.json``), or None before the first publish."""
+    latest = layout.limits_latest(client)
+    if not store.exists(latest):
+        return None
+    path = store.read_json(latest)["path"].rstrip("/") + "/stewart_limits.parquet"
+    return store.read_parquet(path) if store.exists(path) else None
+
+
 @asset(
     group_name="silver",
     partitions_def=client_partitions,
     io_manager_key="layout_io_manager",
     owners=[OWNER],
     kinds={"pandas", "parquet", "json"},
-    code_version="limits-1",
+    code_version="limits-2",
     check_specs=check_specs("stewart_limits", LIMITS_CHECKS),
     description="Stewart limits per client × machine × normalized component × essay: upper "
     "(marginal/condemning/critical) and lower limits from percentiles of the client's own history. "
     "Versioned: silver/stewart_limits/{client}/{version}/ with latest.json naming the current one; the "
-    "version is a hash of the inputs and parameters.",
+    "version is a hash of the inputs and parameters. Recomputed only when a trigger holds (new "
+    "machine/component, >10 % more samples, KS drift, or force_limits_refresh); otherwise the current "
+    "version stays and the decision is in the metadata.",
 )
-def stewart_limits(context: AssetExecutionContext, silver_harmonized: pd.DataFrame):
-    # computed_at is the newest sample date, not the wall clock: a re-run writes identical files.
-    newest = silver_harmonized["sampleDate"].max() if len(silver_harmonized) else None
+def stewart_limits(
+    context: AssetExecutionContext,
+    config: LimitsConfig,
+    storage: StorageResource,
+    silver_harmonized: pd.DataFrame,
+):
+    client = CLIENTS[context.partition_key]
+    catalog = load_catalog()
+    current = current_limits(storage.get(), client.key)
+    force = (
+        config.force_limits_refresh or str(context.run.tags.get("force_limits_refresh", "")).lower() == "true"
+    )
+    groups = {g: catalog.of_group(g) for g in set(catalog.table["group"])}
+    decision = decide_refresh(silver_harmonized, current, groups, RefreshParams.from_env(), force=force)
+    context.log.info(f"limits of {client.key}: {decision.summary()}")
     params = LimitParams()
-    limits = compute_limits(silver_harmonized, load_catalog(), params, computed_at=newest)
+    if decision.refresh:
+        # computed_at is the newest sample date, not the wall clock: a re-run writes identical files.
+        newest = silver_harmonized["sampleDate"].max() if len(silver_harmonized) else None
+        limits = compute_limits(silver_harmonized, catalog, params, computed_at=newest)
+    else:
+        limits = current
     version = str(limits["version"].iloc[0]) if len(limits) else "empty"
     limits.attrs["version"] = version
     outcomes = [checks.limits_monotone(limits), checks.limits_sample_count(limits, params.min_samples)]
@@ -114,6 +149,9 @@ def stewart_limits(context: AssetExecutionContext, silver_harmonized: pd.DataFra
         limits,
         metadata={
             "limits_version": version,
+            "refreshed": decision.refresh,
+            "refresh_decision": decision.summary(),
+            "refresh_details": MetadataValue.json(decision.details),
             "rows": len(limits),
             "essays": int(limits["essay"].nunique()) if len(limits) else 0,
             "components": int(limits[["machine", "component"]].drop_duplicates().shape[0])

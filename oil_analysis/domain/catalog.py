@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 
 import pandas as pd
@@ -35,14 +35,22 @@ class Catalog:
     def with_method(self, *methods: str) -> list[str]:
         return list(self.table.index[self.table["limit_method"].isin(methods)])
 
+    @cached_property
+    def _text(self) -> dict[str, dict[str, str]]:
+        # Per-essay lookups are called per breach (advisor, classifier): a dict, not DataFrame.at.
+        return {c: dict(zip(self.table.index, self.table[c].astype(str), strict=True)) for c in self.table}
+
     def direction(self, essay: str) -> str:
-        return str(self.table.at[essay, "direction"])
+        return self._text["direction"][essay]
 
     def group(self, essay: str) -> str:
-        return str(self.table.at[essay, "group"])
+        return self._text["group"][essay]
 
     def name_es(self, essay: str) -> str:
-        return str(self.table.at[essay, "name_es"])
+        return self._text["name_es"][essay]
+
+    def unit(self, essay: str) -> str:
+        return self._text["unit"][essay]
 
     def source_columns(self, lab_format: str, *methods: str) -> dict[str, str]:
         """Map of the lab's source column (or test name) to the essay key, for one lab format.

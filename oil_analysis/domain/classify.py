@@ -23,9 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from .catalog import Catalog
-from .limits import ALL_STRATA, LEVELS, params_from_dict, trend_deltas
+from .limits import ALL_STRATA, LEVELS, params_from_dict, parse_hours_stratum, trend_deltas
 
 STATUSES = ("Normal", "Alerta", "Anormal")
 CLASSIFIED_COLUMNS = [
@@ -91,6 +92,14 @@ class ClassificationParams:
     secondary_factor: float = 0.5
     # Where the secondary factor applies: within each catalog 'group' of a sample, or the whole 'sample'.
     secondary_scope: str = "group"
+    # Multiplier of oil-age breaches (kind 'hours': the reading against the samples of similar oil
+    # hours). A level and an hours breach of the same essay are one reading judged twice: only the
+    # higher scores, the other is recorded with 0 points. 0 switches oil-age breaches off.
+    hours_weight: float = 1.0
+    # (group, supporting groups): breaches of the group score only when the same sample has a
+    # scoring breach of a supporting group; otherwise they are recorded with 0 points. Silicon,
+    # sodium and potassium without wear debris are sealants, ambient drift or new oil, not dirt.
+    corroboration: tuple[tuple[str, tuple[str, ...]], ...] = (("contaminant", ("wear", "particle")),)
     # Normal < alerta_cut <= Alerta < anormal_cut <= Anormal.
     alerta_cut: float = 4.0
     anormal_cut: float = 10.0
@@ -116,6 +125,8 @@ REFERENCE_V2_CLASSIFICATION = ClassificationParams(
     group_weights=(("wear", 1.0), ("contaminant", 1.0), ("additive", 1.0)),
     essay_weights=(),
     trend_weight=0.0,
+    hours_weight=0.0,
+    corroboration=(),
     secondary_factor=1.0,
     alerta_cut=3.0,
     anormal_cut=9.0,
@@ -151,14 +162,50 @@ def _limit_array(rows: pd.DataFrame, n_groups: int, mapping: dict) -> np.ndarray
     return arr
 
 
-def _breach_levels(value: np.ndarray, lim: np.ndarray, upper: bool, strict: bool) -> np.ndarray:
-    """0 none, 1 marginal, 2 condemning, 3 critical (limits are monotone, so counting works)."""
+def _hours_limit_array(
+    rows: pd.DataFrame, n_groups: int, mapping: dict, codes: np.ndarray, hours: np.ndarray
+) -> np.ndarray:
+    """Limits (n_samples, 3) of kind 'hours' rows: the row of the sample's group whose oil-hour bin
+    [lo, hi) holds the sample's oil hours (> 0); NaN when there is none."""
+    lo, hi = parse_hours_stratum(rows["stratum"])
+    keys = rows[_KEYS].astype(str).itertuples(index=False, name=None)
+    gid = np.fromiter((mapping.get(k, n_groups) for k in keys), dtype=int, count=len(rows))
+    order = np.lexsort((lo, gid))
+    gid, lo, hi = gid[order], lo[order], hi[order]
+    levels = rows[list(LEVELS)].to_numpy(float)[order]
+    rank = np.arange(len(gid)) - np.searchsorted(gid, gid, side="left")
+    out = np.full((len(codes), 3), np.nan)
+    ok = hours > 0
+    for j in range(int(rank.max()) + 1 if len(rank) else 0):
+        sel = rank == j
+        blo = np.full(n_groups + 1, np.nan)
+        bhi = np.full(n_groups + 1, np.nan)
+        blim = np.full((n_groups + 1, 3), np.nan)
+        blo[gid[sel]], bhi[gid[sel]], blim[gid[sel]] = lo[sel], hi[sel], levels[sel]
+        blo[n_groups] = np.nan
+        with np.errstate(invalid="ignore"):
+            use = ok & (hours >= blo[codes]) & (hours < bhi[codes])
+        out[use] = blim[codes[use]]
+    return out
+
+
+def _beyond(value: np.ndarray, limit: np.ndarray, upper: bool, strict: bool) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         if upper:
-            hits = value[:, None] > lim if strict else value[:, None] >= lim
-        else:
-            hits = value[:, None] < lim if strict else value[:, None] <= lim
-    return hits.sum(axis=1)
+            return value > limit if strict else value >= limit
+        return value < limit if strict else value <= limit
+
+
+def _breach_levels(value: np.ndarray, lim: np.ndarray, upper: bool, strict: bool) -> np.ndarray:
+    """0 none, 1 marginal, 2 condemning, 3 critical (limits are monotone, so counting works).
+
+    Only the readings beyond the marginal limit (a few percent) are compared with the other two.
+    """
+    level = np.zeros(len(value), dtype=np.int64)
+    hit = np.flatnonzero(_beyond(value, lim[:, 0], upper, strict))
+    if len(hit):
+        level[hit] = _beyond(value[hit, None], lim[hit], upper, strict).sum(axis=1)
+    return level
 
 
 def _comparison(limits: pd.DataFrame) -> bool:
@@ -187,6 +234,12 @@ def find_breaches(
         if (strata != ALL_STRATA).any() and "oilHourRange" in silver
         else None
     )
+    hours_kind = (limits["kind"] == "hours").to_numpy()
+    oil_hours = (
+        pd.to_numeric(silver["oilMeter"], errors="coerce").to_numpy(float, na_value=np.nan)
+        if hours_kind.any() and params.hours_weight != 0 and "oilMeter" in silver
+        else None
+    )
     trend_essays = sorted(set(limits.loc[limits["kind"] == "trend", "essay"]) & set(silver.columns))
     deltas = (
         trend_deltas(silver, trend_essays, params.trend_max_days)
@@ -199,10 +252,15 @@ def find_breaches(
     for (kind, essay, direction), rows in limits.groupby(["kind", "essay", "direction"], sort=True):
         if essay not in silver.columns or (kind == "trend" and deltas is None):
             continue
+        if kind == "hours" and oil_hours is None:
+            continue
         value = (deltas[essay] if kind == "trend" else silver[essay]).to_numpy(float)
         row_strata = strata.loc[rows.index]
-        lim = _limit_array(rows[row_strata == ALL_STRATA], n_groups, mapping)[codes]
-        if hours is not None:
+        if kind == "hours":
+            lim = _hours_limit_array(rows, n_groups, mapping, codes, oil_hours)
+        else:
+            lim = _limit_array(rows[row_strata == ALL_STRATA], n_groups, mapping)[codes]
+        if hours is not None and kind != "hours":
             for name, srows in rows[row_strata != ALL_STRATA].groupby(row_strata[row_strata != ALL_STRATA]):
                 slim = _limit_array(srows, n_groups, mapping)[codes]
                 use = (hours == name) & ~np.isnan(slim[:, 0])
@@ -212,7 +270,10 @@ def find_breaches(
         if not len(hit):
             continue
         group = catalog.group(essay)
-        weight = params.weight(essay, group) * (params.trend_weight if kind == "trend" else 1.0)
+        weight = params.weight(essay, group) * {
+            "trend": params.trend_weight,
+            "hours": params.hours_weight,
+        }.get(kind, 1.0)
         lv = level[hit]
         combos.append((essay, group, direction, kind))
         found.append(
@@ -230,7 +291,27 @@ def find_breaches(
     row, combo, level, value, limit, points = (np.concatenate(a) for a in zip(*found, strict=True))
     info = pd.DataFrame(combos, columns=["essay", "group", "direction", "kind"])
     cat_codes = {c: pd.factorize(info[c], sort=True) for c in info.columns}
-    essay_c, group_c, _, kind_c = (cat_codes[c][0][combo] for c in info.columns)
+    essay_c, group_c, dir_c, kind_c = (cat_codes[c][0][combo] for c in info.columns)
+    points = points.copy()
+    kind_names = np.asarray(cat_codes["kind"][1], dtype=object)
+    if "hours" in kind_names:
+        # A reading judged against the whole history and against its oil age: the higher scores.
+        lh = np.flatnonzero(np.isin(kind_names[kind_c], ["level", "hours"]))
+        o = lh[np.lexsort((kind_c[lh], -points[lh], dir_c[lh], essay_c[lh], row[lh]))]
+        same = (
+            (row[o][1:] == row[o][:-1])
+            & (essay_c[o][1:] == essay_c[o][:-1])
+            & (dir_c[o][1:] == dir_c[o][:-1])
+        )
+        points[o[1:][same]] = 0.0
+    group_names = np.asarray(cat_codes["group"][1], dtype=object)
+    for target, support in params.corroboration:
+        tgt = group_names[group_c] == target
+        if not tgt.any():
+            continue
+        supported = np.zeros(len(silver), dtype=bool)
+        supported[row[np.isin(group_names[group_c], list(support)) & (points > 0)]] = True
+        points[tgt & ~supported[row]] = 0.0
     if params.secondary_factor != 1.0:
         # Highest points first within the scope; ties broken by kind then essay (deterministic).
         scope = group_c if params.secondary_scope == "group" else np.zeros_like(group_c)
@@ -239,7 +320,6 @@ def find_breaches(
         same = (row[order][1:] == row[order][:-1]) & (scope[order][1:] == scope[order][:-1])
         first[1:] = ~same
         factor = np.where(first, 1.0, params.secondary_factor)
-        points = points.copy()
         points[order] = points[order] * factor
     order = np.lexsort((kind_c, essay_c, -points, row))
     combo, level = combo[order], level[order]
@@ -256,6 +336,21 @@ def find_breaches(
         "points": points[order],
     }
     return pd.DataFrame(out)[_BREACH_COLUMNS]
+
+
+def _float_text(x: np.ndarray) -> np.ndarray:
+    """``x.astype(str)`` through the unique values (readings and limits repeat a lot)."""
+    uniq, inverse = np.unique(x, return_inverse=True)
+    text = uniq.astype(str).astype(object)[inverse]
+    negative_zero = (x == 0) & np.signbit(x)  # np.unique folds -0.0 into 0.0
+    if negative_zero.any():
+        text[negative_zero] = "-0.0"
+    return text
+
+
+def _string_array(values) -> pd.api.extensions.ExtensionArray:
+    """A ``string`` array built through pyarrow (several times faster than from Python objects)."""
+    return pd.array(pa.array(values, type=pa.large_string()), dtype="string")
 
 
 def breaches_json(b: pd.DataFrame, n: int) -> np.ndarray:
@@ -281,11 +376,11 @@ def breaches_json(b: pd.DataFrame, n: int) -> np.ndarray:
     parts = np.empty((len(b), 8), dtype=object)
     parts[:, 0] = np.where(first, "[", ", ")
     parts[:, 1] = static[combo]
-    parts[:, 2] = b["value"].to_numpy(float).astype(str)
+    parts[:, 2] = _float_text(b["value"].to_numpy(float))
     parts[:, 3] = ', "limit": '
-    parts[:, 4] = b["limit"].to_numpy(float).astype(str)
+    parts[:, 4] = _float_text(b["limit"].to_numpy(float))
     parts[:, 5] = ', "points": '
-    parts[:, 6] = b["points"].to_numpy(float).astype(str)
+    parts[:, 6] = _float_text(b["points"].to_numpy(float))
     parts[:, 7] = np.where(last, "}]\n", "}")
     text[row[last]] = "".join(parts.ravel().tolist()).split("\n")[:-1]
     return text
@@ -307,7 +402,7 @@ def classify_reports(
         raise ValueError("alerta_cut must not exceed anormal_cut")
     if params.secondary_scope not in ("group", "sample"):
         raise ValueError(f"secondary_scope must be 'group' or 'sample', not {params.secondary_scope!r}")
-    out = silver.copy()
+    out = silver.copy(deep=False)  # copy-on-write: the new columns never touch silver
     n = len(out)
     b = find_breaches(silver, limits, catalog, params)
     score = np.zeros(n)
@@ -316,18 +411,18 @@ def classify_reports(
     if len(b):
         rows = b["row"].to_numpy(int)
         pts = b["points"].to_numpy(float)
-        np.add.at(score, rows, pts)
-        np.add.at(broken, rows[pts > 0], 1)
-        np.add.at(wear, rows[(pts > 0) & (b["group"] == "wear").to_numpy()], 1)
+        score = np.bincount(rows, weights=pts, minlength=n)
+        broken = np.bincount(rows[pts > 0], minlength=n)
+        wear = np.bincount(rows[(pts > 0) & (b["group"] == "wear").to_numpy()], minlength=n)
     score = np.round(score, 6)
     status = np.where(
         score >= params.anormal_cut, "Anormal", np.where(score >= params.alerta_cut, "Alerta", "Normal")
     )
-    out["breached_essays"] = pd.array(breaches_json(b, n), dtype="string")
+    out["breached_essays"] = _string_array(breaches_json(b, n))
     out["essays_broken"] = broken
     out["wear_essays_broken"] = wear
     out["severity_score"] = score
-    out["report_status"] = pd.array(status, dtype="string")
+    out["report_status"] = _string_array(status.astype(object))
     if len(limits) and "version" in limits:
         versions = limits.drop_duplicates("client").set_index("client")["version"].astype(str)
         out["limits_version"] = out["client"].astype(str).map(versions).astype("string")

@@ -93,8 +93,12 @@ def silver_columns(catalog: Catalog | None = None) -> list[str]:
 
 
 def _clean_text(s: pd.Series) -> pd.Series:
-    s = s.astype("string").str.strip().str.replace(r"\s+", " ", regex=True)
-    return s.mask(s.isin(["", "nan", "None", "-"]))
+    # Through the unique values: a column repeats a handful of texts, and the regex is per value.
+    s = s.astype("string")
+    uniq = pd.Series(s.dropna().unique(), dtype="string")
+    clean = uniq.str.strip().str.replace(r"\s+", " ", regex=True)
+    clean = clean.mask(clean.isin(["", "nan", "None", "-"]))
+    return s.map(dict(zip(uniq, clean, strict=True))).astype("string")
 
 
 def oil_hour_range(oil_meter: pd.Series) -> pd.Series:

@@ -99,6 +99,13 @@ class LimitParams:
     trend_max_days: int = 120
     # Also compute limits per oil-hour range (LT_1000 / GE_1000); 'ALL' rows are always there.
     oil_hour_strata: bool = False
+    # Oil-age limits (kind 'hours'): an essay that accumulates with oil hours in its group's
+    # history (Spearman rho >= hours_min_correlation over the samples with a plausible meter,
+    # 0 < oilMeter < max_oil_hours) also gets upper limits per oil-hour quantile bin
+    # (hours_bins bins of equal sample count). 0 bins disables them.
+    hours_bins: int = 4
+    hours_min_correlation: float = 0.6
+    max_oil_hours: float = 20000.0
     # Restrict to these essays (None = every catalog essay present in silver).
     essays: tuple[str, ...] | None = None
 
@@ -385,6 +392,113 @@ def _trend_rows(
     return _limit_rows(stats, groups, catalog, params, "trend", params.trend_percentiles, ())
 
 
+def direction_of(catalog: Catalog, essay: str) -> str:
+    return str(catalog.table.at[essay, "direction"])
+
+
+HOURS_PREFIX = "OH:"
+
+
+def hours_stratum(lo: float, hi: float) -> str:
+    """Stratum label of an oil-hour bin [lo, hi) of kind 'hours' rows, e.g. ``OH:439-613``."""
+    return f"{HOURS_PREFIX}{lo:g}-{hi:g}"
+
+
+def parse_hours_stratum(labels: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """``OH:lo-hi`` labels → (lo, hi) arrays (NaN for any other label)."""
+    parts = labels.astype(str).str.extract(r"^OH:([0-9.e+]+)-([0-9.e+]+)$")
+    return parts[0].astype(float).to_numpy(), parts[1].astype(float).to_numpy()
+
+
+def _hours_rows(
+    silver: pd.DataFrame, essays: list[str], groups: _Groups, catalog: Catalog, params: LimitParams
+) -> pd.DataFrame:
+    """Upper limits per oil-hour quantile bin for essays that accumulate with oil hours.
+
+    Only samples with a plausible meter (0 < oilMeter < max_oil_hours) are used. Per group, the
+    bin edges are the quantiles of their oil hours (rounded to whole hours); an essay gets rows
+    when its Spearman correlation with oil hours is at least ``hours_min_correlation`` and every
+    bin has ``min_samples`` readings and ``min_distinct`` values. Bins are [lo, hi): the first
+    starts at 0, the last ends at ``max_oil_hours``; the stratum column says ``OH:lo-hi``.
+    """
+    nb = int(params.hours_bins)
+    if nb < 1 or not essays or "oilMeter" not in silver:
+        return pd.DataFrame()
+    hours = pd.to_numeric(silver["oilMeter"], errors="coerce").to_numpy(float, na_value=np.nan)
+    plausible = (hours > 0) & (hours < params.max_oil_hours)
+    rows, gid = groups.codes[0]  # the 'ALL' groups
+    keep = plausible[rows]
+    rows, gid = rows[keep], gid[keep]
+    if not len(rows):
+        return pd.DataFrame()
+    h = pd.Series(hours[rows])
+    qs = [k / nb for k in range(1, nb)]
+    edges = (
+        h.groupby(gid).quantile(qs).unstack().round(0).reindex(columns=qs)
+        if qs
+        else pd.DataFrame(index=np.unique(gid))
+    )
+    bounds = np.column_stack(
+        [np.zeros(len(edges)), edges.to_numpy(float), np.full(len(edges), params.max_oil_hours)]
+    )
+    pos = {g: i for i, g in enumerate(edges.index)}
+    gi = np.fromiter((pos[g] for g in gid), dtype=int, count=len(gid))
+    my = bounds[gi]  # (n, nb + 1)
+    bin_ = (h.to_numpy()[:, None] >= my[:, 1:-1]).sum(axis=1) if nb > 1 else np.zeros(len(h), int)
+    values = silver[essays].iloc[rows].reset_index(drop=True)
+    # Spearman rho (Pearson of average ranks) of each essay with oil hours, per group, pairwise.
+    rho = {}
+    for e in essays:
+        v = values[e]
+        ok = v.notna().to_numpy()
+        frame = pd.DataFrame({"g": gid[ok], "v": v.to_numpy(float)[ok], "h": h.to_numpy()[ok]})
+        if frame.empty:
+            continue
+        frame["rv"] = frame.groupby("g")["v"].rank()
+        frame["rh"] = frame.groupby("g")["h"].rank()
+        r = frame.groupby("g")[["rv", "rh"]].corr().xs("rv", level=1)["rh"]
+        rho[e] = r
+    if not rho:
+        return pd.DataFrame()
+    rho = pd.DataFrame(rho)  # gid x essay
+    key = pd.MultiIndex.from_arrays([gid, bin_], names=["gid", "bin"])
+    vk = values.set_axis(key)
+    grouped = vk.groupby(level=["gid", "bin"], sort=True)
+    count = grouped.count().stack(future_stack=True).rename("sample_count")
+    distinct = grouped.nunique().stack(future_stack=True).rename("distinct")
+    q = [p / 100 for p in params.upper_percentiles]
+    quant = grouped.quantile(q).stack(future_stack=True).unstack(2)  # (gid, bin, essay) x q
+    stats = pd.concat([count, distinct], axis=1).join(quant)
+    stats.index = stats.index.set_names(["gid", "bin", "essay"])
+    stats = stats.reset_index()
+    ok = (stats["sample_count"] >= params.min_samples) & (stats["distinct"] >= params.min_distinct)
+    stats["ok"] = ok
+    every = stats.groupby(["gid", "essay"])["ok"].transform("sum") == nb
+    r = rho.stack(future_stack=True).rename("rho")
+    r.index = r.index.set_names(["gid", "essay"])
+    stats = stats.join(r, on=["gid", "essay"])
+    stats = stats[every & (stats["rho"] >= params.hours_min_correlation)].reset_index(drop=True)
+    if stats.empty:
+        return pd.DataFrame()
+    dec = stats["essay"].map(catalog.table["unit"]).map(params.decimals).astype(int).to_numpy()
+    lim = [_round_by(stats[p].to_numpy(float), dec, True) for p in q]
+    m, c, k = _force_monotone(*lim, 10.0 ** (-dec.astype(float)), True)
+    gpos = stats["gid"].map(pos).to_numpy(int)
+    b = stats["bin"].to_numpy(int)
+    stratum = [hours_stratum(lo, hi) for lo, hi in zip(bounds[gpos, b], bounds[gpos, b + 1], strict=True)]
+    # The group table row of the 'ALL' stratum, with the bin label as stratum.
+    return stats[["gid", "essay", "sample_count"]].assign(
+        direction="upper",
+        marginal=m,
+        condemning=c,
+        critical=k,
+        baseline=np.nan,
+        limit_method="percentile",
+        kind="hours",
+        _stratum=stratum,
+    )
+
+
 def compute_limits(
     silver: pd.DataFrame,
     catalog: Catalog,
@@ -435,12 +549,16 @@ def compute_limits(
         _relative_rows(silver, rel, groups, catalog, params),
         _flag_rows(silver, flags, groups, catalog, params),
         _trend_rows(silver, trend, groups, catalog, params),
+        _hours_rows(silver, [e for e in pct if direction_of(catalog, e) != "lower"], groups, catalog, params),
     ]
     parts = [p for p in parts if len(p)]
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in LIMIT_COLUMNS})
     out = pd.concat(parts, ignore_index=True)
     out = out.join(groups.table, on="gid").drop(columns="gid")
+    if "_stratum" in out:
+        out["stratum"] = out["_stratum"].where(out["_stratum"].notna(), out["stratum"])
+        out = out.drop(columns="_stratum")
     out["group"] = out["essay"].map(catalog.table["group"])
     out["comparison"] = params.comparison
     out["version"] = version
@@ -448,7 +566,7 @@ def compute_limits(
     out["sample_count"] = out["sample_count"].astype("int64")
     for c in ("marginal", "condemning", "critical", "baseline"):
         out[c] = out[c].astype("float64")
-    out["_k"] = out["kind"].map({"level": 0, "trend": 1})
+    out["_k"] = out["kind"].map({"level": 0, "trend": 1, "hours": 2})
     out = out.sort_values([*GROUP_KEYS, "_k", "essay", "direction"], kind="mergesort")
     return out[LIMIT_COLUMNS].reset_index(drop=True)
 
@@ -466,6 +584,7 @@ def limits_version(silver: pd.DataFrame, params: LimitParams, catalog: Catalog) 
         for c in (
             *_SILVER_KEYS.values(),
             "oilHourRange",
+            "oilMeter",
             "sampleNumber",
             "previousSampleNumber",
             "daysSincePrevious",

@@ -139,7 +139,14 @@ def limit_quality(classified: pd.DataFrame, limits: pd.DataFrame) -> tuple[pd.Da
         }
     )
     b = breaches_frame(df)
-    overall = limits[limits["stratum"] == "ALL"] if "stratum" in limits else limits
+    # One row per limit: the 'ALL' rows, plus the oil-age rows (kind 'hours', one per oil-hour bin).
+    overall = (
+        limits[(limits["stratum"] == "ALL") | (limits["kind"] == "hours")]
+        if "stratum" in limits and "kind" in limits
+        else limits[limits["stratum"] == "ALL"]
+        if "stratum" in limits
+        else limits
+    )
     table = overall[keys].drop_duplicates().reset_index(drop=True)
     samples = comp.groupby(["client", "machine", "component"]).size().rename("samples")
     table = table.join(samples, on=["client", "machine", "component"])

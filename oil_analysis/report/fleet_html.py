@@ -29,6 +29,8 @@ STATUSES = ("Normal", "Alerta", "Anormal")
 SECTIONS = ("resumen", "acciones", "tendencias", "datos")
 # Catalog units written in English, as a Spanish reader expects them.
 UNIT_ES = {"code": "código", "count/ml": "partículas/ml", "index": "índice", "level 0-3": "nivel 0-3"}
+# Scales, not units: not repeated after every value.
+UNITLESS = {"código", "índice", "nivel 0-3"}
 
 
 @dataclass(frozen=True)
@@ -93,20 +95,19 @@ def status_by_month(reports: pd.DataFrame, months: int = 24) -> list[tuple[str, 
 
 
 def status_over_time_markdown(reports: pd.DataFrame, months: int = 24, table_months: int = 12) -> str:
-    """Markdown for the Dagster UI: a stacked-bar SVG (as a ``data:`` image) of the reports per month
-    and status, and a table of the latest months with a text bar of the non-Normal share."""
+    """Markdown for the Dagster UI: a stacked-bar SVG (as a ``data:`` image, which the UI's markdown
+    renders) of the reports per month and status, and a table of the latest months (text fallback)."""
     data = status_by_month(reports, months)
     if not data:
         return "_no reports_"
-    chart = svg.status_months_chart(data, f"Reports per month by status (last {len(data)} months)", standalone=True)
-    blocks = " ▁▂▃▄▅▆▇█"
+    chart = svg.status_months_chart(
+        data, f"Reports per month by status (last {len(data)} months)", standalone=True
+    )
     shares = [(c["Alerta"] + c["Anormal"]) / max(sum(c.values()), 1) for _, c in data]
-    peak = max(shares) or 1.0
-    spark = "".join(blocks[round(s / peak * (len(blocks) - 1))] for s in shares)
     lines = [
-        f"![reports per month by status]({svg.data_uri(chart)})",
+        f"Reports per sampling month and status, {data[0][0]} → {data[-1][0]}:",
         "",
-        f"non-Normal share per month, {data[0][0]} → {data[-1][0]}: `{spark}` (peak {peak:.0%})",
+        f"![reports per month by status]({svg.data_uri(chart)})",
         "",
         "| month | Normal | Alerta | Anormal | non-Normal |",
         "|---|---|---|---|---|",
@@ -124,9 +125,9 @@ def _limit_lines(limits: pd.DataFrame) -> dict[tuple[str, str, str], list[svg.Li
     if "stratum" in rows:
         rows = rows[rows["stratum"].astype(str) == "ALL"]
     out: dict[tuple[str, str, str], list[svg.LimitLine]] = {}
-    for r in rows.sort_values(["machine", "component", "essay", "direction"], ascending=[1, 1, 1, 0]).itertuples(
-        index=False
-    ):
+    for r in rows.sort_values(
+        ["machine", "component", "essay", "direction"], ascending=[1, 1, 1, 0]
+    ).itertuples(index=False):
         lines = out.setdefault((str(r.machine), str(r.component), str(r.essay)), [])
         for level in svg.LEVEL_ES:
             value = getattr(r, level)
@@ -139,7 +140,7 @@ def _breach_text(b: dict, unit: str) -> str:
     level = svg.LEVEL_ES.get(b.get("level", ""), b.get("level", ""))
     direction = svg.DIRECTION_ES.get(b.get("direction", ""), b.get("direction", ""))
     op = ">" if b.get("direction") == "upper" else "<"
-    u = f" {unit}" if unit else ""
+    u = f" {unit}" if unit and unit not in UNITLESS else ""
     if b.get("kind") == "trend":
         return (
             f"{level} {direction} (tendencia): aumento de {svg.fmt(b['value'])}{u} desde la muestra "
@@ -162,7 +163,7 @@ def _component_block(
         by_essay.setdefault(b["essay"], []).append(b)
     essays = list(by_essay)[: params.max_essays]
     head = (
-        f'<h4>{escape(_text(latest["componentName"]))} · {_badge(latest["report_status"])} · puntaje '
+        f"<h4>{escape(_text(latest['componentName']))} · {_badge(latest['report_status'])} · puntaje "
         f"{svg.fmt(float(latest['severity_score']))} · muestra {escape(_text(latest['sampleNumber']))} del "
         f"{_day(latest['sampleDate'])}</h4>"
     )
@@ -175,7 +176,9 @@ def _component_block(
     parts.append('<div class="charts">')
     for essay in essays:
         name, unit = _essay_label(catalog, essay)
-        series = history[history[essay].notna()].tail(params.history) if essay in history else history.iloc[:0]
+        series = (
+            history[history[essay].notna()].tail(params.history) if essay in history else history.iloc[:0]
+        )
         points = [
             svg.Point(
                 pd.Timestamp(r.sampleDate).date(),
@@ -225,7 +228,7 @@ def _summary(reports: pd.DataFrame, machines: pd.DataFrame, as_of: pd.Timestamp,
     months = status_by_month(reports, params.months)
     return (
         '<section id="resumen"><h2>Resumen de la flota</h2>'
-        f'<p>{_n(len(machines))} equipos · {_n(len(reports))} informes · período '
+        f"<p>{_n(len(machines))} equipos · {_n(len(reports))} informes · período "
         f"{_day(reports['sampleDate'].min())} a {_day(reports['sampleDate'].max())}</p>"
         + "<h3>Equipos por estado</h3>"
         + svg.status_bar(m_counts, "Equipos por estado")
@@ -265,7 +268,11 @@ def _actions(machines: pd.DataFrame, as_of: pd.Timestamp, charted: set[str]) -> 
 
 
 def _trends(
-    reports: pd.DataFrame, machines: pd.DataFrame, limits: pd.DataFrame, catalog: Catalog, params: ReportParams
+    reports: pd.DataFrame,
+    machines: pd.DataFrame,
+    limits: pd.DataFrame,
+    catalog: Catalog,
+    params: ReportParams,
 ) -> tuple[str, list[str], int]:
     latest = latest_reports(reports)
     flagged = latest[latest["report_status"].astype(str) != "Normal"]
@@ -311,8 +318,8 @@ def _trends(
         parts.append("</section>")
     if len(order) > len(shown):
         parts.append(
-            f'<p class="muted">Se muestran los {len(shown)} equipos más prioritarios de {len(order)} con '
-            "hallazgos; el resto figura en la tabla de equipos que requieren acción.</p>"
+            f'<p class="muted truncated">Gráficos de {len(shown)} de {len(order)} equipos con hallazgos (los '
+            "más prioritarios); el resto figura en la tabla de equipos que requieren acción.</p>"
         )
     parts.append("</section>")
     return "".join(parts), shown, n_charts
@@ -323,7 +330,9 @@ def _data(reports: pd.DataFrame, limits: pd.DataFrame, catalog: Catalog, as_of: 
     if "version" in limits:
         versions |= set(limits["version"].astype(str))
     computed = _day(limits["computed_at"].max()) if "computed_at" in limits and len(limits) else "—"
-    comparison = sorted(set(limits["comparison"].astype(str))) if "comparison" in limits and len(limits) else []
+    comparison = (
+        sorted(set(limits["comparison"].astype(str))) if "comparison" in limits and len(limits) else []
+    )
     rule = (
         "estricta: un valor fuera de límite es mayor que el límite superior o menor que el inferior"
         if comparison == ["strict"]
@@ -362,7 +371,7 @@ vertical-align:top}th{background:#f5f5f5}td.recommendation{max-width:520px;font-
 .st-Normal{background:#2e7d32}.st-Alerta{background:#e6a100}.st-Anormal{background:#c62828}
 .meta{color:#546e7a}.muted{color:#78909c}.unit{border-top:1px solid #eceff1;margin-top:12px}
 .component{margin:6px 0 14px 12px}.charts{display:flex;flex-wrap:wrap;gap:8px}
-figure.trend{margin:0;border:1px solid #eceff1;padding:4px;max-width:568px}
+figure.trend{margin:0;border:1px solid #eceff1;padding:4px;width:550px;box-sizing:border-box}
 figcaption{font-size:12px;color:#37474f;padding:2px 4px}p.recommendation{font-size:13px;max-width:1000px}
 .legend .key{display:inline-block;margin-right:14px;font-size:12px}dt{font-weight:600;float:left;clear:left;
 width:260px}dd{margin:0 0 4px 270px}svg{max-width:100%;height:auto}

@@ -108,12 +108,12 @@ def trend_chart(
     limits: Sequence[LimitLine],
     title: str,
     unit: str = "",
-    width: int = 560,
-    height: int = 210,
+    width: int = 540,
+    height: int = 216,
 ) -> str:
     """Readings over time against their limits: one dashed line per limit (upper: long dashes,
     lower: dots; colour by level, labelled on the right), points coloured by report status."""
-    left, right, top, bottom = 46, 128, 10, 24
+    left, right, top, bottom = 46, 128, 18, 24
     pw, ph = width - left - right, height - top - bottom
     pts = [p for p in points if p.value is not None and math.isfinite(p.value)]
     values = [p.value for p in pts] + [lim.value for lim in limits if math.isfinite(lim.value)]
@@ -134,9 +134,7 @@ def trend_chart(
         return top + (hi - v) / (hi - lo) * ph
 
     out = [_open(width, height, title, "chart trend", False)]
-    out.append(
-        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fafafa" stroke="#cfd8dc"/>'
-    )
+    out.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fafafa" stroke="#cfd8dc"/>')
     for t in nice_ticks(lo, hi):
         if lo <= t <= hi:
             out.append(
@@ -144,7 +142,7 @@ def trend_chart(
                 f'<text x="{left - 4}" y="{_c(y(t) + 4)}" text-anchor="end" fill="#546e7a">{fmt(t)}</text>'
             )
     if unit:
-        out.append(f'<text x="4" y="{top + 8}" fill="#546e7a">{escape(unit)}</text>')
+        out.append(f'<text x="4" y="11" fill="#546e7a">{escape(unit)}</text>')
     n_ticks = 4
     for i in range(n_ticks + 1):
         day = date.fromordinal(round(d0 + (d1 - d0) * i / n_ticks))
@@ -169,7 +167,9 @@ def trend_chart(
         )
     if len(pts) > 1:
         path = " ".join(f"{_c(x(p.day.toordinal()))},{_c(y(p.value))}" for p in pts)
-        out.append(f'<polyline class="series" points="{path}" fill="none" stroke="#455a64" stroke-width="1.2"/>')
+        out.append(
+            f'<polyline class="series" points="{path}" fill="none" stroke="#455a64" stroke-width="1.2"/>'
+        )
     for i, p in enumerate(pts):
         r = 4.5 if i == len(pts) - 1 else 3
         color = STATUS_COLORS.get(p.status, "#455a64")

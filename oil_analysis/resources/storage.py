@@ -1,6 +1,5 @@
 """The storage resource: where the layout lives (local folder, S3 prefix, or both during migration)."""
 
-
 import hashlib
 import os
 import threading

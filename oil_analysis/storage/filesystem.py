@@ -179,8 +179,22 @@ class Storage:
             self.fs.get_file_info(pafs.FileSelector(self.base, recursive=False, allow_not_found=True))
 
     def exists(self, path: str) -> bool:
+        full = self.full(path)
         with self._errors("reading", path):
-            return self.fs.get_file_info(self.full(path)).type == pafs.FileType.File
+            try:
+                return self.fs.get_file_info(full).type == pafs.FileType.File
+            except OSError as exc:
+                if self.is_local or "ACCESS_DENIED" not in str(exc):
+                    raise
+        # AWS answers a HEAD of a missing key with 403, not 404, when s3:ListBucket is granted only
+        # under a prefix (deploy/iam-product-policy.json): look the key up in its folder instead.
+        parent = posixpath.dirname(check_relative(path))
+        sel = pafs.FileSelector(
+            f"{self.base}/{parent}" if parent else self.base, recursive=False, allow_not_found=True
+        )
+        with self._errors("listing", parent):
+            infos = self.fs.get_file_info(sel)
+        return any(i.path == full and i.type == pafs.FileType.File for i in infos)
 
     def read_bytes(self, path: str) -> bytes:
         with self._errors("reading", path), self.fs.open_input_stream(self.full(path)) as f:

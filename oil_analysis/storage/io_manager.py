@@ -11,7 +11,6 @@ An asset that raises (a failed contract or blocking check) never reaches ``handl
 previous files stay published, untouched.
 """
 
-
 import io
 
 import pandas as pd

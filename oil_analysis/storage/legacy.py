@@ -19,7 +19,7 @@ import pandas as pd
 
 from . import layout
 from .filesystem import Storage, json_bytes, parquet_bytes
-from .manifest import FileRecord
+from .manifest import FileRecord, backoff
 
 LIMITS_JSON = "processed/stewart_limits.json"
 LIMITS_PARQUET = "processed/stewart_limits.parquet"
@@ -32,7 +32,7 @@ V1_COLUMNS = [
     "threshold_alert",
     "threshold_critic",
 ]
-PUBLISH_ATTEMPTS = 8
+PUBLISH_ATTEMPTS = 12
 
 
 def classified_path(client: str) -> str:
@@ -130,7 +130,7 @@ def _render(store: Storage, sources: dict[str, dict]) -> tuple[bytes, bytes, int
 def publish_shared_limits(store: Storage, clients: list[str]) -> list[FileRecord]:
     """Rebuild ``processed/stewart_limits.{parquet,json}`` from every client's current limits."""
     sources = _sources(store, clients)
-    for _ in range(PUBLISH_ATTEMPTS):
+    for attempt in range(PUBLISH_ATTEMPTS):
         pq_data, js_data, rows = _render(store, sources)
         store.write_bytes(LIMITS_PARQUET, pq_data)
         store.write_bytes(LIMITS_JSON, js_data)
@@ -145,4 +145,5 @@ def publish_shared_limits(store: Storage, clients: list[str]) -> list[FileRecord
                 FileRecord.of(LIMITS_JSON, js_data, None, legacy=True, shared=True),
             ]
         sources = fresh
+        backoff(attempt)
     raise RuntimeError(f"{store.display(LIMITS_JSON)} kept changing after {PUBLISH_ATTEMPTS} attempts")

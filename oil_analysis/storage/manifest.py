@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
+import random
+import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
@@ -24,7 +26,7 @@ from .filesystem import Storage, json_bytes
 MANIFEST_VERSION = 1
 MANIFEST_NAME = "_manifest.json"
 PARTS_NAME = "_manifest.parts"
-PUBLISH_ATTEMPTS = 8
+PUBLISH_ATTEMPTS = 12
 
 
 class ManifestConflictError(RuntimeError):
@@ -127,7 +129,7 @@ def publish(store: Storage, client: str) -> dict:
     """Write the manifest from the parts and verify it still matches them; retry if a concurrent
     writer published from an older view."""
     parts = read_parts(store, client)
-    for _ in range(PUBLISH_ATTEMPTS):
+    for attempt in range(PUBLISH_ATTEMPTS):
         doc = build(client, parts)
         data = json_bytes(doc)
         store.write_bytes(manifest_path(client), data)
@@ -135,9 +137,15 @@ def publish(store: Storage, client: str) -> dict:
         if _same(fresh, parts) and store.read_bytes(manifest_path(client)) == data:
             return doc
         parts = fresh
+        backoff(attempt)
     raise ManifestConflictError(
         f"{store.display(manifest_path(client))} still changing after {PUBLISH_ATTEMPTS} attempts"
     )
+
+
+def backoff(attempt: int) -> None:
+    """Jittered exponential pause, so concurrent writers stop overwriting each other in lockstep."""
+    time.sleep(random.uniform(0, min(0.01 * 2**attempt, 1.0)))
 
 
 def _same(a: list[dict], b: list[dict]) -> bool:

@@ -20,12 +20,13 @@ from python_calamine import CalamineError, CalamineWorkbook
 
 from ..catalog import Catalog, load_catalog
 from .common import (
+    FLAG_LEVELS,
     LabFileError,
     ReadResult,
     censored_json,
     concat_rejects,
     parse_flags,
-    parse_numbers,
+    parse_number_cells,
     reject_rows,
 )
 from .particles import PARTICLE_COLUMNS, parse_particle_column
@@ -109,18 +110,61 @@ def _to_dates(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     return out, bad
 
 
-def _text(values: pd.Series) -> pd.Series:
+def _dates(cells: np.ndarray, index: pd.Index) -> tuple[pd.Series, np.ndarray]:
+    """:func:`_to_dates` with a fast path for the usual column of date cells and blanks."""
+    if all(v is None or isinstance(v, dt.date) for v in cells):
+        return pd.Series(np.array(cells, dtype="datetime64[us]"), index=index), np.zeros(len(cells), bool)
+    out, bad = _to_dates(pd.Series(cells, index=index, dtype=object))
+    return out, bad.to_numpy(bool)
+
+
+def _text_value(v):
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return None
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    s = str(v).strip()
+    return s if s else None
+
+
+def _text(values) -> pd.Series:
     """Cells → trimmed strings; whole-number floats lose their ``.0`` (Fluid Weight 60.0 → '60')."""
+    index = values.index if isinstance(values, pd.Series) else None
+    texts = [(v.strip() or None) if type(v) is str else _text_value(v) for v in values]
+    return pd.Series(texts, index=index, dtype="string")
 
-    def one(v):
-        if v is None or (isinstance(v, float) and np.isnan(v)):
-            return pd.NA
-        if isinstance(v, float) and v.is_integer():
-            return str(int(v))
-        s = str(v).strip()
-        return s if s else pd.NA
 
-    return values.map(one).astype("string")
+def _flags(cells: np.ndarray, index: pd.Index) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`parse_flags` with a fast path for text cells (the lab's letters) and blanks."""
+    if not all(v is None or isinstance(v, str) for v in cells):
+        level, bad = parse_flags(pd.Series(cells, index=index, dtype=object))
+        return level.to_numpy(float), bad.to_numpy(bool)
+    level = np.full(len(cells), np.nan)
+    bad = np.zeros(len(cells), dtype=bool)
+    for i, v in enumerate(cells):
+        if v is None:
+            continue
+        t = v.strip().upper()
+        if t in FLAG_LEVELS:
+            level[i] = FLAG_LEVELS[t]
+        elif t:
+            bad[i] = True
+    return level, bad
+
+
+_SOURCES: dict[tuple[str, str], dict[str, str]] = {}
+
+
+def _sources(catalog: Catalog, method: str) -> dict[str, str]:
+    """``catalog.source_columns`` of this format, computed once per catalog version."""
+    key = (catalog.version, method)
+    if key not in _SOURCES:
+        _SOURCES[key] = catalog.source_columns(LAB_FORMAT, method)
+    return _SOURCES[key]
+
+
+def _is_blank_row(row: list) -> bool:
+    return all(v == "" or v is None or (isinstance(v, float) and v != v) for v in row)
 
 
 def read_finning_workbook(path: str, catalog: Catalog | None = None) -> ReadResult:
@@ -129,6 +173,9 @@ def read_finning_workbook(path: str, catalog: Catalog | None = None) -> ReadResu
     Raises :class:`LabFileError` when the file as a whole is unusable (not an xlsx, no ``OIL``
     sheet, a required column missing, no data rows). Rows with unusable cells are returned in
     ``rejects`` with the Excel row number, column and reason; every other row is kept.
+
+    The sheet is handled column by column as plain arrays (calamine's rows transposed once), and
+    every numeric column is parsed in one pass: a workbook costs little more than calamine's read.
     """
     catalog = catalog or load_catalog()
     name = os.path.basename(path)
@@ -150,107 +197,150 @@ def read_finning_workbook(path: str, catalog: Catalog | None = None) -> ReadResu
         )
     width = len(header)
     body = [r + [""] * (width - len(r)) if len(r) < width else r[:width] for r in rows[1:]]
-    raw = pd.DataFrame(body, columns=header, dtype=object)
-    raw.index = pd.RangeIndex(2, 2 + len(raw))  # Excel row numbers
-    raw = raw.replace("", None)
-    empty = raw.isna().all(axis=1)
-    raw = raw[~empty]
+    # Excel row numbers of the rows below the header; fully empty rows are skipped and counted.
+    empty = [_is_blank_row(r) for r in body]
+    kept_rows = [r for r, e in zip(body, empty, strict=True) if not e]
+    index = pd.Index([n for n, e in zip(range(2, 2 + len(body)), empty, strict=True) if not e], dtype="int64")
+    n_empty = sum(empty)
     coolant = 0
     if COOLANT_SHEET in wb.sheet_names:
         crows = _sheet_rows(wb, name, COOLANT_SHEET)
         coolant = sum(1 for r in crows[1:] if any(str(c).strip() for c in r))
-    if raw.empty:
+    if not kept_rows:
         raise LabFileError(name, "no sample rows below the header", sheet=OIL_SHEET, row=FIRST_DATA_ROW)
+    position = {h: j for j, h in enumerate(header)}
+    columns = list(zip(*kept_rows, strict=True))
+    cache: dict[str, np.ndarray] = {}
 
+    def cells(column: str) -> np.ndarray:
+        """The column's cells as an object array, empty cells as None."""
+        if column not in cache:
+            a = np.array(columns[position[column]], dtype=object)
+            a[a == ""] = None
+            cache[column] = a
+        return cache[column]
+
+    n = len(index)
     rejects: list[pd.DataFrame] = []
-    rownum = pd.Series(raw.index, index=raw.index)
-    bad_rows = pd.Series(False, index=raw.index)
+    bad_rows = np.zeros(n, dtype=bool)
 
-    def reject(mask: pd.Series, column: str, reason: str) -> None:
+    def reject(mask: np.ndarray, column: str, reason: str) -> None:
         nonlocal bad_rows
         mask = mask & ~bad_rows  # one reason per row: the first problem found
         if mask.any():
-            rejects.append(reject_rows(name, OIL_SHEET, rownum[mask], column, raw.loc[mask, column], reason))
+            rows_at = pd.Series(index[mask], dtype="int64")
+            values = pd.Series(cells(column)[mask], dtype=object)
+            rejects.append(reject_rows(name, OIL_SHEET, rows_at, column, values, reason))
             bad_rows = bad_rows | mask
 
-    out = pd.DataFrame(index=raw.index)
+    out: dict[str, object] = {}
     for src, dst in TEXT_COLUMNS.items():
-        out[dst] = _text(raw[src]) if src in raw else pd.Series(pd.NA, index=raw.index, dtype="string")
-    reject(out["sampleNumber"].isna(), "No. de control de laboratorio", "sample number is empty")
+        out[dst] = _text(cells(src)) if src in position else pd.Series([None] * n, dtype="string")
+    reject(out["sampleNumber"].isna().to_numpy(), "No. de control de laboratorio", "sample number is empty")
     for src, dst in DATE_COLUMNS.items():
-        if src in raw:
-            out[dst], bad = _to_dates(raw[src])
+        if src in position:
+            out[dst], bad = _dates(cells(src), index)
             if dst == "sampleDate":
-                reject(out[dst].isna() & ~bad, src, "sample date is empty")
+                reject(out[dst].isna().to_numpy() & ~bad, src, "sample date is empty")
             reject(bad, src, "expected a date")
         else:
-            out[dst] = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us]")
+            out[dst] = pd.Series(pd.NaT, index=index, dtype="datetime64[us]")
     out["labDate"] = out["reportDate"]
+
+    # Every numeric cell (meters and the copies of each essay column) parsed in one pass.
+    by_source: dict[str, list[str]] = {}
+    for c in header:  # "Si", "Si.1", "Si.2" are copies of source column "Si"
+        base, _, suffix = c.rpartition(".")
+        by_source.setdefault(c, []).append(c)
+        if base and suffix.isdigit():
+            by_source.setdefault(base, []).append(c)
+    copies_of = {
+        essay: sorted(by_source.get(src, []), key=position.__getitem__)
+        for src, essay in _sources(catalog, "percentile").items()
+        if src != PARTICLE_FIELD
+    }
+    numeric = [c for c in METER_COLUMNS if c in position]
+    numeric += [c for copies in copies_of.values() for c in copies]
+    parsed = {}
+    if numeric:
+        value, censor, bad = parse_number_cells(np.concatenate([cells(c) for c in numeric]))
+        for k, c in enumerate(numeric):
+            part = slice(k * n, (k + 1) * n)
+            parsed[c] = (value[part], censor[part], bad[part])
+
     for src, dst in METER_COLUMNS.items():
-        if src in raw:
-            out[dst], _, bad = parse_numbers(raw[src])
-            reject(bad, src, "expected a number")
+        if src in position:
+            out[dst] = parsed[src][0]
+            reject(parsed[src][2], src, "expected a number")
         else:
-            out[dst] = np.nan
-    if OIL_CHANGED_COLUMN in raw:
-        changed = _text(raw[OIL_CHANGED_COLUMN]).str.upper()
+            out[dst] = np.full(n, np.nan)
+    if OIL_CHANGED_COLUMN in position:
+        changed = _text(cells(OIL_CHANGED_COLUMN)).str.upper()
         out["oilChanged"] = changed.map({"Y": True, "N": False}).astype("boolean")
     else:
-        out["oilChanged"] = pd.Series(pd.NA, index=raw.index, dtype="boolean")
+        out["oilChanged"] = pd.array([pd.NA] * n, dtype="boolean")
 
     # Essays. Repeated element columns (Si, Si.1, Si.2) must agree; the first non-empty wins.
-    essays: dict[str, pd.Series] = {}
+    essays: dict[str, np.ndarray] = {}
     censors: dict[str, pd.Series] = {}
     disagreements: dict[str, int] = {}
-    for src, essay in catalog.source_columns(LAB_FORMAT, "percentile").items():
-        if src == PARTICLE_FIELD:
-            continue
-        copies = [
-            c for c in raw.columns if c == src or (c.startswith(src + ".") and c[len(src) + 1 :].isdigit())
-        ]
+    for essay, copies in copies_of.items():
         if not copies:
-            essays[essay] = pd.Series(np.nan, index=raw.index)
+            essays[essay] = np.full(n, np.nan)
             continue
-        value, censor, bad = parse_numbers(raw[copies[0]])
+        value, censor, bad = parsed[copies[0]]
         reject(bad, copies[0], "expected a number")
         for extra in copies[1:]:
-            v2, _, bad2 = parse_numbers(raw[extra])
+            v2, _, bad2 = parsed[extra]
             reject(bad2, extra, "expected a number")
-            differ = value.notna() & v2.notna() & (value != v2)
+            differ = ~np.isnan(value) & ~np.isnan(v2) & (value != v2)
             if differ.any():
                 disagreements[f"{copies[0]}/{extra}"] = int(differ.sum())
                 reject(differ, extra, f"repeated column disagrees with {copies[0]!r}")
-            value = value.fillna(v2)
-        essays[essay], censors[essay] = value, censor
-    for src, essay in catalog.source_columns(LAB_FORMAT, "flag").items():
-        if src in raw:
-            essays[essay], bad = parse_flags(raw[src])
+            value = np.where(np.isnan(value), v2, value)
+        essays[essay] = value
+        if (censor != "").any():  # the JSON lists censored readings only
+            censors[essay] = pd.Series(censor, index=index, dtype="string")
+    for src, essay in _sources(catalog, "flag").items():
+        if src in position:
+            essays[essay], bad = _flags(cells(src), index)
             reject(bad, src, "expected a flag letter N, T, P or E")
         else:
-            essays[essay] = pd.Series(np.nan, index=raw.index)
-    if PARTICLE_FIELD in raw:
-        particles, bad = parse_particle_column(raw[PARTICLE_FIELD])
-        reject(bad, PARTICLE_FIELD, "expected an ISO 4406 code like 22/19/14 or a visual code like S-M")
+            essays[essay] = np.full(n, np.nan)
+    if PARTICLE_FIELD in position:
+        particles, bad = parse_particle_column(pd.Series(cells(PARTICLE_FIELD), index=index, dtype=object))
+        reject(
+            bad.to_numpy(bool),
+            PARTICLE_FIELD,
+            "expected an ISO 4406 code like 22/19/14 or a visual code like S-M",
+        )
     else:
-        particles, _ = parse_particle_column(pd.Series(pd.NA, index=raw.index))
+        particles, _ = parse_particle_column(pd.Series(pd.NA, index=index))
     for c in PARTICLE_COLUMNS:
         if c in catalog.table.index:
-            essays[c] = particles[c]
+            essays[c] = particles[c].to_numpy()
         else:
             out[c] = particles[c]
 
-    out = pd.concat([out, pd.DataFrame(essays, index=raw.index)[catalog.essays]], axis=1)
-    out["censoredEssays"] = censored_json(censors, raw.index)
-    out["machineName"] = pd.Series(pd.NA, index=raw.index, dtype="string")
-    out["machineBrand"] = "caterpillar"
-    out["sourceFile"] = name
-    out["sourceRow"] = raw.index.astype("int64")
-    kept = out[~bad_rows].reset_index(drop=True)
+    # ``.array`` keeps the extension dtypes (string, boolean) of the columns built as Series.
+    frame = pd.DataFrame(
+        {
+            **{k: v.array if isinstance(v, pd.Series) else v for k, v in out.items()},
+            **{e: essays[e] for e in catalog.essays},
+        },
+        index=index,
+    )
+    frame["censoredEssays"] = censored_json(censors, index)
+    frame["machineName"] = pd.Series(pd.NA, index=index, dtype="string")
+    frame["machineBrand"] = "caterpillar"
+    frame["sourceFile"] = name
+    frame["sourceRow"] = index.astype("int64")
+    kept = frame[~bad_rows].reset_index(drop=True)
     info = {
         "file": name,
         "lab_format": LAB_FORMAT,
-        "rows_read": int(len(raw)),
-        "empty_rows_skipped": int(empty.sum()),
+        "rows_read": int(n),
+        "empty_rows_skipped": int(n_empty),
         "samples": int(len(kept)),
         "rows_rejected": int(bad_rows.sum()),
         "coolant_samples_ignored": int(coolant),

@@ -81,33 +81,34 @@ def parse_particle_column(values: pd.Series) -> tuple[pd.DataFrame, pd.Series]:
     ``frame`` has ``PARTICLE_COLUMNS``; ``bad`` marks cells that could not be parsed.
     """
     text = values.astype("string").str.strip()
-    present = text.notna() & (text != "")
-    out = pd.DataFrame(
-        {
-            c: pd.Series(np.nan if c.startswith(("iso_", "debris")) else pd.NA, index=values.index)
-            for c in PARTICLE_COLUMNS
-        }
-    )
-    out["countPreventedByWater"] = False
-    bad = pd.Series(False, index=values.index)
-    if present.any():
-        parsed = {}
-        for u in text[present].unique():
+    present = (text.notna() & (text != "")).to_numpy(dtype=bool, na_value=False)
+    n = len(values)
+    empty = (None, None, np.nan, np.nan, np.nan, np.nan, np.nan, False)
+    parsed: dict[str, tuple | None] = {}
+    rows = []
+    bad = np.zeros(n, dtype=bool)
+    for i, (u, here) in enumerate(zip(text.to_numpy(dtype=object, na_value=None), present, strict=True)):
+        if not here:
+            rows.append(empty)
+            continue
+        if u not in parsed:
             try:
                 parsed[u] = parse_particle_field(u)
             except ValueError:
                 parsed[u] = None
-        rows = text[present].map(parsed)
-        ok = rows.notna()
-        bad.loc[rows.index[~ok]] = True
-        good = rows[ok]
-        if len(good):
-            block = pd.DataFrame(good.tolist(), index=good.index, columns=PARTICLE_COLUMNS)
-            for c in PARTICLE_COLUMNS:
-                out.loc[block.index, c] = block[c]
-    for c in ("iso_4um", "iso_6um", "iso_14um", "debris_magnetic", "debris_nonmagnetic"):
-        out[c] = out[c].astype(float)
-    for c in ("isoCode", "particleCode"):
-        out[c] = out[c].astype("string")
-    out["countPreventedByWater"] = out["countPreventedByWater"].astype(bool)
-    return out, bad
+        row = parsed[u]
+        if row is None:
+            bad[i] = True
+            row = empty
+        rows.append(row)
+    cols = list(zip(*rows, strict=True)) if rows else [()] * len(PARTICLE_COLUMNS)
+    out = pd.DataFrame(
+        {
+            c: pd.array(list(v), dtype="string")
+            if c in ("isoCode", "particleCode")
+            else np.array(v, dtype=bool if c == "countPreventedByWater" else float)
+            for c, v in zip(PARTICLE_COLUMNS, cols, strict=True)
+        },
+        index=values.index,
+    )
+    return out, pd.Series(bad, index=values.index)

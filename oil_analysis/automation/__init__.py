@@ -1,0 +1,1 @@
+"""Automation: sensors on raw-file arrival, the weekly limits refresh, downstream notifications."""

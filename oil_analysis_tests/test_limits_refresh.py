@@ -1,0 +1,99 @@
+"""The limits refresh decision: each trigger, the skip, and a forced refresh."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from oil_analysis.automation.refresh import RefreshParams, decide_refresh, samples_behind
+
+GROUPS = {"wear": ["fe"], "contaminant": ["si"]}
+
+
+def silver(
+    n: int,
+    start: str = "2024-01-01",
+    fe_mean: float = 10.0,
+    seed: int = 0,
+    machine: str = "camion",
+    component: str = "motor",
+) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "sampleDate": pd.date_range(start, periods=n, freq="D"),
+            "machineName": machine,
+            "componentNameNormalized": component,
+            "fe": rng.normal(fe_mean, 2.0, n).round(),
+            "si": rng.normal(8, 1, n).round(),
+        }
+    )
+
+
+def limits_of(s: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "machine": ["camion"],
+            "component": ["motor"],
+            "sample_count": [len(s)],
+            "computed_at": [s["sampleDate"].max()],
+        }
+    )
+
+
+def test_no_current_limits_and_forced_always_refresh():
+    s = silver(100)
+    assert decide_refresh(s, None, GROUPS).reasons == ["no_current_limits"]
+    d = decide_refresh(s, limits_of(s), GROUPS, force=True)
+    assert d.refresh and d.reasons == ["forced"]
+
+
+def test_skip_when_nothing_changed_records_why():
+    s = silver(200)
+    d = decide_refresh(s, limits_of(s), GROUPS)
+    assert not d.refresh
+    assert "no trigger held" in d.summary() and "growth 0.0%" in d.summary()
+
+
+def test_new_machine_or_component_triggers():
+    s = silver(200)
+    grown = pd.concat([s, silver(3, "2025-01-01", component="transmision")])
+    d = decide_refresh(grown, limits_of(s), GROUPS)
+    assert d.refresh and d.reasons == ["new_machine_component"]
+    assert d.details["new_machine_components"] == ["camion/transmision"]
+
+
+@pytest.mark.parametrize(("extra", "expected"), [(20, False), (21, True)])
+def test_sample_growth_over_ten_percent(extra, expected):
+    s = silver(200)
+    grown = pd.concat([s, silver(extra, "2024-07-20", seed=1)])
+    d = decide_refresh(grown, limits_of(s), GROUPS, RefreshParams(ks_min_samples=10_000))
+    assert d.refresh is expected
+    assert ("sample_growth" in d.reasons) is expected
+
+
+def test_distribution_drift_by_ks():
+    s = silver(400)
+    drifted = pd.concat([s, silver(60, "2025-03-01", fe_mean=25.0, seed=2)])
+    params = RefreshParams(growth=10.0)  # growth alone would not trigger
+    d = decide_refresh(drifted, limits_of(s), GROUPS, params)
+    assert d.refresh and d.reasons == ["distribution_drift"]
+    assert list(d.details["drifted_essays"]) == ["fe"]
+    same = pd.concat([s, silver(60, "2025-03-01", seed=3)])
+    assert not decide_refresh(same, limits_of(s), GROUPS, params).refresh
+
+
+def test_ks_needs_minimum_sample_size():
+    s = silver(400)
+    few = pd.concat([s, silver(20, "2025-03-01", fe_mean=40.0, seed=4)])
+    assert not decide_refresh(
+        few, limits_of(s), GROUPS, RefreshParams(growth=10.0, ks_min_samples=50)
+    ).refresh
+
+
+def test_samples_behind_counts_each_group_once():
+    lim = pd.DataFrame(
+        {"machine": ["a", "a", "b"], "component": ["x", "x", "y"], "sample_count": [90, 100, 7]}
+    )
+    assert samples_behind(lim) == 107
