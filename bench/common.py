@@ -37,6 +37,7 @@ class ChildRun:
     returncode: int
     result: dict = field(default_factory=dict)
     stderr_tail: str = ""
+    stdout_tail: str = ""
 
 
 def machine_info() -> dict:
@@ -81,36 +82,38 @@ def _parse_gnu_time(text: str) -> float:
     return int(m.group(1)) / 1024 if m else float("nan")
 
 
-def run_child(args: list[str], *, env: dict | None = None, timeout: float = 900) -> ChildRun:
-    """Run ``python args...`` in a child process; the child writes its JSON result to the path
-    passed after ``--result`` (appended here). Returns wall time, peak RSS and that JSON."""
+def run_child(
+    args: list[str], *, env: dict | None = None, timeout: float = 900, result_arg: bool = True
+) -> ChildRun:
+    """Run ``python args... --result FILE`` in a child process (the child writes its JSON result
+    there; ``result_arg=False`` for scripts without that option). Returns wall time, peak RSS, exit
+    code, that JSON and the tail of stdout / stderr."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         result_path = os.path.join(tmp, "result.json")
         time_path = os.path.join(tmp, "time.txt")
-        cmd = [sys.executable, *args, "--result", result_path]
-        if RSS_METHOD.startswith(GNU_TIME):
+        cmd = [sys.executable, *args, *(["--result", result_path] if result_arg else [])]
+        gnu = RSS_METHOD.startswith(GNU_TIME)
+        if gnu:
             cmd = [GNU_TIME, "-v", "-o", time_path, *cmd]
-        full_env = {**os.environ, **(env or {})}
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            cmd, env=full_env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-        )
-        if RSS_METHOD.startswith(GNU_TIME):
-            _, err = proc.communicate(timeout=timeout)
-            wall = time.perf_counter() - start
-            rss = _parse_gnu_time(Path(time_path).read_text()) if os.path.exists(time_path) else math.nan
-            code = proc.returncode
-        else:
-            # wait4 returns this child's own rusage: its peak RSS, not the max over all children.
-            err = ""
-            _, status, usage = os.wait4(proc.pid, 0)
-            wall = time.perf_counter() - start
-            err = proc.stderr.read() if proc.stderr else ""
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            code = proc.returncode
-            rss = usage.ru_maxrss / 1024  # kB on Linux
+        # Output goes to files, not pipes: a chatty child can never block on a full pipe.
+        with open(os.path.join(tmp, "out"), "w+") as out, open(os.path.join(tmp, "err"), "w+") as err:
+            start = time.perf_counter()
+            proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, cwd=ROOT, stdout=out, stderr=err)
+            if gnu:
+                code = proc.wait(timeout=timeout)
+                wall = time.perf_counter() - start
+                rss = _parse_gnu_time(Path(time_path).read_text()) if os.path.exists(time_path) else math.nan
+            else:
+                # wait4 gives this child's own rusage: its peak RSS, not the max over all children.
+                _, status, usage = os.wait4(proc.pid, 0)
+                wall = time.perf_counter() - start
+                proc.returncode = code = os.waitstatus_to_exitcode(status)
+                rss = usage.ru_maxrss / 1024  # kB on Linux
+            out.seek(0)
+            err.seek(0)
+            stdout, stderr = out.read(), err.read()
         result = json.loads(Path(result_path).read_text()) if os.path.exists(result_path) else {}
-    return ChildRun(wall, rss, code, result, (err or "")[-2000:])
+    return ChildRun(wall, rss, code, result, stderr[-3000:], stdout[-3000:])
 
 
 def write_result(path: str | None, doc: dict) -> None:

@@ -127,6 +127,20 @@ def sensitivity(silver: pd.DataFrame) -> dict:
         "default": (lp, cp),
         "inclusive comparison": (dataclasses.replace(lp, comparison="inclusive"), cp),
         "zeros excluded": (dataclasses.replace(lp, exclude_zeros=True), cp),
+        "no oil-age limits (hours)": (dataclasses.replace(lp, hours_bins=0), cp),
+        "oil-age bins 3": (dataclasses.replace(lp, hours_bins=3), cp),
+        "oil-age bins 5": (dataclasses.replace(lp, hours_bins=5), cp),
+        "oil-age rho >= 0.5": (dataclasses.replace(lp, hours_min_correlation=0.5), cp),
+        "oil-age on every essay (rho 0)": (dataclasses.replace(lp, hours_min_correlation=-1.0), cp),
+        "no contaminant corroboration": (lp, dataclasses.replace(cp, corroboration=())),
+        "corroboration incl. visual": (
+            lp,
+            dataclasses.replace(cp, corroboration=(("contaminant", ("wear", "particle", "visual")),)),
+        ),
+        "previous method (no hours, no corrob.)": (
+            dataclasses.replace(lp, hours_bins=0),
+            dataclasses.replace(cp, corroboration=()),
+        ),
         "oil-hour strata": (dataclasses.replace(lp, oil_hour_strata=True), cp),
         "viscosity percentiles": (dataclasses.replace(lp, relative_bands=()), cp),
         "viscosity band 5/10/20 %": (
@@ -148,7 +162,17 @@ def sensitivity(silver: pd.DataFrame) -> dict:
         "cuts 3 / 9": (lp, dataclasses.replace(cp, alerta_cut=3.0, anormal_cut=9.0)),
         "cuts 5 / 12": (lp, dataclasses.replace(cp, alerta_cut=5.0, anormal_cut=12.0)),
     }
-    return {name: evaluate(silver, a, b)["mean"] for name, (a, b) in variants.items()}
+    out = {}
+    for name, (a, b) in variants.items():
+        r = evaluate(silver, a, b)
+        out[name] = {
+            **r["mean"],
+            "worst_fold_auc": min(f["roc_auc_action"] for f in r["folds"].values()),
+            "worst_fold_recall": min(f["recall"] for f in r["folds"].values()),
+            "time_auc": r["time_split"]["roc_auc_action"],
+            "time_spearman": r["time_split"]["spearman"],
+        }
+    return out
 
 
 def _fmt(v) -> str:
@@ -207,9 +231,14 @@ def main(argv=None) -> int:
     if a.sensitivity:
         sens = sensitivity(silver)
         print("LOTO mean of one-at-a-time variations")
-        print(f"{'variant':28s} " + " ".join(f"{h:>9s}" for h in HEAD))
+        extra = ["worst_fold_auc", "worst_fold_recall", "time_auc", "time_spearman"]
+        print(
+            f"{'variant':40s} "
+            + " ".join(f"{h:>9s}" for h in HEAD)
+            + " ".join(f"{h:>9s}" for h in ["worstAUC", "worstRec", "time AUC", "time Sp"])
+        )
         for name, fig in sens.items():
-            print(f"{name:28s} " + " ".join(f"{_fmt(fig[f]):>9s}" for f in FIGURES))
+            print(f"{name:40s} " + " ".join(f"{_fmt(fig[f]):>9s}" for f in FIGURES + extra))
     if a.json:
         with open(a.json, "w", encoding="utf-8") as f:
             json.dump(

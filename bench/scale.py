@@ -10,8 +10,9 @@ per compartment, the null share, zero share and quantiles of every column, the f
 ISO / visual particle codes and the lab verdicts). About ``n / 2000`` units (5 to 500) of four
 machine types × the 10 Finning compartments, sampled every ~9 days over five years, so a 1 M client
 is 500 units × 10 components × ~200 samples. Every unit-component series has its own level (a
-log-normal factor), and 2 % of the series end with a wear fault (iron and PQ rising over the last
-five samples). Deterministic for a given size and seed.
+log-normal factor), wear metals, PQ and oxidation products rise with the oil's age (rank
+correlation ≈ 0.75 with ``oilMeter``, as the real motor iron), and 2 % of the series end with a wear
+fault (iron and PQ rising over the last five samples). Deterministic for a given size and seed.
 
 Each size is measured in its own child process (peak RSS is that size's own): read silver from
 parquet as the IO manager does, then ``compute_limits``, ``classify_reports``,
@@ -23,12 +24,14 @@ from __future__ import annotations
 
 import argparse
 import gc
+import resource
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.special import ndtr, ndtri
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -60,7 +63,7 @@ from oil_analysis.domain.labs.particles import parse_particle_field  # noqa: E40
 from oil_analysis.domain.limits import LimitParams  # noqa: E402
 from oil_analysis.domain.names import fold, normalize_component  # noqa: E402
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
 START = pd.Timestamp("2021-01-01")
 YEARS = 5
@@ -71,6 +74,9 @@ MACHINES = (
     ("bulldozer", ("D10T",), 0.1),
     ("motoniveladora", ("16M",), 0.1),
 )
+# Essays that grow with the oil's age, and how strongly (the real CDA motor iron: ≈ 0.8).
+AGEING = {"fe", "cr", "cu", "pb", "al", "pq_index", "soot", "oxidation", "nitration"}
+AGE_RHO = 0.75
 STEPS = ("limits", "classify", "machine_status", "quality")
 TARGET_STEPS = ("limits", "classify", "machine_status")
 
@@ -206,12 +212,23 @@ def _essays(rng, catalog, comps, comp_names, comp, series, n) -> dict[str, np.nd
             continue
         cp = comps[name]
         m = len(rows)
+        # Oil hours first: wear debris and oxidation products accumulate with the oil's age.
+        meter = Marginal(cp["meter_on_fluid"])
+        age = rng.random(m)
+        mv = np.round(meter.ppf(age))
+        mv[rng.random(m) < meter.null] = np.nan
+        out["oilMeter"][rows] = mv
+        z_age = ndtri(np.clip(age, 1e-9, 1 - 1e-9))
         for src, essay in sources.items():
             summary = cp["columns"].get(src)
             if summary is None or summary.get("null", 1.0) >= 1.0 or "q" not in summary:
                 continue
             marg = Marginal(summary)
-            v = marg.ppf(rng.random(m))
+            if essay in AGEING:  # Gaussian copula with the oil age (rank correlation ≈ AGE_RHO)
+                u = ndtr(AGE_RHO * z_age + np.sqrt(1 - AGE_RHO**2) * rng.standard_normal(m))
+            else:
+                u = rng.random(m)
+            v = marg.ppf(u)
             scale = level[series[rows]] ** (0.15 if essay.startswith("visc") else 1.0)
             v = v * scale
             if essay in ("fe", "pq_index"):
@@ -259,10 +276,6 @@ def _essays(rng, catalog, comps, comp_names, comp, series, n) -> dict[str, np.nd
             out["debris_magnetic"][hit] = parsed[5]
             out["debris_nonmagnetic"][hit] = parsed[6]
             out["countPreventedByWater"][hit] = parsed[7]
-        meter = Marginal(cp["meter_on_fluid"])
-        mv = np.round(meter.ppf(rng.random(m)))
-        mv[rng.random(m) < meter.null] = np.nan
-        out["oilMeter"][rows] = mv
         verdicts = cp["estado"]
         vnames = list(verdicts)
         p = np.array([verdicts[x] for x in vnames], dtype=float)
@@ -291,23 +304,22 @@ def measure(silver_path: str) -> dict:
 
     catalog = load_catalog()
     path = Path(silver_path).resolve()
-    t = time.perf_counter()
-    silver = Storage.local(str(path.parent)).read_parquet(path.name)
-    times = {"load_silver": time.perf_counter() - t}
-    t = time.perf_counter()
-    limits = compute_limits(silver, catalog, computed_at=silver["sampleDate"].max())
-    times["limits"] = time.perf_counter() - t
-    t = time.perf_counter()
-    reports = classify_reports(silver, limits, catalog)
-    times["classify"] = time.perf_counter() - t
+    times, cpu = {}, {}
+
+    def timed(name, fn, *args, **kwargs):
+        t, c = time.perf_counter(), time.process_time()
+        out = fn(*args, **kwargs)
+        times[name], cpu[name] = time.perf_counter() - t, time.process_time() - c
+        return out
+
+    silver = timed("load_silver", Storage.local(str(path.parent)).read_parquet, path.name)
+    limits = timed("limits", compute_limits, silver, catalog, computed_at=silver["sampleDate"].max())
+    reports = timed("classify", classify_reports, silver, limits, catalog)
     del silver
     gc.collect()
-    t = time.perf_counter()
-    status = machine_status_current(reports)
-    times["machine_status"] = time.perf_counter() - t
-    t = time.perf_counter()
-    quality, _ = limit_quality(reports, limits)
-    times["quality"] = time.perf_counter() - t
+    status = timed("machine_status", machine_status_current, reports)
+    rss_target = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    quality, _ = timed("quality", limit_quality, reports, limits)
     counts = reports["report_status"].value_counts()
     return {
         "samples": len(reports),
@@ -316,7 +328,10 @@ def measure(silver_path: str) -> dict:
         "quality_rows": len(quality),
         "status": {s: int(counts.get(s, 0)) for s in ("Normal", "Alerta", "Anormal")},
         "seconds": {k: round(v, 3) for k, v in times.items()},
+        "cpu_seconds": {k: round(v, 3) for k, v in cpu.items()},
         "target_seconds": round(sum(times[s] for s in TARGET_STEPS), 3),
+        # Peak RSS of the process once limits, classification and status are done (before quality).
+        "peak_rss_target_mb": round(rss_target, 1),
     }
 
 

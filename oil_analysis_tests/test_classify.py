@@ -178,9 +178,10 @@ def test_trend_rule_against_the_previous_sample():
 def test_score_is_the_sum_of_the_breach_points_and_fields_are_complete():
     rng = np.random.default_rng(1)
     n = 300
+    oil_hours = rng.uniform(10, 1000, n).round()
     history = samples(
         chained=True,
-        fe=rng.poisson(20, n),
+        fe=rng.poisson(5 + oil_hours / 25),
         cu=rng.poisson(5, n),
         si=rng.poisson(8, n),
         zn=rng.normal(1000, 50, n).round(),
@@ -190,15 +191,17 @@ def test_score_is_the_sum_of_the_breach_points_and_fields_are_complete():
         visc_100c=rng.normal(14, 1, n).round(2),
         debris_magnetic=rng.choice([0, 1, 2, np.nan], n),
     )
+    history["oilMeter"] = oil_hours
     lim = compute_limits(history, CATALOG)
     c = classify_reports(history, lim, CATALOG)
     assert (c["severity_score"] > 0).sum() > 50
+    assert {b["kind"] for bs in breaches(c) for b in bs} == {"level", "trend", "hours"}
     for score, broken, bs in zip(c["severity_score"], c["essays_broken"], breaches(c), strict=True):
         assert score == pytest.approx(sum(b["points"] for b in bs))
         assert broken == sum(1 for b in bs if b["points"] > 0)
         for b in bs:
             assert set(b) == BREACH_KEYS
-            assert b["level"] in ("marginal", "condemning", "critical") and b["kind"] in ("level", "trend")
+            assert b["level"] in ("marginal", "condemning", "critical") and b["kind"] in ("level", "trend", "hours")
 
 
 def test_additives_are_recorded_with_zero_points():
@@ -275,3 +278,65 @@ def test_find_breaches_is_sorted_by_row_then_points():
     b = find_breaches(samples(fe=[11, 31], visc_100c=[17.5, 15.5]), lim, CATALOG)
     assert b["row"].tolist() == [0, 0, 1, 1]
     assert b["essay"].astype(str).tolist() == ["visc_100c", "fe", "fe", "visc_100c"]
+
+
+def _hours_limits() -> pd.DataFrame:
+    return limits(
+        limit("fe", 50, 60, 70),
+        limit("fe", 19, 20, 21, kind="hours", stratum="OH:0-210"),
+        limit("fe", 60, 70, 80, kind="hours", stratum="OH:210-20000"),
+    )
+
+
+def test_oil_age_limits_apply_by_the_oil_hour_bin_of_the_sample():
+    s = samples(fe=[25, 25, 25, 25, 25, 25, 22])
+    s["oilMeter"] = [100.0, 300.0, 210.0, 0.0, np.nan, 25000.0, 209.0]
+    c = classify_reports(s, _hours_limits(), CATALOG)
+    hours = [[b for b in bs if b["kind"] == "hours"] for bs in breaches(c)]
+    # 100 h: critical against the [0, 210) bin; 300 h and 210 h (bins are [lo, hi)): within limits;
+    # 0 h, unknown and implausible meters (beyond the last bin): no oil-age judgement.
+    assert [[(b["level"], b["limit"]) for b in h] for h in hours] == [
+        [("critical", 21.0)],
+        [],
+        [],
+        [],
+        [],
+        [],
+        [("critical", 21.0)],
+    ]
+    assert c["severity_score"].tolist() == [6, 0, 0, 0, 0, 0, 6]
+    assert c["report_status"].tolist()[0] == "Alerta"
+    off = classify_reports(s, _hours_limits(), CATALOG, ClassificationParams(hours_weight=0.0))
+    assert off["severity_score"].tolist() == [0] * 7
+
+
+def test_a_reading_judged_on_level_and_oil_age_scores_once_the_higher():
+    s = samples(fe=[65, 75])
+    s["oilMeter"] = [100.0, 900.0]
+    c = classify_reports(s, _hours_limits(), CATALOG)
+    first, second = breaches(c)
+    # 65 at 100 h: level condemning (3) and oil-age critical (6) -> 6 scores, the level is kept at 0.
+    assert [(b["kind"], b["level"], b["points"]) for b in first] == [
+        ("hours", "critical", 6.0),
+        ("level", "condemning", 0.0),
+    ]
+    # 75 at 900 h: level critical (6) beats oil-age condemning (3).
+    assert [(b["kind"], b["level"], b["points"]) for b in second] == [
+        ("level", "critical", 6.0),
+        ("hours", "condemning", 0.0),
+    ]
+    assert c["severity_score"].tolist() == [6, 6]
+    assert c["essays_broken"].tolist() == [1, 1]
+
+
+def test_contaminants_score_only_with_wear_or_particle_evidence():
+    lim = limits(limit("si", 10, 20, 30), limit("fe", 10, 20, 30), limit("pq_index", 10, 20, 30))
+    s = samples(si=[35, 35, 35], fe=[5, 15, 5], pq_index=[5, 5, 15])
+    c = classify_reports(s, lim, CATALOG)
+    si = [[b for b in bs if b["essay"] == "si"][0] for bs in breaches(c)]
+    assert [b["level"] for b in si] == ["critical"] * 3  # always recorded
+    # Alone: silicon is sealant or ambient drift, 0 points; with Fe or PQ it is dirt: 6 x 0.5 = 3.
+    assert [b["points"] for b in si] == [0.0, 3.0, 3.0]
+    assert c["severity_score"].tolist() == [0, 4, 4]
+    plain = classify_reports(s, lim, CATALOG, ClassificationParams(corroboration=()))
+    assert plain["severity_score"].tolist() == [3, 4, 4]

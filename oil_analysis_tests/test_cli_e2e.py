@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
 
 from .conftest import REPO
+from .s3_server import s3_env, s3_server  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 
@@ -74,3 +76,70 @@ def test_main_run_prints_fleet_summary_and_fails_loudly(demo_root):
         timeout=120,
     )
     assert proc.returncode != 0
+
+
+def test_sensor_preview_prints_the_run_request(s3_server, s3_env, tmp_path):  # noqa: F811
+    from .conftest import DEMO_BRONZE
+
+    s3_server.upload_tree(DEMO_BRONZE / "cda", f"{s3_env}/bronze/cda/2026-11-20")
+    dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
+    env = dict(_env(tmp_path / "data"), **s3_server.env(s3_env))
+    proc = subprocess.run(
+        [dagster, "sensor", "preview", "raw_files_s3_sensor", "-m", "oil_analysis.definitions"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # One client has files: one run request (its run config is the job's default, printed as {}).
+    assert "Sensor returning run requests for 1 run(s)" in proc.stdout, proc.stdout[-2000:]
+
+
+def test_job_backfill_all_with_running_daemon(demo_root, tmp_path):
+    from .dagster_dev import dagster_dev
+
+    home = tmp_path / "home"
+    with dagster_dev(demo_root, home) as server:
+        dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
+        env = dict(_env(demo_root), DAGSTER_HOME=str(home))
+        proc = subprocess.run(
+            [
+                dagster,
+                "job",
+                "backfill",
+                "-j",
+                "oil_analysis_job",
+                "--all",
+                "--noprompt",
+                "-m",
+                "oil_analysis.definitions",
+            ],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        query = "{ runsOrError { ... on Runs { results { status tags { key value } } } } }"
+        deadline = time.monotonic() + 300
+        statuses: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            runs = server.graphql(query)["runsOrError"]["results"]
+            statuses = {
+                next((t["value"] for t in r["tags"] if t["key"] == "dagster/partition"), "?"): r["status"]
+                for r in runs
+            }
+            if set(statuses) >= {"cda", "emin"} and all(
+                s in ("SUCCESS", "FAILURE", "CANCELED") for s in statuses.values()
+            ):
+                break
+            time.sleep(2)
+    assert statuses.get("cda") == "SUCCESS" and statuses.get("emin") == "SUCCESS", (
+        statuses,
+        server.log_tail(),
+    )
+    for client in ("cda", "emin"):
+        assert (demo_root / f"gold/{client}/classified_reports.parquet").exists()

@@ -230,3 +230,64 @@ def test_from_dict_and_bad_comparison():
         LimitParams.from_dict({"nope": 1})
     with pytest.raises(ValueError):
         compute_limits(silver({"fe": list(range(1, 21))}), CATALOG, LimitParams(comparison="loose"))
+
+
+def _aging() -> pd.DataFrame:
+    """81 motor samples at 10..810 oil hours; Fe accumulates with the hours, Cu does not."""
+    i = np.arange(81)
+    return silver({"fe": i + 1.0, "cu": (i * 37) % 81 + 0.0}, oilMeter=10.0 * (i + 1))
+
+
+def test_oil_age_limits_per_quartile_bin_for_essays_that_accumulate_with_oil_hours():
+    limits = compute_limits(_aging(), CATALOG, LimitParams(trend_groups=()))
+    hours = limits[limits["kind"] == "hours"]
+    # Fe: rho = 1 -> one row per oil-hour quartile [0, 210) [210, 410) [410, 610) [610, 20000).
+    assert set(hours["essay"]) == {"fe"}  # Cu is uncorrelated with the oil hours (rho ~ 0)
+    assert list(hours["stratum"]) == ["OH:0-210", "OH:210-410", "OH:410-610", "OH:610-20000"]
+    assert set(hours["direction"]) == {"upper"} and set(hours["limit_method"]) == {"percentile"}
+    # First bin: Fe 1..20 -> P90 18.1 -> 19, P95 19.05 -> 20, P98 19.62 -> 20 forced to 21.
+    assert triple(row(hours, "fe", kind="hours", stratum="OH:0-210")) == (19.0, 20.0, 21.0)
+    assert list(hours["sample_count"]) == [20, 20, 20, 21]
+    # The whole-history level row is still there.
+    assert triple(row(limits, "fe", stratum="ALL")) == (73.0, 77.0, 80.0)
+
+
+def test_oil_age_limits_ignore_implausible_meters_and_can_be_switched_off():
+    base = compute_limits(_aging(), CATALOG, LimitParams(trend_groups=()))
+    odd = _aging()
+    extra = odd.iloc[:6].copy()
+    extra["sampleNumber"] = [f"X{i}" for i in range(6)]
+    extra["oilMeter"] = [0.0, np.nan, 20000.0, 50000.0, -5.0, 1e6]  # unknown or implausible meters
+    extra["fe"] = 999.0
+    odd = pd.concat([odd, extra], ignore_index=True)
+    hours = compute_limits(odd, CATALOG, LimitParams(trend_groups=())).query("kind == 'hours'")
+    cols = ["stratum", "essay", "marginal", "condemning", "critical", "sample_count"]
+    assert (
+        hours[cols].reset_index(drop=True).equals(base.query("kind == 'hours'")[cols].reset_index(drop=True))
+    )
+    assert compute_limits(_aging(), CATALOG, LimitParams(hours_bins=0)).query("kind == 'hours'").empty
+    # A correlation threshold above 1 keeps every essay on the whole-history limits only.
+    assert (
+        compute_limits(_aging(), CATALOG, LimitParams(hours_min_correlation=1.01))
+        .query("kind == 'hours'")
+        .empty
+    )
+    # Too few readings per bin (min_samples 20 x 4 bins): no oil-age rows.
+    small = compute_limits(_aging().iloc[:60], CATALOG, LimitParams(trend_groups=()))
+    assert small.query("kind == 'hours'").empty
+
+
+def test_oil_age_limits_change_the_version_and_nest_under_hours_upper():
+    frame = _aging()
+    v = limits_version(frame, LimitParams(), CATALOG)
+    moved = frame.copy()
+    moved.loc[5, "oilMeter"] = 777.0
+    assert limits_version(moved, LimitParams(), CATALOG) != v
+    assert limits_version(frame, LimitParams(hours_bins=3), CATALOG) != v
+    nested = limits_to_nested(compute_limits(frame, CATALOG))
+    assert set(nested["CDA"]["camion"]["motor"]["fe"]["hours_upper"]) == {
+        "OH:0-210",
+        "OH:210-410",
+        "OH:410-610",
+        "OH:610-20000",
+    }

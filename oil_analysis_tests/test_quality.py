@@ -133,3 +133,16 @@ def test_limit_quality_shares_and_summary():
 def test_no_lab_verdict_means_no_agreement():
     _, summary = limit_quality(classified().drop(columns="labVerdict"), LIMITS)
     assert summary["agreement"] is None
+
+
+def test_limit_quality_lists_oil_age_limits_once_per_essay():
+    hours = LIMITS.iloc[[0, 0]].assign(kind="hours", stratum=["OH:0-400", "OH:400-20000"])
+    c = classified()
+    bs = [json.loads(t) for t in c["breached_essays"]]
+    bs[1] = [*bs[1], {**breach("fe", "condemning", 0.0), "kind": "hours"}]
+    c["breached_essays"] = [json.dumps(b) for b in bs]
+    table, _ = limit_quality(c, pd.concat([LIMITS, hours], ignore_index=True))
+    row = table[(table["essay"] == "fe") & (table["kind"] == "hours")]
+    assert len(row) == 1
+    assert row["share_condemning"].iloc[0] == pytest.approx(1 / 6)  # 1 of the 6 Fe readings
+    assert len(table[table["kind"] == "level"]) == 2

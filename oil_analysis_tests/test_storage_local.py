@@ -16,7 +16,7 @@ from oil_analysis.definitions import all_assets, build_resources
 from oil_analysis.resources.storage import StorageResource
 from oil_analysis.settings import get_settings
 from oil_analysis.storage import layout, legacy, manifest
-from oil_analysis.storage.filesystem import Storage
+from oil_analysis.storage.filesystem import Storage, public_endpoint
 from oil_analysis.storage.io_manager import LayoutIOManager
 
 STORAGE_VARS = (
@@ -106,6 +106,13 @@ def test_resource_fields_override_the_environment(monkeypatch, tmp_path):
     assert StorageResource(legacy_exports=True).legacy_enabled()
     monkeypatch.setenv("LEGACY_EXPORTS", "true")
     assert StorageResource().legacy_enabled() and not StorageResource(legacy_exports=False).legacy_enabled()
+
+
+def test_endpoint_shown_in_errors_has_no_user_info_or_query():
+    assert (
+        public_endpoint("http://user:pa55@127.0.0.1:8333/path?X-Amz-Signature=abc") == "http://127.0.0.1:8333"
+    )
+    assert public_endpoint(None, "sa-east-1") == "https://s3.sa-east-1.amazonaws.com (AWS default)"
 
 
 # -- atomic writes ------------------------------------------------------------------------------

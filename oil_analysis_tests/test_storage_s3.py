@@ -397,3 +397,12 @@ def test_storage_mode_s3_is_checked_once_and_reused(s3_server, s3_env):  # noqa:
     assert StorageResource().get() is first
     with tempfile.TemporaryDirectory() as tmp:
         assert StorageResource(data_root=tmp, use_s3=False).get().is_local
+
+
+def test_missing_bucket_is_named_in_the_error(s3_server, s3_env):  # noqa: F811
+    store = Storage.s3("no-such-bucket", s3_env, s3_server.region, s3_server.endpoint)
+    with pytest.raises(
+        StorageAccessError,
+        match="no-such-bucket.*the bucket does not exist|the bucket does not exist.*no-such-bucket",
+    ):
+        store.write_bytes("gold/cda/x.json", b"{}")

@@ -7,6 +7,10 @@ sample of the same unit and component). Each breach carries its points::
     points = level_points[level] × weight(essay group) × (trend_weight if kind == 'trend')
              × (secondary_factor if another breach of the same group in the sample scores higher)
 
+Kind ``hours`` judges the reading against the limits of its oil-hour bin; a level and an hours
+breach of the same essay score once (the higher). Contaminant breaches score only when the sample
+also has a scoring wear or particle breach (``corroboration``); otherwise they are recorded with 0.
+
 ``severity_score`` is exactly the sum of the points in ``breached_essays`` and ``report_status``
 cuts it: Normal < ``alerta_cut`` ≤ Alerta < ``anormal_cut`` ≤ Anormal. Additive essays are
 recorded with 0 points: additive levels describe the oil formulation, not the machine.

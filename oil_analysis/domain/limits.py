@@ -12,6 +12,9 @@ Method (docs/CLASSIFICATION.md has the why of every choice):
   positive/level 2 condemning and excessive/level 3 critical.
 * **trend** rows (``kind='trend'``): limits on the change since the previous sample of the same
   unit and component (ASTM D7669 rate of change), percentiles of the historical increases.
+* **oil-age** rows (``kind='hours'``): for essays that accumulate with oil hours in the group's
+  history (Spearman rho >= 0.6, e.g. motor iron), P90/P95/P98 per oil-hour quartile of the group,
+  ``stratum='OH:lo-hi'`` (bin [lo, hi) of oil hours); samples with an implausible meter are ignored.
 
 Comparison is **strict** (breach when value > upper limit or value < lower limit) and zeros are
 kept in the percentiles, so at most 10/5/2 % of the reference history lies beyond the
@@ -365,18 +368,26 @@ def trend_deltas(silver: pd.DataFrame, essays: list[str], max_days: int) -> pd.D
     older than ``max_days``, or when either reading is missing. A sample taken with an oil change
     is compared with the previous one all the same: fresh oil should read lower, not higher.
     """
-    numbers = silver["sampleNumber"].astype(str).to_numpy()
-    pos = pd.Series(np.arange(len(silver)), index=numbers)
-    pos = pos[~pos.index.duplicated()]
-    prev = pd.Series(silver["previousSampleNumber"].astype(object).to_numpy()).map(pos).to_numpy(float)
-    ok = ~np.isnan(prev)
+    numbers = pd.Index(silver["sampleNumber"].astype(str).to_numpy())
+    previous = silver["previousSampleNumber"].astype(object).to_numpy()
+    if numbers.is_unique:  # silver's key: one hash table for the lookup
+        prev = numbers.get_indexer(previous)
+    else:  # the first row of a repeated number
+        pos = pd.Series(np.arange(len(silver)), index=numbers)
+        pos = pos[~pos.index.duplicated()]
+        prev = pd.Series(previous).map(pos).fillna(-1).to_numpy(int)
+    ok = prev >= 0
     if "daysSincePrevious" in silver:
         days = pd.to_numeric(silver["daysSincePrevious"], errors="coerce").to_numpy(float, na_value=np.nan)
         ok &= ~(days > max_days)
-    cur = silver[essays].to_numpy(float)
-    before = np.full_like(cur, np.nan)
-    before[ok] = cur[prev[ok].astype(int)]
-    return pd.DataFrame(cur - before, index=silver.index, columns=essays)
+    rows = np.flatnonzero(ok)
+    before = prev[rows]
+    # One essay at a time into an (essay, sample) block: no n × essays temporaries.
+    delta = np.full((len(essays), len(silver)), np.nan)
+    for j, essay in enumerate(essays):
+        cur = silver[essay].to_numpy(float)
+        delta[j, rows] = cur[rows] - cur[before]
+    return pd.DataFrame(delta.T, index=silver.index, columns=essays, copy=False)
 
 
 def _trend_rows(
@@ -610,7 +621,8 @@ def limits_version(silver: pd.DataFrame, params: LimitParams, catalog: Catalog) 
 def limits_to_nested(df: pd.DataFrame) -> dict:
     """Flat limits → {client: {machine: {component: {essay: {...}}}}}.
 
-    The essay entry holds one dict per ``direction`` (and ``trend_<direction>`` for trend rows),
+    The essay entry holds one dict per ``direction`` (``trend_<direction>`` for trend rows,
+    ``hours_<direction>`` for oil-age rows keyed by their ``OH:lo-hi`` stratum),
     each with marginal, condemning, critical, sample_count, limit_method and stratum keys when
     strata exist (``{stratum: {...}}`` under the direction).
     """
@@ -622,7 +634,8 @@ def limits_to_nested(df: pd.DataFrame) -> dict:
             .setdefault(row["component"], {})
             .setdefault(row["essay"], {})
         )
-        key = row["direction"] if row.get("kind", "level") == "level" else f"trend_{row['direction']}"
+        kind = row.get("kind", "level")
+        key = row["direction"] if kind == "level" else f"{kind}_{row['direction']}"
         entry = {
             "marginal": float(row["marginal"]),
             "condemning": float(row["condemning"]),

@@ -19,6 +19,9 @@ from itertools import chain
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pa_json
 from scipy.stats import rankdata
 
 from .limits import LEVELS
@@ -45,9 +48,60 @@ def lab_ordinal(verdicts: pd.Series) -> pd.Series:
     return verdicts.map(uniq).astype(float)
 
 
+# The breach objects written by classify.breaches_json, for pyarrow's JSON reader.
+_BREACH_SCHEMA = pa.schema(
+    [
+        pa.field(
+            "b",
+            pa.list_(
+                pa.struct(
+                    [
+                        *(pa.field(c, pa.string()) for c in ("essay", "group", "level", "direction", "kind")),
+                        *(pa.field(c, pa.float64()) for c in ("value", "limit", "points")),
+                    ]
+                )
+            ),
+        )
+    ]
+)
+
+
+def _breaches_arrow(text: pa.Array) -> pd.DataFrame:
+    """``breaches_frame`` by pyarrow's JSON reader: each row becomes the line ``{"b": [...]}``, the
+    lines are one buffer, and the breaches come out as columns (no Python object per breach)."""
+    big = pa.large_string()
+    lines = pc.binary_join_element_wise(
+        pa.scalar('{"b": ', big), text, pa.scalar("}\n", big), pa.scalar("", big)
+    )
+    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64, count=len(lines) + 1, offset=lines.offset * 8)
+    data = lines.buffers()[2][offsets[0] : offsets[-1]]
+    table = pa_json.read_json(
+        pa.BufferReader(data),
+        read_options=pa_json.ReadOptions(block_size=1 << 24),
+        parse_options=pa_json.ParseOptions(
+            explicit_schema=_BREACH_SCHEMA, unexpected_field_behavior="ignore"
+        ),
+    )
+    if table.num_rows != len(text):
+        raise ValueError("breached_essays: one JSON list per row expected")
+    lists = table.column("b").combine_chunks()
+    sizes = np.diff(lists.offsets.to_numpy())
+    b = pa.Table.from_struct_array(lists.flatten()).to_pandas()
+    b.insert(0, "row", np.repeat(np.arange(len(text)), sizes))
+    return b
+
+
 def breaches_frame(classified: pd.DataFrame) -> pd.DataFrame:
     """Explode ``breached_essays`` into one row per breach with ``row`` = position in ``classified``."""
-    text = classified["breached_essays"].astype("string").fillna("[]").to_numpy(dtype=object)
+    column = classified["breached_essays"].astype("string").fillna("[]")
+    if len(column):
+        try:
+            b = _breaches_arrow(pa.array(column.array).cast(pa.large_string()))
+            if len(b):
+                return b
+        except (pa.ArrowInvalid, ValueError):
+            pass  # JSON the reader does not take (e.g. NaN): the Python parser below
+    text = column.to_numpy(dtype=object)
     lists = json.loads("[" + ",".join(text) + "]")  # one parse for the whole column
     sizes = np.fromiter((len(x) for x in lists), dtype=int, count=len(lists))
     b = pd.DataFrame(list(chain.from_iterable(lists)))
@@ -89,7 +143,7 @@ def agreement(classified: pd.DataFrame) -> dict:
     verdict only). Positive = lab "action required" or "urgent action"."""
     ordinal = lab_ordinal(classified["labVerdict"]) if "labVerdict" in classified else pd.Series(dtype=float)
     known = ordinal.notna().to_numpy()
-    k = classified[known]
+    k = classified.loc[known, ["severity_score", "report_status"]]  # not every column of the reports
     ordv = ordinal[known].to_numpy(float)
     score = k["severity_score"].to_numpy(float)
     status = k["report_status"].astype(str).to_numpy()

@@ -371,7 +371,7 @@ vertical-align:top}th{background:#f5f5f5}td.recommendation{max-width:520px;font-
 .st-Normal{background:#2e7d32}.st-Alerta{background:#e6a100}.st-Anormal{background:#c62828}
 .meta{color:#546e7a}.muted{color:#78909c}.unit{border-top:1px solid #eceff1;margin-top:12px}
 .component{margin:6px 0 14px 12px}.charts{display:flex;flex-wrap:wrap;gap:8px}
-figure.trend{margin:0;border:1px solid #eceff1;padding:4px;width:550px;box-sizing:border-box}
+figure.trend{margin:0;border:1px solid #eceff1;padding:4px;width:560px;box-sizing:border-box}
 figcaption{font-size:12px;color:#37474f;padding:2px 4px}p.recommendation{font-size:13px;max-width:1000px}
 .legend .key{display:inline-block;margin-right:14px;font-size:12px}dt{font-weight:600;float:left;clear:left;
 width:260px}dd{margin:0 0 4px 270px}svg{max-width:100%;height:auto}

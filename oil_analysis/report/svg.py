@@ -108,12 +108,12 @@ def trend_chart(
     limits: Sequence[LimitLine],
     title: str,
     unit: str = "",
-    width: int = 540,
+    width: int = 550,
     height: int = 216,
 ) -> str:
     """Readings over time against their limits: one dashed line per limit (upper: long dashes,
     lower: dots; colour by level, labelled on the right), points coloured by report status."""
-    left, right, top, bottom = 46, 128, 18, 24
+    left, right, top, bottom = 46, 140, 18, 24
     pw, ph = width - left - right, height - top - bottom
     pts = [p for p in points if p.value is not None and math.isfinite(p.value)]
     values = [p.value for p in pts] + [lim.value for lim in limits if math.isfinite(lim.value)]

@@ -60,10 +60,10 @@ def check_relative(path: str) -> str:
     return norm
 
 
-def public_endpoint(url: str | None) -> str:
+def public_endpoint(url: str | None, region: str | None = None) -> str:
     """The endpoint as it may be shown in logs: scheme, host and port only (no user info, no query)."""
     if not url:
-        return "AWS default endpoint"
+        return f"https://s3.{region or 'us-east-1'}.amazonaws.com (AWS default)"
     parts = urlsplit(url if "://" in url else f"https://{url}")
     host = parts.hostname or ""
     return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}"
@@ -72,9 +72,7 @@ def public_endpoint(url: str | None) -> str:
 # pyarrow's message carries the AWS error name (ACCESS_DENIED, SIGNATURE_DOES_NOT_MATCH, …).
 _WHY = [
     (
-        re.compile(
-            r"ACCESS_DENIED|SIGNATURE_DOES_NOT_MATCH|INVALID_ACCESS_KEY|EXPIRED_TOKEN|TOKEN|FORBIDDEN"
-        ),
+        re.compile(r"ACCESS_DENIED|SIGNATURE_DOES_NOT_MATCH|INVALID_ACCESS_KEY|TOKEN|FORBIDDEN"),
         "access denied: check the AWS credentials of the standard chain (AWS_ACCESS_KEY_ID / "
         "AWS_SECRET_ACCESS_KEY, AWS_PROFILE or the instance role) and the IAM policy "
         "(deploy/iam-product-policy.json)",
@@ -85,6 +83,15 @@ _WHY = [
         "the endpoint cannot be reached (check AWS_ENDPOINT_URL and the network)",
     ),
 ]
+
+
+def _redacted(text: str) -> str:
+    """Defence in depth: no credential of the environment survives in an error text."""
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        value = os.environ.get(var, "")
+        if len(value) >= 4:
+            text = text.replace(value, "***")
+    return text
 
 
 class Storage:
@@ -163,11 +170,11 @@ class Storage:
         except OSError as exc:
             if self.is_local or isinstance(exc, StorageAccessError):
                 raise
-            text = str(exc)
+            text = _redacted(str(exc))
             why = next((w for pattern, w in _WHY if pattern.search(text)), "S3 request failed")
             raise StorageAccessError(
                 f"S3 {action} {self.display(path) if path else self.uri} failed: {why}. "
-                f"Bucket {self.bucket!r}, endpoint {public_endpoint(self.endpoint_url)}, "
+                f"Bucket {self.bucket!r}, endpoint {public_endpoint(self.endpoint_url, self.region)}, "
                 f"region {self.region}. ({text})"
             ) from None
 

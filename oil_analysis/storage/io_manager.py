@@ -50,84 +50,60 @@ class LayoutIOManager(ConfigurableIOManager):
     def handle_output(self, context: OutputContext, obj: pd.DataFrame) -> None:
         asset, client = context.asset_key.path[-1], context.partition_key
         store = self.storage.get()
-        with_legacy = self.storage.legacy_enabled()
+        if asset == "bronze_lab_files":  # the raw side: not part of the published manifest
+            path = _path(asset, client)
+            sha, size = store.write_parquet(path, obj)
+            context.add_output_metadata({"path": store.display(path), "sha256": sha, "bytes": size})
+            return
         if asset == LIMITS_ASSET:
-            from ..domain.limits import limits_to_nested
-
-            version = str(obj.attrs.get("version") or obj["version"].iloc[0])
-            folder = layout.limits_dir(client, version)
-            files = [
-                (f"{folder}/stewart_limits.parquet", parquet_bytes(obj), len(obj)),
-                (f"{folder}/stewart_limits.json", json_bytes(limits_to_nested(obj)), len(obj)),
-                (
-                    layout.limits_latest(client),
-                    json_bytes({"client": client, "version": version, "path": folder}),
-                    None,
-                ),
-            ]
-            records = self._write(store, files)
-            if with_legacy:
-                from ..domain.clients import load_clients
-
-                records += legacy.publish_shared_limits(store, sorted(load_clients()))
-            manifest.write_part(
-                store, client, asset, records, run_id=_run_id(context), limits_version=version
-            )
-            context.add_output_metadata(
-                {
-                    "path": store.display(folder),
-                    "limits_version": version,
-                    "manifest": store.display(manifest.manifest_path(client)),
-                }
-            )
-            return
-
-        path = _path(asset, client)
-        data = parquet_bytes(obj)
-        files = [(path, data, len(obj))]
-        if asset == "bronze_lab_files":
-            # bronze is the raw side: not part of the published manifest
-            sha = self._write(store, files)[0].sha256
-            context.add_output_metadata({"path": store.display(path), "sha256": sha, "bytes": len(data)})
-            return
-        if with_legacy:
-            files += [(p, data, len(obj)) for p in legacy.copy_paths(asset, client)]
-        records = self._write(store, files, legacy_from=1)
-        if asset == "silver_harmonized" and store.exists(layout.rejects_path(client)):
-            # written by the asset itself (diagnostics); listed here so the manifest has all of silver
-            rejects = store.read_bytes(layout.rejects_path(client))
-            records.append(FileRecord.of(layout.rejects_path(client), rejects, _parquet_rows(rejects)))
-        limits_version = _limits_version(obj)
-        if (
-            limits_version is None
-            and asset != "silver_harmonized"
-            and store.exists(layout.limits_latest(client))
-        ):
-            limits_version = store.read_json(layout.limits_latest(client))["version"]
-        manifest.write_part(
-            store, client, asset, records, run_id=_run_id(context), limits_version=limits_version
-        )
-        context.add_output_metadata(
-            {
-                "path": store.display(path),
+            records, version = self._publish_limits(store, client, obj)
+            metadata = {"path": store.display(layout.limits_dir(client, version)), "limits_version": version}
+        else:
+            records, version = self._publish_table(store, asset, client, obj)
+            metadata = {
+                "path": store.display(records[0].path),
                 "sha256": records[0].sha256,
                 "bytes": records[0].bytes,
-                "manifest": store.display(manifest.manifest_path(client)),
             }
-        )
+        manifest.write_part(store, client, asset, records, run_id=_run_id(context), limits_version=version)
+        context.add_output_metadata({**metadata, "manifest": store.display(manifest.manifest_path(client))})
 
-    @staticmethod
-    def _write(
-        store, files: list[tuple[str, bytes, int | None]], legacy_from: int | None = None
-    ) -> list[FileRecord]:
-        """Write in order (pointers last); the files from index ``legacy_from`` on are legacy copies."""
-        records = []
-        for i, (path, data, rows) in enumerate(files):
-            store.write_bytes(path, data)
-            records.append(
-                FileRecord.of(path, data, rows, legacy=legacy_from is not None and i >= legacy_from)
-            )
-        return records
+    def _publish_limits(self, store, client: str, obj: pd.DataFrame) -> tuple[list[FileRecord], str]:
+        from ..domain.limits import limits_to_nested
+
+        version = str(obj.attrs.get("version") or obj["version"].iloc[0])
+        folder = layout.limits_dir(client, version)
+        pointer = {"client": client, "version": version, "path": folder}
+        files = [
+            (f"{folder}/stewart_limits.parquet", parquet_bytes(obj), len(obj)),
+            (f"{folder}/stewart_limits.json", json_bytes(limits_to_nested(obj)), len(obj)),
+            (layout.limits_latest(client), json_bytes(pointer), None),  # last: names complete files
+        ]
+        records = _write(store, files)
+        if self.storage.legacy_enabled():
+            from ..domain.clients import load_clients
+
+            records += legacy.publish_shared_limits(store, sorted(load_clients()))
+        return records, version
+
+    def _publish_table(
+        self, store, asset: str, client: str, obj: pd.DataFrame
+    ) -> tuple[list[FileRecord], str | None]:
+        data = parquet_bytes(obj)
+        records = _write(store, [(_path(asset, client), data, len(obj))])
+        if self.storage.legacy_enabled():
+            copies = [(p, data, len(obj)) for p in legacy.copy_paths(asset, client)]
+            records += _write(store, copies, is_legacy=True)
+        if asset == "silver_harmonized":
+            if store.exists(layout.rejects_path(client)):
+                # written by the asset itself (diagnostics); listed so the manifest has all of silver
+                rejects = store.read_bytes(layout.rejects_path(client))
+                records.append(FileRecord.of(layout.rejects_path(client), rejects, _parquet_rows(rejects)))
+            return records, None
+        version = _limits_version(obj)
+        if version is None and store.exists(layout.limits_latest(client)):
+            version = store.read_json(layout.limits_latest(client))["version"]
+        return records, version
 
     def load_input(self, context: InputContext) -> pd.DataFrame:
         asset, client = context.asset_key.path[-1], context.partition_key
@@ -136,6 +112,15 @@ class LayoutIOManager(ConfigurableIOManager):
             latest = store.read_json(layout.limits_latest(client))
             return store.read_parquet(f"{latest['path']}/stewart_limits.parquet")
         return store.read_parquet(_path(asset, client))
+
+
+def _write(store, files: list[tuple[str, bytes, int | None]], is_legacy: bool = False) -> list[FileRecord]:
+    """Write rendered files in order, each atomically; returns their manifest records."""
+    records = []
+    for path, data, rows in files:
+        store.write_bytes(path, data)
+        records.append(FileRecord.of(path, data, rows, legacy=is_legacy))
+    return records
 
 
 def _parquet_rows(data: bytes) -> int:

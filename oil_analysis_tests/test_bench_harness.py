@@ -1,0 +1,99 @@
+"""The bench harness on tiny sizes: it runs end to end and its output has the promised structure.
+
+No timing is asserted here (timings belong to ``make bench``, never to the tests).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import needs_shared
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+
+
+def _load(name: str):
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _is_spread(s: dict) -> bool:
+    return set(s) == {"median", "min", "max", "n"} and s["n"] >= 1 and s["min"] <= s["median"] <= s["max"]
+
+
+def test_synthetic_silver_meets_the_silver_contract():
+    from oil_analysis.contracts import conform
+    from oil_analysis.domain.harmonize import silver_columns
+
+    scale = _load("scale")
+    silver = scale.generate_silver(3_000, seed=1)
+    assert list(conform(silver, "silver_harmonized").columns) == silver_columns()
+    assert len(silver) == 3_000 and silver["sampleNumber"].is_unique
+    assert silver["componentName"].nunique() == 10 and silver["unitId"].nunique() == scale._units(3_000)
+    assert silver["previousSampleNumber"].notna().mean() > 0.9  # series of one unit and component
+    again = scale.generate_silver(3_000, seed=1)
+    assert silver.equals(again), "deterministic for a given size and seed"
+
+
+def test_scale_bench_structure(tmp_path):
+    scale = _load("scale")
+    sizes = [2_000, 4_000]
+    for n in sizes:  # generated here: the harness then only spawns the measuring children
+        scale.generate_silver(n, seed=7).to_parquet(scale.silver_file(n, 7, tmp_path), index=False)
+    doc = scale.run_scale(sizes, repeat=1, out_dir=tmp_path)
+    assert [r["samples"] for r in doc["sizes"]] == sizes
+    for r in doc["sizes"]:
+        assert set(r["steps"]) == {"load_silver", *scale.STEPS}
+        assert all(_is_spread(s) for s in r["steps"].values())
+        assert _is_spread(r["target"]) and _is_spread(r["peak_rss_mb"]) and r["peak_rss_mb"]["median"] > 0
+        assert r["limit_rows"] > 0 and sum(r["status"].values()) == r["samples"]
+        run = r["runs"][0]
+        assert set(run["cpu_seconds"]) == set(run["seconds"]) and run["peak_rss_target_mb"] > 0
+    assert set(doc["exponents"]) >= {"target", "with_quality", "peak_rss", *scale.STEPS}
+    assert all(isinstance(v, float) and not math.isnan(v) for v in doc["exponents"].values())
+    table = scale.scale_table(doc)
+    assert "| samples |" in table and "2,000" in table and "Growth exponent" in table
+
+
+@needs_shared
+def test_run_bench_prints_and_writes_the_table(tmp_path, capsys):
+    run_bench = _load("run_bench")
+    code = run_bench.main(["--only", "full", "--trucks", "1", "--repeat", "1", "--out", str(tmp_path)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| bench | median (min–max) | peak RSS |" in printed
+    assert "full run / parse floor" in printed and "step `classified_reports`" in printed
+    doc = json.loads((tmp_path / "bench.json").read_text())
+    full = doc["full"]
+    assert full["trucks"] == 1 and full["real_files"] == 1 and full["samples"] > 0
+    assert set(full["floor"]) == {"seq", "seq_pandas", "par2"} and _is_spread(full["floor"]["seq"])
+    assert _is_spread(full["run"]["materialize"]) and full["ratio"] > 0
+    assert {"bronze_lab_files", "silver_harmonized", "classified_reports"} <= set(full["run"]["steps"])
+    assert (tmp_path / "bench.md").read_text().startswith("Machine:")
+    assert doc["machine"]["cores"] and doc["machine"]["rss_method"]
+
+
+def test_readme_results_section_is_replaced(tmp_path):
+    run_bench = _load("run_bench")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Bench\n\nintro\n\n{run_bench.BEGIN}\nold figures\n{run_bench.END}\n\nafter\n")
+    run_bench.update_readme("new figures\n", readme)
+    text = readme.read_text()
+    assert "old figures" not in text and "new figures" in text
+    assert text.startswith("# Bench") and text.rstrip().endswith("after")
+    bad = tmp_path / "missing-markers.md"
+    bad.write_text("no markers")
+    with pytest.raises(SystemExit):
+        run_bench.update_readme("x", bad)
