@@ -6,12 +6,11 @@ from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 from ..automation.refresh import RefreshParams, decide_refresh
 from ..domain import checks
 from ..domain.catalog import load_catalog
-from ..domain.harmonize import harmonize
 from ..domain.limits import LimitParams, compute_limits
 from ..domain.names import mapping_version
-from ..ingest import load_parsed
 from ..resources.storage import StorageResource
 from ..settings import get_settings
+from ..silver_build import build_silver, save_state
 from ..storage import layout
 from .common import CLIENTS, OWNER, check_specs, client_partitions, md_table, publish_or_block
 
@@ -24,6 +23,12 @@ SILVER_CHECKS = [
     "fresh_samples",
 ]
 LIMITS_CHECKS = ["limits_monotone", "limits_sample_count"]
+
+
+class SilverConfig(Config):
+    """``full_rebuild`` rebuilds silver from every file instead of upserting the changed ones."""
+
+    full_rebuild: bool = False
 
 
 @asset(
@@ -39,16 +44,20 @@ LIMITS_CHECKS = ["limits_monotone", "limits_sample_count"]
     "or harmonization reject go to silver/rejects/{client}.parquet with their reason.",
 )
 def silver_harmonized(
-    context: AssetExecutionContext, storage: StorageResource, bronze_lab_files: pd.DataFrame
+    context: AssetExecutionContext,
+    config: SilverConfig,
+    storage: StorageResource,
+    bronze_lab_files: pd.DataFrame,
 ):
     client = CLIENTS[context.partition_key]
     store = storage.get()
-    samples, read_rejects = load_parsed(store, bronze_lab_files)
-    silver, harm_rejects, info = harmonize(samples, client.key)
-    rejects = pd.concat(
-        [r for r in (read_rejects, harm_rejects) if len(r)] or [read_rejects], ignore_index=True
-    ).astype("string")
+    build = build_silver(store, client.key, bronze_lab_files, full_rebuild=config.full_rebuild)
+    silver, info, rejects = build.silver, build.info, build.rejects.astype("string")
+    context.log.info(f"silver of {client.key}: {build.mode} build, changes {build.changes}")
     store.write_parquet(layout.rejects_path(client.key), rejects)
+    if len(build.audit):
+        stamp = f"{pd.Timestamp.now(tz='UTC'):%Y%m%dT%H%M%S}-{context.run_id[:8]}"
+        store.write_parquet(layout.audit_path(client.key, stamp), build.audit)
     if len(rejects):
         context.log.warning(
             f"{len(rejects)} rows rejected; see {store.display(layout.rejects_path(client.key))}"
@@ -58,6 +67,8 @@ def silver_harmonized(
         silver,
         metadata={
             "rows": len(silver),
+            "build_mode": build.mode,
+            "changes": MetadataValue.json(build.changes),
             "units": info.get("units", 0),
             "unit_components": info.get("components", 0),
             "date_range": f"{info.get('date_min')} → {info.get('date_max')}",
@@ -88,6 +99,7 @@ def silver_harmonized(
         },
     )
     yield from publish_or_block("silver_harmonized", output, outcomes)
+    save_state(store, client.key, build)  # only once silver is published
 
 
 class LimitsConfig(Config):

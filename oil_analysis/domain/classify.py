@@ -390,6 +390,19 @@ def breaches_json(b: pd.DataFrame, n: int) -> np.ndarray:
     return text
 
 
+def _breaches_column(b: pd.DataFrame, n: int, chunk: int = 250_000) -> pd.api.extensions.ExtensionArray:
+    """``breaches_json`` as a ``string`` array, built ``chunk`` samples at a time: the Python text
+    of one chunk is freed once it is in Arrow, so a million reports never hold it all at once."""
+    rows = b["row"].to_numpy(int) if len(b) else np.zeros(0, dtype=int)
+    parts = []
+    for lo in range(0, max(n, 1), chunk):
+        hi = min(lo + chunk, n)
+        s, e = np.searchsorted(rows, [lo, hi])
+        part = b.iloc[s:e].assign(row=rows[s:e] - lo) if e > s else b.iloc[0:0]
+        parts.append(pa.array(breaches_json(part, hi - lo), type=pa.large_string()))
+    return pd.array(pa.chunked_array(parts, type=pa.large_string()), dtype="string")
+
+
 def classify_reports(
     silver: pd.DataFrame,
     limits: pd.DataFrame,
@@ -422,7 +435,7 @@ def classify_reports(
     status = np.where(
         score >= params.anormal_cut, "Anormal", np.where(score >= params.alerta_cut, "Alerta", "Normal")
     )
-    out["breached_essays"] = _string_array(breaches_json(b, n))
+    out["breached_essays"] = _breaches_column(b, n)
     out["essays_broken"] = broken
     out["wear_essays_broken"] = wear
     out["severity_score"] = score

@@ -197,17 +197,16 @@ def _resolve_duplicates(df: pd.DataFrame, essays: list[str]) -> tuple[pd.DataFra
     return keep, concat_rejects(rejects), info
 
 
-def harmonize(
+def prepare(
     samples: list[pd.DataFrame],
     client: str,
     *,
     as_of: pd.Timestamp | None = None,
     catalog: Catalog | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Build one client's silver table from the tidy samples of its files.
+    """Row-by-row rules, independent of other rows: names, dates, exclusions, physical ranges.
 
-    ``as_of`` is the date after which a sample date counts as "in the future" (default: today,
-    UTC). Returns ``(silver, rejects, info)``.
+    Returns ``(candidates, rejects, info)``; candidates may still share a sampleNumber.
     """
     catalog = catalog or load_catalog()
     essays = catalog.essays
@@ -215,7 +214,7 @@ def harmonize(
     frames = [s for s in samples if len(s)]
     if not frames:
         empty = pd.DataFrame({c: pd.Series(dtype="object") for c in silver_columns(catalog)})
-        return _types(empty, essays), pd.DataFrame(columns=REJECT_COLUMNS), {"samples": 0}
+        return _types(empty, essays).drop(columns=SILVER_LINKS), pd.DataFrame(columns=REJECT_COLUMNS), {}
     df = pd.concat(frames, ignore_index=True)
     n_in = len(df)
     df["client"] = client.upper()
@@ -239,64 +238,80 @@ def harmonize(
         df[c] = pd.to_datetime(df[c]).astype("datetime64[us]")
 
     rejects = []
+
+    def reject(mask: pd.Series, column: str, values: pd.Series, reason: str) -> None:
+        if mask.any():
+            m = df[mask]
+            rejects.append(
+                reject_rows("", None, m["sourceRow"], column, values[mask].astype(str), reason).assign(
+                    file=m["sourceFile"].to_numpy()
+                )
+            )
+
     future = df["sampleDate"] > as_of
-    if future.any():
-        f = df[future]
-        rejects.append(
-            reject_rows(
-                "",
-                None,
-                f["sourceRow"],
-                "sampleDate",
-                f["sampleDate"].astype(str),
-                f"sample date after {as_of.date()} (in the future)",
-            ).assign(file=f["sourceFile"].to_numpy())
-        )
+    reject(future, "sampleDate", df["sampleDate"], f"sample date after {as_of.date()} (in the future)")
     missing = df["sampleDate"].isna() | df["unitId"].isna() | df["componentName"].isna()
-    if missing.any():
-        m = df[missing]
-        rejects.append(
-            reject_rows(
-                "",
-                None,
-                m["sourceRow"],
-                "sampleDate/unitId/componentName",
-                m["sampleNumber"],
-                "sample date, unit or component is empty",
-            ).assign(file=m["sourceFile"].to_numpy())
-        )
+    reject(
+        missing,
+        "sampleDate/unitId/componentName",
+        df["sampleNumber"],
+        "sample date, unit or component is empty",
+    )
     coolant = df["componentNameNormalized"].isin(COOLANT_COMPONENTS)
     df = df[~future & ~missing & ~coolant]
-    df, dup_rejects, dup_info = _resolve_duplicates(df, essays)
-    rejects.append(dup_rejects)
     df, range_rejects = _clear_out_of_range(df, catalog)
     rejects.append(range_rejects)
     empty = df[essays].isna().all(axis=1)
-    if empty.any():
-        e = df[empty]
-        rejects.append(
-            reject_rows(
-                "", None, e["sourceRow"], "(all essays)", e["sampleNumber"], "sample has no measured value"
-            ).assign(file=e["sourceFile"].to_numpy())
-        )
-        df = df[~empty]
+    reject(empty, "(all essays)", df["sampleNumber"], "sample has no measured value")
+    df = df[~empty]
     df = df.assign(oilHourRange=oil_hour_range(df["oilMeter"]))
-    df = link_previous(df)
-    silver = _types(df[silver_columns(catalog)].copy(), essays)
+    cols = [c for c in silver_columns(catalog) if c not in SILVER_LINKS]
     info = {
         "samples_in": int(n_in),
-        "samples": int(len(silver)),
         "future_dates_rejected": int(future.sum()),
         "missing_keys_rejected": int(missing.sum()),
         "coolant_samples_excluded": int(coolant.sum()),
         "empty_samples_rejected": int(empty.sum()),
-        **dup_info,
+    }
+    return df[cols].reset_index(drop=True), concat_rejects(rejects), info
+
+
+def finish(
+    candidates: pd.DataFrame, catalog: Catalog | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Cross-row rules: one row per sampleNumber, previous-sample links, the contract's dtypes."""
+    catalog = catalog or load_catalog()
+    df, dup_rejects, dup_info = _resolve_duplicates(candidates, catalog.essays)
+    df = link_previous(df)
+    return _types(df[silver_columns(catalog)].copy(), catalog.essays), dup_rejects, dup_info
+
+
+def describe(silver: pd.DataFrame) -> dict:
+    return {
+        "samples": int(len(silver)),
         "units": int(silver["unitId"].nunique()),
         "components": int(silver[["unitId", "componentName"]].drop_duplicates().shape[0]),
         "date_min": str(silver["sampleDate"].min().date()) if len(silver) else None,
         "date_max": str(silver["sampleDate"].max().date()) if len(silver) else None,
     }
-    return silver, concat_rejects(rejects), info
+
+
+def harmonize(
+    samples: list[pd.DataFrame],
+    client: str,
+    *,
+    as_of: pd.Timestamp | None = None,
+    catalog: Catalog | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Build one client's silver table from the tidy samples of its files (a full rebuild).
+
+    ``as_of`` is the date after which a sample date counts as "in the future" (default: today,
+    UTC). Returns ``(silver, rejects, info)``.
+    """
+    catalog = catalog or load_catalog()
+    candidates, rejects, info = prepare(samples, client, as_of=as_of, catalog=catalog)
+    silver, dup_rejects, dup_info = finish(candidates, catalog)
+    return silver, concat_rejects([rejects, dup_rejects]), {**info, **dup_info, **describe(silver)}
 
 
 def _types(df: pd.DataFrame, essays: list[str]) -> pd.DataFrame:

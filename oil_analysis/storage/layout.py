@@ -55,3 +55,24 @@ def limits_latest(client: str) -> str:
 
 def gold_path(client: str, name: str) -> str:
     return f"gold/{client}/{name}.parquet"
+
+
+def silver_state_dir(client: str) -> str:
+    """What the current silver was built from: files.json (key → sha256) and candidates.parquet."""
+    return f"silver/_state/{client}"
+
+
+def audit_path(client: str, stamp: str) -> str:
+    return f"silver/_audit/{client}/{stamp}.parquet"
+
+
+def changes_path(client: str, stamp: str) -> str:
+    return f"gold/{client}/_changes/{stamp}.json"
+
+
+def history_path(client: str, day: str, name: str) -> str:
+    return f"gold/{client}/_history/{day}/{name}"
+
+
+def history_dir(client: str) -> str:
+    return f"gold/{client}/_history"

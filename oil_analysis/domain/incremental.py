@@ -1,0 +1,139 @@
+"""Incremental silver: upsert by sampleNumber, links recomputed only where needed, audit of changes.
+
+Lab exports are cumulative (one workbook per unit, re-exported with new rows and corrections) and
+samples arrive late. Rather than rebuilding silver from every file, a run:
+
+1. drops the rows that came from files that changed or disappeared since the last silver;
+2. prepares the rows of new and changed files (the row-by-row rules of :func:`harmonize.prepare`);
+3. resolves duplicate sampleNumbers over the union with the deterministic rule of a full build;
+4. recomputes previous-sample links only for the (unit, component) pairs that gained or lost rows.
+
+The result is exactly what :func:`harmonize.harmonize` gives on all files (a test proves it). One
+case cannot be done incrementally: a sample of a changed or removed file that also sits in an
+unchanged file (its copy there may have lost the duplicate contest and must come back). Then
+:func:`upsert` returns ``None`` and the caller rebuilds in full.
+
+The *candidate index* (sampleNumber, sourceFile of every prepared row, winners and losers) is the
+state that makes that check possible; it is stored beside silver.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .catalog import Catalog, load_catalog
+from .harmonize import ORDER_KEYS, SILVER_LINKS, _resolve_duplicates, _types, link_previous, silver_columns
+
+AUDIT_COLUMNS = ["sampleNumber", "column", "old_value", "new_value", "file", "changed_at"]
+INDEX_COLUMNS = ["sampleNumber", "sourceFile"]
+
+
+def candidate_index(candidates: pd.DataFrame) -> pd.DataFrame:
+    idx = candidates[INDEX_COLUMNS].astype("string").drop_duplicates()
+    return idx.sort_values(INDEX_COLUMNS, kind="mergesort").reset_index(drop=True)
+
+
+def upsert(
+    previous: pd.DataFrame,
+    index: pd.DataFrame,
+    new_candidates: pd.DataFrame,
+    dropped_files: set[str],
+    catalog: Catalog | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict] | None:
+    """Apply one batch of file changes to the previous silver.
+
+    ``new_candidates``: prepared rows of the new and changed files; ``dropped_files``: files whose
+    previous rows are replaced (changed) or gone (removed). Returns ``(silver, index, dup_rejects,
+    info)``, or ``None`` when only a full rebuild gives the right answer.
+    """
+    catalog = catalog or load_catalog()
+    touched = set(dropped_files) | set(new_candidates["sourceFile"].astype(str))
+    leaving = index[index["sourceFile"].isin(dropped_files)]
+    staying = index[~index["sourceFile"].isin(touched)]
+    if leaving["sampleNumber"].isin(staying["sampleNumber"]).any():
+        return None
+    kept = previous[~previous["sourceFile"].isin(touched)]
+    gone = previous[previous["sourceFile"].isin(touched)]
+    union = pd.concat([kept.drop(columns=SILVER_LINKS), new_candidates], ignore_index=True)
+    merged, dup_rejects, dup_info = _resolve_duplicates(union, catalog.essays)
+    fresh = merged[merged["sourceFile"].isin(touched)]
+    survivors = pd.MultiIndex.from_frame(merged[["sampleNumber", "sourceFile"]])
+    lost = kept[~pd.MultiIndex.from_frame(kept[["sampleNumber", "sourceFile"]]).isin(survivors)]
+    pairs = pd.concat([gone, fresh, lost])[["unitId", "componentName"]].drop_duplicates()
+    key = pd.MultiIndex.from_frame(merged[["unitId", "componentName"]])
+    affected = (
+        key.isin(pd.MultiIndex.from_frame(pairs)) if len(pairs) else pd.Series(False, index=merged.index)
+    )
+    relinked = link_previous(merged[affected])
+    untouched = merged[~affected].merge(
+        kept[["sampleNumber", *SILVER_LINKS]], on="sampleNumber", how="left", validate="one_to_one"
+    )
+    silver = pd.concat([untouched, relinked], ignore_index=True)
+    silver = silver.sort_values(ORDER_KEYS, kind="mergesort", na_position="first").reset_index(drop=True)
+    silver = _types(silver[silver_columns(catalog)].copy(), catalog.essays)
+    new_index = candidate_index(
+        pd.concat([index[~index["sourceFile"].isin(touched)], candidate_index(new_candidates)])
+    )
+    info = {**dup_info, "pairs_relinked": int(len(pairs)), "rows_relinked": int(affected.sum())}
+    return silver, new_index, dup_rejects, info
+
+
+NO_CHANGES = {"samples_added": 0, "samples_removed": 0, "samples_updated": 0, "values_changed": 0}
+
+
+def empty_audit() -> pd.DataFrame:
+    table = pd.DataFrame({c: pd.Series(dtype="string") for c in AUDIT_COLUMNS})
+    table["changed_at"] = pd.Series(dtype="datetime64[us]")
+    return table
+
+
+def audit(
+    previous: pd.DataFrame, current: pd.DataFrame, changed_at: pd.Timestamp, catalog: Catalog | None = None
+) -> tuple[pd.DataFrame, dict]:
+    """What changed between two silvers: added / removed samples and every corrected value."""
+    catalog = catalog or load_catalog()
+    prev = previous.set_index("sampleNumber")
+    cur = current.set_index("sampleNumber")
+    added = cur.index.difference(prev.index)
+    removed = prev.index.difference(cur.index)
+    both = cur.index.intersection(prev.index)
+    watched = [
+        "sampleDate",
+        "unitId",
+        "componentName",
+        "machineHours",
+        "oilMeter",
+        "labVerdict",
+        *catalog.essays,
+    ]
+    records = []
+    a, b = prev.loc[both, watched], cur.loc[both, watched]
+    for col in watched:
+        x, y = a[col], b[col]
+        differ = ~((x == y).fillna(False) | (x.isna() & y.isna()))
+        if differ.any():
+            ids = differ[differ].index
+            records.append(
+                pd.DataFrame(
+                    {
+                        "sampleNumber": ids,
+                        "column": col,
+                        "old_value": x[ids].astype("string").to_numpy(),
+                        "new_value": y[ids].astype("string").to_numpy(),
+                        "file": cur.loc[ids, "sourceFile"].astype("string").to_numpy(),
+                        "changed_at": changed_at,
+                    }
+                )
+            )
+    table = pd.concat(records, ignore_index=True) if records else empty_audit()
+    table = table.sort_values(["sampleNumber", "column"], kind="mergesort").reset_index(drop=True)
+    for c in ("sampleNumber", "column", "old_value", "new_value", "file"):
+        table[c] = table[c].astype("string")
+    table["changed_at"] = pd.to_datetime(table["changed_at"]).astype("datetime64[us]")
+    summary = {
+        "samples_added": int(len(added)),
+        "samples_removed": int(len(removed)),
+        "samples_updated": int(table["sampleNumber"].nunique()),
+        "values_changed": int(len(table)),
+    }
+    return table, summary
