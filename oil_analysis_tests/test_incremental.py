@@ -101,3 +101,38 @@ def test_audit_of_identical_silver_is_empty(files):
     s = full(files)
     table, summary = audit(s, s.copy(), D("2026-11-22"))
     assert table.empty and summary["values_changed"] == 0
+
+
+def test_incremental_classification_equals_full(tmp_path):
+    from oil_analysis.domain.classify import ClassificationParams, classify_reports
+    from oil_analysis.domain.incremental import classify_incremental
+    from oil_analysis.domain.labs.finning import read_finning_workbook
+    from oil_analysis.domain.limits import LimitParams, compute_limits
+
+    from .conftest import DEMO_BRONZE
+
+    tidy_frames = [
+        read_finning_workbook(str(p)).samples for p in sorted((DEMO_BRONZE / "cda").glob("*.xlsx"))
+    ]
+    before = harmonize(tidy_frames, "cda")[0]
+    limits = compute_limits(before, CAT, LimitParams(), computed_at=before["sampleDate"].max())
+
+    def classify(frame):
+        return classify_reports(frame, limits, CAT, ClassificationParams())
+
+    previous = classify(before)
+    # A correction on one sample (its successor's trend changes too) and one sample removed.
+    changed = before.copy()
+    i = changed.index[changed["fe"].notna()][100]
+    changed.loc[i, "fe"] = changed.loc[i, "fe"] + 250
+    changed = changed.drop(index=changed.index[5]).reset_index(drop=True)
+    changed = harmonize(
+        [changed.drop(columns=["previousSampleNumber", "previousSampleDate", "daysSincePrevious"])], "cda"
+    )[0]
+    out, info = classify_incremental(changed, limits, previous, classify)
+    assert 0 < info["classified"] < 10 and info["reused"] > 1000
+    pd.testing.assert_frame_equal(out, classify(changed))
+    # A new limits version reclassifies everything.
+    other = limits.assign(version="limits-other")
+    _, info = classify_incremental(changed, other, previous, lambda f: classify_reports(f, other, CAT))
+    assert info["reused"] == 0

@@ -8,13 +8,16 @@ from dagster import AssetExecutionContext, MetadataValue, Output, asset
 from ..advisor import recommend_machines, recommend_reports
 from ..domain import checks
 from ..domain.catalog import load_catalog
+from ..domain.changes import machine_changes, report_changes
 from ..domain.classify import ClassificationParams, classify_reports
 from ..domain.fleet import FleetParams
 from ..domain.fleet import machine_status_current as build_machine_status
+from ..domain.incremental import classify_incremental
 from ..domain.quality import limit_quality as build_limit_quality
 from ..report import status_over_time_markdown
 from ..resources.llm import LLMResource
 from ..resources.storage import StorageResource
+from ..storage import layout
 from .common import OWNER, check_specs, client_partitions, md_table, publish_or_block, status_counts
 
 
@@ -25,6 +28,21 @@ def top_breached(classified: pd.DataFrame, n: int = 10) -> dict[str, int]:
         for b in json.loads(text or "[]"):
             counts[b["essay"]] = counts.get(b["essay"], 0) + 1
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n])
+
+
+def read_previous(store, path: str) -> pd.DataFrame | None:
+    """The currently published table at ``path`` (None before the first publish)."""
+    return store.read_parquet(path) if store.exists(path) else None
+
+
+def write_changes(store, client: str, run_id: str, section: str, summary: dict) -> None:
+    """Add one section to the run's change log ``gold/{client}/_changes/{day}-{run}.json``."""
+    day = pd.Timestamp.now(tz="UTC").strftime("%Y%m%d")
+    path = layout.changes_path(client, f"{day}-{run_id[:8]}")
+    doc = store.read_json(path) if store.exists(path) else {"client": client, "run_id": run_id}
+    doc[section] = summary
+    doc["written_at"] = pd.Timestamp.now(tz="UTC").isoformat()
+    store.write_json(path, doc)
 
 
 def ai_metadata(ai: dict) -> dict:
@@ -43,7 +61,7 @@ def ai_metadata(ai: dict) -> dict:
     io_manager_key="layout_io_manager",
     owners=[OWNER],
     kinds={"pandas", "parquet", "openai"},
-    code_version="classify-2",
+    code_version="classify-3",
     check_specs=check_specs(
         "classified_reports",
         ["every_sample_classified_once", "status_consistent_with_score", "recommendation_present"],
@@ -60,7 +78,16 @@ def classified_reports(
     stewart_limits: pd.DataFrame,
 ):
     params = ClassificationParams()
-    reports = classify_reports(silver_harmonized, stewart_limits, load_catalog(), params)
+    store, client = storage.get(), context.partition_key
+    previous = read_previous(store, layout.gold_path(client, "classified_reports"))
+    reports, reuse = classify_incremental(
+        silver_harmonized,
+        stewart_limits,
+        previous,
+        lambda frame: classify_reports(frame, stewart_limits, load_catalog(), params),
+    )
+    changes = report_changes(previous, reports)
+    write_changes(store, client, context.run_id, "reports", changes)
     reports, ai = recommend_reports(
         reports, storage.get(), context.partition_key, llm.get_config(), load_catalog()
     )
@@ -80,6 +107,12 @@ def classified_reports(
             "limits_version": version,
             "top_breached_essays": MetadataValue.json(top_breached(reports)),
             "status_over_time": MetadataValue.md(status_over_time_markdown(reports)),
+            "classified_this_run": reuse["classified"],
+            "reused_from_previous": reuse["reused"],
+            "changes": MetadataValue.json(
+                {k: v for k, v in changes.items() if k != "new_non_normal_samples"}
+            ),
+            "new_non_normal_samples": MetadataValue.json(changes["new_non_normal_samples"][:50]),
             **ai_metadata(ai),
             "preview": md_table(
                 reports.sort_values("severity_score", ascending=False)[
@@ -104,7 +137,7 @@ def classified_reports(
     io_manager_key="layout_io_manager",
     owners=[OWNER],
     kinds={"pandas", "parquet", "openai"},
-    code_version="fleet-2",
+    code_version="fleet-3",
     check_specs=check_specs("machine_status_current", ["machine_status_consistent"]),
     description="Current status of every unit from the latest report of each of its components: "
     "machine_status, score, latest sample date, per-component status (JSON), counts and priority.",
@@ -115,7 +148,11 @@ def machine_status_current(
     llm: LLMResource,
     classified_reports: pd.DataFrame,
 ):
+    store, client = storage.get(), context.partition_key
+    previous = read_previous(store, layout.gold_path(client, "machine_status_current"))
     status = build_machine_status(classified_reports, FleetParams())
+    machine_delta = machine_changes(previous, status)
+    write_changes(store, client, context.run_id, "machines", machine_delta)
     status, ai = recommend_machines(
         status, classified_reports, storage.get(), context.partition_key, llm.get_config(), load_catalog()
     )
@@ -127,6 +164,7 @@ def machine_status_current(
         metadata={
             "units": len(status),
             "machines_by_status": MetadataValue.json(status_counts(status["machine_status"])),
+            "machine_status_transitions": MetadataValue.json(machine_delta["machine_status_transitions"]),
             **ai_metadata(ai),
             "preview": md_table(
                 status.sort_values("priority", ascending=False)[
