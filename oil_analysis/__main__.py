@@ -15,7 +15,6 @@ from .settings import get_settings
 from .storage import layout
 from .storage.filesystem import Storage
 
-
 # Console logs at WARNING: the run's events are in the instance; the terminal shows the summary.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from dagster import AssetSelection, Definitions, define_asset_job, load_assets_from_modules
 
-from .assets import bronze, gold, report, silver
+from .assets import bronze, gold, publish, report, silver
 from .assets.common import client_partitions
+from .automation.retention import gold_history_retention, gold_history_retention_schedule
 from .automation.sensors import raw_files_local_sensor, raw_files_s3_sensor, weekly_limits_refresh
 from .resources.llm import LLMResource
 from .resources.storage import StorageResource
 from .storage.io_manager import LayoutIOManager
 
-all_assets = load_assets_from_modules([bronze, silver, gold, report])
+all_assets = load_assets_from_modules([bronze, silver, gold, report, publish])
 
 oil_analysis_job = define_asset_job(
     "oil_analysis_job",
@@ -29,8 +30,8 @@ def build_resources(data_root: str = "") -> dict:
 
 defs = Definitions(
     assets=all_assets,
-    jobs=[oil_analysis_job],
+    jobs=[oil_analysis_job, gold_history_retention],
     sensors=[raw_files_s3_sensor, raw_files_local_sensor],
-    schedules=[weekly_limits_refresh],
+    schedules=[weekly_limits_refresh, gold_history_retention_schedule],
     resources=build_resources(),
 )

@@ -1,16 +1,22 @@
-"""Environment → one typed settings object. Every variable the product reads is named here."""
+"""Environment → one typed settings object. Every variable the product reads is named here.
+
+Values come from ``environments.resolve()``: process environment > env file > ``OIL_ENV`` defaults.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+from . import environments
 
 TRUE = {"1", "true", "yes", "on"}
 STORAGE_MODES = ("local", "s3", "dual")
 
 
-def _flag(name: str, default: bool = False) -> bool:
-    return os.environ.get(name, str(default)).strip().lower() in TRUE
+def _flag(environ: Mapping[str, str], name: str, default: bool = False) -> bool:
+    return environ.get(name, str(default)).strip().lower() in TRUE
 
 
 def storage_mode(mode: str | None, use_s3: bool) -> str:
@@ -40,6 +46,7 @@ class Settings:
     freshness_days: int
     storage_mode: str = "local"  # local | s3 | dual (dual: local is read, both are written)
     legacy_exports: bool = False
+    environment: str = "dev"  # OIL_ENV: dev | staging | prod
 
     @property
     def storage_uri(self) -> str:
@@ -54,17 +61,24 @@ def get_settings() -> Settings:
     AWS credentials are deliberately absent: pyarrow reads them from the standard AWS chain
     (environment, profile, instance role), so they never pass through our code or config.
     """
-    use_s3 = _flag("USE_S3")
-    mode = storage_mode(os.environ.get("STORAGE_MODE"), use_s3)
+    resolved = environments.resolve()
+    environ = resolved.values
+    use_s3 = _flag(environ, "USE_S3")
+    mode = storage_mode(environ.get("STORAGE_MODE"), use_s3)
     return Settings(
-        data_root=os.environ.get("OIL_DATA_ROOT", "./data"),
+        data_root=environ.get("OIL_DATA_ROOT", "./data"),
         use_s3=mode == "s3",
-        s3_bucket=os.environ.get("S3_BUCKET", "mining-data-mesh"),
-        s3_prefix=os.environ.get("S3_PREFIX", "oil-analysis"),
-        aws_region=os.environ.get("AWS_REGION", "us-east-1"),
-        aws_endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
-        max_raw_file_mb=float(os.environ.get("OIL_MAX_RAW_FILE_MB", "200")),
-        freshness_days=int(os.environ.get("OIL_FRESHNESS_DAYS", "40")),
+        s3_bucket=environ.get("S3_BUCKET", "mining-data-mesh"),
+        s3_prefix=environ.get("S3_PREFIX", "oil-analysis"),
+        aws_region=environ.get("AWS_REGION", "us-east-1"),
+        aws_endpoint_url=environ.get("AWS_ENDPOINT_URL") or None,
+        max_raw_file_mb=float(environ.get("OIL_MAX_RAW_FILE_MB", "200")),
+        freshness_days=int(environ.get("OIL_FRESHNESS_DAYS", "40")),
         storage_mode=mode,
-        legacy_exports=_flag("LEGACY_EXPORTS"),
+        legacy_exports=_flag(environ, "LEGACY_EXPORTS"),
+        environment=resolved.environment.name,
     )
+
+
+# Code that reads os.environ directly (LLM resource, sensors, clients registry) follows the same order.
+environments.export()

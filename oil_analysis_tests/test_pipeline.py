@@ -72,6 +72,7 @@ def test_definitions_load_with_groups_and_partitions():
         "machine_status_current": "gold",
         "limit_quality": "gold",
         "fleet_report": "gold",
+        "gold_publication": "gold",
     }
     for key in graph.get_all_asset_keys():
         node = graph.get(key)

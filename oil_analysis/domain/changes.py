@@ -18,8 +18,13 @@ def _transitions(old: pd.Series, new: pd.Series) -> dict[str, int]:
 
 def report_changes(previous: pd.DataFrame | None, current: pd.DataFrame, *, max_listed: int = 200) -> dict:
     """Counts before/after, samples added/updated/removed, status transitions, new non-Normal samples."""
-    cur = current.set_index("sampleNumber")
-    prev = cur.iloc[:0] if previous is None else previous.set_index("sampleNumber")
+    # A broken key (duplicates) is reported by the checks; the change log counts each sample once.
+    cur = current.drop_duplicates("sampleNumber", keep="last").set_index("sampleNumber")
+    prev = (
+        cur.iloc[:0]
+        if previous is None
+        else previous.drop_duplicates("sampleNumber", keep="last").set_index("sampleNumber")
+    )
     added = cur.index.difference(prev.index)
     removed = prev.index.difference(cur.index)
     both = cur.index.intersection(prev.index)
@@ -62,7 +67,7 @@ def report_changes(previous: pd.DataFrame | None, current: pd.DataFrame, *, max_
 
 def machine_changes(previous: pd.DataFrame | None, current: pd.DataFrame) -> dict:
     """Machine status transitions, e.g. ``{"T_15": "Normal → Anormal"}``."""
-    cur = current.set_index("unitId")["machine_status"]
+    cur = current.drop_duplicates("unitId", keep="last").set_index("unitId")["machine_status"]
     prev = previous.set_index("unitId")["machine_status"] if previous is not None else cur.iloc[:0]
     both = cur.index.intersection(prev.index)
     moved = {str(u): f"{prev[u]} → {cur[u]}" for u in sorted(both) if prev[u] != cur[u]}

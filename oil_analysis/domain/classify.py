@@ -156,24 +156,26 @@ def _row_groups(silver: pd.DataFrame, limits: pd.DataFrame) -> tuple[np.ndarray,
     return codes, len(uniq), mapping
 
 
-def _limit_array(rows: pd.DataFrame, n_groups: int, mapping: dict) -> np.ndarray:
+def _limit_codes(limits: pd.DataFrame, mapping: dict, n_groups: int) -> np.ndarray:
+    """The group code of every limit row (``n_groups`` for a group with no samples)."""
+    keys = limits[_KEYS].astype(str).itertuples(index=False, name=None)
+    return np.fromiter((mapping.get(k, n_groups) for k in keys), dtype=int, count=len(limits))
+
+
+def _limit_array(rows: pd.DataFrame, n_groups: int) -> np.ndarray:
     """Limits of one (kind, essay, direction, stratum) as an array (n_groups + 1, 3), NaN when absent."""
     arr = np.full((n_groups + 1, 3), np.nan)
-    keys = rows[_KEYS].astype(str).itertuples(index=False, name=None)
-    ids = np.fromiter((mapping.get(k, n_groups) for k in keys), dtype=int, count=len(rows))
+    ids = rows["_gid"].to_numpy(int)
     arr[ids] = rows[list(LEVELS)].to_numpy(float)
     arr[n_groups] = np.nan
     return arr
 
 
-def _hours_limit_array(
-    rows: pd.DataFrame, n_groups: int, mapping: dict, codes: np.ndarray, hours: np.ndarray
-) -> np.ndarray:
+def _hours_limit_array(rows: pd.DataFrame, n_groups: int, codes: np.ndarray, hours: np.ndarray) -> np.ndarray:
     """Limits (n_samples, 3) of kind 'hours' rows: the row of the sample's group whose oil-hour bin
     [lo, hi) holds the sample's oil hours (> 0); NaN when there is none."""
     lo, hi = parse_hours_stratum(rows["stratum"])
-    keys = rows[_KEYS].astype(str).itertuples(index=False, name=None)
-    gid = np.fromiter((mapping.get(k, n_groups) for k in keys), dtype=int, count=len(rows))
+    gid = rows["_gid"].to_numpy(int)
     order = np.lexsort((lo, gid))
     gid, lo, hi = gid[order], lo[order], hi[order]
     levels = rows[list(LEVELS)].to_numpy(float)[order]
@@ -230,6 +232,7 @@ def find_breaches(
         return pd.DataFrame({c: pd.Series(dtype="object") for c in _BREACH_COLUMNS})
     strict = _comparison(limits)
     codes, n_groups, mapping = _row_groups(silver, limits)
+    limits = limits.assign(_gid=_limit_codes(limits, mapping, n_groups))  # once, not once per essay
     strata = (
         limits["stratum"].astype(str) if "stratum" in limits else pd.Series(ALL_STRATA, index=limits.index)
     )
@@ -261,12 +264,12 @@ def find_breaches(
         value = (deltas[essay] if kind == "trend" else silver[essay]).to_numpy(float)
         row_strata = strata.loc[rows.index]
         if kind == "hours":
-            lim = _hours_limit_array(rows, n_groups, mapping, codes, oil_hours)
+            lim = _hours_limit_array(rows, n_groups, codes, oil_hours)
         else:
-            lim = _limit_array(rows[row_strata == ALL_STRATA], n_groups, mapping)[codes]
+            lim = _limit_array(rows[row_strata == ALL_STRATA], n_groups)[codes]
         if hours is not None and kind != "hours":
             for name, srows in rows[row_strata != ALL_STRATA].groupby(row_strata[row_strata != ALL_STRATA]):
-                slim = _limit_array(srows, n_groups, mapping)[codes]
+                slim = _limit_array(srows, n_groups)[codes]
                 use = (hours == name) & ~np.isnan(slim[:, 0])
                 lim[use] = slim[use]
         level = _breach_levels(value, lim, direction == "upper", strict)

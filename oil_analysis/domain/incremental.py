@@ -156,6 +156,8 @@ def reports_to_redo(
     catalog = catalog or load_catalog()
     if previous is None or previous.empty or (previous["limits_version"] != limits_version).any():
         return pd.Series(True, index=silver.index)
+    if silver["sampleNumber"].duplicated().any() or previous["sampleNumber"].duplicated().any():
+        return pd.Series(True, index=silver.index)  # not a valid key: the checks will say so
     cols = silver_columns(catalog)
     if any(c not in previous.columns for c in cols):
         return pd.Series(True, index=silver.index)

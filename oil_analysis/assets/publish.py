@@ -1,0 +1,65 @@
+"""The publish step of a client's gold: a dated history snapshot and the downstream notification."""
+
+import hashlib
+
+import pandas as pd
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+
+from ..automation.notify import publication_message, publish_sns, topic_arn
+from ..resources.storage import StorageResource
+from ..storage import layout
+from .common import OWNER, client_partitions, status_counts
+
+GOLD_FILES = (
+    "classified_reports.parquet",
+    "machine_status_current.parquet",
+    "limit_quality.parquet",
+    "fleet_report.html",
+)
+
+
+@asset(
+    group_name="gold",
+    partitions_def=client_partitions,
+    deps=["classified_reports", "machine_status_current", "limit_quality", "fleet_report"],
+    owners=[OWNER],
+    kinds={"s3", "sns"},
+    code_version="publish-1",
+    description="After the gold of a client is published: copies each gold file to "
+    "gold/{client}/_history/{YYYY-MM-DD}/ (a same-day publish replaces that day) and, when "
+    "NOTIFY_SNS_TOPIC_ARN is set, sends consumers a message with the files, checksums and status counts.",
+)
+def gold_publication(context: AssetExecutionContext, storage: StorageResource) -> MaterializeResult:
+    store, client = storage.get(), context.partition_key
+    day = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d")
+    files = []
+    for name in GOLD_FILES:
+        path = f"gold/{client}/{name}"
+        if not store.exists(path):
+            continue
+        data = store.read_bytes(path)
+        store.write_bytes(layout.history_path(client, day, name), data)
+        files.append({"path": path, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)})
+    reports = store.read_parquet(layout.gold_path(client, "classified_reports"))
+    machines = store.read_parquet(layout.gold_path(client, "machine_status_current"))
+    version = str(reports["limits_version"].iloc[0]) if len(reports) else ""
+    message = publication_message(
+        client,
+        context.run_id,
+        files,
+        status_counts(reports["report_status"]),
+        version,
+        status_counts(machines["machine_status"]),
+    )
+    arn, message_id = topic_arn(), None
+    if arn:
+        message_id = publish_sns(arn, message)
+        context.log.info(f"notified {arn}: message {message_id}")
+    return MaterializeResult(
+        metadata={
+            "history_day": day,
+            "files": MetadataValue.json(files),
+            "notified_topic": arn or "(NOTIFY_SNS_TOPIC_ARN not set)",
+            "sns_message_id": message_id or "",
+        }
+    )
