@@ -161,7 +161,10 @@ def test_queued_runs_one_per_client_at_a_time_clients_in_parallel(
     skip = environments.exported()
     env = {k: v for k, v in os.environ.items() if k not in skip} | {"PYTHONUNBUFFERED": "1"}
     submitted: dict[str, str] = {}
+    global T0
+    T0 = time.time()
     with dagster_dev_with_instance(prod_home, env) as server:
+        print("DEBUG loaded", time.time() - T0)
         [location] = [e["name"] for e in server.graphql(LOCATIONS)["workspaceOrError"]["locationEntries"]]
         # cda, emin, cda, emin: the queue must hold the second run of each client back.
         for i, client in enumerate(CLIENTS * 2):
@@ -195,6 +198,8 @@ def test_queued_runs_one_per_client_at_a_time_clients_in_parallel(
         by_name, DagsterRunStatus.SUCCESS
     ), server.log_tail()
     spans = {n: (r.start_time, r.end_time) for n, r in by_name.items()}
+    t0 = min(r.create_timestamp.timestamp() for r in by_name.values())
+    print("DEBUG", {n: (round(r.start_time - t0, 1), round(r.end_time - t0, 1)) for n, r in by_name.items()}, "T_TEST", T0)
     assert all(start and end for start, end in spans.values()), spans
     # One client never runs twice at once; two clients do run at the same time.
     for client in CLIENTS:

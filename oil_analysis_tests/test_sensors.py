@@ -186,3 +186,23 @@ def test_schedule_run_keeps_or_forces_limits(demo_root, force):
     assert ("forced" in meta["refresh_decision"].value) is force
     if not force:
         assert "no trigger held" in meta["refresh_decision"].value
+
+
+def test_large_backlog_is_split_over_runs_of_bounded_size():
+    objects = [RawObject(f"bronze/cda/f{i:05d}.xlsx", f"e{i}", 100.0 + i) for i in range(1200)]
+    requested: set[str] = set()
+    cursor, sizes = Cursor(), []
+    for _ in range(10):
+        plan = plan_tick(
+            lambda a, n: (objects, True),
+            cursor,
+            ["cda"],
+            lambda o: o.token in requested,
+            max_files_per_run=500,
+            now=1e9,
+        )
+        for files in plan.requests.values():
+            sizes.append(len(files))
+            requested.update(f.token for f in files)
+        cursor = plan.cursor
+    assert sizes == [500, 500, 200] and len(requested) == 1200

@@ -92,6 +92,7 @@ def plan_tick(
     *,
     max_keys: int = 20_000,
     max_runs: int = 10,
+    max_files_per_run: int = 500,
     now: float | None = None,
 ) -> TickPlan:
     """Plan one tick. ``listing(after, limit)`` returns objects sorted by key after ``after`` and
@@ -121,8 +122,11 @@ def plan_tick(
         if already_requested(o):
             continue
         by_client.setdefault(client, []).append(o)
-    planned = dict(list(by_client.items())[:max_runs])
-    new.pass_capped = cursor.pass_capped or len(by_client) > max_runs
+    # Each file is named by a run tag (how identical re-uploads are recognized), so a run carries at
+    # most max_files_per_run files; the rest of a large backlog goes to the next runs.
+    planned = {c: files[:max_files_per_run] for c, files in list(by_client.items())[:max_runs]}
+    overflow = any(len(files) > max_files_per_run for files in by_client.values())
+    new.pass_capped = cursor.pass_capped or len(by_client) > max_runs or overflow
     if complete:
         if not new.pass_capped:
             mark = min(new.pass_max, new.pass_started - 1.0)
