@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .domain.clients import Client
-from .domain.labs import LAB_FORMATS, LabFileError, ReadResult
+from .domain.labs import IGNORED_FILES, LAB_FORMATS, LabFileError, ReadResult
 from .domain.labs.common import REJECT_COLUMNS
 from .storage import layout
 from .storage.filesystem import Storage, UnsafePathError, check_relative
@@ -35,6 +35,7 @@ REGISTRY_COLUMNS = [
     "parse_seconds",
     "reason",
     "parsed_path",
+    "mtime_ns",
 ]
 
 
@@ -101,7 +102,12 @@ def ingest_client(
     log = log or (lambda msg: None)
     suffixes, _ = LAB_FORMATS[client.lab_format]
     previous = load_registry(storage, client.key)
+    if "mtime_ns" not in previous:
+        previous["mtime_ns"] = 0
     by_sha = {r.sha256: r for r in previous.itertuples(index=False)}
+    by_key = {r.key: r for r in previous.itertuples(index=False)}
+    ignored = IGNORED_FILES.get(client.lab_format)
+    mtimes: dict[str, int] = {}
     rows: list[dict] = []
     todo: list[tuple[str, str, bytes]] = []
     quarantined: list[dict] = []
@@ -122,11 +128,13 @@ def ingest_client(
                 "parse_seconds": 0.0,
                 "reason": reason["error"],
                 "parsed_path": None,
+                "mtime_ns": mtimes.get(key, 0),
             }
         )
 
     for entry in storage.list_files(layout.bronze_dir(client.key) + "/"):
         key = entry.path
+        mtimes[key] = entry.mtime_ns
         name = posixpath.basename(key)
         try:
             check_relative(key)
@@ -145,13 +153,39 @@ def ingest_client(
             }
             bad(key, b"", "", reason)  # not copied: too big to duplicate; the reason names it
             continue
+        if ignored is not None and ignored.match(name):
+            rows.append(
+                {
+                    "key": key,
+                    "sha256": "",
+                    "size": entry.size,
+                    "lab_format": client.lab_format,
+                    "status": "ignored",
+                    "rows_parsed": 0,
+                    "rows_rejected": 0,
+                    "parse_seconds": 0.0,
+                    "reason": "not a sample file of this lab format (equipment metadata)",
+                    "parsed_path": None,
+                    "mtime_ns": entry.mtime_ns,
+                }
+            )
+            continue
+        same = by_key.get(key)
+        if (
+            same is not None
+            and same.size == entry.size
+            and same.mtime_ns == entry.mtime_ns
+            and (same.status == "quarantined" or (same.parsed_path and storage.exists(same.parsed_path)))
+        ):
+            rows.append(same._asdict())  # unchanged since the last run: not even read
+            continue
         data = storage.read_bytes(key)
         sha = hashlib.sha256(data).hexdigest()
         known = by_sha.get(sha)
         if known is not None and (
             known.status == "quarantined" or (known.parsed_path and storage.exists(known.parsed_path))
         ):
-            rows.append({**known._asdict(), "key": key})
+            rows.append({**known._asdict(), "key": key, "mtime_ns": entry.mtime_ns})
             continue
         if not name.lower().endswith(suffixes):
             reason = {
@@ -211,12 +245,13 @@ def ingest_client(
                     "parse_seconds": round(seconds, 3),
                     "reason": None,
                     "parsed_path": parsed,
+                    "mtime_ns": mtimes.get(key, 0),
                 }
             )
     registry = pd.DataFrame(rows, columns=REGISTRY_COLUMNS) if rows else _empty_registry()
     registry = registry.sort_values("key", kind="mergesort").reset_index(drop=True)
-    for c in ("size", "rows_parsed", "rows_rejected"):
-        registry[c] = registry[c].astype("int64")
+    for c in ("size", "rows_parsed", "rows_rejected", "mtime_ns"):
+        registry[c] = registry[c].fillna(0).astype("int64")
     registry["parse_seconds"] = registry["parse_seconds"].astype("float64")
     for c in ("key", "sha256", "lab_format", "status", "reason", "parsed_path"):
         registry[c] = registry[c].astype("string")

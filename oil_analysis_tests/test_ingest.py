@@ -93,3 +93,21 @@ def test_zero_byte_wrong_format_and_oversize(data_root):
     assert "0 bytes" in q["bronze/cda/empty.xlsx"]
     assert "wrong lab format" in q["bronze/cda/notes.csv"]
     assert "over the 2 MB limit" in q["bronze/cda/big.xlsx"]
+
+
+def test_unchanged_file_is_not_even_read_and_equipment_metadata_is_ignored(data_root, monkeypatch):
+    write_finning(data_root / "bronze/cda/T-01.xlsx", [finning_row(i) for i in range(3)])
+    store = Storage.local(str(data_root))
+    store.write_parquet("bronze/_registry/cda/registry.parquet", ingest_client(store, CDA, workers=1).registry)
+    reads = []
+    original = Storage.read_bytes
+    monkeypatch.setattr(Storage, "read_bytes", lambda self, p: reads.append(p) or original(self, p))
+    batch = ingest_client(store, CDA, workers=1)
+    assert batch.parsed_now == 0 and "bronze/cda/T-01.xlsx" not in reads
+
+    from oil_analysis.domain.clients import load_clients
+
+    (data_root / "bronze/emin").mkdir(parents=True)
+    (data_root / "bronze/emin/Equipamiento.parquet").write_bytes(b"PAR1")
+    reg = ingest_client(store, load_clients()["emin"], workers=1).registry
+    assert reg.iloc[0]["status"] == "ignored" and not batch.quarantined_now

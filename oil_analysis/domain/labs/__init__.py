@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from .als import read_als_parquet
@@ -12,6 +13,11 @@ from .finning import read_finning_workbook
 LAB_FORMATS: dict[str, tuple[tuple[str, ...], Callable[[str, str], ReadResult]]] = {
     "finning_xlsx": ((".xlsx",), lambda path, tz: read_finning_workbook(path)),
     "als_parquet": ((".parquet",), lambda path, tz: read_als_parquet(path, timezone=tz)),
+}
+
+# Files a lab delivers beside its sample exports that are not samples (registered as "ignored").
+IGNORED_FILES: dict[str, re.Pattern] = {
+    "als_parquet": re.compile(r"(?i)^equipamiento.*\.parquet$"),
 }
 
 __all__ = ["LAB_FORMATS", "LabFileError", "ReadResult", "read_als_parquet", "read_finning_workbook"]
