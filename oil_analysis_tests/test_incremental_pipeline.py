@@ -111,3 +111,29 @@ def test_corrected_value_updates_silver_and_leaves_an_audit_record(cda_root):
     )
     full = pd.read_parquet(cda_root / "silver/harmonized/CDA.parquet")
     pd.testing.assert_frame_equal(incremental, full)
+
+
+def test_incremental_gold_equals_a_full_reclassification_with_the_same_limits(cda_root):
+    rows = [
+        finning_row(i, **{"No. de control de laboratorio": f"R557-00000-{i:04d}", "ID de equipo": "T-01"})
+        for i in range(6)
+    ]
+    with DagsterInstance.ephemeral() as instance:
+        run(cda_root, instance)
+        write_finning(cda_root / "bronze/cda/late/T-01-late.xlsx", rows)
+        meta = run(cda_root, instance)
+        assert (
+            0
+            < meta["classified_reports"]["classified_this_run"].value
+            < meta["classified_reports"]["rows"].value
+        )
+        incremental = {
+            n: (cda_root / f"gold/cda/{n}.parquet").read_bytes()
+            for n in ("classified_reports", "machine_status_current")
+        }
+        for n in incremental:  # without a previous gold everything is classified and advised again
+            (cda_root / f"gold/cda/{n}.parquet").unlink()
+        meta = run(cda_root, instance)
+        assert meta["classified_reports"]["reused_from_previous"].value == 0
+    for n, data in incremental.items():
+        assert (cda_root / f"gold/cda/{n}.parquet").read_bytes() == data, n

@@ -30,6 +30,33 @@ def top_breached(classified: pd.DataFrame, n: int = 10) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n])
 
 
+def recommend_incremental(reports, previous, redo: set | None, store, client: str, llm: LLMResource):
+    """Recommendations for the reclassified reports; the others keep their published text.
+
+    Reclassified reports are advised together with their previous samples (the prompt shows the
+    trend), exactly as in a full run; ``redo`` None means everything was reclassified.
+    """
+    ai_cols = [c for c in (previous.columns if previous is not None else []) if c.startswith("ai_")]
+    if redo is None or not ai_cols:
+        return recommend_reports(reports, store, client, llm.get_config(), load_catalog())
+    need = redo | set(reports.loc[reports["sampleNumber"].isin(redo), "previousSampleNumber"].dropna())
+    fresh, ai = recommend_reports(
+        reports[reports["sampleNumber"].isin(need)].reset_index(drop=True),
+        store,
+        client,
+        llm.get_config(),
+        load_catalog(),
+    )
+    fresh = fresh[fresh["sampleNumber"].isin(redo)].set_index("sampleNumber")[ai_cols]
+    kept = previous.set_index("sampleNumber").loc[lambda d: ~d.index.isin(redo), ai_cols]
+    texts = pd.concat([kept, fresh]).reindex(reports["sampleNumber"])
+    out = reports.copy()
+    for c in ai_cols:
+        out[c] = texts[c].to_numpy()
+        out[c] = out[c].astype(fresh[c].dtype if len(fresh) else previous[c].dtype)
+    return out, {**ai, "reused_recommendations": int(len(kept))}
+
+
 def read_previous(store, path: str) -> pd.DataFrame | None:
     """The currently published table at ``path`` (None before the first publish)."""
     return store.read_parquet(path) if store.exists(path) else None
@@ -88,9 +115,7 @@ def classified_reports(
     )
     changes = report_changes(previous, reports)
     write_changes(store, client, context.run_id, "reports", changes)
-    reports, ai = recommend_reports(
-        reports, storage.get(), context.partition_key, llm.get_config(), load_catalog()
-    )
+    reports, ai = recommend_incremental(reports, previous, reuse["redo"], store, client, llm)
     counts = status_counts(reports["report_status"])
     version = str(reports["limits_version"].iloc[0]) if len(reports) else ""
     outcomes = [

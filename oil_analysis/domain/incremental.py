@@ -189,7 +189,7 @@ def classify_incremental(
     redo = reports_to_redo(silver, previous, version, catalog)
     if redo.all():
         out = classify(silver)
-        return out, {"classified": int(len(silver)), "reused": 0}
+        return out, {"classified": int(len(silver)), "reused": 0, "redo": None}
     need = set(silver.loc[redo, "sampleNumber"]) | set(silver.loc[redo, "previousSampleNumber"].dropna())
     context = silver[silver["sampleNumber"].isin(need)]
     fresh = classify(context.reset_index(drop=True))
@@ -206,4 +206,8 @@ def classify_incremental(
     for c in out.columns:
         if c in fresh.columns and out[c].dtype != fresh[c].dtype:
             out[c] = out[c].astype(fresh[c].dtype)
-    return out, {"classified": int(redo.sum()), "reused": int((~redo).sum())}
+    return out, {
+        "classified": int(redo.sum()),
+        "reused": int((~redo).sum()),
+        "redo": set(silver.loc[redo, "sampleNumber"]),
+    }
