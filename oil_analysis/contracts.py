@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 
 import pandas as pd
@@ -31,6 +32,7 @@ class Column:
     nullable: bool = True
 
 
+@cache
 def _essay_columns() -> list[Column]:
     cat = load_catalog().table
     return [
@@ -209,7 +211,7 @@ LIMIT_QUALITY = [
 
 
 def silver_columns() -> list[Column]:
-    return SILVER_META + _essay_columns() + SILVER_LINKS
+    return SILVER_META + list(_essay_columns()) + SILVER_LINKS
 
 
 def tables() -> dict[str, tuple[str, list[Column]]]:

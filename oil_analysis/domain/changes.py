@@ -37,12 +37,11 @@ def report_changes(previous: pd.DataFrame | None, current: pd.DataFrame, *, max_
         else both[:0]
     )
     was = prev["report_status"] if len(prev) else pd.Series(dtype="string")
-    became_bad = [
-        s
-        for s in both
-        if cur.at[s, "report_status"] != "Normal" and RANK[cur.at[s, "report_status"]] > RANK[str(was[s])]
-    ]
-    new_bad = sorted([s for s in added if cur.at[s, "report_status"] != "Normal"] + became_bad)
+    now = cur["report_status"]
+    rank_was = was.reindex(both).map(RANK)
+    rank_now = now.reindex(both).map(RANK)
+    became_bad = both[((now.reindex(both) != "Normal") & (rank_now > rank_was)).to_numpy()]
+    new_bad = sorted([*added[(now.reindex(added) != "Normal").to_numpy()], *became_bad])
     return {
         "reports_before": int(len(prev)),
         "reports_after": int(len(cur)),
