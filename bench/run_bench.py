@@ -1,8 +1,8 @@
 """Every bench of the product, one table: ``make bench`` (``uv run python bench/run_bench.py``).
 
-    uv run python bench/run_bench.py [--repeat 3] [--only full,scale,advisor,storage]
+    uv run python bench/run_bench.py [--repeat 3] [--only full,scale,advisor,storage,sensor]
                                      [--trucks 11] [--sizes 10000,100000,1000000]
-                                     [--update-readme] [--wait-quiet 120]
+                                     [--repeat-others 1] [--update-readme] [--wait-quiet 300]
 
 Sections (each measured piece in its own child process, see bench/common.py):
 
@@ -10,8 +10,8 @@ Sections (each measured piece in its own child process, see bench/common.py):
   floor (bench/full_run.py);
 * ``scale``   — limits + classification + machine status (+ quality) on 10 k / 100 k / 1 M
   synthetic samples, peak RSS, growth exponent (bench/scale.py);
-* ``advisor`` — bench/advisor_bench.py (1,000 recommendations at 300 ms latency), ``--repeat`` runs;
-* ``storage`` — bench/storage_bench.py, when present (it takes its own median of 3 rounds).
+* every other ``bench/*_bench.py`` of the other issues (advisor, storage, sensor, …), once each
+  (``--repeat-others N`` for more): their own result line goes in the table.
 
 Prints the tables and writes ``bench/out/bench.json`` and ``bench/out/bench.md``;
 ``--update-readme`` also replaces the results section of ``bench/README.md``.
@@ -34,9 +34,18 @@ from common import OUT, fmt_spread, machine_info, markdown_table, run_child, spr
 from full_run import full_table, run_full  # noqa: E402
 from scale import DEFAULT_SIZES, run_scale, scale_table  # noqa: E402
 
-SECTIONS = ("full", "scale", "advisor", "storage")
+SECTIONS = ("full", "scale")
 README = ROOT / "bench" / "README.md"
 BEGIN, END = "<!-- bench-results:begin -->", "<!-- bench-results:end -->"
+
+
+def other_benches() -> dict[str, str]:
+    """``{name: script}`` of the other issues' benches (``bench/{name}_bench.py``; not this file)."""
+    return {
+        p.stem.removesuffix("_bench"): f"bench/{p.name}"
+        for p in sorted((ROOT / "bench").glob("*_bench.py"))
+        if p.resolve() != Path(__file__).resolve()
+    }
 
 
 def wait_quiet(max_wait_s: float, threshold: float = 1.0) -> float:
@@ -54,7 +63,7 @@ def run_script_bench(script: str, args: list[str], repeat: int, prefix: str) -> 
     for _ in range(repeat):
         child = run_child([script, *args], result_arg=False)
         line = next((ln for ln in child.stdout_tail.splitlines() if ln.startswith(prefix)), "")
-        lines.append(line or child.stderr_tail.strip().splitlines()[-1:] or "")
+        lines.append(line or (child.stderr_tail.strip().splitlines() or [""])[-1])
         walls.append(child.wall_s)
         rss.append(child.peak_rss_mb)
         codes.append(child.returncode)
@@ -64,6 +73,21 @@ def run_script_bench(script: str, args: list[str], repeat: int, prefix: str) -> 
         "peak_rss_mb": spread(rss),
         "returncodes": codes,
     }
+
+
+def _line_figures(name: str, doc: dict) -> str:
+    """The figures of another bench's result line (its text after the colon when not parsed)."""
+    line = str(doc["lines"][0]) if doc["lines"] else ""
+    if name == "advisor":
+        fig = advisor_figures(doc)
+        if fig["seconds"]["n"]:
+            return f"{fmt_spread(fig['seconds'])}, {fmt_spread(fig['calls_per_s'], 'calls/s', 1)}"
+    if name == "storage":
+        m = re.search(r"local ([0-9.]+) s, S3 .*? ([0-9.]+) s, ratio ([0-9.]+)", line)
+        if m:
+            return f"local {m.group(1)} s, S3 {m.group(2)} s, ratio {m.group(3)}"
+    text = line.split(":", 1)[-1].strip()
+    return text if all(c == 0 for c in doc["returncodes"]) else f"{text} (exit {doc['returncodes']})"
 
 
 def advisor_figures(doc: dict) -> dict:
@@ -109,26 +133,13 @@ def summary_table(doc: dict) -> str:
             )
         e = doc["scale"]["exponents"]
         rows.append(["scale: growth exponent (log-log slope)", f"{e['target']:.2f}", f"{e['peak_rss']:.2f}"])
-    if "advisor" in doc:
-        a = doc["advisor"]
-        fig = advisor_figures(a)
+    for name, other in doc.get("others", {}).items():
+        runs = len(other["lines"])
         rows.append(
             [
-                "advisor: 1,000 recommendations, 300 ms latency (bench/advisor_bench.py)",
-                f"{fmt_spread(fig['seconds'])}, {fmt_spread(fig['calls_per_s'], 'calls/s', 1)}",
-                fmt_spread(a["peak_rss_mb"], "MB", 0),
-            ]
-        )
-    if "storage" in doc:
-        s = doc["storage"]
-        line = s["lines"][0] if s["lines"] else ""
-        m = re.search(r"local ([0-9.]+) s, S3 .*? ([0-9.]+) s, ratio ([0-9.]+)", str(line))
-        figures = f"local {m.group(1)} s, S3 {m.group(2)} s, ratio {m.group(3)}" if m else str(line)
-        rows.append(
-            [
-                "storage: full graph local vs S3 (bench/storage_bench.py, its own median of 3)",
-                figures,
-                fmt_spread(s["peak_rss_mb"], "MB", 0),
+                f"{name}: `{other['script']}`" + (f" ({runs} runs)" if runs > 1 else ""),
+                _line_figures(name, other),
+                fmt_spread(other["peak_rss_mb"], "MB", 0),
             ]
         )
     return markdown_table(["bench", "median (min–max)", "peak RSS"], rows)
@@ -148,9 +159,10 @@ def render(doc: dict) -> str:
         parts += ["", "### Full cold run", "", full_table(doc["full"])]
     if "scale" in doc:
         parts += ["", "### Scale", "", scale_table(doc["scale"])]
-    for name in ("advisor", "storage"):
-        if name in doc:
-            parts += ["", f"### {name.capitalize()}", ""] + [f"    {ln}" for ln in doc[name]["lines"]]
+    if doc.get("others"):
+        parts += ["", "### Other benches (their own result lines)", ""]
+        for other in doc["others"].values():
+            parts += [f"    {ln}" for ln in other["lines"]]
     return "\n".join(parts) + "\n"
 
 
@@ -167,17 +179,20 @@ def update_readme(text: str, readme: Path = README) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--only", default=",".join(SECTIONS))
+    ap.add_argument("--only", help="comma list of: full, scale and the other benches' names (default: all)")
+    ap.add_argument("--repeat-others", type=int, default=1)
     ap.add_argument("--trucks", type=int, default=11)
     ap.add_argument("--sizes", default=",".join(str(s) for s in DEFAULT_SIZES))
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--update-readme", action="store_true")
     ap.add_argument("--wait-quiet", type=float, default=0.0, help="seconds to wait for a quiet machine")
     a = ap.parse_args(argv)
-    only = [s.strip() for s in a.only.split(",") if s.strip()]
-    unknown = set(only) - set(SECTIONS)
+    others = other_benches()
+    known = [*SECTIONS, *others]
+    only = [s.strip() for s in a.only.split(",") if s.strip()] if a.only else known
+    unknown = set(only) - set(known)
     if unknown:
-        ap.error(f"unknown sections {sorted(unknown)}; known: {', '.join(SECTIONS)}")
+        ap.error(f"unknown sections {sorted(unknown)}; known: {', '.join(known)}")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     doc: dict = {"machine": machine_info(), "repeat": a.repeat}
@@ -189,10 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     if "scale" in only:
         sizes = [int(s) for s in a.sizes.split(",") if s.strip()]
         doc["scale"] = run_scale(sizes, a.repeat, out_dir=out / "scale")
-    if "advisor" in only and (ROOT / "bench" / "advisor_bench.py").exists():
-        doc["advisor"] = run_script_bench("bench/advisor_bench.py", [], a.repeat, "advisor_bench:")
-    if "storage" in only and (ROOT / "bench" / "storage_bench.py").exists():
-        doc["storage"] = run_script_bench("bench/storage_bench.py", [], 1, "storage_bench:")
+    for name, script in others.items():
+        if name in only:
+            result = run_script_bench(script, [], a.repeat_others, f"{name}_bench:")
+            doc.setdefault("others", {})[name] = {"script": script, **result}
     doc["machine"]["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
     doc["bench_seconds"] = round(time.perf_counter() - started, 1)
     text = render(doc)

@@ -102,9 +102,6 @@ class Resolved:
     values: dict[str, str]
     sources: dict[str, str]
 
-    def get(self, name: str, default: str | None = None) -> str | None:
-        return self.values.get(name, default)
-
 
 def read_env_file(path: str | Path) -> dict[str, str]:
     """``KEY=value`` lines of an env file (comments, quotes and ``export`` handled by python-dotenv)."""
@@ -157,10 +154,6 @@ def resolve(environ: Mapping[str, str] | None = None, cwd: str | Path | None = N
     return Resolved(env, env_file, values, sources)
 
 
-def current_environment() -> Environment:
-    return resolve().environment
-
-
 def export() -> dict[str, str]:
     """Copy the env file and environment defaults into ``os.environ`` for every variable the process
     does not set, so code reading ``os.environ`` directly follows the same order. Idempotent."""
@@ -174,7 +167,7 @@ def export() -> dict[str, str]:
 
 def exported() -> dict[str, str]:
     """What ``export()`` added to ``os.environ`` (to leave out of a child process's environment)."""
-    return {k: v for k, v in _EXPORTED.items() if os.environ.get(k) == v}
+    return {k: v for k, v in os.environ.items() if _EXPORTED.get(k) == v}
 
 
 def is_secret(name: str) -> bool:

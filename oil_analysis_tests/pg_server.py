@@ -221,7 +221,9 @@ class PostgresServer:
                 break
             except Exception as exc:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"no connection after {timeout_s:.0f} s ({exc}): {self.log_tail()}") from None
+                    raise RuntimeError(
+                        f"no connection after {timeout_s:.0f} s ({exc}): {self.log_tail()}"
+                    ) from None
                 time.sleep(0.1)
         self.create_database(self.db)
 

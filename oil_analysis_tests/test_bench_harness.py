@@ -85,6 +85,13 @@ def test_run_bench_prints_and_writes_the_table(tmp_path, capsys):
     assert doc["machine"]["cores"] and doc["machine"]["rss_method"]
 
 
+def test_other_benches_are_found_but_never_the_harness_itself():
+    run_bench = _load("run_bench")
+    others = run_bench.other_benches()
+    assert "run" not in others and "advisor" in others
+    assert all(script.startswith("bench/") and script.endswith("_bench.py") for script in others.values())
+
+
 def test_readme_results_section_is_replaced(tmp_path):
     run_bench = _load("run_bench")
     readme = tmp_path / "README.md"

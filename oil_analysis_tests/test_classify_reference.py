@@ -193,8 +193,10 @@ def test_vectorized_classification_equals_the_reference(generated):
     )
     assert len(chosen) >= SLICE * 0.9
 
-    records = silver.to_dict("records")
-    by_number = {r["sampleNumber"]: r for r in records}
+    records = dict(zip(chosen, silver.iloc[chosen].to_dict("records"), strict=True))
+    wanted = set(silver["previousSampleNumber"].iloc[chosen].dropna())
+    before = silver[silver["sampleNumber"].isin(wanted)]
+    by_number = dict(zip(before["sampleNumber"], before.to_dict("records"), strict=True))
     limit_rows = defaultdict(list)
     for row in limits.to_dict("records"):
         limit_rows[(str(row["client"]), str(row["machine"]), str(row["component"]))].append(row)

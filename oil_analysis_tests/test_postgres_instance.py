@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 
+import boto3
 import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
@@ -22,6 +23,7 @@ from oil_analysis import environments
 
 from .conftest import DEMO_BRONZE, REPO
 from .dagster_dev import DagsterDev, free_port
+from .llm_server import FakeLLMServer
 from .pg_server import pg_env, pg_server  # noqa: F401
 from .s3_server import s3_env, s3_server  # noqa: F401
 
@@ -34,11 +36,15 @@ GOLD_ASSETS = ("classified_reports", "machine_status_current", "limit_quality")
 def prod_home(tmp_path, pg_env, s3_server, s3_env, monkeypatch) -> pathlib.Path:  # noqa: F811
     """DAGSTER_HOME holding the production instance config, pointed at the test PostgreSQL database
     and at a compute-log prefix on the test S3 server; demo raw files uploaded under the S3 prefix."""
+    # The S3 compute-log manager uses boto3's default session, which keeps the first credentials it
+    # resolves: give this test its own, and leave the next test the one it had.
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(PROD_YAML, home / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("OIL_ENV", "prod")
+    monkeypatch.delenv("USE_S3")  # S3 storage comes from the prod defaults
     monkeypatch.setenv("OIL_SENSORS_RUNNING", "false")  # the runs under test are the only ones
     monkeypatch.setenv("DAGSTER_COMPUTE_LOGS_BUCKET", s3_server.bucket)
     monkeypatch.setenv("DAGSTER_COMPUTE_LOGS_PREFIX", f"{s3_env}/_dagster/compute-logs")
@@ -49,7 +55,7 @@ def prod_home(tmp_path, pg_env, s3_server, s3_env, monkeypatch) -> pathlib.Path:
 
 
 def compute_log_keys(s3_server, prefix: str) -> list[str]:  # noqa: F811
-    return sorted(k for k in s3_server.keys(f"{prefix}/_dagster/compute-logs"))
+    return sorted(s3_server.keys(f"{prefix}/_dagster/compute-logs"))
 
 
 def test_prod_instance_runs_the_graph_on_postgres_with_compute_logs_on_s3(
@@ -66,6 +72,7 @@ def test_prod_instance_runs_the_graph_on_postgres_with_compute_logs_on_s3(
     from oil_analysis.settings import get_settings
 
     assert get_settings().environment == "prod" and get_settings().storage_mode == "s3"
+    assert environments.resolve().sources["USE_S3"] == "prod defaults"
     with DagsterInstance.from_config(str(prod_home)) as instance:
         assert isinstance(instance.run_storage, PostgresRunStorage)
         assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
@@ -73,7 +80,9 @@ def test_prod_instance_runs_the_graph_on_postgres_with_compute_logs_on_s3(
         assert isinstance(instance.compute_log_manager, S3ComputeLogManager)
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
 
-        result = defs.resolve_job_def("oil_analysis_job").execute_in_process(instance=instance, partition_key="cda")
+        result = defs.resolve_job_def("oil_analysis_job").execute_in_process(
+            instance=instance, partition_key="cda"
+        )
         assert result.success
         run_id = result.run_id
 
@@ -111,7 +120,9 @@ def test_pg_server_listens_on_loopback_only(pg_server):  # noqa: F811
     with pytest.raises(Exception, match="password"):
         import psycopg2
 
-        psycopg2.connect(host="127.0.0.1", port=pg_server.port, user=pg_server.user, password="wrong", dbname="postgres")
+        psycopg2.connect(
+            host="127.0.0.1", port=pg_server.port, user=pg_server.user, password="wrong", dbname="postgres"
+        )
 
 
 # -- with a real daemon -------------------------------------------------------------------------
@@ -126,7 +137,9 @@ LOCATIONS = "{ workspaceOrError { ... on Workspace { locationEntries { name } } 
 
 
 @contextlib.contextmanager
-def dagster_dev_with_instance(home: pathlib.Path, env: dict[str, str], timeout: float = 120) -> Iterator[DagsterDev]:
+def dagster_dev_with_instance(
+    home: pathlib.Path, env: dict[str, str], timeout: float = 120
+) -> Iterator[DagsterDev]:
     """``dagster dev`` (webserver + daemon + code server) on ``home``'s own dagster.yaml; always stopped."""
     port = free_port()
     dagster = str(pathlib.Path(sys.executable).parent / "dagster")
@@ -157,14 +170,23 @@ def test_queued_runs_one_per_client_at_a_time_clients_in_parallel(
     s3_server,  # noqa: F811
     s3_env,  # noqa: F811
 ):
-    # The child's environment is the test's, minus what settings exported from the dev defaults.
+    # The child's environment is the test's, minus what settings exported from the dev defaults, plus
+    # the prod advisor on a slow local LLM endpoint: a first run then lasts ~20 s (calls capped, one
+    # at a time), far longer than the start-up jitter of two runs launched together; later runs of
+    # a client read the advisor cache and are quick.
     skip = environments.exported()
-    env = {k: v for k, v in os.environ.items() if k not in skip} | {"PYTHONUNBUFFERED": "1"}
+    env = {k: v for k, v in os.environ.items() if k not in skip} | {
+        "PYTHONUNBUFFERED": "1",
+        "OIL_LLM_OFFLINE": "false",
+        "OPENAI_API_KEY": "test-key",
+        "OIL_LLM_CONCURRENCY": "1",
+        "OIL_LLM_MAX_CALLS": "25",
+    }
     submitted: dict[str, str] = {}
-    global T0
-    T0 = time.time()
-    with dagster_dev_with_instance(prod_home, env) as server:
-        print("DEBUG loaded", time.time() - T0)
+    with (
+        FakeLLMServer(latency_s=0.3) as llm,
+        dagster_dev_with_instance(prod_home, env | {"OPENAI_BASE_URL": llm.base_url}) as server,
+    ):
         [location] = [e["name"] for e in server.graphql(LOCATIONS)["workspaceOrError"]["locationEntries"]]
         # cda, emin, cda, emin: the queue must hold the second run of each client back.
         for i, client in enumerate(CLIENTS * 2):
@@ -174,7 +196,7 @@ def test_queued_runs_one_per_client_at_a_time_clients_in_parallel(
                     "repositoryName": "__repository__",
                     "jobName": "oil_analysis_job",
                 },
-                "runConfigData": {"execution": {"config": {"in_process": {}}}},
+                "runConfigData": {"execution": {"config": {"in_process": {}}}},  # one process per run
                 "executionMetadata": {"tags": [{"key": "dagster/partition", "value": client}]},
             }
             answer = server.graphql(LAUNCH, {"params": params})["launchRun"]
@@ -197,10 +219,9 @@ def test_queued_runs_one_per_client_at_a_time_clients_in_parallel(
     assert {n: r.dagster_run.status for n, r in by_name.items()} == dict.fromkeys(
         by_name, DagsterRunStatus.SUCCESS
     ), server.log_tail()
-    spans = {n: (r.start_time, r.end_time) for n, r in by_name.items()}
-    t0 = min(r.create_timestamp.timestamp() for r in by_name.values())
-    print("DEBUG", {n: (round(r.start_time - t0, 1), round(r.end_time - t0, 1)) for n, r in by_name.items()}, "T_TEST", T0)
-    assert all(start and end for start, end in spans.values()), spans
+    t0 = min(r.start_time for r in by_name.values())
+    spans = {n: (round(r.start_time - t0, 1), round(r.end_time - t0, 1)) for n, r in by_name.items()}
+    assert all(r.start_time and r.end_time for r in by_name.values()), spans
     # One client never runs twice at once; two clients do run at the same time.
     for client in CLIENTS:
         assert not overlaps(by_name[f"{client}#1"], by_name[f"{client}#2"]), spans
@@ -219,3 +240,4 @@ def test_queued_runs_one_per_client_at_a_time_clients_in_parallel(
     assert dict(counts) == {"cda": 2, "emin": 2}
     keys = compute_log_keys(s3_server, s3_env)
     assert {run_id for run_id in submitted if any(run_id in k for k in keys)} == set(submitted)
+    assert llm.count > 0  # the prod advisor did call the endpoint

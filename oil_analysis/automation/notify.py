@@ -30,7 +30,7 @@ def publication_message(
 def publish_sns(arn: str, message: dict) -> str:
     """Publish to SNS (endpoint from AWS_ENDPOINT_URL_SNS or AWS_ENDPOINT_URL); returns the MessageId."""
     endpoint = os.environ.get("AWS_ENDPOINT_URL_SNS") or os.environ.get("AWS_ENDPOINT_URL") or None
-    sns = boto3.client(
+    sns = boto3.session.Session().client(
         "sns", region_name=arn.split(":")[3] if arn.count(":") >= 5 else None, endpoint_url=endpoint
     )
     response = sns.publish(

@@ -150,7 +150,7 @@ def _evaluate(context: SensorEvaluationContext, listing, source: str) -> SensorR
 )
 def raw_files_s3_sensor(context: SensorEvaluationContext):
     s = get_settings()
-    client = boto3.client("s3", region_name=s.aws_region, endpoint_url=s.aws_endpoint_url)
+    client = boto3.session.Session().client("s3", region_name=s.aws_region, endpoint_url=s.aws_endpoint_url)
     return _evaluate(
         context, lambda cursor: s3_listing(client, s.s3_bucket, s.s3_prefix), "raw_files_s3_sensor"
     )

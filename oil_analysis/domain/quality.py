@@ -95,8 +95,14 @@ def breaches_frame(classified: pd.DataFrame) -> pd.DataFrame:
     """Explode ``breached_essays`` into one row per breach with ``row`` = position in ``classified``."""
     column = classified["breached_essays"].astype("string").fillna("[]")
     if len(column):
+        arrow = pa.chunked_array(pa.array(column.array)).cast(pa.large_string())
         try:
-            b = _breaches_arrow(pa.array(column.array).cast(pa.large_string()))
+            parts, start = [], 0
+            for chunk in arrow.chunks:  # classify writes the column in chunks; parquet in row groups
+                if len(chunk):
+                    parts.append(_breaches_arrow(chunk).assign(row=lambda d, s=start: d["row"] + s))
+                start += len(chunk)
+            b = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
             if len(b):
                 return b
         except (pa.ArrowInvalid, ValueError):
