@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from common import OUT, fmt_spread, machine_info, markdown_table, run_child, spread  # noqa: E402
 from full_run import full_table, run_full  # noqa: E402
-from scale import DEFAULT_SIZES, run_scale, scale_table  # noqa: E402
+from scale import DEFAULT_SIZES, _target_rss, run_scale, scale_table  # noqa: E402
 
 SECTIONS = ("full", "scale")
 README = ROOT / "bench" / "README.md"
@@ -128,11 +128,18 @@ def summary_table(doc: dict) -> str:
                 [
                     f"scale {r['samples']:,} samples: limits + classify + status",
                     f"{fmt_spread(r['target'])} (with quality {fmt_spread(r['with_quality'])})",
-                    fmt_spread(r["peak_rss_mb"], "MB", 0),
+                    f"{fmt_spread(_target_rss(r), 'MB', 0)} (with quality {fmt_spread(r['peak_rss_mb'], 'MB', 0)})",
                 ]
             )
         e = doc["scale"]["exponents"]
-        rows.append(["scale: growth exponent (log-log slope)", f"{e['target']:.2f}", f"{e['peak_rss']:.2f}"])
+        upper = f" ({e['target_from_100k']:.2f} from 100 k up)" if "target_from_100k" in e else ""
+        rows.append(
+            [
+                "scale: growth exponent (log-log slope; peak RSS's in the last column)",
+                f"{e['target']:.2f}{upper}",
+                f"{e['peak_rss']:.2f}",
+            ]
+        )
     for name, other in doc.get("others", {}).items():
         runs = len(other["lines"])
         rows.append(
@@ -151,7 +158,9 @@ def render(doc: dict) -> str:
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB RAM, {m['os']}; Python {m['python']}, "
         f"pandas {m['pandas']}, pyarrow {m['pyarrow']}, dagster {m['dagster']}. Date {m['date']}. "
         f"Load average at start {doc.get('load_at_start', m['load_avg_1m'])}; peak RSS by {m['rss_method']}. "
-        f"Medians of {doc['repeat']} runs (min–max).",
+        f"Medians of {doc['repeat']} runs (min–max)"
+        + (f"; the whole bench took {doc['bench_seconds']:.0f} s" if "bench_seconds" in doc else "")
+        + (f", load average at the end {m['load_avg_1m_end']}." if "load_avg_1m_end" in m else "."),
         "",
         summary_table(doc),
     ]
@@ -186,7 +195,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--update-readme", action="store_true")
     ap.add_argument("--wait-quiet", type=float, default=0.0, help="seconds to wait for a quiet machine")
+    ap.add_argument("--from-json", help="render (and --update-readme) a saved bench.json, run nothing")
     a = ap.parse_args(argv)
+    if a.from_json:
+        text = render(json.loads(Path(a.from_json).read_text()))
+        print(text)
+        if a.update_readme:
+            update_readme(text)
+        return 0
     others = other_benches()
     known = [*SECTIONS, *others]
     only = [s.strip() for s in a.only.split(",") if s.strip()] if a.only else known

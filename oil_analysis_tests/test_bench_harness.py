@@ -78,8 +78,9 @@ def test_run_bench_prints_and_writes_the_table(tmp_path, capsys):
     doc = json.loads((tmp_path / "bench.json").read_text())
     full = doc["full"]
     assert full["trucks"] == 1 and full["real_files"] == 1 and full["samples"] > 0
-    assert set(full["floor"]) == {"seq", "seq_pandas", "par2"} and _is_spread(full["floor"]["seq"])
-    assert _is_spread(full["run"]["materialize"]) and full["ratio"] > 0
+    assert set(full["floor"]) == {"seq", "seq_cpu", "seq_pandas", "par2"} and _is_spread(full["floor"]["seq"])
+    assert _is_spread(full["run"]["materialize"]) and _is_spread(full["run"]["materialize_cpu"])
+    assert full["ratio"] > 0 and full["cpu_ratio"] > 0
     assert {"bronze_lab_files", "silver_harmonized", "classified_reports"} <= set(full["run"]["steps"])
     assert (tmp_path / "bench.md").read_text().startswith("Machine:")
     assert doc["machine"]["cores"] and doc["machine"]["rss_method"]
