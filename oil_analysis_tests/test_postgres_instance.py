@@ -171,7 +171,7 @@ def test_queued_runs_one_per_client_at_a_time_clients_in_parallel(
     s3_env,  # noqa: F811
 ):
     # The child's environment is the test's, minus what settings exported from the dev defaults, plus
-    # the prod advisor on a slow local LLM endpoint: a first run then lasts ~20 s (calls capped, one
+    # the prod advisor on a slow local LLM endpoint: a first run then lasts ~25 s (calls capped, one
     # at a time), far longer than the start-up jitter of two runs launched together; later runs of
     # a client read the advisor cache and are quick.
     skip = environments.exported()
@@ -184,7 +184,7 @@ def test_queued_runs_one_per_client_at_a_time_clients_in_parallel(
     }
     submitted: dict[str, str] = {}
     with (
-        FakeLLMServer(latency_s=0.3) as llm,
+        FakeLLMServer(latency_s=1.0) as llm,
         dagster_dev_with_instance(prod_home, env | {"OPENAI_BASE_URL": llm.base_url}) as server,
     ):
         [location] = [e["name"] for e in server.graphql(LOCATIONS)["workspaceOrError"]["locationEntries"]]

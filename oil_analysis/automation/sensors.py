@@ -35,6 +35,7 @@ from .arrivals import Cursor, RawObject, file_tag_key, plan_tick, run_key
 JOB_NAME = "oil_analysis_job"
 MAX_KEYS_PER_TICK = int(os.environ.get("OIL_SENSOR_MAX_KEYS", "20000"))
 MAX_RUNS_PER_TICK = int(os.environ.get("OIL_SENSOR_MAX_RUNS", "10"))
+MAX_FILES_PER_RUN = int(os.environ.get("OIL_SENSOR_MAX_FILES_PER_RUN", "500"))
 LIMITS_REFRESH_CRON = os.environ.get("OIL_LIMITS_REFRESH_CRON", "0 6 * * 1")
 
 
@@ -119,6 +120,7 @@ def _evaluate(context: SensorEvaluationContext, listing, source: str) -> SensorR
         _already_requested(context),
         max_keys=MAX_KEYS_PER_TICK,
         max_runs=MAX_RUNS_PER_TICK,
+        max_files_per_run=MAX_FILES_PER_RUN,
     )
     for key, reason in plan.skipped[:50]:
         context.log.info(f"skipped {key}: {reason}")
