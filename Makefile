@@ -7,7 +7,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_LINK_MODE := copy
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: run test ui lint format install demo bench summary clean
+.PHONY: run test test-timing ui lint format install demo bench summary clean
 
 $(UV):
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
@@ -26,6 +26,9 @@ summary: install
 
 test: install
 	$(UV) run --frozen pytest -q
+
+test-timing: install
+	$(UV) run --frozen pytest -q -m timing
 
 ui: install
 	$(UV) run --frozen dagster dev -h 127.0.0.1 -p 3000
