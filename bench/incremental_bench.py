@@ -32,12 +32,23 @@ SHARED = ROOT.parent / "shared" / "data" / "finning"
 def run(root: Path, instance) -> tuple[float, float]:
     """(wall seconds, summed asset compute seconds from STEP_SUCCESS events) of one partition run."""
     start = time.perf_counter()
-    result = materialize(all_assets, partition_key="cda", instance=instance, resources=build_resources(str(root)),
-                         run_config=QUIET)
+    result = materialize(
+        all_assets,
+        partition_key="cda",
+        instance=instance,
+        resources=build_resources(str(root)),
+        run_config=QUIET,
+    )
     wall = time.perf_counter() - start
     assert result.success
-    compute = sum(e.event_specific_data.duration_ms for e in result.all_events
-                  if e.event_type_value == "STEP_SUCCESS") / 1000
+    compute = (
+        sum(
+            e.event_specific_data.duration_ms
+            for e in result.all_events
+            if e.event_type_value == "STEP_SUCCESS"
+        )
+        / 1000
+    )
     return wall, compute
 
 
@@ -58,8 +69,13 @@ def one_round(workdir: Path) -> dict:
         inc_wall, inc_compute = run(inc_root, instance)
     with DagsterInstance.ephemeral() as instance:
         cold_wall, cold_compute = run(cold_root, instance)
-    return {"inc_wall": inc_wall, "inc_compute": inc_compute, "cold_wall": cold_wall, "cold_compute": cold_compute,
-            "real": len(real)}
+    return {
+        "inc_wall": inc_wall,
+        "inc_compute": inc_compute,
+        "cold_wall": cold_wall,
+        "cold_compute": cold_compute,
+        "real": len(real),
+    }
 
 
 def main() -> int:
@@ -67,12 +83,17 @@ def main() -> int:
     for _ in range(3):
         with tempfile.TemporaryDirectory() as tmp:
             rounds.append(one_round(Path(tmp)))
-    med = {k: statistics.median(r[k] for r in rounds) for k in ("inc_wall", "inc_compute", "cold_wall", "cold_compute")}
+    med = {
+        k: statistics.median(r[k] for r in rounds)
+        for k in ("inc_wall", "inc_compute", "cold_wall", "cold_compute")
+    }
     share = med["inc_compute"] / med["cold_compute"]
-    print(f"incremental_bench: 10 workbooks ({rounds[0]['real']} real) processed, 1 added, median of 3: "
-          f"asset compute {med['inc_compute']:.2f} s (target ≤ 2 s), cold full run of 11 {med['cold_compute']:.2f} s "
-          f"compute / {med['cold_wall']:.2f} s wall, share {share:.0%} (target ≤ 15 %); "
-          f"incremental wall {med['inc_wall']:.2f} s")
+    print(
+        f"incremental_bench: 10 workbooks ({rounds[0]['real']} real) processed, 1 added, median of 3: "
+        f"asset compute {med['inc_compute']:.2f} s (target ≤ 2 s), cold full run of 11 {med['cold_compute']:.2f} s "
+        f"compute / {med['cold_wall']:.2f} s wall, share {share:.0%} (target ≤ 15 %); "
+        f"incremental wall {med['inc_wall']:.2f} s"
+    )
     return 0
 
 

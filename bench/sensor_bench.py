@@ -45,11 +45,15 @@ def main() -> int:
             for i in range(n_existing, n_existing + n_new):
                 put(i)
             start = time.perf_counter()
-            result = raw_files_s3_sensor(build_sensor_context(instance=instance, cursor=first.cursor, definitions=defs))
+            result = raw_files_s3_sensor(
+                build_sensor_context(instance=instance, cursor=first.cursor, definitions=defs)
+            )
             took = time.perf_counter() - start
         files = sum(int(r.tags["oil/files"]) for r in result.run_requests or [])
-    print(f"sensor_bench: one tick over {n_existing:,} existing + {n_new} new keys: {took:.2f} s, "
-          f"{len(result.run_requests or [])} run request(s) covering {files} new file(s) (target ≤ 5 s)")
+    print(
+        f"sensor_bench: one tick over {n_existing:,} existing + {n_new} new keys: {took:.2f} s, "
+        f"{len(result.run_requests or [])} run request(s) covering {files} new file(s) (target ≤ 5 s)"
+    )
     return 0
 
 

@@ -91,7 +91,9 @@ class DagsterDev:
 
 
 @contextlib.contextmanager
-def dagster_dev(data_root: pathlib.Path, home: pathlib.Path, ready_timeout: float = 120) -> Iterator[DagsterDev]:
+def dagster_dev(
+    data_root: pathlib.Path, home: pathlib.Path, ready_timeout: float = 120
+) -> Iterator[DagsterDev]:
     """Start ``dagster dev -m oil_analysis.definitions`` on 127.0.0.1 with ``DAGSTER_HOME=home`` and
     ``OIL_DATA_ROOT=data_root``; yield once the code location is loaded; always stop it."""
     home.mkdir(parents=True, exist_ok=True)

@@ -201,7 +201,11 @@ def test_score_is_the_sum_of_the_breach_points_and_fields_are_complete():
         assert broken == sum(1 for b in bs if b["points"] > 0)
         for b in bs:
             assert set(b) == BREACH_KEYS
-            assert b["level"] in ("marginal", "condemning", "critical") and b["kind"] in ("level", "trend", "hours")
+            assert b["level"] in ("marginal", "condemning", "critical") and b["kind"] in (
+                "level",
+                "trend",
+                "hours",
+            )
 
 
 def test_additives_are_recorded_with_zero_points():

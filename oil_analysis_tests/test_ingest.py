@@ -98,7 +98,9 @@ def test_zero_byte_wrong_format_and_oversize(data_root):
 def test_unchanged_file_is_not_even_read_and_equipment_metadata_is_ignored(data_root, monkeypatch):
     write_finning(data_root / "bronze/cda/T-01.xlsx", [finning_row(i) for i in range(3)])
     store = Storage.local(str(data_root))
-    store.write_parquet("bronze/_registry/cda/registry.parquet", ingest_client(store, CDA, workers=1).registry)
+    store.write_parquet(
+        "bronze/_registry/cda/registry.parquet", ingest_client(store, CDA, workers=1).registry
+    )
     reads = []
     original = Storage.read_bytes
     monkeypatch.setattr(Storage, "read_bytes", lambda self, p: reads.append(p) or original(self, p))

@@ -50,7 +50,9 @@ TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.timeout(300),
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium"
+    ),
 ]
 
 
@@ -199,7 +201,9 @@ def test_partitions_and_materialization_metadata_in_the_ui(server, page, ui_run)
     page.locator("tr", has_text="status_over_time").get_by_text("Show Markdown").click()
     chart = page.get_by_role("dialog").locator("img").first
     chart.wait_for()
-    assert chart.evaluate("img => img.complete && img.naturalWidth > 0 && img.src.startsWith('data:image/svg')")
+    assert chart.evaluate(
+        "img => img.complete && img.naturalWidth > 0 && img.src.startsWith('data:image/svg')"
+    )
     shot(page, "classified_reports_metadata", publish=True)
 
     page.goto(f"{server.url}/assets/fleet_report?view=partitions&partition={CLIENT}")
