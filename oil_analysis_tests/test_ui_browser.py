@@ -82,7 +82,8 @@ def ui_root(tmp_path_factory) -> pathlib.Path:
     with DagsterInstance.from_config(str(home)) as instance:
         result = materialize(
             all_assets,
-            selection=AssetSelection.all() - AssetSelection.assets("fleet_report"),
+            selection=AssetSelection.assets("fleet_report").upstream()
+            - AssetSelection.assets("fleet_report"),
             partition_key=CLIENT,
             instance=instance,
             resources=build_resources(str(root)),
@@ -204,6 +205,7 @@ def test_partitions_and_materialization_metadata_in_the_ui(server, page, ui_run)
     assert chart.evaluate(
         "img => img.complete && img.naturalWidth > 0 && img.src.startsWith('data:image/svg')"
     )
+    page.wait_for_timeout(800)  # the dialog fades in
     shot(page, "classified_reports_metadata", publish=True)
 
     page.goto(f"{server.url}/assets/fleet_report?view=partitions&partition={CLIENT}")

@@ -46,10 +46,11 @@ class LimitLine:
 
 
 def fmt(v: float) -> str:
-    """A reading as people write it: integers without decimals, small values with up to two."""
+    """A reading as people write it: integers without decimals, others with up to two (one from 100,
+    none from 1000), trailing zeros dropped."""
     if v is None or not math.isfinite(v):
         return ""
-    decimals = 0 if abs(v) >= 100 or float(v).is_integer() else (1 if abs(v) >= 10 else 2)
+    decimals = 0 if abs(v) >= 1000 or float(v).is_integer() else (1 if abs(v) >= 100 else 2)
     text = f"{v:.{decimals}f}"
     if "." in text:
         text = text.rstrip("0").rstrip(".")
@@ -65,13 +66,14 @@ def _c(v: float) -> str:
     return f"{v:.1f}".rstrip("0").rstrip(".")
 
 
-def nice_ticks(lo: float, hi: float, n: int = 4) -> list[float]:
-    """Round tick values covering [lo, hi] with about ``n`` intervals."""
+def nice_ticks(lo: float, hi: float, n: int = 4, min_step: float = 0.0) -> list[float]:
+    """Round tick values covering [lo, hi] with about ``n`` intervals, at least ``min_step`` apart."""
     if hi <= lo:
         return [lo]
     raw = (hi - lo) / n
     mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    step = min((m * mag for m in (1, 2, 2.5, 5, 10)), key=lambda st: abs((hi - lo) / st - n))
+    step = max(step, min_step)
     first = math.ceil(lo / step - 1e-9) * step
     ticks, t = [], first
     while t <= hi + step * 1e-9:
@@ -135,7 +137,9 @@ def trend_chart(
 
     out = [_open(width, height, title, "chart trend", False)]
     out.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fafafa" stroke="#cfd8dc"/>')
-    for t in nice_ticks(lo, hi):
+    # Integer readings (levels, codes, ppm) get integer ticks.
+    whole = bool(values) and all(float(v).is_integer() for v in values)
+    for t in nice_ticks(lo, hi, min_step=1.0 if whole else 0.0):
         if lo <= t <= hi:
             out.append(
                 f'<line x1="{left}" x2="{left + pw}" y1="{_c(y(t))}" y2="{_c(y(t))}" stroke="#eceff1"/>'

@@ -30,7 +30,11 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "write_statistics": True}
-CONTENT_TYPES = {".parquet": "application/vnd.apache.parquet", ".json": "application/json"}
+CONTENT_TYPES = {
+    ".parquet": "application/vnd.apache.parquet",
+    ".json": "application/json",
+    ".html": "text/html; charset=utf-8",
+}
 
 
 @dataclass(frozen=True)
