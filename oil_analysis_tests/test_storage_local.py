@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from datetime import datetime
 
@@ -125,6 +126,37 @@ def test_failed_local_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
         store.write_bytes("gold/cda/doc.json", None)  # fails inside the temp file, before the rename
     assert store.read_json("gold/cda/doc.json") == {"v": 1}
     assert every_file(tmp_path) == {"gold/cda/doc.json"}
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test (``umask(0o022)``); the previous one comes back after."""
+    saved = os.umask(0o022)
+    os.umask(saved)
+    yield os.umask
+    os.umask(saved)
+
+
+def modes(root) -> dict[str, int]:
+    return {p.relative_to(root).as_posix(): p.stat().st_mode & 0o777 for p in root.rglob("*") if p.is_file()}
+
+
+def test_published_files_honour_the_process_umask(demo_root, umask):
+    umask(0o022)
+    assert run(demo_root, "emin").success
+    published = {p: m for p, m in modes(demo_root).items() if not p.startswith("bronze/emin/")}
+    assert "gold/emin/fleet_report.html" in published and "gold/emin/classified_reports.parquet" in published
+    assert any(p.startswith("silver/stewart_limits/emin/") for p in published)
+    assert {p: oct(m) for p, m in published.items() if m != 0o644} == {}
+    assert all(p.stat().st_mode & 0o777 == 0o755 for p in (demo_root / "gold").rglob("*") if p.is_dir())
+    # A stricter umask keeps new files private: the mode comes from the process, not from the code.
+    umask(0o077)
+    store = Storage.local(str(demo_root))
+    store.write_bytes("gold/emin/private.json", b"{}")
+    assert (demo_root / "gold/emin/private.json").stat().st_mode & 0o777 == 0o600
+    umask(0o027)
+    store.write_bytes("gold/emin/fleet_report.html", b"<html></html>")  # replaces: new mode too
+    assert (demo_root / "gold/emin/fleet_report.html").stat().st_mode & 0o777 == 0o640
 
 
 def test_output_that_cannot_be_serialized_writes_nothing(tmp_path, monkeypatch):

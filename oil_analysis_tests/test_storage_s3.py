@@ -257,8 +257,21 @@ def test_dual_mode_writes_both_backends_identically(s3_server, s3_env, monkeypat
     shutil.copytree(DEMO_BRONZE / "emin", root / "bronze" / "emin" / DAY)
     monkeypatch.setenv("STORAGE_MODE", "dual")
     monkeypatch.setenv("LEGACY_EXPORTS", "true")
-    result, _, _ = run("emin", build_resources(str(root)))
+    saved = os.umask(0o022)
+    try:
+        result, _, _ = run("emin", build_resources(str(root)))
+    finally:
+        os.umask(saved)
     assert result.success, failures(result)
+    # The local side is readable by group and others (0644 under umask 022), not mkstemp's 0600.
+    written = {
+        p: p.stat().st_mode & 0o777 for p in root.rglob("*") if p.is_file() and "bronze/emin/" not in str(p)
+    }
+    assert (
+        root / "gold/emin/fleet_report.html" in written
+        and root / "gold/emin/classified_reports.parquet" in written
+    )
+    assert {str(p): oct(m) for p, m in written.items() if m != 0o644} == {}
     store = StorageResource(data_root=str(root)).get()
     assert isinstance(store, DualStorage) and store.kind == "dual"
     for prefix in ("silver", "gold", "processed", "to_consume", "bronze/_registry"):

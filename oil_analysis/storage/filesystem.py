@@ -217,7 +217,10 @@ class Storage:
         if self.is_local:
             folder = os.path.dirname(full)
             os.makedirs(folder, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+            # Not mkstemp: its 0600 would make every published file private. Mode 0666 lets the
+            # kernel apply the process umask (0644 under the usual 022), as for any created file.
+            tmp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
