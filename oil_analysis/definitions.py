@@ -6,6 +6,7 @@ from dagster import AssetSelection, Definitions, define_asset_job, load_assets_f
 
 from .assets import bronze, gold, publish, report, silver
 from .assets.common import client_partitions
+from .automation.failures import run_failure_notification
 from .automation.retention import gold_history_retention, gold_history_retention_schedule
 from .automation.sensors import raw_files_local_sensor, raw_files_s3_sensor, weekly_limits_refresh
 from .resources.llm import LLMResource
@@ -31,7 +32,7 @@ def build_resources(data_root: str = "") -> dict:
 defs = Definitions(
     assets=all_assets,
     jobs=[oil_analysis_job, gold_history_retention],
-    sensors=[raw_files_s3_sensor, raw_files_local_sensor],
+    sensors=[raw_files_s3_sensor, raw_files_local_sensor, run_failure_notification],
     schedules=[weekly_limits_refresh, gold_history_retention_schedule],
     resources=build_resources(),
 )

@@ -35,7 +35,69 @@ FILE_VAR = "OIL_ENV_FILE"
 DEFAULT_ENVIRONMENT = "dev"
 DEFAULT_FILE = ".env"
 GROUPS: tuple[frozenset[str], ...] = (frozenset({"USE_S3", "STORAGE_MODE"}),)
-SECRET_MARKERS = ("SECRET", "PASSWORD", "TOKEN", "API_KEY", "ACCESS_KEY")
+SECRET_MARKERS = ("SECRET", "PASSWORD", "TOKEN", "API_KEY", "ACCESS_KEY", "WEBHOOK_URL")
+BUILTIN = "built-in default"
+
+# Every variable the product, its Dagster instance or its deploy files read, with the default of the
+# code that reads it ("" = unset). The same list, commented, is .env.example (a test keeps them equal);
+# it lives here too because the image ships the package, not the repository's dotfiles.
+BUILTIN_DEFAULTS: dict[str, str] = {
+    "OIL_ENV": "dev",
+    "OIL_ENV_FILE": "",
+    "OIL_DATA_ROOT": "./data",
+    "USE_S3": "false",
+    "STORAGE_MODE": "",
+    "S3_BUCKET": "mining-data-mesh",
+    "S3_PREFIX": "oil-analysis",
+    "AWS_REGION": "us-east-1",
+    "AWS_ENDPOINT_URL": "",
+    "LEGACY_EXPORTS": "false",
+    "AWS_ACCESS_KEY_ID": "",
+    "AWS_SECRET_ACCESS_KEY": "",
+    "AWS_SESSION_TOKEN": "",
+    "AWS_PROFILE": "",
+    "AWS_SHARED_CREDENTIALS_FILE": "",
+    "AWS_CONFIG_FILE": "",
+    "AWS_ROLE_ARN": "",
+    "AWS_WEB_IDENTITY_TOKEN_FILE": "",
+    "OIL_CLIENTS_FILE": "",
+    "OIL_MAX_RAW_FILE_MB": "200",
+    "OIL_FRESHNESS_DAYS": "40",
+    "OIL_LIMITS_GROWTH": "0.10",
+    "OIL_LIMITS_KS_ALPHA": "0.01",
+    "OIL_LIMITS_KS_MIN_SAMPLES": "50",
+    "OIL_LIMITS_MAX_AGE_DAYS": "7",
+    "OIL_SENSORS_RUNNING": "false",
+    "OIL_SENSOR_MAX_KEYS": "20000",
+    "OIL_SENSOR_MAX_RUNS": "10",
+    "OIL_SENSOR_MAX_FILES_PER_RUN": "500",
+    "OIL_SCHEDULES_RUNNING": "false",
+    "OIL_LIMITS_REFRESH_CRON": "0 6 * * 1",
+    "OPENAI_API_KEY": "",
+    "OPENAI_BASE_URL": "",
+    "OIL_LLM_OFFLINE": "false",
+    "OIL_LLM_MODEL": "gpt-4o-mini",
+    "OIL_LLM_TEMPERATURE": "0.2",
+    "OIL_LLM_MAX_TOKENS": "400",
+    "OIL_LLM_TIMEOUT_S": "30",
+    "OIL_LLM_CONCURRENCY": "16",
+    "OIL_LLM_MAX_RETRIES": "4",
+    "OIL_LLM_MAX_CALLS": "5000",
+    "NOTIFY_SNS_TOPIC_ARN": "",
+    "AWS_ENDPOINT_URL_SNS": "",
+    "OIL_ALERT_WEBHOOK_URL": "",
+    "DAGSTER_HOME": ".dagster_home",
+    "DAGSTER_PG_HOST": "postgres",
+    "DAGSTER_PG_PORT": "5432",
+    "DAGSTER_PG_USER": "dagster",
+    "DAGSTER_PG_PASSWORD": "",
+    "DAGSTER_PG_DB": "dagster",
+    "DAGSTER_COMPUTE_LOGS_BUCKET": "",
+    "DAGSTER_COMPUTE_LOGS_PREFIX": "dagster/compute-logs",
+    "DAGSTER_MAX_CONCURRENT_RUNS": "4",
+    "OIL_IMAGE": "oil-analysis:latest",
+    "DAGSTER_WEBSERVER_PORT": "3000",
+}
 
 
 @dataclass(frozen=True)
@@ -51,13 +113,14 @@ ENVIRONMENTS: dict[str, Environment] = {
     for e in (
         Environment(
             "dev",
-            "one machine: SQLite instance, local disk, offline advisor, sensors stopped",
+            "one machine: SQLite instance, local disk, LLM advisor only with OPENAI_API_KEY, "
+            "sensors and schedules stopped",
             "dagster.yaml",
             {
                 "OIL_DATA_ROOT": "./data",
                 "USE_S3": "false",
-                "OIL_LLM_OFFLINE": "true",
                 "OIL_SENSORS_RUNNING": "false",
+                "OIL_SCHEDULES_RUNNING": "false",
             },
         ),
         Environment(
@@ -68,21 +131,21 @@ ENVIRONMENTS: dict[str, Environment] = {
                 "USE_S3": "true",
                 "S3_BUCKET": "mining-data-mesh-staging",
                 "S3_PREFIX": "oil-analysis",
-                "OIL_LLM_OFFLINE": "false",
                 "OIL_LLM_MAX_CALLS": "500",
                 "OIL_SENSORS_RUNNING": "true",
+                "OIL_SCHEDULES_RUNNING": "true",
             },
         ),
         Environment(
             "prod",
-            "PostgreSQL instance, S3, LLM advisor when OPENAI_API_KEY is set, sensors running",
+            "PostgreSQL instance, S3, LLM advisor when OPENAI_API_KEY is set, sensors and schedules running",
             "deploy/dagster.prod.yaml",
             {
                 "USE_S3": "true",
                 "S3_BUCKET": "mining-data-mesh",
                 "S3_PREFIX": "oil-analysis",
-                "OIL_LLM_OFFLINE": "false",
                 "OIL_SENSORS_RUNNING": "true",
+                "OIL_SCHEDULES_RUNNING": "true",
             },
         ),
     )
@@ -171,25 +234,43 @@ def exported() -> dict[str, str]:
 
 
 def is_secret(name: str) -> bool:
-    return any(marker in name for marker in SECRET_MARKERS)
+    """Whether a variable holds a secret (whole ``_``-separated words: ``OIL_LLM_MAX_TOKENS`` is not)."""
+    padded = f"_{name}_"
+    return any(f"_{marker}_" in padded for marker in SECRET_MARKERS)
+
+
+def effective(resolved: Resolved | None = None) -> list[tuple[str, str, str]]:
+    """``(name, value, layer)`` of every variable: the known ones (``BUILTIN_DEFAULTS``), the ones the
+    environment or the env file set. Layers: ``environment variable``, ``env file …``,
+    ``{env} defaults`` (of ``OIL_ENV``), ``built-in default``. Values are not masked here."""
+    r = resolved or resolve()
+    names = set(BUILTIN_DEFAULTS) | {n for e in ENVIRONMENTS.values() for n in e.defaults}
+    names |= {n for n in r.values if n in names or r.sources[n] != "environment variable"}
+    rows = []
+    for n in sorted(names):
+        if n in r.values:
+            rows.append((n, r.values[n], r.sources[n]))
+        else:
+            rows.append((n, BUILTIN_DEFAULTS.get(n, ""), BUILTIN))
+    return rows
 
 
 def describe(resolved: Resolved | None = None) -> list[str]:
-    """One line per variable the environment or the env file sets: value (secrets masked) and layer."""
+    """One line per variable: its effective value (secrets masked, ``(unset)`` when empty) and the
+    layer it came from."""
     r = resolved or resolve()
-    names = {n for e in ENVIRONMENTS.values() for n in e.defaults} | {ENV_VAR, FILE_VAR, *GROUPS[0]}
-    if r.env_file:
-        names |= set(read_env_file(r.env_file))
     lines = [f"environment {r.environment.name}: {r.environment.description}"]
     lines.append(f"instance    {r.environment.instance_yaml}")
-    for n in sorted(names):
-        if n in r.values:
-            shown = "***" if is_secret(n) and r.values[n] else r.values[n]
-            lines.append(f"{n:<24} {shown:<32} {r.sources[n]}")
-        else:
-            lines.append(f"{n:<24} {'(unset: code default)':<32}")
+    lines.append(f"env file    {r.env_file or '(none)'}")
+    for name, value, layer in effective(r):
+        shown = "***" if is_secret(name) and value else (value or "(unset)")
+        lines.append(f"{name:<30} {shown:<32} {layer}")
     return lines
 
 
 if __name__ == "__main__":
-    print("\n".join(describe()))
+    # Run as ``python -m``, this file is a second copy of the module; the package already imported
+    # (and exported) the real one, which knows which variables export() added.
+    from oil_analysis import environments as loaded
+
+    print("\n".join(loaded.describe()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 from types import SimpleNamespace
@@ -348,3 +349,33 @@ def test_an_unreadable_cache_costs_calls_not_the_run(server, store):
     out, stats = recommend_reports(reports, store, "cda", config(server), CAT)
     assert out["ai_source"].tolist() == ["cache", "llm", "llm"]  # only the damaged shard is lost
     assert stats["cache_unreadable_shards"] == [broken]
+
+
+def test_a_key_in_dev_means_the_llm_advisor_end_to_end(demo_root, server, monkeypatch):
+    """The default environment with OPENAI_API_KEY set: the recommendations come from the model (our
+    OpenAI-compatible server on 127.0.0.1), not from the offline advisor."""
+    from dagster import DagsterInstance, materialize
+
+    from oil_analysis import environments
+    from oil_analysis.definitions import all_assets, build_resources
+
+    monkeypatch.delenv("OIL_LLM_OFFLINE", raising=False)
+    monkeypatch.setenv("OIL_ENV", "dev")
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    environments.export()  # what importing the package does: dev defaults must not switch it off
+    assert "OIL_LLM_OFFLINE" not in os.environ
+    assert LLMResource().get_config().base_url == server.base_url
+    with DagsterInstance.ephemeral() as instance:
+        result = materialize(
+            all_assets, partition_key="emin", instance=instance, resources=build_resources(str(demo_root))
+        )
+    assert result.success
+    reports = pd.read_parquet(demo_root / "gold/emin/classified_reports.parquet")
+    machines = pd.read_parquet(demo_root / "gold/emin/machine_status_current.parquet")
+    bad = flagged(reports)
+    assert len(bad) > 0 and server.count >= len(bad)
+    advised = bad[bad["ai_source"] != "offline"]  # additive-only reports are answered by the rules
+    assert len(advised) > 0 and set(advised["ai_source"]) == {"llm"}
+    assert advised["ai_recommendation"].str.startswith("Recomendación simulada").all()
+    assert set(machines.loc[machines["machine_status"] != "Normal", "machine_ai_source"]) == {"llm"}

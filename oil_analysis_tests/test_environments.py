@@ -35,7 +35,9 @@ def test_dev_is_the_default_with_its_defaults(tmp_path):
     assert r.environment.instance_yaml == "dagster.yaml"
     for name, value in ENVIRONMENTS["dev"].defaults.items():
         assert (r.values[name], r.sources[name]) == (value, "dev defaults")
-    assert r.values["USE_S3"] == "false" and r.values["OIL_LLM_OFFLINE"] == "true"
+    assert r.values["USE_S3"] == "false" and r.values["OIL_SCHEDULES_RUNNING"] == "false"
+    # A key means the LLM advisor in dev too: no environment forces the offline advisor.
+    assert all("OIL_LLM_OFFLINE" not in e.defaults for e in ENVIRONMENTS.values())
 
 
 def test_environment_variable_beats_env_file_beats_environment_defaults(tmp_path):
@@ -148,6 +150,56 @@ def test_describe_names_each_source_and_masks_secrets(tmp_path):
     assert re.search(r"OIL_LLM_MODEL\s+m1\s+env file", text)
     assert re.search(r"OIL_ENV\s+prod\s+environment variable", text)
     assert re.search(r"OIL_SENSORS_RUNNING\s+true\s+prod defaults", text)
+
+
+def test_describe_shows_every_variable_with_its_layer(tmp_path):
+    (tmp_path / ".env").write_text(
+        "OIL_LLM_MODEL=m1\nOIL_ALERT_WEBHOOK_URL=https://hooks.example/T0/B0/xyz\n"
+    )
+    r = resolve({"OIL_ENV": "staging", "DAGSTER_PG_PASSWORD": "pg-secret-1"}, cwd=tmp_path)
+    rows = {name: (value, layer) for name, value, layer in environments.effective(r)}
+    assert set(example_names()) <= set(rows)  # every variable, set or not
+    assert rows["OIL_LLM_MODEL"] == ("m1", f"env file {tmp_path / '.env'}")
+    assert rows["OIL_LLM_MAX_CALLS"] == ("500", "staging defaults")
+    assert rows["OIL_LLM_TEMPERATURE"] == ("0.2", "built-in default")
+    assert rows["OIL_LIMITS_MAX_AGE_DAYS"] == ("7", "built-in default")
+    assert rows["DAGSTER_PG_PASSWORD"] == ("pg-secret-1", "environment variable")
+    text = "\n".join(environments.describe(r))
+    assert "pg-secret-1" not in text and "xyz" not in text
+    assert re.search(r"DAGSTER_PG_PASSWORD\s+\*\*\*\s+environment variable", text)
+    assert re.search(r"OIL_ALERT_WEBHOOK_URL\s+\*\*\*\s+env file", text)
+    assert re.search(r"OIL_LLM_MAX_TOKENS\s+400\s+built-in default", text)  # not a secret
+    assert re.search(r"OPENAI_API_KEY\s+\(unset\)\s+built-in default", text)
+
+
+def test_builtin_defaults_are_the_ones_of_env_example():
+    shown = dict(re.findall(r"^#\s?([A-Z][A-Z0-9_]*)=(.*)$", ENV_EXAMPLE.read_text(), flags=re.M))
+    assert shown == environments.BUILTIN_DEFAULTS
+
+
+def test_environments_command_in_a_fresh_process(tmp_path):
+    """``python -m oil_analysis.environments`` as documented: each layer named, secrets masked, and
+    the values the package exported at import still shown with their real layer."""
+    (tmp_path / ".env").write_text("S3_PREFIX=from-file\n")
+    ours = ("OIL_", "S3_", "USE_S3", "STORAGE_MODE", "OPENAI_", "NOTIFY_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
+    env |= {"OIL_ENV": "prod", "OPENAI_API_KEY": "sk-never-shown"}
+    out = subprocess.run(
+        [sys.executable, "-m", "oil_analysis.environments"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0 and out.stderr == "", out.stderr[-2000:]
+    assert "sk-never-shown" not in out.stdout
+    assert re.search(r"OPENAI_API_KEY\s+\*\*\*\s+environment variable", out.stdout)
+    assert re.search(r"OIL_ENV\s+prod\s+environment variable", out.stdout)
+    assert re.search(r"S3_PREFIX\s+from-file\s+env file", out.stdout)
+    assert re.search(r"USE_S3\s+true\s+prod defaults", out.stdout)
+    assert re.search(r"OIL_SCHEDULES_RUNNING\s+true\s+prod defaults", out.stdout)
+    assert re.search(r"OIL_FRESHNESS_DAYS\s+40\s+built-in default", out.stdout)
 
 
 # -- every variable read is documented ----------------------------------------------------------

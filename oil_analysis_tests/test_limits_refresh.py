@@ -97,3 +97,43 @@ def test_samples_behind_counts_each_group_once():
         {"machine": ["a", "a", "b"], "component": ["x", "x", "y"], "sample_count": [90, 100, 7]}
     )
     assert samples_behind(lim) == 107
+
+
+# -- the age trigger (the clock is injected) ------------------------------------------------------
+
+NOW = pd.Timestamp("2026-11-30 06:00:05", tz="UTC")  # a Monday, the weekly schedule's tick
+
+
+@pytest.mark.parametrize(
+    ("refreshed_at", "age", "expected"),
+    [
+        ("2026-11-24T06:00:40+00:00", 6, False),
+        # Last Monday's run started 35 s later than this one: still a week, still refreshed.
+        ("2026-11-23T06:00:40+00:00", 7, True),
+        ("2026-11-01T00:00:00+00:00", 29, True),
+        ("2026-11-30T05:59:00+00:00", 0, False),
+    ],
+)
+def test_limits_older_than_the_max_age_are_recomputed(refreshed_at, age, expected):
+    s = silver(200)
+    d = decide_refresh(s, limits_of(s), GROUPS, as_of=NOW, refreshed_at=refreshed_at)
+    assert d.refresh is expected and ("limits_age" in d.reasons) is expected
+    assert d.details["limits_age_days"] == age
+    if expected:
+        assert d.summary() == "recomputed: limits_age"
+    else:
+        assert f"age {age} d < 7 d" in d.summary()
+
+
+def test_max_age_is_configurable_and_unknown_age_counts_as_too_old(monkeypatch):
+    s = silver(200)
+    monkeypatch.setenv("OIL_LIMITS_MAX_AGE_DAYS", "30")
+    params = RefreshParams.from_env()
+    assert params.max_age_days == 30
+    d = decide_refresh(s, limits_of(s), GROUPS, params, as_of=NOW, refreshed_at="2026-11-01T00:00:00Z")
+    assert not d.refresh and d.details["limits_age_days"] == 29
+    # A pointer written before the rule has no refreshed_at: the age is unknown, so recompute once.
+    d = decide_refresh(s, limits_of(s), GROUPS, params, as_of=NOW, refreshed_at=None)
+    assert d.refresh and d.reasons == ["limits_age"] and d.details["limits_age_days"] is None
+    # Without a clock (pure callers), the age is not a trigger.
+    assert not decide_refresh(s, limits_of(s), GROUPS, params).refresh

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 
 import boto3
-import pytest
 from dagster import DagsterInstance, materialize
 
 from oil_analysis.automation.retention import gold_history_retention
@@ -21,6 +15,7 @@ from oil_analysis.domain.retention import snapshots_to_keep
 from oil_analysis.resources.storage import StorageResource
 
 from .conftest import DEMO_BRONZE
+from .receivers import sns_server  # noqa: F401
 
 
 def test_retention_keeps_daily_then_weekly_then_nothing():
@@ -54,35 +49,7 @@ def test_retention_job_prunes_history_with_fake_dates(data_root):
     assert summary["cda"]["removed"] == ["2025-10-18", "2026-10-20", "2026-10-21"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def sns_server():
-    """moto's server, speaking the SNS (and SQS) API, on 127.0.0.1."""
-    port = _free_port()
-    exe = os.path.join(os.path.dirname(sys.executable), "moto_server")
-    proc = subprocess.Popen(
-        [exe, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def test_publication_snapshots_history_and_notifies_sns(data_root, sns_server, monkeypatch):
+def test_publication_snapshots_history_and_notifies_sns(data_root, sns_server, monkeypatch):  # noqa: F811
     shutil.copytree(DEMO_BRONZE / "cda", data_root / "bronze/cda")
     creds = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"}
     sns = boto3.client("sns", endpoint_url=sns_server, **creds)

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import shutil
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
 from dagster import DagsterInstance, build_schedule_context, build_sensor_context
 
 from oil_analysis.automation.arrivals import Cursor, RawObject, client_of, plan_tick
+from oil_analysis.automation.schedule_status import schedule_status
 from oil_analysis.automation.sensors import raw_files_local_sensor, raw_files_s3_sensor, weekly_limits_refresh
 from oil_analysis.definitions import defs
+from oil_analysis.environments import resolve
 
 from .builders import finning_row, write_finning
 from .conftest import DEMO_BRONZE
@@ -186,6 +191,87 @@ def test_schedule_run_keeps_or_forces_limits(demo_root, force):
     assert ("forced" in meta["refresh_decision"].value) is force
     if not force:
         assert "no trigger held" in meta["refresh_decision"].value
+
+
+def test_limits_older_than_the_max_age_are_recomputed_with_the_reason_in_metadata(demo_root):
+    """No sleeping: the pointer of the published limits is dated 8 days back, as a week-old run left it."""
+    job = defs.resolve_job_def("oil_analysis_job")
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    pointer = demo_root / "silver/stewart_limits/emin/latest.json"
+
+    def limits_meta(instance):
+        result = job.execute_in_process(partition_key="emin", instance=instance, run_config=quiet)
+        assert result.success
+        return next(
+            e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "stewart_limits"
+        ).step_materialization_data.materialization.metadata
+
+    with DagsterInstance.ephemeral() as instance:
+        first = limits_meta(instance)
+        doc = json.loads(pointer.read_text())
+        assert first["refreshed"].value and doc["refreshed_at"] == first["limits_refreshed_at"].value
+        assert limits_meta(instance)["refreshed"].value is False  # fresh limits, unchanged data: kept
+        assert json.loads(pointer.read_text()) == doc  # byte-identical pointer: refreshed_at kept
+        week_ago = pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=8)
+        pointer.write_text(json.dumps({**doc, "refreshed_at": week_ago.isoformat()}))
+        aged = limits_meta(instance)
+    assert aged["refreshed"].value is True
+    assert aged["refresh_decision"].value == "recomputed: limits_age"
+    assert aged["refresh_reasons"].value == "limits_age"
+    assert aged["refresh_details"].value["limits_age_days"] == 8
+    # Same data, so the same version; the pointer now says the limits were computed today.
+    assert aged["limits_version"].value == first["limits_version"].value
+    assert pd.Timestamp(json.loads(pointer.read_text())["refreshed_at"]) > week_ago + pd.Timedelta(days=7)
+
+
+SCHEDULES = ("weekly_limits_refresh", "gold_history_retention_schedule")
+
+
+def test_schedules_default_status_follows_the_environment(tmp_path):
+    """The code location loaded in a fresh process per OIL_ENV: RUNNING in prod, STOPPED in dev."""
+    code = (
+        "from oil_analysis.definitions import defs\n"
+        "print(' '.join(defs.get_schedule_def(n).default_status.value for n in "
+        f"{SCHEDULES!r}))\n"
+    )
+    ours = ("OIL_", "S3_", "USE_S3", "STORAGE_MODE", "OPENAI_", "NOTIFY_")
+    base = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
+    procs = {
+        env: subprocess.Popen(
+            [sys.executable, "-c", code],
+            cwd=tmp_path,
+            env=base | {"OIL_ENV": env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for env in ("dev", "prod")
+    }
+    got = {}
+    for env, proc in procs.items():
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-2000:]
+        got[env] = out.split()
+    assert got == {"dev": ["STOPPED", "STOPPED"], "prod": ["RUNNING", "RUNNING"]}
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"OIL_ENV": "dev"}, "STOPPED"),
+        ({"OIL_ENV": "staging"}, "RUNNING"),
+        ({"OIL_ENV": "prod"}, "RUNNING"),
+        ({"OIL_ENV": "prod", "OIL_SCHEDULES_RUNNING": "false"}, "STOPPED"),
+        ({"OIL_ENV": "dev", "OIL_SCHEDULES_RUNNING": "true"}, "RUNNING"),
+    ],
+)
+def test_schedule_status_of_each_environment_and_override(tmp_path, monkeypatch, environ, expected):
+    """The same rule, for every environment and an explicit override (resolved as at import)."""
+    resolved = resolve(environ, cwd=tmp_path).values
+    monkeypatch.delenv("OIL_SCHEDULES_RUNNING", raising=False)
+    if "OIL_SCHEDULES_RUNNING" in resolved:
+        monkeypatch.setenv("OIL_SCHEDULES_RUNNING", resolved["OIL_SCHEDULES_RUNNING"])
+    assert schedule_status().value == expected
 
 
 def test_large_backlog_is_split_over_runs_of_bounded_size():

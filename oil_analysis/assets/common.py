@@ -83,7 +83,10 @@ def publish_or_block(asset: str, output: Output, outcomes):
             raise Failure(description=f"{exc}; nothing was published") from None
     failed = blocking_failures(outcomes)
     if failed:
+        from ..automation.failures import notify_check_failure
+
         yield from check_results(asset, outcomes)
+        notify_check_failure(asset, failed)
         raise Failure(
             description=f"{asset}: blocking checks failed: {', '.join(o.name for o in failed)}; "
             "nothing was published, the previous version stays in place",

@@ -5,7 +5,16 @@ import hashlib
 import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from ..automation.notify import publication_message, publish_sns, topic_arn
+from ..automation.notify import (
+    configured,
+    notify,
+    public_url,
+    publication_message,
+    publication_text,
+    status_changes,
+    topic_arn,
+    webhook_url,
+)
 from ..resources.storage import StorageResource
 from ..storage import layout
 from .common import OWNER, client_partitions, status_counts
@@ -27,7 +36,8 @@ GOLD_FILES = (
     code_version="publish-1",
     description="After the gold of a client is published: copies each gold file to "
     "gold/{client}/_history/{YYYY-MM-DD}/ (a same-day publish replaces that day) and, when "
-    "NOTIFY_SNS_TOPIC_ARN is set, sends consumers a message with the files, checksums and status counts.",
+    "NOTIFY_SNS_TOPIC_ARN / OIL_ALERT_WEBHOOK_URL are set, sends a message with the files, checksums, "
+    "status counts and the machines whose status changed in the run.",
 )
 def gold_publication(context: AssetExecutionContext, storage: StorageResource) -> MaterializeResult:
     store, client = storage.get(), context.partition_key
@@ -43,6 +53,7 @@ def gold_publication(context: AssetExecutionContext, storage: StorageResource) -
     reports = store.read_parquet(layout.gold_path(client, "classified_reports"))
     machines = store.read_parquet(layout.gold_path(client, "machine_status_current"))
     version = str(reports["limits_version"].iloc[0]) if len(reports) else ""
+    changes = status_changes(run_machine_changes(store, client, context.run_id), machines, reports)
     message = publication_message(
         client,
         context.run_id,
@@ -50,16 +61,29 @@ def gold_publication(context: AssetExecutionContext, storage: StorageResource) -
         status_counts(reports["report_status"]),
         version,
         status_counts(machines["machine_status"]),
+        changes,
+        len(changes),
     )
-    arn, message_id = topic_arn(), None
-    if arn:
-        message_id = publish_sns(arn, message)
-        context.log.info(f"notified {arn}: message {message_id}")
+    sent = {}
+    if configured():
+        sent = notify(message, publication_text(message), f"oil-analysis gold published: {client}")
+        context.log.info(f"notified: {sent}")
+    url = webhook_url()
     return MaterializeResult(
         metadata={
             "history_day": day,
             "files": MetadataValue.json(files),
-            "notified_topic": arn or "(NOTIFY_SNS_TOPIC_ARN not set)",
-            "sns_message_id": message_id or "",
+            "machine_status_changes": len(changes),
+            "notified_topic": topic_arn() or "(NOTIFY_SNS_TOPIC_ARN not set)",
+            "sns_message_id": sent.get("sns", ""),
+            "notified_webhook": public_url(url) if url else "(OIL_ALERT_WEBHOOK_URL not set)",
         }
     )
+
+
+def run_machine_changes(store, client: str, run_id: str) -> dict:
+    """The ``machines`` section of this run's change log (empty when the run did not rebuild the
+    machine status, e.g. a publish materialized alone)."""
+    suffix = f"-{run_id[:8]}.json"
+    logs = [e.path for e in store.list_files(f"gold/{client}/_changes/") if e.path.endswith(suffix)]
+    return store.read_json(logs[-1]).get("machines", {}) if logs else {}

@@ -108,6 +108,13 @@ class LimitsConfig(Config):
     force_limits_refresh: bool = False
 
 
+def limits_refreshed_at(store, client: str) -> str | None:
+    """When the current limits were last computed (``refreshed_at`` of ``latest.json``; None before
+    the first publish or for a pointer written before the age trigger existed)."""
+    latest = layout.limits_latest(client)
+    return store.read_json(latest).get("refreshed_at") if store.exists(latest) else None
+
+
 def current_limits(store, client: str) -> pd.DataFrame | None:
     """The published limits of a client (``latest.json``), or None before the first publish."""
     latest = layout.limits_latest(client)
@@ -140,12 +147,23 @@ def stewart_limits(
 ):
     client = CLIENTS[context.partition_key]
     catalog = load_catalog()
-    current = current_limits(storage.get(), client.key)
+    store = storage.get()
+    current = current_limits(store, client.key)
+    refreshed_at = limits_refreshed_at(store, client.key)
+    now = pd.Timestamp.now(tz="UTC")
     force = (
         config.force_limits_refresh or str(context.run.tags.get("force_limits_refresh", "")).lower() == "true"
     )
     groups = {g: catalog.of_group(g) for g in set(catalog.table["group"])}
-    decision = decide_refresh(silver_harmonized, current, groups, RefreshParams.from_env(), force=force)
+    decision = decide_refresh(
+        silver_harmonized,
+        current,
+        groups,
+        RefreshParams.from_env(),
+        force=force,
+        as_of=now,
+        refreshed_at=refreshed_at,
+    )
     context.log.info(f"limits of {client.key}: {decision.summary()}")
     params = LimitParams()
     if decision.refresh:
@@ -156,6 +174,8 @@ def stewart_limits(
         limits = current
     version = str(limits["version"].iloc[0]) if len(limits) else "empty"
     limits.attrs["version"] = version
+    # The wall clock of the last recomputation (the age trigger's input); kept while the version stays.
+    limits.attrs["refreshed_at"] = now.isoformat() if decision.refresh else refreshed_at
     outcomes = [checks.limits_monotone(limits), checks.limits_sample_count(limits, params.min_samples)]
     output = Output(
         limits,
@@ -164,6 +184,8 @@ def stewart_limits(
             "refreshed": decision.refresh,
             "refresh_decision": decision.summary(),
             "refresh_details": MetadataValue.json(decision.details),
+            "refresh_reasons": ", ".join(decision.reasons) if decision.refresh else "",
+            "limits_refreshed_at": limits.attrs["refreshed_at"] or "",
             "rows": len(limits),
             "essays": int(limits["essay"].nunique()) if len(limits) else 0,
             "components": int(limits[["machine", "component"]].drop_duplicates().shape[0])

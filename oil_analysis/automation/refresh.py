@@ -6,6 +6,10 @@ Limits are recomputed for a client only when one of these holds (else the curren
 * ``forced`` — an operator asked (run config / tag ``force_limits_refresh``);
 * ``new_machine_component`` — silver has a machine type × component the current limits lack;
 * ``sample_growth`` — silver grew by more than ``growth`` (10 %) since the current version;
+* ``limits_age`` — the current limits were computed ``max_age_days`` (7) or more calendar days ago
+  (UTC), the data product's original rule; counted in days so that a weekly schedule refreshes every
+  week whatever second its run starts. Evaluated only when the caller gives the clock (``as_of``);
+  limits published before the rule (no ``refreshed_at``) count as too old;
 * ``distribution_drift`` — for some essay, the samples newer than the current version differ from
   the ones it was computed on (scipy two-sample Kolmogorov–Smirnov, p < ``ks_alpha``), when both
   sides have at least ``ks_min_samples`` readings.
@@ -27,6 +31,7 @@ class RefreshParams:
     ks_min_samples: int = 50
     # Essay groups tested for drift (flags and visual codes are levels, not distributions).
     ks_groups: tuple[str, ...] = ("wear", "contaminant", "physicochemical", "particle")
+    max_age_days: int = 7
 
     @classmethod
     def from_env(cls) -> RefreshParams:
@@ -34,6 +39,7 @@ class RefreshParams:
             growth=float(os.environ.get("OIL_LIMITS_GROWTH", cls.growth)),
             ks_alpha=float(os.environ.get("OIL_LIMITS_KS_ALPHA", cls.ks_alpha)),
             ks_min_samples=int(os.environ.get("OIL_LIMITS_KS_MIN_SAMPLES", cls.ks_min_samples)),
+            max_age_days=int(os.environ.get("OIL_LIMITS_MAX_AGE_DAYS", cls.max_age_days)),
         )
 
 
@@ -56,6 +62,18 @@ def samples_behind(limits: pd.DataFrame) -> int:
     return int(limits.groupby(["machine", "component"])["sample_count"].max().sum())
 
 
+def limits_age(refreshed_at, now, max_age_days: int) -> tuple[bool, dict]:
+    """The age trigger: ``(too_old, details)``; ``refreshed_at`` None means unknown, hence too old."""
+    now = pd.Timestamp(now)
+    now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
+    if refreshed_at is None or refreshed_at == "":
+        return True, {"limits_refreshed_at": None, "limits_age_days": None}
+    at = pd.Timestamp(refreshed_at)
+    at = at.tz_localize("UTC") if at.tzinfo is None else at.tz_convert("UTC")
+    days = int((now.normalize() - at.normalize()).days)
+    return days >= max_age_days, {"limits_refreshed_at": at.isoformat(), "limits_age_days": days}
+
+
 def decide_refresh(
     silver: pd.DataFrame,
     current: pd.DataFrame | None,
@@ -63,8 +81,13 @@ def decide_refresh(
     params: RefreshParams | None = None,
     *,
     force: bool = False,
+    as_of=None,
+    refreshed_at=None,
 ) -> RefreshDecision:
-    """Decide whether to recompute the limits of one client (``current``: its published limits)."""
+    """Decide whether to recompute the limits of one client (``current``: its published limits).
+
+    ``as_of`` (the clock, UTC) turns on the age trigger; ``refreshed_at`` is when ``current`` was computed.
+    """
     params = params or RefreshParams()
     if force:
         return RefreshDecision(True, ["forced"])
@@ -101,6 +124,11 @@ def decide_refresh(
         reasons.append("distribution_drift")
         details["drifted_essays"] = {k: float(f"{v:.3g}") for k, v in sorted(drifted.items())}
     details["new_samples_since_version"] = int(len(new))
+    if as_of is not None:
+        too_old, age = limits_age(refreshed_at, as_of, params.max_age_days)
+        details.update(age)
+        if too_old:
+            reasons.append("limits_age")
     if reasons:
         return RefreshDecision(True, reasons, details)
     why = [
@@ -108,4 +136,6 @@ def decide_refresh(
         f"growth {(after - before) / max(before, 1):.1%} ≤ {params.growth:.0%}",
         "no essay drifted (KS)",
     ]
+    if as_of is not None:
+        why.append(f"age {details['limits_age_days']} d < {params.max_age_days} d")
     return RefreshDecision(False, why, details)

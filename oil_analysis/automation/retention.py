@@ -2,12 +2,13 @@
 
 import datetime as dt
 
-from dagster import Config, DefaultScheduleStatus, OpExecutionContext, ScheduleDefinition, job, op
+from dagster import Config, OpExecutionContext, ScheduleDefinition, job, op
 
 from ..domain.clients import load_clients
 from ..domain.retention import snapshots_to_keep
 from ..resources.storage import StorageResource
 from ..storage import layout
+from .schedule_status import schedule_status
 
 
 class RetentionConfig(Config):
@@ -51,5 +52,5 @@ gold_history_retention_schedule = ScheduleDefinition(
     job=gold_history_retention,
     cron_schedule="30 5 * * *",
     execution_timezone="UTC",
-    default_status=DefaultScheduleStatus.STOPPED,
+    default_status=schedule_status(),
 )

@@ -14,7 +14,6 @@ import os
 
 import boto3
 from dagster import (
-    DefaultScheduleStatus,
     DefaultSensorStatus,
     RunRequest,
     RunsFilter,
@@ -31,6 +30,7 @@ from ..settings import get_settings
 from ..storage import layout
 from ..storage.filesystem import Storage
 from .arrivals import Cursor, RawObject, file_tag_key, plan_tick, run_key
+from .schedule_status import schedule_status
 
 JOB_NAME = "oil_analysis_job"
 MAX_KEYS_PER_TICK = int(os.environ.get("OIL_SENSOR_MAX_KEYS", "20000"))
@@ -174,9 +174,10 @@ def raw_files_local_sensor(context: SensorEvaluationContext):
     job_name=JOB_NAME,
     cron_schedule=LIMITS_REFRESH_CRON,
     execution_timezone="UTC",
-    default_status=DefaultScheduleStatus.STOPPED,
+    default_status=schedule_status(),
     description="Weekly: every client's chain runs; its Stewart limits are recomputed only when a trigger "
-    "holds (new machine/component, >10 % more samples, KS drift, or tag force_limits_refresh=true).",
+    "holds (new machine/component, >10 % more samples, KS drift, limits 7 days old or more, or tag "
+    "force_limits_refresh=true). Running by default in staging and prod (OIL_SCHEDULES_RUNNING).",
 )
 def weekly_limits_refresh(context: ScheduleEvaluationContext):
     day = context.scheduled_execution_time.strftime("%Y-%m-%d")

@@ -74,6 +74,8 @@ class LayoutIOManager(ConfigurableIOManager):
         version = str(obj.attrs.get("version") or obj["version"].iloc[0])
         folder = layout.limits_dir(client, version)
         pointer = {"client": client, "version": version, "path": folder}
+        if obj.attrs.get("refreshed_at"):  # when the limits were last computed (age trigger)
+            pointer["refreshed_at"] = str(obj.attrs["refreshed_at"])
         files = [
             (f"{folder}/stewart_limits.parquet", parquet_bytes(obj), len(obj)),
             (f"{folder}/stewart_limits.json", json_bytes(limits_to_nested(obj)), len(obj)),

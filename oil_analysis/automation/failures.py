@@ -1,0 +1,102 @@
+"""Failures are heard: the run-failure sensor and the notification of a failed blocking check.
+
+* ``run_failure_notification`` (a ``@run_failure_sensor`` of the code location, every job and asset
+  job): for each failed run, one ``oil_analysis.run_failed`` notification naming the client
+  (partition), the run id, the failed steps and their errors. It needs the daemon (``make ui`` starts
+  one); it starts RUNNING whenever a destination is configured.
+* ``notify_check_failure``: called by the asset whose blocking check failed, from the step itself,
+  so the notification also arrives for runs no daemon watches (``make run``, a CLI materialization).
+  The run then fails too, so with the sensor on, a blocked publish sends both messages: the check
+  failure (which checks, why) and the run failure (which step, which run).
+"""
+
+from __future__ import annotations
+
+import json
+
+from dagster import (
+    AssetExecutionContext,
+    DefaultSensorStatus,
+    Failure,
+    RunFailureSensorContext,
+    SkipReason,
+    run_failure_sensor,
+)
+
+from . import notify
+
+
+def _client(tags) -> str:
+    return tags.get("dagster/partition", "")
+
+
+def run_failure_notification_message(context: RunFailureSensorContext) -> dict:
+    """The ``run_failed`` message of the run the sensor is told about."""
+    run = context.dagster_run
+    steps = []
+    for event in context.get_step_failure_events():
+        error = event.event_specific_data.error if event.event_specific_data else None
+        text = (error.message if error else (event.message or "")).strip()
+        # A Failure raised by our assets carries its own description; its class name is noise.
+        text = text.removeprefix(f"{Failure.__module__}.{Failure.__name__}: ")
+        cause = error.cause if error else None
+        while cause is not None:  # the root cause says what went wrong (e.g. the parquet error)
+            text += f"\ncaused by {cause.message.strip()}"
+            cause = cause.cause
+        steps.append({"step": event.step_key or "", "error": text})
+    run_error = context.failure_event.message or "" if context.failure_event else ""
+    return notify.run_failure_message(_client(run.tags), run.run_id, run.job_name, steps, run_error)
+
+
+@run_failure_sensor(
+    name="run_failure_notification",
+    minimum_interval_seconds=30,
+    default_status=DefaultSensorStatus.RUNNING if notify.configured() else DefaultSensorStatus.STOPPED,
+    description="A failed run of this code location → a notification naming the client, run id, failed "
+    "steps and errors, to NOTIFY_SNS_TOPIC_ARN and OIL_ALERT_WEBHOOK_URL (running by default when one "
+    "of them is set).",
+)
+def run_failure_notification(context: RunFailureSensorContext):
+    if not notify.configured():
+        return SkipReason("no destination: NOTIFY_SNS_TOPIC_ARN and OIL_ALERT_WEBHOOK_URL are unset")
+    message = run_failure_notification_message(context)
+    sent = notify.notify(
+        message,
+        notify.run_failure_text(message),
+        f"oil-analysis run FAILED: {message['client'] or message['job']} {message['run_id'][:8]}",
+    )
+    context.log.info(f"run {message['run_id']} failed: notified {sent}")
+    return None
+
+
+def notify_check_failure(asset: str, failed) -> None:
+    """Tell the destinations that blocking checks (``CheckOutcome``) stopped the publish of ``asset``.
+
+    A delivery problem is logged, never raised: the run is failing already for the checks, and that
+    error must stay the one people see.
+    """
+    if not notify.configured():
+        return
+    try:
+        context = AssetExecutionContext.get()
+    except Exception:  # noqa: BLE001 - outside a run (unit tests of the assets' helpers)
+        return
+    checks = [
+        {
+            "check": o.name,
+            "description": o.description,
+            "metadata": json.loads(json.dumps(o.metadata, default=str)),
+        }
+        for o in failed
+    ]
+    step = context.get_step_execution_context().step.key
+    message = notify.check_failure_message(context.partition_key, context.run_id, step, asset, checks)
+    try:
+        sent = notify.notify(
+            message,
+            notify.check_failure_text(message),
+            f"oil-analysis blocking check FAILED: {message['client']} {asset}",
+        )
+        context.log.info(f"blocking check failure notified: {sent}")
+    except notify.NotificationError as exc:
+        context.log.error(f"could not notify the blocking check failure: {exc}")
