@@ -170,3 +170,53 @@ def test_webhook_retries_server_errors_and_names_only_the_host(monkeypatch):
             notify.notify(message, "text", "subject")
     assert "HTTP 500" in str(err.value) and "secret-token" not in str(err.value)
     assert f"127.0.0.1:{hook.server.server_port}" in str(err.value)
+
+
+def test_status_changes_from_the_change_log_pure():
+    """New non-Normal units count as changes from nothing; a lower-limit breach reads ``<``."""
+    machines = pd.DataFrame(
+        {
+            "unitId": ["T1", "T2", "T3"],
+            "machineName": ["camion"] * 3,
+            "machine_status": ["Alerta", "Anormal", "Normal"],
+            "machine_score": [3.0, 9.0, 0.0],
+            "component_status": [
+                json.dumps([{"component": "motor", "status": "Alerta", "sampleNumber": "s1"}]),
+                json.dumps([{"component": "mando final", "status": "Anormal", "sampleNumber": "s2"}]),
+                "[]",
+            ],
+            "machine_ai_recommendation": ["Cambiar aceite.\nDetalle…", "Inspeccionar.", "Sin acción."],
+        }
+    )
+    reports = pd.DataFrame(
+        {
+            "sampleNumber": ["s1", "s2"],
+            "breached_essays": [
+                json.dumps(
+                    [
+                        {
+                            "essay": "visc_100c",
+                            "value": 9.1,
+                            "limit": 11.0,
+                            "level": "marginal",
+                            "direction": "lower",
+                            "points": 1.0,
+                        }
+                    ]
+                ),
+                "[]",
+            ],
+        }
+    )
+    delta = {"machine_status_transitions": {"T1": "Normal → Alerta"}, "machines_added": ["T2", "T3"]}
+    changes = notify.status_changes(delta, machines, reports)
+    assert [(c["unit"], c["from"], c["to"], c["component"]) for c in changes] == [
+        ("T2", None, "Anormal", "mando final"),
+        ("T1", "Normal", "Alerta", "motor"),
+    ]
+    assert changes[1]["recommendation"] == "Cambiar aceite."
+    message = notify.publication_message("cda", "run-1", [], {}, "v1", {"Normal": 1}, changes, 12)
+    text = notify.publication_text(message)
+    assert "• T2 [mando final]: new → Anormal — Inspeccionar." in text
+    assert "• T1 [motor]: Normal → Alerta; visc_100c 9.1 < 11 (marginal) — Cambiar aceite." in text
+    assert text.endswith("… and 10 more")

@@ -93,7 +93,11 @@ def status_changes(machine_delta: dict, machines, reports) -> list[dict]:
     for unit in machine_delta.get("machines_added", []):
         if unit in rows.index and rows.at[unit, "machine_status"] != "Normal":
             moved[unit] = [None, str(rows.at[unit, "machine_status"])]
-    breaches = reports.set_index("sampleNumber")["breached_essays"] if len(reports) else {}
+    breaches = (
+        reports.drop_duplicates("sampleNumber", keep="last").set_index("sampleNumber")["breached_essays"]
+        if len(reports)
+        else {}
+    )
     out = []
     for unit, (was, now) in moved.items():
         if unit not in rows.index:
@@ -129,9 +133,13 @@ def status_changes(machine_delta: dict, machines, reports) -> list[dict]:
     return out
 
 
+def _number(v) -> str:
+    return f"{v:g}" if isinstance(v, int | float) else str(v)
+
+
 def _breach_text(b: dict) -> str:
     sign = "<" if b.get("direction") == "lower" else ">"
-    return f"{b.get('essay')} {b.get('value'):g} {sign} {b.get('limit'):g} ({b.get('level')})"
+    return f"{b.get('essay')} {_number(b.get('value'))} {sign} {_number(b.get('limit'))} ({b.get('level')})"
 
 
 def publication_text(message: dict) -> str:
