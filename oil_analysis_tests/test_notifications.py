@@ -9,13 +9,24 @@ import json
 
 import pandas as pd
 import pytest
-from dagster import DagsterInstance, build_sensor_context, instance_for_test, materialize
+from dagster import DagsterInstance, build_sensor_context, instance_for_test, job, materialize, op
 
 from oil_analysis.automation import notify
 from oil_analysis.automation.failures import run_failure_notification
 from oil_analysis.definitions import all_assets, build_resources
 
 from .receivers import WebhookReceiver, notify_env, sns_server, webhook  # noqa: F401
+
+
+@op
+def explode():
+    raise ValueError("another team's failure")
+
+
+@job
+def other_teams_job():
+    explode()
+
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
@@ -130,6 +141,9 @@ def test_blocking_check_failure_and_failed_run_are_notified(demo_root, notify_en
         assert {k: v for k, v in post.items() if k != "text"} == body
         assert f"run {failed.run_id}, step classified_reports" in post["text"]
         assert "every_sample_classified_once" in post["text"]
+
+        # Another team's job fails on the same instance: not ours, not notified.
+        assert not other_teams_job.execute_in_process(instance=instance, raise_on_error=False).success
 
         # 2. The run-failure sensor, evaluated as the daemon does, on the same instance.
         hook.posts.clear()

@@ -1,7 +1,7 @@
 """Failures are heard: the run-failure sensor and the notification of a failed blocking check.
 
-* ``run_failure_notification`` (a ``@run_failure_sensor`` of the code location, every job and asset
-  job): for each failed run, one ``oil_analysis.run_failed`` notification naming the client
+* ``run_failure_notification`` (a ``@run_failure_sensor``): for each failed run of this product's
+  jobs or assets, one ``oil_analysis.run_failed`` notification naming the client
   (partition), the run id, the failed steps and their errors. It needs the daemon (``make ui`` starts
   one); it starts RUNNING whenever a destination is configured.
 * ``notify_check_failure``: called by the asset whose blocking check failed, from the step itself,
@@ -19,7 +19,6 @@ from dagster import (
     DefaultSensorStatus,
     Failure,
     RunFailureSensorContext,
-    SkipReason,
     run_failure_sensor,
 )
 
@@ -28,6 +27,29 @@ from . import notify
 
 def _client(tags) -> str:
     return tags.get("dagster/partition", "")
+
+
+JOBS = ("oil_analysis_job", "gold_history_retention")
+
+
+def is_ours(run, instance) -> bool:
+    """Whether a run belongs to this product: one of its jobs, or steps of its assets.
+
+    The sensor watches every code location of the instance because runs executed by the CLI
+    (``dagster asset materialize``, ``make run``) carry no code location of their own, and a sensor
+    bound to its location would never see them; this filter keeps other teams' runs out. An ad-hoc
+    materialization may record no asset selection: its job snapshot names the steps.
+    """
+    if run.job_name in JOBS:
+        return True
+    from ..definitions import all_assets  # at evaluation time: definitions imports this module
+
+    ours = {key.path[-1] for a in all_assets for key in a.keys}
+    names = {key.path[-1] for key in run.asset_selection or ()}
+    if not names and run.job_snapshot_id:
+        snapshot = instance.get_job_snapshot(run.job_snapshot_id)
+        names = {n.node_def_name for n in snapshot.dep_structure_snapshot.node_invocation_snaps}
+    return bool(names & ours)
 
 
 def run_failure_notification_message(context: RunFailureSensorContext) -> dict:
@@ -51,14 +73,21 @@ def run_failure_notification_message(context: RunFailureSensorContext) -> dict:
 @run_failure_sensor(
     name="run_failure_notification",
     minimum_interval_seconds=30,
+    monitor_all_code_locations=True,
     default_status=DefaultSensorStatus.RUNNING if notify.configured() else DefaultSensorStatus.STOPPED,
     description="A failed run of this code location → a notification naming the client, run id, failed "
     "steps and errors, to NOTIFY_SNS_TOPIC_ARN and OIL_ALERT_WEBHOOK_URL (running by default when one "
     "of them is set).",
 )
 def run_failure_notification(context: RunFailureSensorContext):
+    # Dagster calls this once per failed run of a tick and accepts no SkipReason among the runs it
+    # handles, so a run left alone is only logged.
     if not notify.configured():
-        return SkipReason("no destination: NOTIFY_SNS_TOPIC_ARN and OIL_ALERT_WEBHOOK_URL are unset")
+        context.log.info("no destination: NOTIFY_SNS_TOPIC_ARN and OIL_ALERT_WEBHOOK_URL are unset")
+        return
+    if not is_ours(context.dagster_run, context.instance):
+        context.log.info(f"run {context.dagster_run.run_id} is not an oil_analysis run")
+        return
     message = run_failure_notification_message(context)
     sent = notify.notify(
         message,
@@ -66,7 +95,6 @@ def run_failure_notification(context: RunFailureSensorContext):
         f"oil-analysis run FAILED: {message['client'] or message['job']} {message['run_id'][:8]}",
     )
     context.log.info(f"run {message['run_id']} failed: notified {sent}")
-    return None
 
 
 def notify_check_failure(asset: str, failed) -> None:
