@@ -129,6 +129,20 @@ FINDINGS = {
         "Revisar la temperatura de operación y el intervalo de cambio; la oxidación acelera el desgaste.",
         True,
     ),
+    "silicon": Finding(
+        "silicon",
+        "silicio sin aluminio",
+        "Sin aluminio asociado es más probable un sellante de silicona o antiespumante que polvo: "
+        "confirmar en la próxima muestra y revisar el procedimiento de toma de muestra.",
+        False,
+    ),
+    "salts": Finding(
+        "salts",
+        "sodio o potasio sin agua",
+        "Sin agua ni glicol no indica refrigerante: puede venir del aceite de relleno o del ambiente; "
+        "confirmar en la próxima muestra.",
+        False,
+    ),
     "soot": Finding(
         "soot",
         "hollín por combustión deficiente",
@@ -136,6 +150,8 @@ FINDINGS = {
         True,
     ),
 }
+# Findings of one process: metal shedding (wear metals, PQ / magnetic debris, particle counts).
+WEAR_FAMILY = ("wear", "debris", "cleanliness")
 # Fixed order among findings of the same level and points: causes before consequences.
 ORDER = (
     "coolant",
@@ -149,6 +165,8 @@ ORDER = (
     "soot",
     "degradation",
     "cleanliness",
+    "silicon",
+    "salts",
 )
 
 ESSAY_FINDING = {
@@ -259,10 +277,41 @@ def findings(breaches: Iterable[Mapping], catalog: Catalog) -> tuple[list[_Found
         if essay not in f.essays:
             f.essays.append(essay)
         rank[essay] = max(rank.get(essay, (0, 0.0)), (LEVEL_RANK[_level(b)], float(b.get("points") or 0.0)))
+    _attribute_contaminants(found, {str(b.get("essay")) for b in breaches})
     for f in found.values():  # worst essay first, whatever the input order
         f.essays.sort(key=lambda e: (-rank[e][0], -rank[e][1], e))
     ranked = sorted(found.values(), key=lambda f: (-LEVEL_RANK[f.level], -f.points, ORDER.index(f.key)))
+    if ranked and ranked[0].level != "marginal":
+        # A marginal limit is the group's P90: one reading in ten passes it by construction. Next to
+        # a condemning or critical finding, a marginal one is named only when it describes the same
+        # process (metal shedding shows in the wear metals, PQ and debris together); a marginal
+        # viscosity or degradation beside it is noise, not an explanation.
+        ranked = [f for f in ranked if f.level != "marginal" or f.key in WEAR_FAMILY]
     return ranked, sorted(additives)
+
+
+def _attribute_contaminants(found: dict[str, _Found], essays: set[str]) -> None:
+    """Silicon is dust only with aluminium (dirt is silica and alumina); alone it is more often a
+    silicone sealant or antifoam. Sodium and potassium point at coolant only with water or glycol;
+    alone they may come from the make-up oil or the environment. Otherwise they are findings
+    without a cause (DOMAIN.md §7: the lab puts silicon down to sealants)."""
+    dust = found.get("dust")
+    if dust is not None and "si" in dust.essays and "al" not in essays:
+        dust.essays.remove("si")
+        _move(found, dust, "silicon", ["si"])
+    coolant = found.get("coolant")
+    salts = [e for e in ("na", "k") if coolant is not None and e in coolant.essays]
+    if salts and not (essays & {"water", "water_pct", "glycol", "glycol_pct"}):
+        for e in salts:
+            coolant.essays.remove(e)
+        _move(found, coolant, "salts", salts)
+
+
+def _move(found: dict[str, _Found], src: _Found, key: str, essays: list[str]) -> None:
+    """Give ``essays`` of finding ``src`` to finding ``key`` (dropping ``src`` when it is left empty)."""
+    found[key] = _Found(key, src.level, src.points if not src.essays else 0.0, essays, src.trend)
+    if not src.essays:
+        del found[src.key]
 
 
 # Water in the sample keeps the lab from counting particles (ISO code "H2O", DOMAIN §1.1).
@@ -334,7 +383,7 @@ def explained_causes(
 ) -> set[str]:
     """The causes (:data:`.causes.CAUSES`) the recommendation of this report names."""
     found, _ = _found_with_context(parse_breaches(breaches), catalog, context)
-    return {FINDING_CAUSE[f.key] for f in found[:MAX_FINDINGS]}
+    return {FINDING_CAUSE[f.key] for f in found[:MAX_FINDINGS] if f.key in FINDING_CAUSE}
 
 
 def offline_recommendation(

@@ -36,6 +36,8 @@ NOUNS: dict[str, Noun] = {
         Noun("aceite fuera de limpieza", "aceites fuera de limpieza", "m"),
         Noun("degradación del aceite", "degradaciones del aceite", "f"),
         Noun("hollín por combustión deficiente", "hollines por combustión deficiente", "m"),
+        Noun("silicio sin aluminio", "silicios sin aluminio", "m"),
+        Noun("sodio o potasio sin agua", "sodios o potasios sin agua", "m"),
         Noun("compartimento", "compartimentos", "m"),
         Noun("equipo", "equipos", "m"),
         Noun("informe", "informes", "m"),
