@@ -44,6 +44,7 @@ NOUNS: dict[str, Noun] = {
         Noun("ensayo", "ensayos", "m"),
         Noun("muestra", "muestras", "f"),
         Noun("día", "días", "m"),
+        Noun("mes", "meses", "m"),
         Noun("hallazgo", "hallazgos", "m"),
         Noun("máquina", "máquinas", "f"),
     )
