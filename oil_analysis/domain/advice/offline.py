@@ -20,7 +20,7 @@ import pandas as pd
 from ..catalog import Catalog
 from .actions import GRADE_ES, GRADE_RANK, Action, graded_action, worst_action
 from .causes import FINDING_CAUSE
-from .spanish import capitalize, count, det
+from .spanish import capitalize, count, det, verb
 from .spanish import join as _join
 
 OFFLINE_VERSION = "offline-v2"
@@ -320,7 +320,7 @@ MAX_MAIN_WORDS = 20
 
 
 def _water_blocks(context: Mapping | None) -> bool:
-    v = (context or {}).get("countPreventedByWater")
+    v = context.get("countPreventedByWater") if context is not None else None
     return v is not None and v is not pd.NA and bool(v)
 
 
@@ -587,7 +587,7 @@ def offline_machine_recommendation(machine_status: str, components: list[Mapping
     if common:
         label = FINDINGS[sorted(common, key=ORDER.index)[0]].label
         parts.append(
-            f"{det('def', label, capital=True)} aparece en varios compartimentos: buscar una causa común "
+            f"{det('def', label, capital=True)} {verb('aparece', label)} en varios compartimentos: buscar una causa común "
             "(operación, lavado, procedimiento de rellenos)."
         )
     parts.append("Atender los compartimentos en el orden indicado.")

@@ -100,6 +100,16 @@ def join(items: list[str], conj: str = "y") -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + f" {conj} " + items[-1]
 
 
+# Verbs we write after a noun of the table: singular and plural forms.
+VERBS = {"aparece": "aparecen", "indica": "indican", "es": "son", "sigue": "siguen"}
+_VERB_NUMBER = {**{v: "s" for v in VERBS}, **{p: "p" for p in VERBS.values()}}
+
+
+def verb(singular: str, label: str) -> str:
+    """The form of the verb (given in the singular) that agrees with the noun phrase ``label``."""
+    return singular if noun_of(label)[1] == "s" else VERBS[singular]
+
+
 def capitalize(text: str) -> str:
     """First letter upper case, the rest untouched."""
     return text[:1].upper() + text[1:]
@@ -120,8 +130,9 @@ _DET_RE = "|".join(sorted(_FORMS, key=len, reverse=True))
 
 def agreement_errors(text: str) -> list[str]:
     """Agreement errors in ``text``: a determiner (el, la, otros…, optionally followed by a count)
-    before a noun of the table that does not agree with it in gender or number, and a count that
-    does not agree with its noun (``1 compartimentos``, ``2 compartimento``)."""
+    before a noun of the table that does not agree with it in gender or number, a verb of
+    :data:`VERBS` right after such a phrase that does not agree in number, and a count that does
+    not agree with its noun (``1 compartimentos``, ``2 compartimento``)."""
     errors = []
     low = text.lower()
     for phrase, gender, number in _phrases():
@@ -131,7 +142,10 @@ def agreement_errors(text: str) -> list[str]:
             n = m.group(2)
             if g != gender or num != number or (n is not None and (int(n) == 1) != (number == "s")):
                 errors.append(m.group(0))
-        for m in re.finditer(rf"(?<![\d.,])(\d+)\s+{p}\b", low):
+            following = re.match(r"\s+(\w+)", low[m.end() :])
+            if following and _VERB_NUMBER.get(following.group(1), number) != number:
+                errors.append(m.group(0) + following.group(0))
+        for m in re.finditer(rf"(?<![\d.,\-/:])(\d+)\s+{p}\b", low):
             if (int(m.group(1)) == 1) != (number == "s"):
                 errors.append(m.group(0))
     return errors
