@@ -238,8 +238,10 @@ def triage(
     params = params or TriageParams()
     grade_points = dict(params.grade_points)
     as_of = pd.Timestamp(as_of).normalize()
-    cols = [c for c in ("sampleNumber", "breached_essays", "countPreventedByWater") if c in reports]
-    by_number = reports[cols].drop_duplicates("sampleNumber").set_index("sampleNumber")
+    numbers = reports["sampleNumber"].astype(str).tolist()
+    breaches_of = dict(zip(numbers, reports["breached_essays"].tolist(), strict=True))
+    water = reports["countPreventedByWater"].tolist() if "countPreventedByWater" in reports else []
+    water_of = dict(zip(numbers, water, strict=False))
     rows = []
     for m in machines.to_dict("records"):
         last = pd.Timestamp(m["latest_sample_date"])
@@ -249,16 +251,13 @@ def triage(
             if not c.get("counted", True):
                 continue
             number = str(c.get("sampleNumber"))
-            row = by_number.loc[number] if number in by_number.index else None
             comps.append(
                 {
                     "component": c.get("component"),
                     "status": c.get("status"),
                     "sample_date": c.get("sample_date"),
-                    "breaches": row["breached_essays"] if row is not None else "[]",
-                    "context": {"countPreventedByWater": row.get("countPreventedByWater")}
-                    if row is not None
-                    else {},
+                    "breaches": breaches_of.get(number, "[]"),
+                    "context": {"countPreventedByWater": water_of.get(number)},
                 }
             )
         ranked = rank_components(comps, catalog)
@@ -297,7 +296,7 @@ def triage(
                 action_grade=action.grade,
                 action_text=action.text,
                 action_reason=action.reason,
-                main_finding=machine_main_finding(comps, catalog),
+                main_finding=machine_main_finding(comps, catalog, ranked),
                 scoring_essays=essays,
                 confirmed=confirmed,
                 triage_priority=round(priority, 3),

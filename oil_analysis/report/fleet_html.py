@@ -88,10 +88,18 @@ def _badge(status: str) -> Markup:
 
 def _essay_label(catalog: Catalog, essay: str) -> tuple[str, str]:
     """Spanish name and unit of an essay (the key itself when not in the catalog)."""
-    if essay in catalog.table.index:
-        unit = str(catalog.table.at[essay, "unit"])
-        return str(catalog.table.at[essay, "name_es"]), UNIT_ES.get(unit, unit)
-    return essay, ""
+    labels = _LABELS.get(catalog.version)
+    if labels is None:
+        table = catalog.table
+        labels = _LABELS[catalog.version] = {
+            str(e): (str(name), UNIT_ES.get(str(unit), str(unit)))
+            for e, name, unit in zip(table.index, table["name_es"], table["unit"], strict=True)
+        }
+    return labels.get(essay, (essay, ""))
+
+
+# Essay labels per catalog version (a catalog is immutable for its version).
+_LABELS: dict[str, dict[str, tuple[str, str]]] = {}
 
 
 def status_by_month(reports: pd.DataFrame, months: int = 24) -> list[tuple[str, dict[str, int]]]:
@@ -163,7 +171,7 @@ def _breach_text(b: dict, unit: str) -> str:
 
 def _charts(
     latest: pd.Series,
-    history: pd.DataFrame,
+    history: dict[str, list],
     by_essay: dict[str, list[dict]],
     lines: dict[tuple[str, str, str], list[svg.LimitLine]],
     catalog: Catalog,
@@ -174,18 +182,21 @@ def _charts(
     out = []
     for essay in list(by_essay)[: params.max_essays]:
         name, unit = _essay_label(catalog, essay)
-        series = (
-            history[history[essay].notna()].tail(params.history) if essay in history else history.iloc[:0]
-        )
+        values = history.get(essay, [])
+        rows = [
+            r
+            for r in zip(history.get("sampleDate", []), history.get("sampleNumber", []),
+                         history.get("report_status", []), values, strict=False)
+            if r[3] is not None and r[3] is not pd.NA and not (isinstance(r[3], float) and math.isnan(r[3]))
+        ]  # fmt: skip
         points = [
             svg.Point(
-                pd.Timestamp(r.sampleDate).date(),
-                float(getattr(r, essay)),
-                str(r.report_status),
-                f"{_day(r.sampleDate)} · {r.sampleNumber} · {svg.fmt(float(getattr(r, essay)))} {unit} · "
-                f"{r.report_status}",
+                pd.Timestamp(day).date(),
+                float(value),
+                str(status),
+                f"{_day(day)} · {number} · {svg.fmt(float(value))} {unit} · {status}",
             )
-            for r in series.itertuples(index=False)
+            for day, number, status, value in rows[-params.history :]
         ]
         limit_lines = lines.get((*key, essay), [])
         title = f"{name} ({unit}) — {_text(latest['unitId'])} {_text(latest['componentName'])}"
@@ -204,7 +215,7 @@ def _charts(
 
 def _component(
     latest: pd.Series,
-    history: pd.DataFrame | None,
+    history: dict[str, list] | None,
     lines: dict[tuple[str, str, str], list[svg.LimitLine]],
     catalog: Catalog,
     params: ReportParams,
@@ -343,24 +354,57 @@ def render_fleet_report(
             }
         )
     charted = [t["unitId"] for t in todo[: params.max_units]]
-    latest = latest_reports(reports)
+    # Only the columns the details read: rows of the wide frame are slow to iterate.
+    keep = [
+        c
+        for c in (
+            "unitId",
+            "machineName",
+            "componentName",
+            "componentNameNormalized",
+            "sampleNumber",
+            "sampleDate",
+            "reportDate",
+            "report_status",
+            "severity_score",
+            "breached_essays",
+            "ai_recommendation",
+            "countPreventedByWater",
+        )
+        if c in reports
+    ]
+    latest = latest_reports(reports[keep])
     flagged = latest[latest["report_status"].astype(str) != "Normal"]
     lines = _limit_lines(limits)
     sort_cols = [c for c in ("sampleDate", "reportDate", "sampleNumber") if c in reports]
-    history = reports[reports["unitId"].astype(str).isin(charted)].sort_values(sort_cols, kind="mergesort")
-    groups = dict(list(history.groupby(["unitId", "componentName"], sort=False)))
-    comps_of = dict(list(flagged.groupby(flagged["unitId"].astype(str), sort=False)))
+    charted_rows = flagged[flagged["unitId"].astype(str).isin(charted)]
+    drawn = sorted(
+        {str(x.get("essay")) for t in charted_rows["breached_essays"] for x in parse_breaches(t)}
+        & set(reports)
+    )
+    cols = ["unitId", "componentName", "report_status", *sort_cols, *drawn]
+    history = reports.loc[reports["unitId"].astype(str).isin(charted), cols].sort_values(
+        sort_cols, kind="mergesort"
+    )
+    # Plain Python lists and dicts from here on: pandas indexing per row or chart costs milliseconds.
+    columns = {c: history[c].tolist() for c in history.columns}
+    groups: dict[tuple, dict[str, list]] = {}
+    for i, key in enumerate(zip(columns["unitId"], columns["componentName"], strict=True)):
+        group = groups.setdefault(key, {c: [] for c in columns})
+        for c, values in columns.items():
+            group[c].append(values[i])
+    ordered = flagged.sort_values(
+        ["severity_score", "componentName"], ascending=[False, True], kind="mergesort"
+    ).to_dict("records")
+    comps_of: dict[str, list[dict]] = {}
+    for comp in ordered:
+        comps_of.setdefault(str(comp["unitId"]), []).append(comp)
     units = []
     for i, t in enumerate(todo):
         unit = t["unitId"]
-        comps = comps_of.get(unit, flagged.iloc[:0]).sort_values(
-            ["severity_score", "componentName"], ascending=[False, True], kind="mergesort"
-        )
         blocks = []
-        for _, comp in comps.iterrows():
-            hist = groups.get((comp["unitId"], comp["componentName"])) if unit in charted else None
-            if unit in charted and hist is None:
-                hist = history.iloc[:0]
+        for comp in comps_of.get(unit, []):
+            hist = groups.get((comp["unitId"], comp["componentName"]), {}) if unit in charted else None
             blocks.append(_component(comp, hist, lines, catalog, params))
         m = ident.loc[unit] if unit in ident.index else {}
         units.append(

@@ -526,10 +526,13 @@ def rank_components(components: list[Mapping], catalog: Catalog) -> list[tuple]:
     return flagged
 
 
-def machine_main_finding(components: list[Mapping], catalog: Catalog) -> str:
+def machine_main_finding(
+    components: list[Mapping], catalog: Catalog, ranked: list[tuple] | None = None
+) -> str:
     """The main finding of a machine: that of its most urgent compartment, plus how many others
-    have findings (at most 20 words). Empty when every compartment is Normal."""
-    flagged = rank_components(components, catalog)
+    have findings (at most 20 words). Empty when every compartment is Normal. ``ranked``: the
+    :func:`rank_components` of ``components`` when already computed."""
+    flagged = ranked if ranked is not None else rank_components(components, catalog)
     if not flagged:
         return ""
     c, _, found, _, _ = flagged[0]
