@@ -265,7 +265,7 @@ def test_every_report_text_agrees(n_todo, n_stale):
         html = render_fleet_report("EMIN", reports, machines, pd.DataFrame(), CAT, as_of=as_of)
         text = visible(html)
         assert not agreement_errors(text), agreement_errors(text)
-        assert f"Equipos a atender ahora ({n_todo if as_of.year == 2025 else 0})" in text
+        assert f"Equipos a atender ahora ({n_todo})" in text
 
 
 def test_freshness_is_measured_against_the_report_date():
@@ -281,7 +281,8 @@ def test_freshness_is_measured_against_the_report_date():
     assert 'data-unit="S0"' not in actions, "a stale machine is not in the list to act on now"
     old = visible(render_fleet_report("EMIN", reports, machines, pd.DataFrame(), CAT, as_of=date(2026, 1, 1)))
     assert "Datos antiguos: la muestra más reciente es del 2025-06-12, 203 días antes" in old
-    assert "Equipos a atender ahora (0)" in old
+    assert "Equipos a atender ahora (1)" in old and "hace 205 días" in old, "triaged as of the newest sample"
+    assert "S0 · 2025-03-01 (Anormal)" in old
     silver = pd.DataFrame({"sampleDate": [pd.Timestamp("2025-06-12")]})
     fresh = checks.freshness(silver, 40, pd.Timestamp("2025-06-14"))
     late = checks.freshness(silver, 40, pd.Timestamp("2026-01-01"))

@@ -326,8 +326,14 @@ def render_fleet_report(
     as_of_ts = pd.Timestamp(as_of).normalize() if as_of is not None else newest
     if pd.isna(as_of_ts):
         as_of_ts = pd.Timestamp("1970-01-01")
+    dataset_age = int((as_of_ts - newest.normalize()).days) if pd.notna(newest) else 0
+    dataset_stale = dataset_age > params.freshness_days
+    # A whole dataset older than the freshness limit would leave every machine "stale" and nothing
+    # to act on: the banner says the data is old, and the machines are triaged as of its newest
+    # sample (ages shown still count from the report date).
+    triage_date = newest.normalize() if dataset_stale else as_of_ts
     tri = triage(
-        machines, reports, catalog, as_of_ts, TriageParams(freshness_days=params.freshness_days)
+        machines, reports, catalog, triage_date, TriageParams(freshness_days=params.freshness_days)
     ).set_index("unitId", drop=False)
     ident = machines.set_index(machines["unitId"].astype(str))
     todo_rows = tri[~tri["stale"] & (tri["machine_status"] != "Normal")]
@@ -427,7 +433,6 @@ def render_fleet_report(
     r_counts = {s: int((reports["report_status"].astype(str) == s).sum()) for s in STATUSES}
     n_m, n_r = max(len(machines), 1), max(len(reports), 1)
     months = status_by_month(reports, params.months)
-    dataset_age = int((as_of_ts - newest.normalize()).days) if pd.notna(newest) else 0
     version = ", ".join(sorted(set(reports["limits_version"].astype(str)))) if len(reports) else "—"
     actions = ActionParams()
     html = (
@@ -442,7 +447,7 @@ def render_fleet_report(
             version=version,
             n_machines=len(machines),
             n_reports=len(reports),
-            dataset_stale=dataset_age > params.freshness_days,
+            dataset_stale=dataset_stale,
             dataset_age=dataset_age,
             freshness_days=params.freshness_days,
             counts=m_counts,
