@@ -225,9 +225,31 @@ def test_system_prompt_states_the_rules_and_the_version_tracks_it():
         "aditivos",
         "nunca justifica un cambio de aceite",
         "150 palabras",
+        "detener el equipo solo con refrigerante",
+        "Nunca pidas detener el equipo fuera de esos casos",
+        "hallazgo principal",
     ):
         assert phrase in SYSTEM_PROMPT
-    assert PROMPT_VERSION.startswith("advice-v1-") and len(PROMPT_VERSION) == len("advice-v1-") + 8
+    assert PROMPT_VERSION.startswith("advice-v2-") and len(PROMPT_VERSION) == len("advice-v2-") + 8
+
+
+def test_report_prompt_carries_the_graded_action_and_the_water_that_blocks_the_count():
+    row = {
+        "unitId": "T_01",
+        "componentName": "motor",
+        "report_status": "Anormal",
+        "severity_score": 12.0,
+        "countPreventedByWater": True,
+        "breached_essays": json.dumps([breach("fe", "critical", points=6.0), breach("pq_index")]),
+    }
+    prompt = build_user_prompt(row, None, CAT)
+    assert "Acción según reglas: Detener el equipo e inspeccionar antes de seguir operando." in prompt
+    assert "confirmado por el índice PQ" in prompt
+    assert "El agua de la muestra impidió el conteo de partículas." in prompt
+    row["breached_essays"] = json.dumps([breach("fe", "critical", points=6.0)])
+    assert "Acción según reglas: Planificar la intervención dentro de 7 días." in build_user_prompt(
+        row, None, CAT
+    )
 
 
 # -- the orchestrator without an endpoint ----------------------------------------------------------

@@ -334,6 +334,11 @@ def test_demo_data_report_shows_a_failing_unit_with_trends_and_limits(demo_root)
     assert '<figure class="trend"' in section and 'class="limit limit-' in section
     assert not re.search(r"https?://", html)
     assert "status_over_time" in meta["classified_reports"]
+    from oil_analysis.__main__ import summarize
+    from oil_analysis.storage.filesystem import Storage
+
+    summary = "\n".join(summarize(Storage.local(str(demo_root)), "cda"))
+    assert f"fleet report       {demo_root / fleet_report_path('cda')}" in summary, summary
 
 
 @pytest.mark.parametrize("bad", [None, float("inf")])
