@@ -59,9 +59,12 @@ def b(essay, level="condemning", direction="upper", kind="level", points=3.0, va
         ("Alerta", [b("glycol", "marginal")], "motor", "resample"),
         ("Anormal", [b("fuel", "critical")], "motor", "stop"),
         ("Anormal", [b("fuel_pct", "condemning"), b("fe", "critical")], "motor", "plan"),
-        ("Anormal", [b("fe", "critical"), b("pq_index", "condemning")], "mando final", "stop"),
-        ("Anormal", [b("fe", "critical"), b("fe", "marginal", kind="trend")], "motor", "stop"),
-        ("Anormal", [b("fe", "critical"), b("pq_index", "marginal")], "motor", "plan"),
+        ("Anormal", [b("fe", "critical"), b("pq_index", "critical")], "mando final", "stop"),
+        ("Anormal", [b("fe", "critical"), b("pq_index", "condemning")], "mando final", "plan"),
+        ("Anormal", [b("fe", "critical"), b("fe", "condemning", kind="trend")], "motor", "stop"),
+        ("Anormal", [b("fe", "critical"), b("pq_index", "critical", kind="trend")], "motor", "stop"),
+        ("Anormal", [b("fe", "critical"), b("fe", "marginal", kind="trend")], "motor", "plan"),
+        ("Anormal", [b("fe", "critical"), b("cu", "critical", kind="trend")], "motor", "plan"),
         ("Anormal", [b("fe", "critical")], "motor", "plan"),
         ("Anormal", [b("visc_100c", "critical"), b("visc_40c", "critical")], "transmision", "plan"),
         ("Anormal", [b("water", "critical")], "sistema hidraulico", "plan"),
@@ -75,7 +78,7 @@ def test_graded_action_rules(status, breaches, component, grade):
 
 
 def test_stop_needs_scoring_evidence_and_windows_are_stated():
-    zeroed = [b("fe", "critical"), b("pq_index", "condemning", points=0.0)]
+    zeroed = [b("fe", "critical"), b("pq_index", "critical", points=0.0)]
     assert stop_reasons(zeroed, "motor") == [], "a breach the classifier zeroed confirms nothing"
     plan_crit = graded_action("Anormal", [b("fe", "critical")], "motor")
     plan = graded_action("Anormal", [b("fe", "condemning"), b("cu", "condemning")], "motor")

@@ -100,7 +100,7 @@ def test_additives_beside_a_real_finding_are_information_only():
 
 def test_action_follows_the_graded_rules():
     stop = offline_recommendation(
-        [breach("fe", "critical", points=6.0), breach("pq_index", "condemning")], "motor", CAT, "Anormal"
+        [breach("fe", "critical", points=6.0), breach("pq_index", "critical")], "motor", CAT, "Anormal"
     )
     plan = offline_recommendation([breach("fe", "critical", points=6.0)], "motor", CAT, "Anormal")
     alerta = offline_recommendation([breach("water", "marginal", value=1, limit=0)], "motor", CAT, "Alerta")
@@ -240,7 +240,7 @@ def test_report_prompt_carries_the_graded_action_and_the_water_that_blocks_the_c
         "report_status": "Anormal",
         "severity_score": 12.0,
         "countPreventedByWater": True,
-        "breached_essays": json.dumps([breach("fe", "critical", points=6.0), breach("pq_index")]),
+        "breached_essays": json.dumps([breach("fe", "critical", points=6.0), breach("pq_index", "critical")]),
     }
     prompt = build_user_prompt(row, None, CAT)
     assert "Acción según reglas: Detener el equipo e inspeccionar antes de seguir operando." in prompt

@@ -4,8 +4,8 @@ Rules (docs/CLASSIFICATION.md §6, grounded in DOMAIN.md §4 and §7):
 
 * ``stop`` — detener el equipo: only for evidence that a component is being damaged while it runs:
   coolant (glycol) in engine oil at the positive level or worse; fuel dilution at the critical
-  level; a critical wear-metal level confirmed by the PQ index (condemning or worse) or by a rising
-  trend of a wear metal or of PQ in the same sample.
+  level; a critical wear-metal level confirmed in the same sample by the PQ index at the critical
+  level or by a rise of that metal (or of PQ) beyond its condemning trend limit.
 * ``plan`` — every other Anormal report: plan the intervention within ``plan_days_critical`` days
   when a breach is critical, else within ``plan_days``.
 * ``resample`` — Alerta: take a new sample within ``resample_hours`` operating hours (half the usual
@@ -81,9 +81,13 @@ def stop_reasons(breaches: Iterable[Mapping], component: str | None) -> list[str
         b for b in items if b.get("essay") in WEAR_ESSAYS and b.get("kind") != "trend" and _lv(b) == 3
     ]
     if wear_critical:
-        pq = any(b.get("essay") == "pq_index" and b.get("kind") != "trend" and _lv(b) >= 2 for b in items)
+        pq = any(b.get("essay") == "pq_index" and b.get("kind") != "trend" and _lv(b) == 3 for b in items)
+        critical_essays = {b.get("essay") for b in wear_critical}
+        # The critical metal itself (or PQ) rising by at least its condemning trend limit.
         rising = any(
-            b.get("kind") == "trend" and (b.get("essay") in WEAR_ESSAYS or b.get("essay") == "pq_index")
+            b.get("kind") == "trend"
+            and _lv(b) >= 2
+            and (b.get("essay") in critical_essays or b.get("essay") == "pq_index")
             for b in items
         )
         if pq or rising:
