@@ -260,8 +260,10 @@ def triage(
                     "context": {"countPreventedByWater": water_of.get(number)},
                 }
             )
-        ranked = rank_components(comps, catalog)
         status = str(m["machine_status"])
+        stale = age > params.freshness_days
+        # Stale and Normal machines are not ranked: no action, no main finding to compute.
+        ranked = rank_components(comps, catalog) if status != "Normal" and not stale else []
         out = {
             "unitId": m["unitId"],
             "machineName": m.get("machineName"),
@@ -269,7 +271,7 @@ def triage(
             "machine_status": status,
             "latest_sample_date": last,
             "age_days": age,
-            "stale": age > params.freshness_days,
+            "stale": stale,
             "component": "",
             "component_date": pd.NaT,
             "action_grade": "none",
@@ -280,7 +282,7 @@ def triage(
             "confirmed": False,
             "triage_priority": 0.0,
         }
-        if status != "Normal" and ranked:
+        if ranked:
             c, _, _, _, action = ranked[0]
             breaches = [b for b in parse_breaches(c.get("breaches")) if float(b.get("points") or 0) > 0]
             essays = len({b.get("essay") for b in breaches})
