@@ -335,7 +335,11 @@ def render_fleet_report(
     tri = triage(
         machines, reports, catalog, triage_date, TriageParams(freshness_days=params.freshness_days)
     ).set_index("unitId", drop=False)
-    ident = machines.set_index(machines["unitId"].astype(str))
+    machine_rec = (
+        dict(zip(machines["unitId"].astype(str), machines["machine_ai_recommendation"], strict=True))
+        if "machine_ai_recommendation" in machines
+        else {}
+    )
     todo_rows = tri[~tri["stale"] & (tri["machine_status"] != "Normal")]
     stale_rows = tri[tri["stale"]]
 
@@ -412,12 +416,11 @@ def render_fleet_report(
         for comp in comps_of.get(unit, []):
             hist = groups.get((comp["unitId"], comp["componentName"]), {}) if unit in charted else None
             blocks.append(_component(comp, hist, lines, catalog, params))
-        m = ident.loc[unit] if unit in ident.index else {}
         units.append(
             {
                 **t,
                 "open": i < params.open_units,
-                "recommendation": _text(m.get("machine_ai_recommendation")) if len(m) else "",
+                "recommendation": _text(machine_rec.get(unit)),
                 "components": blocks,
             }
         )
