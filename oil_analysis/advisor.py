@@ -654,7 +654,13 @@ def recommend_reports(
                 row=i,
                 subject=str(numbers[i]),
                 inputs=prompts.report_inputs(row, previous, catalog),
-                offline=offline_recommendation(row.get("breached_essays"), row.get("componentName"), catalog),
+                offline=offline_recommendation(
+                    row.get("breached_essays"),
+                    row.get("componentName"),
+                    catalog,
+                    status=row.get("report_status"),
+                    context=row,
+                ),
                 priority=float(score[i]),
             )
         )
@@ -662,6 +668,13 @@ def recommend_reports(
     advice, stats = _advise(items, "report", storage, client, llm)
     out = _fill(reports, REPORT_COLUMNS, NORMAL_REPORT_TEXT, normal, advice)
     return out, _summary(stats, out["ai_source"], len(out))
+
+
+def _context(reports: pd.DataFrame, pos: int | None) -> dict:
+    """Report fields the offline advisor reads besides the breaches."""
+    if pos is None or "countPreventedByWater" not in reports:
+        return {}
+    return {"countPreventedByWater": reports["countPreventedByWater"].iat[pos]}
 
 
 def _machine_components(
@@ -680,6 +693,7 @@ def _machine_components(
                     "severity_score": c.get("severity_score"),
                     "sample_date": c.get("sample_date"),
                     "breaches": reports["breached_essays"].iat[pos] if pos is not None else "[]",
+                    "context": _context(reports, pos),
                 }
             )
         return comps

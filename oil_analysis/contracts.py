@@ -163,7 +163,7 @@ def _advice(prefix: str, subject: str) -> list[Column]:
             False,
         ),
         Column(f"{prefix}ai_model", S, "Model that wrote the text, or `offline-advisor`.", False),
-        Column(f"{prefix}ai_prompt_version", S, "Prompt version (`advice-v1-…`) or `offline-v1`.", False),
+        Column(f"{prefix}ai_prompt_version", S, "Prompt version (`advice-v2-…`) or `offline-v2`.", False),
         Column(
             f"{prefix}ai_generated_at", TS, "When the model answered (UTC); null for offline/normal texts."
         ),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 
 from . import environments
 
@@ -47,6 +48,19 @@ class Settings:
     storage_mode: str = "local"  # local | s3 | dual (dual: local is read, both are written)
     legacy_exports: bool = False
     environment: str = "dev"  # OIL_ENV: dev | staging | prod
+    report_date_override: str | None = None  # OIL_REPORT_DATE (YYYY-MM-DD); None: today (UTC)
+
+    def report_date(self) -> date:
+        """The run's report date: every age (fleet report, freshness check) is measured against it.
+        ``OIL_REPORT_DATE`` fixes it (tests, re-rendering a past report); otherwise today in UTC."""
+        if self.report_date_override:
+            try:
+                return date.fromisoformat(self.report_date_override)
+            except ValueError as exc:
+                raise ValueError(
+                    f"OIL_REPORT_DATE={self.report_date_override!r}: expected YYYY-MM-DD"
+                ) from exc
+        return datetime.now(UTC).date()
 
     @property
     def storage_uri(self) -> str:
@@ -77,6 +91,7 @@ def get_settings() -> Settings:
         storage_mode=mode,
         legacy_exports=_flag(environ, "LEGACY_EXPORTS"),
         environment=resolved.environment.name,
+        report_date_override=environ.get("OIL_REPORT_DATE") or None,
     )
 
 

@@ -110,8 +110,14 @@ def test_exhausted_retries_fall_back_to_the_offline_text_never_the_error(store):
     assert out["ai_source"].tolist() == ["fallback"] * 3
     assert out["ai_error"].tolist() == ["InternalServerError"] * 3
     expected = [
-        offline_recommendation(b, c, CAT)
-        for b, c in zip(reports["breached_essays"], reports["componentName"], strict=True)
+        offline_recommendation(b, c, CAT, status=s, context=r)
+        for b, c, s, r in zip(
+            reports["breached_essays"],
+            reports["componentName"],
+            reports["report_status"],
+            reports.to_dict("records"),
+            strict=True,
+        )
     ]
     assert out["ai_recommendation"].tolist() == expected
     assert not out["ai_recommendation"].str.contains("Error|500|injected").any()
@@ -142,7 +148,7 @@ def test_a_malformed_response_falls_back_without_retry(store, action):
         assert server.count == 2
     assert out["ai_source"].tolist() == ["fallback"] * 2
     assert out["ai_error"].tolist() == ["MalformedResponse"] * 2
-    assert out["ai_recommendation"].str.startswith("Motor con desgaste").all()
+    assert out["ai_recommendation"].str.startswith("Motor: desgaste").all()
 
 
 def test_a_client_error_is_not_retried(store):

@@ -47,7 +47,10 @@ def breach(essay, level="condemning", direction="upper", value=10.0, limit=5.0, 
     [
         ([breach("fe")], ["desgaste", "Hierro", "engranajes", "tapón magnético"]),
         ([breach("cu"), breach("pb")], ["desgaste", "Cobre", "Plomo", "bujes"]),
-        ([breach("si")], ["ingreso de polvo", "Silicio", "admisión"]),
+        ([breach("si"), breach("al")], ["ingreso de polvo", "Silicio", "admisión"]),
+        ([breach("si")], ["silicio sin aluminio", "sellante"]),
+        ([breach("na"), breach("water", value=2, limit=1)], ["refrigerante", "agua"]),
+        ([breach("na")], ["sodio o potasio sin agua", "aceite de relleno"]),
         ([breach("water", value=2, limit=1)], ["agua", "respiraderos", "Cambiar aceite"]),
         ([breach("water_pct")], ["agua", "Cambiar aceite"]),
         ([breach("fuel_pct")], ["dilución por combustible", "inyectores", "Cambiar aceite"]),
@@ -63,7 +66,7 @@ def breach(essay, level="condemning", direction="upper", value=10.0, limit=5.0, 
     ],
 )
 def test_each_breach_group_yields_its_recommendation(breaches, expected):
-    text = offline_recommendation(json.dumps(breaches), "motor", CAT)
+    text = offline_recommendation(json.dumps(breaches), "motor", CAT, status="Anormal")
     for phrase in expected:
         assert phrase in text, (phrase, text)
     assert text.startswith("Motor")
@@ -86,23 +89,25 @@ def test_additives_beside_a_real_finding_are_information_only():
         breach("fe", "marginal", points=1.0),
         breach("b", "critical", points=0.0),
     ]
-    text = offline_recommendation(mixed, "motor", CAT)
+    text = offline_recommendation(mixed, "motor", CAT, status="Alerta")
     assert "Cambiar aceite" not in text  # marginal wear: follow-up only, whatever the additives say
     assert "Boro y Zinc son aditivos" in text and "no indica falla" in text
-    assert "nivel más alto marginal" in text  # the critical additive levels do not set the urgency
+    assert "nivel marginal" in text  # the critical additive levels do not set the urgency
     assert text.replace(
         " Boro y Zinc son aditivos: refleja la formulación del aceite y no indica falla.", ""
-    ) == offline_recommendation([breach("fe", "marginal", points=1.0)], "motor", CAT)
+    ) == offline_recommendation([breach("fe", "marginal", points=1.0)], "motor", CAT, status="Alerta")
 
 
-def test_urgency_follows_the_worst_level():
-    critical = offline_recommendation([breach("fe", "critical", points=6.0)], "motor", CAT)
-    marginal = offline_recommendation(
-        [breach("water", "marginal", value=1, limit=0, points=1.0)], "motor", CAT
+def test_action_follows_the_graded_rules():
+    stop = offline_recommendation(
+        [breach("fe", "critical", points=6.0), breach("pq_index", "critical")], "motor", CAT, "Anormal"
     )
-    assert "Acción inmediata" in critical and "50 horas" in critical
-    assert "seguimiento" in marginal and "125 horas" in marginal
-    assert "Cambiar aceite" not in marginal
+    plan = offline_recommendation([breach("fe", "critical", points=6.0)], "motor", CAT, "Anormal")
+    alerta = offline_recommendation([breach("water", "marginal", value=1, limit=0)], "motor", CAT, "Alerta")
+    assert "Detener el equipo" in stop and "confirmado por el índice PQ" in stop and "50 horas" in stop
+    assert "Detener" not in plan and "dentro de 7 días" in plan
+    assert "nueva muestra dentro de 125 horas" in alerta and "Detener" not in alerta
+    assert "Cambiar aceite" not in alerta
 
 
 def test_offline_text_is_deterministic_short_and_order_free():
@@ -220,9 +225,31 @@ def test_system_prompt_states_the_rules_and_the_version_tracks_it():
         "aditivos",
         "nunca justifica un cambio de aceite",
         "150 palabras",
+        "detener el equipo solo con refrigerante",
+        "Nunca pidas detener el equipo fuera de esos casos",
+        "hallazgo principal",
     ):
         assert phrase in SYSTEM_PROMPT
-    assert PROMPT_VERSION.startswith("advice-v1-") and len(PROMPT_VERSION) == len("advice-v1-") + 8
+    assert PROMPT_VERSION.startswith("advice-v2-") and len(PROMPT_VERSION) == len("advice-v2-") + 8
+
+
+def test_report_prompt_carries_the_graded_action_and_the_water_that_blocks_the_count():
+    row = {
+        "unitId": "T_01",
+        "componentName": "motor",
+        "report_status": "Anormal",
+        "severity_score": 12.0,
+        "countPreventedByWater": True,
+        "breached_essays": json.dumps([breach("fe", "critical", points=6.0), breach("pq_index", "critical")]),
+    }
+    prompt = build_user_prompt(row, None, CAT)
+    assert "Acción según reglas: Detener el equipo e inspeccionar antes de seguir operando." in prompt
+    assert "confirmado por el índice PQ" in prompt
+    assert "El agua de la muestra impidió el conteo de partículas." in prompt
+    row["breached_essays"] = json.dumps([breach("fe", "critical", points=6.0)])
+    assert "Acción según reglas: Planificar la intervención dentro de 7 días." in build_user_prompt(
+        row, None, CAT
+    )
 
 
 # -- the orchestrator without an endpoint ----------------------------------------------------------

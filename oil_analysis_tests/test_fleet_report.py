@@ -152,13 +152,17 @@ def svgs(html: str) -> list[ET.Element]:
 def test_every_section_is_present_in_order():
     html = render()
     assert html.startswith("<!DOCTYPE html>") and '<html lang="es">' in html
-    positions = [html.index(f'<section id="{s}">') for s in ("resumen", "acciones", "tendencias", "datos")]
-    assert positions == sorted(positions)
-    assert 'id="unit-T_01"' in html and 'id="unit-T_02"' not in html, "only units with findings get charts"
-    actions = html[positions[1] : positions[2]]
+    sections = ("acciones", "tendencias", "sin-muestras", "resumen", "datos")
+    positions = [html.index(f'<section id="{s}">') for s in sections]
+    assert positions == sorted(positions), "triage first"
+    assert 'id="unit-T_01"' in html and 'id="unit-T_02"' not in html, "only units with findings get details"
+    actions = html[positions[0] : positions[1]]
     assert 'data-unit="T_01"' in actions and 'data-unit="T_02"' not in actions
-    assert "Detener el equipo e inspeccionar el motor." in actions
-    data = html[positions[3] :]
+    assert "Motor: desgaste — Hierro, nivel crítico, en aumento." in actions, "main finding"
+    assert 'data-grade="stop"' in actions and "confirmado por una tendencia al alza" in actions
+    details = html[positions[1] : positions[2]]
+    assert "Detener el equipo e inspeccionar el motor." in details, "full recommendation in the details"
+    data = html[positions[4] :]
     assert VERSION in data and "2025-06-20" in data and "2025-06-05" in data
 
 
@@ -192,11 +196,13 @@ def test_labels_are_in_spanish():
     for text in (
         "Informe de flota — Minera Carmen de Andacollo",
         "Resumen de la flota",
-        "Equipos que requieren acción (1)",
-        "Tendencias de ensayos fuera de límite",
+        "Equipos a atender ahora (1)",
+        "Equipos sin muestras recientes (0)",
+        "Detalle por equipo",
         "Datos y límites",
+        "remuestrear",
         "Versión de límites",
-        "Datos al 2025-06-20",
+        "Informe al 2025-06-20",
         "Recomendación",
         "Crítico superior: 45 ppm &gt; límite 40 ppm",
         "Crítico inferior: 9.5 cSt &lt; límite 10 cSt",
@@ -214,9 +220,9 @@ def test_labels_are_in_spanish():
 def test_every_text_is_escaped():
     html = render(name='<script>alert("x")</script> & Co', recommendation="Revisar <b>todo</b> & más")
     assert "<script" not in html and "<b>" not in html
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; Co" in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; Co" in html
     assert "Revisar &lt;b&gt;todo&lt;/b&gt; &amp; más" in html
-    assert "revisar &lt;filtros&gt; &amp; &quot;sellos&quot;." in html
+    assert "revisar &lt;filtros&gt; &amp; &#34;sellos&#34;." in html
     svgs(html)  # still well-formed
 
 
@@ -239,7 +245,7 @@ def test_a_fleet_without_findings_needs_no_action():
     html = render_fleet_report("EMIN", reports, machines, LIMITS, load_catalog())
     assert "Ningún equipo requiere acción." in html
     assert "Ningún compartimento tiene hallazgos en su último informe." in html
-    assert "Datos al 2025-06-05" in html, "as_of defaults to the newest sample"
+    assert "Informe al 2025-06-05" in html, "the report date defaults to the newest sample"
 
 
 def test_charts_of_the_most_urgent_units_only():
@@ -252,7 +258,8 @@ def test_charts_of_the_most_urgent_units_only():
     html = render_fleet_report(
         "X", reports, machines, LIMITS, load_catalog(), params=ReportParams(max_units=1)
     )
-    assert html.count('<section class="unit"') == 1
+    assert html.count('<details class="unit"') == 2, "every unit to act on has its details"
+    assert html.count('<figure class="trend"') == 2, "charts of the first unit only"
     assert "Gráficos de 1 de 2 equipos con hallazgos" in html
     assert 'data-unit="T_03"' in html, "the action table still lists every unit"
 
@@ -321,12 +328,17 @@ def test_demo_data_report_shows_a_failing_unit_with_trends_and_limits(demo_root)
     html = (demo_root / fleet_report_path("cda")).read_text()
     assert meta["fleet_report"]["machines_needing_action"].value >= 1
     assert meta["fleet_report"]["trend_charts"].value >= 1
-    unit = re.search(r'<section class="unit" id="unit-([^"]+)"><h3>.*?(Anormal|Alerta)', html)
-    assert unit, "a failing unit with its own section"
-    section = html[unit.start() : html.index("</section>", unit.start())]
+    unit = re.search(r'<details class="unit" id="unit-([^"]+)" open><summary>.*?(Anormal|Alerta)', html)
+    assert unit, "a failing unit with its own details, open"
+    section = html[unit.start() : html.index("</details>", unit.start())]
     assert '<figure class="trend"' in section and 'class="limit limit-' in section
     assert not re.search(r"https?://", html)
     assert "status_over_time" in meta["classified_reports"]
+    from oil_analysis.__main__ import summarize
+    from oil_analysis.storage.filesystem import Storage
+
+    summary = "\n".join(summarize(Storage.local(str(demo_root)), "cda"))
+    assert f"fleet report       {demo_root / fleet_report_path('cda')}" in summary, summary
 
 
 @pytest.mark.parametrize("bad", [None, float("inf")])

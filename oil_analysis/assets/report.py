@@ -31,9 +31,12 @@ def fleet_report(
     stewart_limits: pd.DataFrame,
 ) -> MaterializeResult:
     client = CLIENTS[context.partition_key]
-    # The data's own date, not the wall clock: the same inputs write the same bytes.
-    as_of = classified_reports["sampleDate"].max() if len(classified_reports) else None
-    params = ReportParams(freshness_days=get_settings().freshness_days)
+    # Ages are measured against the run's report date (OIL_REPORT_DATE, else today): the same inputs
+    # on the same report date write the same bytes.
+    settings = get_settings()
+    as_of = pd.Timestamp(settings.report_date())
+    newest = classified_reports["sampleDate"].max() if len(classified_reports) else None
+    params = ReportParams(freshness_days=settings.freshness_days)
     html = render_fleet_report(
         client.display_name,
         classified_reports,
@@ -54,7 +57,11 @@ def fleet_report(
             "path": MetadataValue.path(store.display(path)),
             "bytes": len(data),
             "sha256": hashlib.sha256(data).hexdigest(),
-            "as_of": str(as_of.date()) if as_of is not None else "",
+            "report_date": str(as_of.date()),
+            "newest_sample": str(pd.Timestamp(newest).date()) if newest is not None else "",
+            "data_age_days": int((as_of - pd.Timestamp(newest).normalize()).days)
+            if newest is not None
+            else -1,
             "limits_version": version,
             "machines_needing_action": len(todo),
             "trend_charts": html.count('<figure class="trend"'),

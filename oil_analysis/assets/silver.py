@@ -62,7 +62,10 @@ def silver_harmonized(
         context.log.warning(
             f"{len(rejects)} rows rejected; see {store.display(layout.rejects_path(client.key))}"
         )
-    outcomes = checks.silver_checks(silver, load_catalog(), get_settings().freshness_days)
+    settings = get_settings()
+    outcomes = checks.silver_checks(
+        silver, load_catalog(), settings.freshness_days, pd.Timestamp(settings.report_date())
+    )
     output = Output(
         silver,
         metadata={

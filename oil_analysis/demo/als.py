@@ -81,6 +81,8 @@ VISUAL_LEVELS = ("Ausente", "Leve", "Moderado", "Abundante")
 ALS_FAULT_KINDS = ("wear", "coolant_leak", "dust", "fuel", "water")
 _SANTIAGO = ZoneInfo("America/Santiago")
 _LOCAL_MIDNIGHT_FROM = date(2024, 7, 1)
+# Share of compartments that run on another grade than the site's (wrong top-up).
+WRONG_GRADE_SHARE = 0.02
 
 # Raw spellings of the machine families (the silver names are their lower-case ASCII forms).
 FAMILY_NAMES = {
@@ -327,6 +329,11 @@ def _nominal_v100(grade: str, norm: str) -> float:
     return {"motor": 14.5, "transmision": 11.0, "hidraulico": 6.8, "direccion": 6.8}.get(norm, 15.0)
 
 
+def _mix(*terms: tuple[float, Any]) -> Any:
+    """Weighted sum of standard normal terms, rescaled to unit variance."""
+    return sum(w * x for w, x in terms) / math.sqrt(sum(w * w for w, _ in terms))
+
+
 def _fmt(value: float, decimals: int, comma: bool) -> str:
     text = f"{value:.{decimals}f}"
     return text.replace(".", ",") if comma and decimals else text
@@ -348,6 +355,7 @@ class _AlsGenerator:
         self.rng = rng
         self._marg_cache: dict[tuple[str, str], dict[str, Marginal]] = {}
         self._fin_cache: dict[str, dict[str, Marginal]] = {}
+        self._grades: dict[tuple[str, str], str] = {}
 
     # ---- fleet --------------------------------------------------------------------------------
 
@@ -417,6 +425,15 @@ class _AlsGenerator:
             summary = essays.get(f"{family}|{norm}") or essays.get(norm) or essays["*"]
             self._marg_cache[key] = {el: Marginal(summary[el]) for el in EMIN_ELEMENTS}
         return self._marg_cache[key]
+
+    def _site_grade(self, family: str, norm: str, oil: dict[str, Any]) -> str:
+        """The grade the site specifies for this machine type and compartment (drawn once)."""
+        key = (family, norm)
+        if key not in self._grades:
+            rng = np.random.default_rng(zlib.crc32(f"{family}|{norm}".encode()))
+            grades = {k: v for k, v in oil["types"].items() if k not in ("Coolant", "-")} or oil["types"]
+            self._grades[key] = _pick(rng, grades)
+        return self._grades[key]
 
     def _finning(self, norm: str) -> dict[str, Marginal]:
         twin = _FINNING_TWIN.get(norm, _DEFAULT_TWIN)
@@ -502,7 +519,11 @@ class _AlsGenerator:
         coolant = norm == "refrigerante"
         oil = self.e["oil"].get(norm, self.e["oil"]["motor"])
         brand = _pick(rng, oil["brands"])
-        grade = _pick(rng, oil["types"])
+        # A site specifies one oil grade per machine type and compartment; a few compartments run on
+        # another grade (a wrong top-up), the lab's "viscosidad alta para un SAE-30" cases.
+        grade = self._site_grade(u.family, norm, oil)
+        if rng.random() < WRONG_GRADE_SHARE:
+            grade = _pick(rng, oil["types"])
         if not coolant and grade in ("Coolant", "-") and rng.random() < 0.5:
             grade = _pick(rng, oil["types"])
         nominal = _nominal_v100(grade, norm)
@@ -513,20 +534,28 @@ class _AlsGenerator:
         meters = np.array([float(meter_marg.ppf(rng.random())) for _ in range(n)])
         z_age = ndtri(np.clip([meter_marg.cdf(m) for m in meters], 0.02, 0.98))
         f_wear, f_dirt = rng.normal(size=n), rng.normal(size=n)
+        # The compartment's own level (shared by its essays) and each essay's: in the real EMIN
+        # values about 55-65 % of an element's variance lies between compartments (intra-class
+        # correlation) and elements correlate ~0.26 (ranks); both concentrate the exceedances on a
+        # few compartments, as in the real fleet, instead of spreading them over every unit.
+        g_unit = rng.normal()
         wear = set(EMIN_ELEMENTS[:11]) | {"Sodio"}
         dirt = {"Silicio", "Aluminio", "Potasio"}
         u_el: dict[str, np.ndarray] = {}
         for e in EMIN_ELEMENTS:
             unit_off, noise = rng.normal(), rng.normal(size=n)
             if e in wear:
-                z = 0.45 * unit_off + 0.45 * z_age + 0.35 * f_wear + 0.69 * noise
+                z = _mix((0.6, unit_off), (0.35, g_unit), (0.3, z_age), (0.25, f_wear), (0.5, noise))
             elif e in dirt:
-                z = 0.45 * unit_off + 0.3 * z_age + 0.5 * f_dirt + 0.68 * noise
+                z = _mix((0.6, unit_off), (0.35, g_unit), (0.2, z_age), (0.3, f_dirt), (0.5, noise))
             else:  # additives: fixed by the oil in use
                 z = 0.85 * unit_off + 0.53 * noise
             u_el[e] = ndtr(z)
-        z_clean = 0.5 * rng.normal() + 0.55 * f_dirt + 0.67 * rng.normal(size=n)
-        visc_off = rng.normal(0, 0.03)
+        z_clean = _mix((0.6, rng.normal()), (0.3, f_dirt), (0.5, rng.normal(size=n)))
+        # PQ follows the wear metals in part; each degradation test has its own level per engine.
+        pq_off = _mix((0.5, g_unit), (0.6, rng.normal()))
+        motor_off = {t: rng.normal() for t in _MOTOR_TESTS}
+        visc_off = rng.normal(0, 0.02)
 
         family_program = _PROGRAMS.get(u.family, _AUX_PROGRAM)
         mining = u.family in _MINING
@@ -552,12 +581,13 @@ class _AlsGenerator:
                     values[e] = float(el[e].ppf(u_el[e][i]))
                 v100 = nominal * math.exp(visc_off + rng.normal(0, 0.025))
                 values["Agua"] = "Trazas" if rng.random() < 0.01 else "Negativo"
-                pq_val = float(fin["PQI"].ppf(ndtr(0.6 * z_age[i] + 0.5 * f_wear[i] + 0.62 * rng.normal())))
+                pq_z = _mix((0.6, pq_off), (0.35, z_age[i]), (0.4, f_wear[i]), (0.45, rng.normal()))
+                pq_val = float(fin["PQI"].ppf(ndtr(pq_z)))
                 if norm == "motor":
                     values["Combustible"] = "Trazas" if rng.random() < 0.01 else "Negativo"
                     values["Glicol"] = "Negativo"
                     for test, (col, scale, age) in _MOTOR_TESTS.items():
-                        rank = ndtr(age * z_age[i] + 0.8 * rng.normal())
+                        rank = ndtr(_mix((0.6, motor_off[test]), (age, z_age[i]), (0.5, rng.normal())))
                         values[test] = float(fin[col].ppf(rank)) * scale
                     if mining:  # mining programmes add PQ and fuel dilution to the engine package
                         values["Índice PQ"] = pq_val
@@ -571,9 +601,9 @@ class _AlsGenerator:
                             counts[col] = prev
                         values["_counts"] = counts
                         values["Agua %"] = "<0.05"
-                        values["Partículas magnéticas"] = "Leve" if rng.random() < 0.12 else "Ausente"
+                        values["Partículas magnéticas"] = "Leve" if rng.random() < 0.04 else "Ausente"
                         values["Partículas no magnéticas"] = _pick(
-                            rng, {"Ausente": 0.55, "Leve": 0.4, "Moderado": 0.05}
+                            rng, {"Ausente": 0.9, "Leve": 0.09, "Moderado": 0.01}
                         )
                     if norm == "hidraulico":
                         values["TAN colorimétrico"] = float(np.clip(rng.normal(0.6, 0.2), 0.05, 2))

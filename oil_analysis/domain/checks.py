@@ -110,6 +110,8 @@ def required_columns(silver: pd.DataFrame, catalog: Catalog) -> CheckOutcome:
 
 
 def freshness(silver: pd.DataFrame, max_days: int, as_of: pd.Timestamp | None = None) -> CheckOutcome:
+    """The newest sample is at most ``max_days`` old on the report date ``as_of`` (default: today,
+    UTC); warn-only."""
     as_of = (as_of or pd.Timestamp.now(tz="UTC").tz_localize(None)).normalize()
     newest = silver["sampleDate"].max() if len(silver) else pd.NaT
     age = int((as_of - newest).days) if pd.notna(newest) else None
@@ -120,6 +122,7 @@ def freshness(silver: pd.DataFrame, max_days: int, as_of: pd.Timestamp | None = 
         f"newest sample at most {max_days} days old",
         {
             "newest_sample": str(newest.date()) if pd.notna(newest) else None,
+            "report_date": str(as_of.date()),
             "age_days": age,
             "max_days": max_days,
         },

@@ -15,6 +15,7 @@ Rule (docs/CLASSIFICATION.md §Machine status):
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -149,3 +150,168 @@ def machine_status_current(classified: pd.DataFrame, params: FleetParams | None 
     out = out.reset_index().rename(columns={"index": "unitId"})
     out = out.sort_values(["priority", "unitId"], ascending=[False, True], kind="mergesort")
     return out[MACHINE_STATUS_COLUMNS].reset_index(drop=True)
+
+
+# -- triage ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TriageParams:
+    """How the fleet report orders the machines to act on (docs/CLASSIFICATION.md §3).
+
+    ``triage_priority = (grade points + evidence points) × recency``:
+
+    * grade points: the graded action of the most urgent compartment (stop / plan / resample);
+    * evidence points: per scoring essay of that compartment (at most ``max_essays``), plus
+      ``confirm_points`` when the finding is confirmed (a rising trend of an essay also beyond its
+      level limit, or wear metals and PQ / debris together);
+    * recency: 1 for a sample at most ``full_weight_days`` old, falling linearly to ``min_recency``
+      at ``freshness_days``; a machine whose latest sample is older than ``freshness_days`` is stale
+      and listed apart, whatever its status.
+    """
+
+    freshness_days: int = 40
+    grade_points: tuple[tuple[str, float], ...] = (("stop", 100.0), ("plan", 50.0), ("resample", 20.0))
+    essay_points: float = 5.0
+    max_essays: int = 4
+    confirm_points: float = 10.0
+    full_weight_days: int = 7
+    min_recency: float = 0.5
+
+
+TRIAGE_COLUMNS = [
+    "unitId",
+    "machineName",
+    "machineModel",
+    "machine_status",
+    "latest_sample_date",
+    "age_days",
+    "stale",
+    "component",
+    "component_date",
+    "action_grade",
+    "action_text",
+    "action_reason",
+    "main_finding",
+    "scoring_essays",
+    "confirmed",
+    "triage_priority",
+]
+
+
+def recency(age_days: int, params: TriageParams) -> float:
+    """Weight of a finding by the age of its sample (1 when fresh, ``min_recency`` at the limit)."""
+    if age_days <= params.full_weight_days:
+        return 1.0
+    span = max(params.freshness_days - params.full_weight_days, 1)
+    return max(
+        params.min_recency, 1.0 - (1.0 - params.min_recency) * (age_days - params.full_weight_days) / span
+    )
+
+
+def _confirmed(breaches: list[dict]) -> bool:
+    scoring = [b for b in breaches if float(b.get("points") or 0) > 0]
+    level = {b.get("essay") for b in scoring if b.get("kind") != "trend"}
+    if any(b.get("kind") == "trend" and b.get("essay") in level for b in scoring):
+        return True
+    groups = {str(b.get("group")) for b in scoring}
+    return "wear" in groups and bool(groups & {"particle", "visual"})
+
+
+def triage(
+    machines: pd.DataFrame,
+    reports: pd.DataFrame,
+    catalog,
+    as_of: pd.Timestamp,
+    params: TriageParams | None = None,
+) -> pd.DataFrame:
+    """One row per machine (columns ``TRIAGE_COLUMNS``), the machines to act on first.
+
+    ``machines`` is machine_status_current, ``reports`` classified_reports (for the breaches of each
+    compartment's latest report), ``as_of`` the report date. Rows: fresh non-Normal machines by
+    ``triage_priority`` descending, then fresh Normal ones, then stale ones by latest sample date;
+    ties by unitId.
+    """
+    from .advice.actions import graded_action
+    from .advice.offline import machine_main_finding, parse_breaches, rank_components
+
+    params = params or TriageParams()
+    grade_points = dict(params.grade_points)
+    as_of = pd.Timestamp(as_of).normalize()
+    numbers = reports["sampleNumber"].astype(str).tolist()
+    breaches_of = dict(zip(numbers, reports["breached_essays"].tolist(), strict=True))
+    water = reports["countPreventedByWater"].tolist() if "countPreventedByWater" in reports else []
+    water_of = dict(zip(numbers, water, strict=False))
+    rows = []
+    for m in machines.to_dict("records"):
+        last = pd.Timestamp(m["latest_sample_date"])
+        age = int((as_of - last.normalize()).days) if pd.notna(last) else 10**6
+        comps = []
+        for c in json.loads(m.get("component_status") or "[]"):
+            if not c.get("counted", True):
+                continue
+            number = str(c.get("sampleNumber"))
+            comps.append(
+                {
+                    "component": c.get("component"),
+                    "status": c.get("status"),
+                    "sample_date": c.get("sample_date"),
+                    "breaches": breaches_of.get(number, "[]"),
+                    "context": {"countPreventedByWater": water_of.get(number)},
+                }
+            )
+        status = str(m["machine_status"])
+        stale = age > params.freshness_days
+        # Stale and Normal machines are not ranked: no action, no main finding to compute.
+        ranked = rank_components(comps, catalog) if status != "Normal" and not stale else []
+        out = {
+            "unitId": m["unitId"],
+            "machineName": m.get("machineName"),
+            "machineModel": m.get("machineModel"),
+            "machine_status": status,
+            "latest_sample_date": last,
+            "age_days": age,
+            "stale": stale,
+            "component": "",
+            "component_date": pd.NaT,
+            "action_grade": "none",
+            "action_text": graded_action("Normal", []).text,
+            "action_reason": "",
+            "main_finding": "",
+            "scoring_essays": 0,
+            "confirmed": False,
+            "triage_priority": 0.0,
+        }
+        if ranked:
+            c, _, _, _, action = ranked[0]
+            breaches = [b for b in parse_breaches(c.get("breaches")) if float(b.get("points") or 0) > 0]
+            essays = len({b.get("essay") for b in breaches})
+            confirmed = _confirmed(breaches)
+            comp_date = pd.Timestamp(c.get("sample_date")) if c.get("sample_date") else last
+            comp_age = int((as_of - comp_date.normalize()).days) if pd.notna(comp_date) else age
+            evidence = params.essay_points * min(essays, params.max_essays)
+            evidence += params.confirm_points if confirmed else 0.0
+            priority = (grade_points.get(action.grade, 0.0) + evidence) * recency(comp_age, params)
+            out.update(
+                component=str(c.get("component") or ""),
+                component_date=comp_date,
+                action_grade=action.grade,
+                action_text=action.text,
+                action_reason=action.reason,
+                main_finding=machine_main_finding(comps, catalog, ranked),
+                scoring_essays=essays,
+                confirmed=confirmed,
+                triage_priority=round(priority, 3),
+            )
+        rows.append(out)
+    df = pd.DataFrame(rows, columns=TRIAGE_COLUMNS)
+    if df.empty:
+        return df
+    df["_group"] = np.where(df["stale"], 2, np.where(df["machine_status"] != "Normal", 0, 1))
+    df["_date"] = -pd.to_datetime(df["latest_sample_date"]).astype("int64")
+    df = df.sort_values(
+        ["_group", "triage_priority", "_date", "unitId"],
+        ascending=[True, False, True, True],
+        kind="mergesort",
+    )
+    return df.drop(columns=["_group", "_date"]).reset_index(drop=True)

@@ -1,32 +1,42 @@
 """The fleet report of one client: one self-contained HTML page for fleet managers (Spanish).
 
-Pure: classified reports, machine status and limits in, text out. The page has inline CSS and inline
-SVG only — no script, no font, no image or link that a browser would fetch — so it can be mailed,
-archived or opened offline. Sections (each a ``<section id=…>``):
+Pure: classified reports, machine status and limits in, text out, rendered by the Jinja2 template
+``templates/fleet_report.html.j2`` with autoescape on. The page has inline CSS and inline SVG only —
+no script, no font, no image or link that a browser would fetch — so it can be mailed, archived or
+opened offline; the same inputs (report date included) give the same bytes. Sections (each a
+``<section id=…>``), triage first:
 
-* ``resumen`` — machines and reports by status, units without recent samples, reports per month;
-* ``acciones`` — machines needing action, most urgent first, with their recommendation;
-* ``tendencias`` — for every compartment whose latest report is not Normal, the recent readings of
-  its scoring breached essays against their marginal / condemning / critical limits;
-* ``datos`` — limits version, catalog version, data freshness and how to read the charts.
+* header — report date, newest sample, a plain warning when the whole dataset is old, one line of
+  counts;
+* ``acciones`` — the machines to act on now (fresh samples only), by triage priority
+  (:func:`oil_analysis.domain.fleet.triage`), each with its graded action and main finding;
+* ``tendencias`` — one collapsible ``<details>`` per machine to act on: breaches, full
+  recommendation and, for the most urgent ``max_units``, trend charts against the limits;
+* ``sin-muestras`` — machines whose latest sample is older than the freshness limit, compact;
+* ``resumen`` — machines and reports by status, reports per month;
+* ``datos`` — limits version, catalog version, how to read the actions.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from datetime import date
-from html import escape
+from functools import cache
 
 import pandas as pd
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup, escape
 
+from ..domain.advice.actions import GRADE_ES, ActionParams
+from ..domain.advice.offline import offline_recommendation, parse_breaches, report_action
+from ..domain.advice.spanish import count
 from ..domain.catalog import Catalog
-from ..domain.fleet import latest_reports
+from ..domain.fleet import TriageParams, latest_reports, triage
 from . import svg
 
 STATUSES = ("Normal", "Alerta", "Anormal")
-SECTIONS = ("resumen", "acciones", "tendencias", "datos")
+SECTIONS = ("acciones", "tendencias", "sin-muestras", "resumen", "datos")
 # Catalog units written in English, as a Spanish reader expects them.
 UNIT_ES = {"code": "código", "count/ml": "partículas/ml", "index": "índice", "level 0-3": "nivel 0-3"}
 # Scales, not units: not repeated after every value.
@@ -37,15 +47,17 @@ UNITLESS = {"código", "índice", "nivel 0-3"}
 class ReportParams:
     """How much the report shows (keeps the page readable and small on large fleets)."""
 
-    # Units with trend charts, most urgent first (the action table lists every unit).
+    # Units with trend charts, most urgent first (every unit to act on gets its details).
     max_units: int = 20
+    # Units whose details are open when the page loads.
+    open_units: int = 3
     # Charts per compartment: its highest-scoring breached essays.
     max_essays: int = 4
     # Latest samples drawn per chart.
     history: int = 30
     # Months in the status-per-month chart.
     months: int = 24
-    # A unit whose latest sample is older than this many days before ``as_of`` is listed as stale.
+    # A unit whose latest sample is older than this many days before the report date is stale.
     freshness_days: int = 40
 
 
@@ -69,17 +81,25 @@ def _n(n: int) -> str:
     return f"{n:,}".replace(",", ".")
 
 
-def _badge(status: str) -> str:
+def _badge(status: str) -> Markup:
     s = escape(_text(status))
-    return f'<span class="badge st-{s}">{s}</span>'
+    return Markup(f'<span class="badge st-{s}">{s}</span>')
 
 
 def _essay_label(catalog: Catalog, essay: str) -> tuple[str, str]:
     """Spanish name and unit of an essay (the key itself when not in the catalog)."""
-    if essay in catalog.table.index:
-        unit = str(catalog.table.at[essay, "unit"])
-        return str(catalog.table.at[essay, "name_es"]), UNIT_ES.get(unit, unit)
-    return essay, ""
+    labels = _LABELS.get(catalog.version)
+    if labels is None:
+        table = catalog.table
+        labels = _LABELS[catalog.version] = {
+            str(e): (str(name), UNIT_ES.get(str(unit), str(unit)))
+            for e, name, unit in zip(table.index, table["name_es"], table["unit"], strict=True)
+        }
+    return labels.get(essay, (essay, ""))
+
+
+# Essay labels per catalog version (a catalog is immutable for its version).
+_LABELS: dict[str, dict[str, tuple[str, str]]] = {}
 
 
 def status_by_month(reports: pd.DataFrame, months: int = 24) -> list[tuple[str, dict[str, int]]]:
@@ -149,183 +169,118 @@ def _breach_text(b: dict, unit: str) -> str:
     return f"{level} {direction}: {svg.fmt(b['value'])}{u} {op} límite {svg.fmt(b['limit'])}{u}"
 
 
-def _component_block(
+def _charts(
     latest: pd.Series,
-    history: pd.DataFrame,
+    history: dict[str, list],
+    by_essay: dict[str, list[dict]],
     lines: dict[tuple[str, str, str], list[svg.LimitLine]],
     catalog: Catalog,
     params: ReportParams,
-) -> tuple[str, int]:
-    """One compartment: its latest report, recommendation and trend charts; returns (html, charts)."""
-    breaches = [b for b in json.loads(_text(latest.get("breached_essays")) or "[]") if b.get("points", 0) > 0]
-    by_essay: dict[str, list[dict]] = {}
-    for b in breaches:
-        by_essay.setdefault(b["essay"], []).append(b)
-    essays = list(by_essay)[: params.max_essays]
-    head = (
-        f"<h4>{escape(_text(latest['componentName']))} · {_badge(latest['report_status'])} · puntaje "
-        f"{svg.fmt(float(latest['severity_score']))} · muestra {escape(_text(latest['sampleNumber']))} del "
-        f"{_day(latest['sampleDate'])}</h4>"
-    )
-    parts = [f'<article class="component" data-status="{escape(_text(latest["report_status"]))}">', head]
-    rec = _text(latest.get("ai_recommendation"))
-    if rec:
-        parts.append(f'<p class="recommendation"><strong>Recomendación:</strong> {escape(rec)}</p>')
+) -> list[dict]:
+    """Trend charts of the highest-scoring breached essays of one compartment."""
     key = (_text(latest["machineName"]), _text(latest["componentNameNormalized"]))
-    charts = 0
-    parts.append('<div class="charts">')
-    for essay in essays:
+    out = []
+    for essay in list(by_essay)[: params.max_essays]:
         name, unit = _essay_label(catalog, essay)
-        series = (
-            history[history[essay].notna()].tail(params.history) if essay in history else history.iloc[:0]
-        )
+        values = history.get(essay, [])
+        rows = [
+            r
+            for r in zip(history.get("sampleDate", []), history.get("sampleNumber", []),
+                         history.get("report_status", []), values, strict=False)
+            if r[3] is not None and r[3] is not pd.NA and not (isinstance(r[3], float) and math.isnan(r[3]))
+        ]  # fmt: skip
         points = [
             svg.Point(
-                pd.Timestamp(r.sampleDate).date(),
-                float(getattr(r, essay)),
-                str(r.report_status),
-                f"{_day(r.sampleDate)} · {r.sampleNumber} · {svg.fmt(float(getattr(r, essay)))} {unit} · "
-                f"{r.report_status}",
+                pd.Timestamp(day).date(),
+                float(value),
+                str(status),
+                f"{_day(day)} · {number} · {svg.fmt(float(value))} {unit} · {status}",
             )
-            for r in series.itertuples(index=False)
+            for day, number, status, value in rows[-params.history :]
         ]
         limit_lines = lines.get((*key, essay), [])
         title = f"{name} ({unit}) — {_text(latest['unitId'])} {_text(latest['componentName'])}"
-        caption = "; ".join(_breach_text(b, unit) for b in by_essay[essay])
-        note = "" if limit_lines else " <em>(sin límites de nivel para este ensayo)</em>"
-        parts.append(
-            f'<figure class="trend" data-essay="{escape(essay)}">'
-            f"{svg.trend_chart(points, limit_lines, title, unit)}"
-            f"<figcaption><strong>{escape(name)}</strong>{f' ({escape(unit)})' if unit else ''}: "
-            f"{escape(caption)}{note}</figcaption></figure>"
+        out.append(
+            {
+                "essay": essay,
+                "svg": Markup(svg.trend_chart(points, limit_lines, title, unit)),
+                "name": name,
+                "unit": unit,
+                "caption": "; ".join(_breach_text(b, unit) for b in by_essay[essay]),
+                "has_limits": bool(limit_lines),
+            }
         )
-        charts += 1
-    parts.append("</div>")
-    rest = len(by_essay) - len(essays)
-    if rest > 0:
-        others = ", ".join(_essay_label(catalog, e)[0] for e in list(by_essay)[len(essays) :])
-        parts.append(f'<p class="muted">Otros ensayos fuera de límite: {escape(others)}.</p>')
-    parts.append("</article>")
-    return "".join(parts), charts
+    return out
 
 
-def _summary(reports: pd.DataFrame, machines: pd.DataFrame, as_of: pd.Timestamp, params: ReportParams) -> str:
-    m_counts = {s: int((machines["machine_status"].astype(str) == s).sum()) for s in STATUSES}
-    r_counts = {s: int((reports["report_status"].astype(str) == s).sum()) for s in STATUSES}
-    n_m, n_r = max(len(machines), 1), max(len(reports), 1)
-    rows = "".join(
-        f"<tr><td>{_badge(s)}</td><td>{m_counts[s]}</td><td>{m_counts[s] / n_m:.0%}</td>"
-        f"<td>{_n(r_counts[s])}</td><td>{r_counts[s] / n_r:.0%}</td></tr>"
-        for s in STATUSES
-    )
-    stale = machines[(as_of - pd.to_datetime(machines["latest_sample_date"])).dt.days > params.freshness_days]
-    stale_text = (
-        f"{len(stale)} equipo(s) sin muestras en los últimos {params.freshness_days} días: "
-        + ", ".join(escape(_text(u)) for u in sorted(stale["unitId"].astype(str)))
-        if len(stale)
-        else f"Todos los equipos tienen muestras en los últimos {params.freshness_days} días."
-    )
-    months = status_by_month(reports, params.months)
-    return (
-        '<section id="resumen"><h2>Resumen de la flota</h2>'
-        f"<p>{_n(len(machines))} equipos · {_n(len(reports))} informes · período "
-        f"{_day(reports['sampleDate'].min())} a {_day(reports['sampleDate'].max())}</p>"
-        + "<h3>Equipos por estado</h3>"
-        + svg.status_bar(m_counts, "Equipos por estado")
-        + "<table><thead><tr><th>Estado</th><th>Equipos</th><th>%</th><th>Informes</th><th>%</th></tr></thead>"
-        f"<tbody>{rows}</tbody></table>"
-        f'<p class="freshness">{stale_text}</p>'
-        f"<h3>Informes por mes y estado (últimos {len(months)} meses)</h3>"
-        + svg.status_months_chart(months, "Informes por mes y estado")
-        + "</section>"
-    )
-
-
-def _actions(machines: pd.DataFrame, as_of: pd.Timestamp, charted: set[str]) -> str:
-    todo = machines[machines["machine_status"].astype(str) != "Normal"]
-    if todo.empty:
-        return '<section id="acciones"><h2>Equipos que requieren acción</h2><p>Ningún equipo requiere acción.</p></section>'
-    rows = []
-    for i, r in enumerate(todo.itertuples(index=False), 1):
-        days = (as_of - pd.Timestamp(r.latest_sample_date)).days
-        machine = " ".join(_text(v) for v in (r.machineName, getattr(r, "machineModel", None)) if _text(v))
-        unit = escape(_text(r.unitId))
-        link = f'<a href="#unit-{unit}">{unit}</a>' if _text(r.unitId) in charted else unit
-        rows.append(
-            f'<tr data-unit="{unit}"><td>{i}</td><td>{link}</td>'
-            f"<td>{escape(machine)}</td><td>{_badge(r.machine_status)}</td><td>{svg.fmt(float(r.machine_score))}</td>"
-            f"<td>{int(r.components_anormal)} / {int(r.components_alerta)}</td>"
-            f"<td>{_day(r.latest_sample_date)} <span class=muted>(hace {days} d)</span></td>"
-            f'<td class="recommendation">{escape(_text(getattr(r, "machine_ai_recommendation", "")))}</td></tr>'
-        )
-    return (
-        f'<section id="acciones"><h2>Equipos que requieren acción ({len(todo)})</h2>'
-        "<p>Ordenados por prioridad: primero Anormal, luego Alerta; dentro de cada estado, el mayor puntaje.</p>"
-        "<table><thead><tr><th>#</th><th>Equipo</th><th>Máquina</th><th>Estado</th><th>Puntaje</th>"
-        "<th>Compartimentos Anormal / Alerta</th><th>Última muestra</th><th>Recomendación</th></tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table></section>"
-    )
-
-
-def _trends(
-    reports: pd.DataFrame,
-    machines: pd.DataFrame,
-    limits: pd.DataFrame,
+def _component(
+    latest: pd.Series,
+    history: dict[str, list] | None,
+    lines: dict[tuple[str, str, str], list[svg.LimitLine]],
     catalog: Catalog,
     params: ReportParams,
-) -> tuple[str, list[str], int]:
-    latest = latest_reports(reports)
-    flagged = latest[latest["report_status"].astype(str) != "Normal"]
-    order = [u for u in machines["unitId"].astype(str) if u in set(flagged["unitId"].astype(str))]
-    shown = order[: params.max_units]
-    lines = _limit_lines(limits)
-    sort_cols = [c for c in ("sampleDate", "reportDate", "sampleNumber") if c in reports]
-    history = reports[reports["unitId"].astype(str).isin(shown)].sort_values(sort_cols, kind="mergesort")
-    groups = dict(list(history.groupby(["unitId", "componentName"], sort=False)))
-    legend = "".join(
-        f'<span class="key"><svg width="34" height="10"><line x1="0" x2="34" y1="5" y2="5" '
-        f'stroke="{svg.LEVEL_COLORS[lv]}" stroke-width="2" stroke-dasharray="{svg.DASH[d]}"/></svg> '
-        f"{svg.LEVEL_ES[lv]} {svg.DIRECTION_ES[d]}</span>"
-        for d in ("upper", "lower")
-        for lv in svg.LEVEL_ES
+) -> dict:
+    """One compartment of a machine's details: its latest report, breaches and charts."""
+    breaches = [b for b in parse_breaches(latest.get("breached_essays")) if b.get("points", 0) > 0]
+    by_essay: dict[str, list[dict]] = {}
+    for b in breaches:
+        by_essay.setdefault(b["essay"], []).append(b)
+    listed = []
+    for essay, items in by_essay.items():
+        name, unit = _essay_label(catalog, essay)
+        listed.append(f"{name}: " + "; ".join(_breach_text(b, unit) for b in items))
+    charts = _charts(latest, history, by_essay, lines, catalog, params) if history is not None else []
+    shown = {c["essay"] for c in charts}
+    others = [_essay_label(catalog, e)[0] for e in by_essay if e not in shown] if charts else []
+    status = _text(latest["report_status"])
+    rec = _text(latest.get("ai_recommendation"))
+    if not rec:
+        rec = offline_recommendation(
+            latest.get("breached_essays"), latest.get("componentName"), catalog, status, latest
+        )
+    action = report_action(latest.get("breached_essays"), latest.get("componentName"), catalog, status)
+    return {
+        "component": _text(latest["componentName"]),
+        "status": status,
+        "score": svg.fmt(float(latest["severity_score"])),
+        "sampleNumber": _text(latest["sampleNumber"]),
+        "date": _day(latest["sampleDate"]),
+        "action_label": GRADE_ES[action.grade],
+        "breaches": listed,
+        "recommendation": rec,
+        "charts": charts,
+        "others": ", ".join(others),
+    }
+
+
+@cache
+def _environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("oil_analysis.report", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
     )
-    parts = [
-        '<section id="tendencias"><h2>Tendencias de ensayos fuera de límite</h2>',
-        f"<p>Compartimentos cuyo último informe no es Normal: últimas {params.history} muestras de los "
-        f"ensayos que suman puntaje (hasta {params.max_essays} por compartimento) frente a sus límites. "
-        "Puntos coloreados por el estado del informe; el último punto es el más grande.</p>",
-        f'<p class="legend">{legend}</p>',
-    ]
-    if not shown:
-        parts.append("<p>Ningún compartimento tiene hallazgos en su último informe.</p>")
-    ident = machines.set_index(machines["unitId"].astype(str))
-    n_charts = 0
-    for unit in shown:
-        m = ident.loc[unit]
-        comps = flagged[flagged["unitId"].astype(str) == unit].sort_values(
-            ["severity_score", "componentName"], ascending=[False, True], kind="mergesort"
-        )
-        machine = " ".join(_text(m.get(c)) for c in ("machineName", "machineModel") if _text(m.get(c)))
-        parts.append(
-            f'<section class="unit" id="unit-{escape(unit)}"><h3>{escape(unit)} — {escape(machine)} · '
-            f"{_badge(m['machine_status'])}</h3>"
-        )
-        for _, comp in comps.iterrows():
-            hist = groups.get((comp["unitId"], comp["componentName"]), history.iloc[:0])
-            block, n = _component_block(comp, hist, lines, catalog, params)
-            parts.append(block)
-            n_charts += n
-        parts.append("</section>")
-    if len(order) > len(shown):
-        parts.append(
-            f'<p class="muted truncated">Gráficos de {len(shown)} de {len(order)} equipos con hallazgos (los '
-            "más prioritarios); el resto figura en la tabla de equipos que requieren acción.</p>"
-        )
-    parts.append("</section>")
-    return "".join(parts), shown, n_charts
+    env.filters["count"] = count
+    env.globals["badge"] = _badge
+    return env
 
 
-def _data(reports: pd.DataFrame, limits: pd.DataFrame, catalog: Catalog, as_of: pd.Timestamp) -> str:
+def _legend() -> Markup:
+    return Markup(
+        "".join(
+            f'<span class="key"><svg width="34" height="10"><line x1="0" x2="34" y1="5" y2="5" '
+            f'stroke="{svg.LEVEL_COLORS[lv]}" stroke-width="2" stroke-dasharray="{svg.DASH[d]}"/></svg> '
+            f"{escape(svg.LEVEL_ES[lv])} {escape(svg.DIRECTION_ES[d])}</span>"
+            for d in ("upper", "lower")
+            for lv in svg.LEVEL_ES
+        )
+    )
+
+
+def _data_items(reports: pd.DataFrame, limits: pd.DataFrame, catalog: Catalog, as_of: pd.Timestamp):
     versions = set(reports["limits_version"].astype(str)) if "limits_version" in reports else set()
     if "version" in limits:
         versions |= set(limits["version"].astype(str))
@@ -340,24 +295,193 @@ def _data(reports: pd.DataFrame, limits: pd.DataFrame, catalog: Catalog, as_of: 
         if comparison == ["inclusive"]
         else "—"
     )
-    items = [
-        ("Datos al", _day(as_of)),
+    return [
+        ("Fecha del informe", _day(as_of)),
         ("Muestra más reciente", _day(reports["sampleDate"].max()) if len(reports) else "—"),
         ("Versión de límites", ", ".join(sorted(versions)) or "—"),
         ("Límites calculados con datos hasta", computed),
         ("Comparación", rule),
         ("Catálogo de ensayos", catalog.version),
     ]
-    dl = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in items)
-    return (
-        '<section id="datos"><h2>Datos y límites</h2>'
-        f"<dl>{dl}</dl>"
-        "<p>Límites estadísticos (Stewart) de la propia historia del cliente por máquina, compartimento y "
-        "ensayo: marginal, condenatorio y crítico (percentiles 90 / 95 / 98 hacia arriba, 10 / 5 / 2 hacia "
-        "abajo; la viscosidad, una banda de ±10 / 20 / 30 % alrededor de la mediana). Un informe es Alerta "
-        "o Anormal según el puntaje de sus ensayos fuera de límite; los aditivos se informan pero no suman "
-        "puntaje.</p></section>"
+
+
+def render_fleet_report(
+    client_display_name: str,
+    reports: pd.DataFrame,
+    machines: pd.DataFrame,
+    limits: pd.DataFrame,
+    catalog: Catalog,
+    as_of: date | pd.Timestamp | str | None = None,
+    params: ReportParams | None = None,
+) -> str:
+    """The fleet report of one client as one self-contained HTML page (Spanish).
+
+    ``reports``: classified_reports; ``machines``: machine_status_current; ``limits``: stewart_limits
+    (flat table); ``as_of``: the report date, against which every age is measured (the asset passes
+    the run's date; default: the newest sample date — no wall clock, so the same inputs give the
+    same bytes).
+    """
+    params = params or ReportParams()
+    newest = pd.Timestamp(reports["sampleDate"].max()) if len(reports) else pd.NaT
+    as_of_ts = pd.Timestamp(as_of).normalize() if as_of is not None else newest
+    if pd.isna(as_of_ts):
+        as_of_ts = pd.Timestamp("1970-01-01")
+    dataset_age = int((as_of_ts - newest.normalize()).days) if pd.notna(newest) else 0
+    dataset_stale = dataset_age > params.freshness_days
+    # A whole dataset older than the freshness limit would leave every machine "stale" and nothing
+    # to act on: the banner says the data is old, and the machines are triaged as of its newest
+    # sample (ages shown still count from the report date).
+    triage_date = newest.normalize() if dataset_stale else as_of_ts
+    tri = triage(
+        machines, reports, catalog, triage_date, TriageParams(freshness_days=params.freshness_days)
+    ).set_index("unitId", drop=False)
+    machine_rec = (
+        dict(zip(machines["unitId"].astype(str), machines["machine_ai_recommendation"], strict=True))
+        if "machine_ai_recommendation" in machines
+        else {}
     )
+    todo_rows = tri[~tri["stale"] & (tri["machine_status"] != "Normal")]
+    stale_rows = tri[tri["stale"]]
+
+    def machine_name(r) -> str:
+        return " ".join(_text(r.get(c)) for c in ("machineName", "machineModel") if _text(r.get(c)))
+
+    todo = []
+    for r in todo_rows.to_dict("records"):
+        comp_date = r["component_date"] if pd.notna(r["component_date"]) else r["latest_sample_date"]
+        todo.append(
+            {
+                "unitId": _text(r["unitId"]),
+                "machine": machine_name(r),
+                "machine_status": r["machine_status"],
+                "action_grade": r["action_grade"],
+                "action_label": GRADE_ES[r["action_grade"]],
+                "action_text": r["action_text"]
+                + (f" Motivo: {r['action_reason']}." if r["action_grade"] == "stop" else ""),
+                "main_finding": r["main_finding"],
+                "component_date": _day(comp_date),
+                "component_age": max(int((as_of_ts - pd.Timestamp(comp_date).normalize()).days), 0),
+            }
+        )
+    charted = [t["unitId"] for t in todo[: params.max_units]]
+    # Only the columns the details read: rows of the wide frame are slow to iterate.
+    keep = [
+        c
+        for c in (
+            "unitId",
+            "machineName",
+            "componentName",
+            "componentNameNormalized",
+            "sampleNumber",
+            "sampleDate",
+            "reportDate",
+            "report_status",
+            "severity_score",
+            "breached_essays",
+            "ai_recommendation",
+            "countPreventedByWater",
+        )
+        if c in reports
+    ]
+    latest = latest_reports(reports[keep])
+    flagged = latest[latest["report_status"].astype(str) != "Normal"]
+    lines = _limit_lines(limits)
+    sort_cols = [c for c in ("sampleDate", "reportDate", "sampleNumber") if c in reports]
+    charted_rows = flagged[flagged["unitId"].astype(str).isin(charted)]
+    drawn = sorted(
+        {str(x.get("essay")) for t in charted_rows["breached_essays"] for x in parse_breaches(t)}
+        & set(reports)
+    )
+    cols = ["unitId", "componentName", "report_status", *sort_cols, *drawn]
+    history = reports.loc[reports["unitId"].astype(str).isin(charted), cols].sort_values(
+        sort_cols, kind="mergesort"
+    )
+    # Plain Python lists and dicts from here on: pandas indexing per row or chart costs milliseconds.
+    columns = {c: history[c].tolist() for c in history.columns}
+    groups: dict[tuple, dict[str, list]] = {}
+    for i, key in enumerate(zip(columns["unitId"], columns["componentName"], strict=True)):
+        group = groups.setdefault(key, {c: [] for c in columns})
+        for c, values in columns.items():
+            group[c].append(values[i])
+    ordered = flagged.sort_values(
+        ["severity_score", "componentName"], ascending=[False, True], kind="mergesort"
+    ).to_dict("records")
+    comps_of: dict[str, list[dict]] = {}
+    for comp in ordered:
+        comps_of.setdefault(str(comp["unitId"]), []).append(comp)
+    units = []
+    for i, t in enumerate(todo):
+        unit = t["unitId"]
+        blocks = []
+        for comp in comps_of.get(unit, []):
+            hist = groups.get((comp["unitId"], comp["componentName"]), {}) if unit in charted else None
+            blocks.append(_component(comp, hist, lines, catalog, params))
+        units.append(
+            {
+                **t,
+                "open": i < params.open_units,
+                "recommendation": _text(machine_rec.get(unit)),
+                "components": blocks,
+            }
+        )
+    stale = [
+        {
+            "unitId": _text(r["unitId"]),
+            "latest": _day(r["latest_sample_date"]),
+            "machine_status": _text(r["machine_status"]),
+        }
+        for r in stale_rows.to_dict("records")
+    ]
+    m_counts = {s: int((machines["machine_status"].astype(str) == s).sum()) for s in STATUSES}
+    r_counts = {s: int((reports["report_status"].astype(str) == s).sum()) for s in STATUSES}
+    n_m, n_r = max(len(machines), 1), max(len(reports), 1)
+    months = status_by_month(reports, params.months)
+    version = ", ".join(sorted(set(reports["limits_version"].astype(str)))) if len(reports) else "—"
+    actions = ActionParams()
+    html = (
+        _environment()
+        .get_template("fleet_report.html.j2")
+        .render(
+            client=client_display_name,
+            css=Markup(CSS),
+            report_date=_day(as_of_ts),
+            newest=_day(newest),
+            first=_day(reports["sampleDate"].min()) if len(reports) else "—",
+            version=version,
+            n_machines=len(machines),
+            n_reports=len(reports),
+            dataset_stale=dataset_stale,
+            dataset_age=dataset_age,
+            freshness_days=params.freshness_days,
+            counts=m_counts,
+            n_stop=sum(t["action_grade"] == "stop" for t in todo),
+            todo=todo,
+            units=units,
+            charted=len(charted),
+            truncated=len(todo) > len(charted),
+            history=params.history,
+            legend=_legend(),
+            stale=stale,
+            statuses=[
+                {
+                    "status": s,
+                    "machines": m_counts[s],
+                    "machines_pct": f"{m_counts[s] / n_m:.0%}",
+                    "reports": _n(r_counts[s]),
+                    "reports_pct": f"{r_counts[s] / n_r:.0%}",
+                }
+                for s in STATUSES
+            ],
+            status_bar=Markup(svg.status_bar(m_counts, "Equipos por estado")),
+            months=len(months),
+            months_chart=Markup(svg.status_months_chart(months, "Informes por mes y estado")),
+            data_items=_data_items(reports, limits, catalog, as_of_ts),
+            plan_days_critical=actions.plan_days_critical,
+            plan_days=actions.plan_days,
+            resample_hours=actions.resample_hours,
+        )
+    )
+    return html
 
 
 CSS = """
@@ -375,41 +499,13 @@ figure.trend{margin:0;border:1px solid #eceff1;padding:4px;width:560px;box-sizin
 figcaption{font-size:12px;color:#37474f;padding:2px 4px}p.recommendation{font-size:13px;max-width:1000px}
 .legend .key{display:inline-block;margin-right:14px;font-size:12px}dt{font-weight:600;float:left;clear:left;
 width:260px}dd{margin:0 0 4px 270px}svg{max-width:100%;height:auto}
+.banner{background:#fff3e0;border-left:4px solid #e65100;padding:8px 12px}.headline{font-size:15px}
+.action{display:inline-block;padding:1px 8px;border-radius:4px;font-weight:600;font-size:12px}
+.act-stop{background:#b71c1c;color:#fff}.act-plan{background:#ffe0b2;color:#bf360c}
+.act-resample{background:#fff8e1;color:#6d4c00}.act-none{background:#eceff1}.small{font-size:12px}
+table.triage td{font-size:13px}details.unit{border-top:1px solid #eceff1;padding:4px 0}
+details.unit>summary{cursor:pointer;padding:4px 0}ul.breaches{margin:2px 0 6px 18px;padding:0;font-size:12px}
+.chip{display:inline-block;margin:2px;padding:1px 6px;border:1px solid #cfd8dc;border-radius:8px;font-size:12px}
+.st-b-Anormal{border-color:#c62828}.st-b-Alerta{border-color:#e6a100}
 @media print{.unit{break-inside:avoid}}
 """
-
-
-def render_fleet_report(
-    client_display_name: str,
-    reports: pd.DataFrame,
-    machines: pd.DataFrame,
-    limits: pd.DataFrame,
-    catalog: Catalog,
-    as_of: date | pd.Timestamp | str | None = None,
-    params: ReportParams | None = None,
-) -> str:
-    """The fleet report of one client as one self-contained HTML page (Spanish).
-
-    ``reports``: classified_reports; ``machines``: machine_status_current; ``limits``: stewart_limits
-    (flat table); ``as_of``: the date the data stands at (default: the newest sample date — no wall
-    clock, so the same inputs give the same bytes).
-    """
-    params = params or ReportParams()
-    as_of_ts = pd.Timestamp(as_of) if as_of is not None else pd.Timestamp(reports["sampleDate"].max())
-    machines = machines.sort_values(["priority", "unitId"], ascending=[False, True], kind="mergesort")
-    version = ", ".join(sorted(set(reports["limits_version"].astype(str)))) if len(reports) else "—"
-    trends, charted, n_charts = _trends(reports, machines, limits, catalog, params)
-    name = escape(client_display_name)
-    return (
-        '<!DOCTYPE html><html lang="es"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f"<title>Informe de flota — {name}</title><style>{CSS}</style></head><body>"
-        f'<header><h1>Informe de flota — {name}</h1><p class="meta">Datos al {_day(as_of_ts)} · '
-        f"versión de límites {escape(version)} · {len(machines)} equipos, {len(charted)} con gráficos de "
-        f"tendencia ({n_charts} gráficos)</p></header>"
-        + _summary(reports, machines, as_of_ts, params)
-        + _actions(machines, as_of_ts, set(charted))
-        + trends
-        + _data(reports, limits, catalog, as_of_ts)
-        + "</body></html>\n"
-    )

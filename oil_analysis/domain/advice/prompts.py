@@ -19,9 +19,10 @@ from collections.abc import Mapping
 import pandas as pd
 
 from ..catalog import Catalog
+from .actions import graded_action
 from .offline import DIRECTION_ES, LEVEL_ES, LEVEL_RANK, component_weight, parse_breaches
 
-PROMPT_SERIES = "advice-v1"
+PROMPT_SERIES = "advice-v2"
 
 SYSTEM_PROMPT = """\
 Eres un ingeniero mecánico especialista en equipos mineros (camiones de extracción, palas, cargadores, \
@@ -35,8 +36,13 @@ Reglas:
 describe la formulación del lubricante y nunca justifica un cambio de aceite ni una intervención del \
 componente; a lo sumo sugiere verificar que los rellenos usen el aceite especificado.
 - Usa solo los datos entregados; no inventes valores ni ensayos.
-- Prioriza según el nivel: Crítico exige acción inmediata, Condenatorio acción en la próxima detención \
-programada, Marginal seguimiento.
+- Empieza por el hallazgo principal en una frase: qué, dónde y qué tan grave.
+- La acción sigue reglas fijas y viene indicada en los datos ("Acción según reglas"): detener el equipo \
+solo con refrigerante (glicol) positivo en el aceite del motor, dilución por combustible en nivel \
+Crítico o desgaste en nivel Crítico confirmado por el índice PQ o por una tendencia al alza; otro \
+informe Anormal, planificar la intervención dentro del plazo indicado; Alerta, mantener en servicio y \
+tomar una nueva muestra dentro de las horas indicadas. Nunca pidas detener el equipo fuera de esos casos.
+- Si el agua impidió el conteo de partículas, nombra el agua como hallazgo.
 - Cuando recibas el resumen de una máquina completa, da una visión global: ordena las intervenciones \
 según el estado y el peso de cada compartimento (motor y transmisión pesan más) y señala si hay una \
 causa común.
@@ -159,11 +165,19 @@ def report_inputs(report_row: Mapping, previous_row: Mapping | None, catalog: Ca
     days = None
     if prev_date and _date(report_row.get("sampleDate")):
         days = (pd.Timestamp(_date(report_row.get("sampleDate"))) - pd.Timestamp(prev_date)).days
+    action = graded_action(
+        _text(report_row.get("report_status")) or "Normal",
+        parse_breaches(report_row.get("breached_essays")),
+        _text(report_row.get("componentName")),
+    )
+    water = _clean(report_row.get("countPreventedByWater"))
     return {
         "unit": _text(report_row.get("unitId")),
         "machine": (_text(report_row.get("machineName")) or "").lower() or None,
         "model": (_text(report_row.get("machineModel")) or "").upper() or None,
         "component": (_text(report_row.get("componentName")) or "").lower() or None,
+        "action": action.text + (f" Motivo: {action.reason}." if action.grade == "stop" else ""),
+        "water_blocks_count": bool(water) if water is not None else False,
         "oil_hours": _float(report_row.get("oilMeter")),
         "oil": oil or None,
         "sample_date": _date(report_row.get("sampleDate")),
@@ -200,8 +214,11 @@ def render_report_prompt(inputs: Mapping) -> str:
         f"Fecha de muestra: {_or_none(inputs.get('sample_date'))}",
         f"Muestra anterior: {prev}",
         f"Estado del informe: {_or_none(inputs.get('status'))} (puntaje {fmt_num(inputs.get('score'))})",
-        "Ensayos fuera de límite:",
+        f"Acción según reglas: {_or_none(inputs.get('action'))}",
     ]
+    if inputs.get("water_blocks_count"):
+        lines.append("El agua de la muestra impidió el conteo de partículas.")
+    lines += ["Ensayos fuera de límite:"]
     if inputs.get("breaches"):
         lines += [TABLE_HEADER, _separator(TABLE_HEADER)]
         for b in inputs["breaches"]:
@@ -342,6 +359,8 @@ _EXAMPLE_REPORTS = [
             "days_since_previous": 24,
             "status": "Anormal",
             "score": 10.0,
+            "action": "Planificar la intervención dentro de 14 días.",
+            "water_blocks_count": False,
             "breaches": [
                 _b("Silicio (ppm)", "nivel", 38.0, 22.0, "condemning", "upper", 12.0, 26.0),
                 _b("Hierro (ppm)", "nivel", 64.0, 55.0, "condemning", "upper", 31.0, 33.0),
@@ -349,11 +368,11 @@ _EXAMPLE_REPORTS = [
             ],
             "additives": [],
         },
-        "Ingreso de polvo con desgaste abrasivo asociado: el silicio subió de 12 a 38 ppm en 24 días y "
+        "Motor con ingreso de polvo y desgaste abrasivo en nivel condenatorio: el silicio subió de 12 a 38 ppm en 24 días y "
         "arrastra al hierro (64 ppm) y al aluminio, lo que apunta a camisas, anillos y pistones. Revisar el "
         "sistema de admisión: elementos del filtro de aire, indicador de restricción, mangueras y abrazaderas "
-        "entre filtro y turbo, y sellos del múltiple. Corregida la entrada de polvo, cambiar aceite y filtros "
-        "para retirar el abrasivo en la próxima detención. Tomar una contramuestra a las 50 horas para "
+        "entre filtro y turbo, y sellos del múltiple. Planificar la intervención dentro de 14 días: corregida la "
+        "entrada de polvo, cambiar aceite y filtros para retirar el abrasivo. Tomar una contramuestra a las 50 horas para "
         "confirmar que el silicio y el hierro bajan; si el hierro sigue subiendo, programar una boroscopía de "
         "cilindros.",
     ),
@@ -370,6 +389,8 @@ _EXAMPLE_REPORTS = [
             "days_since_previous": 35,
             "status": "Anormal",
             "score": 11.0,
+            "action": "Planificar la intervención dentro de 14 días.",
+            "water_blocks_count": False,
             "breaches": [
                 _b("Agua (nivel 0-3)", "nivel", 2.0, 1.0, "condemning", "upper", 0.0, 2.0),
                 _b("Índice PQ (index)", "tendencia", 55.0, 30.0, "condemning", "upper", 40.0, 55.0),
@@ -378,8 +399,8 @@ _EXAMPLE_REPORTS = [
             "additives": [{"essay": "Calcio", "level": "marginal", "direction": "lower"}],
         },
         "Contaminación con agua que ya afecta al lubricante: la viscosidad cayó 13 cSt y el índice PQ subió "
-        "de 40 a 95, señal de partículas ferrosas por corrosión y pérdida de película. Cambiar aceite y "
-        "filtros de la transmisión en la próxima detención, sin esperar el intervalo. Buscar la vía de "
+        "de 40 a 95, señal de partículas ferrosas por corrosión y pérdida de película. Planificar dentro de 14 "
+        "días el cambio de aceite y filtros de la transmisión, sin esperar el intervalo. Buscar la vía de "
         "ingreso: respiradero, sellos de ejes, tapas de inspección, lavado a presión cerca del compartimento "
         "y enfriador de aceite. Inspeccionar el tapón magnético y la malla de succión para cuantificar las "
         "partículas. El calcio es un aditivo: su variación no requiere acción. Contramuestra a las 50 horas "
@@ -398,6 +419,8 @@ _EXAMPLE_REPORTS = [
             "days_since_previous": 19,
             "status": "Alerta",
             "score": 4.0,
+            "action": "Mantener en servicio y tomar una nueva muestra dentro de 125 horas de operación.",
+            "water_blocks_count": False,
             "breaches": [
                 _b("Dilución por combustible %", "nivel", 2.2, 1.5, "condemning", "upper", 0.6, 1.6),
                 _b("Viscosidad 100°C (cSt)", "nivel", 11.8, 12.5, "marginal", "lower", 14.1, -2.3),
@@ -411,8 +434,8 @@ _EXAMPLE_REPORTS = [
         "pierde capacidad de carga y sube el riesgo de desgaste en metales de biela y bancada. Revisar "
         "inyectores (pulverización, retorno y sellos), bomba de transferencia y líneas de combustible, y "
         "verificar tiempos de ralentí prolongado. Cambiar el aceite una vez corregida la fuga. El zinc y el "
-        "magnesio son aditivos: su variación refleja la formulación del aceite y no indica falla. Tomar una "
-        "contramuestra a las 50 horas para confirmar que la dilución no vuelve a subir.",
+        "magnesio son aditivos: su variación refleja la formulación del aceite y no indica falla. Mantener en "
+        "servicio y tomar una nueva muestra dentro de 125 horas para confirmar que la dilución no vuelve a subir.",
     ),
 ]
 
