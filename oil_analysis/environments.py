@@ -63,6 +63,7 @@ BUILTIN_DEFAULTS: dict[str, str] = {
     "OIL_CLIENTS_FILE": "",
     "OIL_MAX_RAW_FILE_MB": "200",
     "OIL_FRESHNESS_DAYS": "40",
+    "OIL_REPORT_DATE": "",
     "OIL_LIMITS_GROWTH": "0.10",
     "OIL_LIMITS_KS_ALPHA": "0.01",
     "OIL_LIMITS_KS_MIN_SAMPLES": "50",
