@@ -4,14 +4,17 @@ import pandas as pd
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 
 from ..automation.refresh import RefreshParams, decide_refresh
+from ..contracts import conform
 from ..domain import checks
 from ..domain.catalog import load_catalog
+from ..domain.labs.common import SAMPLE_REJECTED
 from ..domain.limits import LimitParams, compute_limits
 from ..domain.names import mapping_version
 from ..resources.storage import StorageResource
 from ..settings import get_settings
 from ..silver_build import build_silver, save_state
 from ..storage import layout
+from ..storage.healing import read_limits_pointer
 from .common import CLIENTS, OWNER, check_specs, client_partitions, md_table, publish_or_block
 
 SILVER_CHECKS = [
@@ -51,16 +54,28 @@ def silver_harmonized(
 ):
     client = CLIENTS[context.partition_key]
     store = storage.get()
-    build = build_silver(store, client.key, bronze_lab_files, full_rebuild=config.full_rebuild)
-    silver, info, rejects = build.silver, build.info, build.rejects.astype("string")
+    build = build_silver(
+        store,
+        client.key,
+        bronze_lab_files,
+        full_rebuild=config.full_rebuild,
+        min_date=get_settings().min_sample_date,
+    )
+    silver, info, rejects = build.silver, build.info, build.rejects
     context.log.info(f"silver of {client.key}: {build.mode} build, changes {build.changes}")
-    store.write_parquet(layout.rejects_path(client.key), rejects)
+    for r in build.repairs:
+        context.log.warning(f"{r['path']} could not be read ({r['error']}): {r['action']}")
+    # Published with silver by the IO manager (same commit): a blocked silver keeps the old ledger.
+    store.write_parquet(layout.rejects_pending_path(client.key), conform(rejects, "silver_rejects"))
     if len(build.audit):
         stamp = f"{pd.Timestamp.now(tz='UTC'):%Y%m%dT%H%M%S}-{context.run_id[:8]}"
         store.write_parquet(layout.audit_path(client.key, stamp), build.audit)
+    samples_rejected = int((rejects["action"] == SAMPLE_REJECTED).sum()) if len(rejects) else 0
+    cells_cleared = int(len(rejects)) - samples_rejected
     if len(rejects):
         context.log.warning(
-            f"{len(rejects)} rows rejected; see {store.display(layout.rejects_path(client.key))}"
+            f"{samples_rejected} samples rejected and {cells_cleared} cells cleared; "
+            f"see {store.display(layout.rejects_path(client.key))}"
         )
     outcomes = checks.silver_checks(silver, load_catalog(), get_settings().freshness_days)
     output = Output(
@@ -73,9 +88,13 @@ def silver_harmonized(
             "unit_components": info.get("components", 0),
             "date_range": f"{info.get('date_min')} → {info.get('date_max')}",
             "rows_rejected": len(rejects),
+            "samples_rejected": samples_rejected,
+            "cells_cleared": cells_cleared,
+            "samples_with_cleared_cells": int((silver["cellsCleared"] > 0).sum()),
             "reject_reasons": MetadataValue.json(
                 rejects["reason"].value_counts().head(10).to_dict() if len(rejects) else {}
             ),
+            "state_repairs": MetadataValue.json(build.repairs),
             "duplicate_sample_numbers": info.get("duplicate_sample_numbers", 0),
             "duplicates_conflicting": MetadataValue.json(info.get("duplicates_conflicting", [])[:50]),
             "coolant_samples_excluded": info.get("coolant_samples_excluded", 0),
@@ -108,12 +127,13 @@ class LimitsConfig(Config):
     force_limits_refresh: bool = False
 
 
-def current_limits(store, client: str) -> pd.DataFrame | None:
-    """The published limits of a client (``latest.json``), or None before the first publish."""
-    latest = layout.limits_latest(client)
-    if not store.exists(latest):
+def current_limits(store, client: str, repairs: list | None = None) -> pd.DataFrame | None:
+    """The published limits of a client (``latest.json``), or None before the first publish.
+    A damaged pointer is rebuilt from the versions present (the repair goes to ``repairs``)."""
+    pointer = read_limits_pointer(store, client, repairs)
+    if pointer is None:
         return None
-    path = store.read_json(latest)["path"].rstrip("/") + "/stewart_limits.parquet"
+    path = str(pointer["path"]).rstrip("/") + "/stewart_limits.parquet"
     return store.read_parquet(path) if store.exists(path) else None
 
 
@@ -140,7 +160,10 @@ def stewart_limits(
 ):
     client = CLIENTS[context.partition_key]
     catalog = load_catalog()
-    current = current_limits(storage.get(), client.key)
+    repairs: list[dict] = []
+    current = current_limits(storage.get(), client.key, repairs)
+    for r in repairs:
+        context.log.warning(f"{r['path']} could not be used ({r['error']}): {r['action']}")
     force = (
         config.force_limits_refresh or str(context.run.tags.get("force_limits_refresh", "")).lower() == "true"
     )
@@ -164,6 +187,7 @@ def stewart_limits(
             "refreshed": decision.refresh,
             "refresh_decision": decision.summary(),
             "refresh_details": MetadataValue.json(decision.details),
+            "state_repairs": MetadataValue.json(repairs),
             "rows": len(limits),
             "essays": int(limits["essay"].nunique()) if len(limits) else 0,
             "components": int(limits[["machine", "component"]].drop_duplicates().shape[0])

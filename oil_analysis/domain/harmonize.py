@@ -287,7 +287,7 @@ def prepare(
         future,
         "sampleDate",
         df["sampleDate"],
-        f"sample date after {(as_of + day).date()} (the run date + 1 day: in the future)",
+        f"sample date after {(as_of + day).date()}, the run day + 1 (in the future)",
     )
     too_old = (df["sampleDate"] < floor).fillna(False) & ~future
     reject(
@@ -309,9 +309,9 @@ def prepare(
     # A report dated more than a day before its own sampling, or outside the plausible window, is a
     # wrong report date: cleared (recorded), the sample kept.
     for col in ("reportDate", "labDate"):
-        wrong = (
-            (df[col] < df["sampleDate"] - day) | (df[col] < floor) | (df[col] > as_of + day)
-        ).fillna(False)
+        wrong = ((df[col] < df["sampleDate"] - day) | (df[col] < floor) | (df[col] > as_of + day)).fillna(
+            False
+        )
         if wrong.any():
             w = df[wrong]
             rejects.append(
