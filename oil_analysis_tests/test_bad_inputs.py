@@ -57,7 +57,13 @@ QUARANTINED = {
 # Only an invalid identity (sample number, date, unit, component) rejects a sample; any other bad
 # cell is cleared and recorded, and the sample reaches gold.
 REJECTED = {
-    "text_in_numeric_cell": ("text_cell.xlsx", 11, "Fe", "expected a number; cell cleared, sample kept", True),
+    "text_in_numeric_cell": (
+        "text_cell.xlsx",
+        11,
+        "Fe",
+        "expected a number; cell cleared, sample kept",
+        True,
+    ),
     "negative_value": (
         "negative.xlsx",
         12,
