@@ -70,17 +70,20 @@ def test_missing_oil_sheet_and_missing_column_name_sheet_and_column(data_root):
     assert miss["column"] == "Compartimento" and miss["row"] == 1 and miss["sheet"] == "OIL"
 
 
-def test_bad_cell_rejects_only_its_row_with_file_row_column(data_root):
+def test_bad_cell_is_cleared_with_file_row_column_and_the_sample_kept(data_root):
     rows = [finning_row(i) for i in range(4)]
-    rows[2]["Fe"] = "n/a"
+    rows[2]["Cu"] = "doce"
+    rows[1]["Cu"] = "n/a"  # "not determined": no value, no record
     write_finning(data_root / "bronze/cda/T-01.xlsx", rows)
     store = Storage.local(str(data_root))
     batch = ingest_client(store, CDA, workers=1)
     samples, rejects = load_parsed(store, batch.registry)
-    assert len(samples[0]) == 3
+    assert len(samples[0]) == 4 and samples[0]["cellsCleared"].tolist() == [0, 0, 1, 0]
+    assert len(rejects) == 1 and batch.registry["cells_cleared"].tolist() == [1]
     r = rejects.iloc[0]
-    assert r["file"] == "bronze/cda/T-01.xlsx" and int(r["row"]) == 5 and r["column"] == "Fe"
-    assert r["reason"] == "expected a number" and r["value"] == "n/a"
+    assert r["file"] == "bronze/cda/T-01.xlsx" and int(r["row"]) == 5 and r["column"] == "Cu"
+    assert r["reason"] == "expected a number; cell cleared, sample kept" and r["value"] == "doce"
+    assert r["action"] == "cell cleared" and r["sampleNumber"] == "R120-00000-0002"
 
 
 def test_zero_byte_wrong_format_and_oversize(data_root):

@@ -94,8 +94,9 @@ class LayoutIOManager(ConfigurableIOManager):
                 metadata["manifest_repairs"] = MetadataValue.json(repairs)
         except BaseException as exc:
             restored = commit.rollback()
-            with contextlib.suppress(Exception):
-                manifest.publish(store, client)
+            if commit.previous:  # something was written: the manifest must match the restored files
+                with contextlib.suppress(Exception):
+                    manifest.publish(store, client)
             raise PublicationError(
                 f"publishing {asset} of {client} failed ({type(exc).__name__}: {exc}); "
                 f"{restored} files restored to their previous version, the manifest matches them"
