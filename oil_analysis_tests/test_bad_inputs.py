@@ -20,6 +20,7 @@ from oil_analysis.domain.clients import load_clients
 from oil_analysis.storage.filesystem import Storage, UnsafePathError, check_relative
 
 from .builders import FINNING_HEADER, als_frame, finning_row, write_finning
+from .test_bad_inputs_classes import report
 
 GOOD_ROWS = 6
 
@@ -202,6 +203,11 @@ def test_good_files_reach_gold_despite_bad_neighbours(runs):
     assert set(good_ids(10, 30, skip_first=False)) <= gold
     assert set(good_ids(40, skip_first=False)) <= gold  # BOM header file read like a clean one
     assert set(f"2400{i:06d}" for i in range(40)) <= _gold(root, "emin")
+    expected = set(good_ids(10, 30, skip_first=False)) | set(good_ids(40, skip_first=False))
+    for _, prefix, _, _, kept in REJECTED.values():  # every other sample of a file with a bad row
+        expected |= set(good_ids(prefix, skip_first=not kept))
+    report("mixed_bad_files_cda", expected, gold)
+    report("mixed_bad_files_emin", {f"2400{i:06d}" for i in range(40)}, _gold(root, "emin"))
 
 
 @pytest.mark.parametrize("case", sorted(QUARANTINED))
