@@ -21,6 +21,7 @@ No file can hurt the run:
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import hashlib
 import multiprocessing as mp
 import multiprocessing.connection
@@ -157,6 +158,7 @@ def _vm_size() -> int:
 
 def _child(conn, lab_format: str, path: str, timezone: str, limits: dict, memory_mb: int) -> None:
     """Child process body: cap the memory it may add, parse, send the outcome, exit."""
+    faulthandler.disable()  # a crash here is reported by the parent, per file, not as a traceback dump
     if memory_mb > 0:
         # Address space = what the fork inherited + the budget: any allocation beyond fails here
         # (a MemoryError, or a native abort that kills only this child).
