@@ -54,7 +54,10 @@ REGISTRY_COLUMNS = [
     "parsed_path",
     "mtime_ns",
     "cells_cleared",
+    "reader_version",
 ]
+# The readers' rules: a cached parse made under other rules is parsed again (bump on a rule change).
+READER_VERSION = "readers-2"
 INT_COLUMNS = ("size", "rows_parsed", "rows_rejected", "mtime_ns", "cells_cleared")
 
 
@@ -117,7 +120,8 @@ def load_registry(storage: Storage, client: str, repairs: list[dict] | None = No
     for c in REGISTRY_COLUMNS:
         if c not in reg:
             reg[c] = 0 if c in INT_COLUMNS else None
-    return reg
+    # Parses cached under older reader rules are not reused (e.g. whole samples rejected for a cell).
+    return reg[reg["reader_version"].astype("string").fillna("") == READER_VERSION].reset_index(drop=True)
 
 
 def _parse_one(
@@ -323,6 +327,7 @@ def ingest_client(
                 "parsed_path": None,
                 "mtime_ns": mtimes.get(key, 0),
                 "cells_cleared": 0,
+                "reader_version": READER_VERSION,
             }
         )
 
@@ -360,6 +365,7 @@ def ingest_client(
                     "parsed_path": None,
                     "mtime_ns": entry.mtime_ns,
                     "cells_cleared": 0,
+                    "reader_version": READER_VERSION,
                 }
             )
             continue
@@ -437,6 +443,7 @@ def ingest_client(
                     "parsed_path": parsed,
                     "mtime_ns": mtimes.get(key, 0),
                     "cells_cleared": cleared,
+                    "reader_version": READER_VERSION,
                 }
             )
     registry = pd.DataFrame(rows, columns=REGISTRY_COLUMNS) if rows else _empty_registry()
@@ -444,7 +451,7 @@ def ingest_client(
     for c in INT_COLUMNS:
         registry[c] = pd.to_numeric(registry[c], errors="coerce").fillna(0).astype("int64")
     registry["parse_seconds"] = registry["parse_seconds"].astype("float64")
-    for c in ("key", "sha256", "lab_format", "status", "reason", "parsed_path"):
+    for c in ("key", "sha256", "lab_format", "status", "reason", "parsed_path", "reader_version"):
         registry[c] = registry[c].astype("string")
     return BronzeBatch(
         registry, parsed_now, len(rows) - parsed_now - len(quarantined), quarantined, warnings, repairs

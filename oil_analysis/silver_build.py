@@ -101,7 +101,9 @@ def build_silver(
     now = now or pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
     min_date = pd.Timestamp(min_date) if min_date is not None else None
     ok = registry[registry["status"] == "ok"]
-    files = dict(zip(ok["key"].astype(str), ok["sha256"].astype(str), strict=True))
+    # A file's state is its content and the reader rules it was parsed with: a new rule set re-reads it.
+    version = ok["reader_version"].astype(str) if "reader_version" in ok else ""
+    files = dict(zip(ok["key"].astype(str), ok["sha256"].astype(str) + "@" + version, strict=True))
     repairs: list[dict] = []
     old_files, index, previous, ledger = _state(store, client, repairs)
     new_keys = {k for k, sha in files.items() if old_files.get(k) != sha}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from oil_analysis.domain.clients import load_clients
-from oil_analysis.ingest import ingest_client, load_parsed
+from oil_analysis.ingest import READER_VERSION, ingest_client, load_parsed
 from oil_analysis.storage.filesystem import Storage
 
 from .builders import finning_row, write_finning
@@ -116,3 +116,26 @@ def test_unchanged_file_is_not_even_read_and_equipment_metadata_is_ignored(data_
     (data_root / "bronze/emin/Equipamiento.parquet").write_bytes(b"PAR1")
     reg = ingest_client(store, load_clients()["emin"], workers=1).registry
     assert reg.iloc[0]["status"] == "ignored" and not batch.quarantined_now
+
+
+def test_parse_cached_under_older_reader_rules_is_parsed_again(data_root):
+    write_finning(data_root / "bronze/cda/T-01.xlsx", [finning_row(i) for i in range(3)])
+    store = Storage.local(str(data_root))
+    first = ingest_client(store, CDA, workers=1)
+    assert first.registry["reader_version"].tolist() == [READER_VERSION]
+    store.write_parquet(
+        "bronze/_registry/cda/registry.parquet", first.registry.assign(reader_version="readers-1")
+    )
+    again = ingest_client(store, CDA, workers=1)
+    assert again.parsed_now == 1 and again.registry["reader_version"].tolist() == [READER_VERSION]
+
+
+def test_corrupt_registry_reported_and_rebuilt_from_bronze(data_root):
+    write_finning(data_root / "bronze/cda/T-01.xlsx", [finning_row(i) for i in range(3)])
+    (data_root / "bronze/_registry/cda").mkdir(parents=True)
+    (data_root / "bronze/_registry/cda/registry.parquet").write_bytes(b"not parquet")
+    batch = ingest_client(Storage.local(str(data_root)), CDA, workers=1)
+    assert batch.registry["status"].tolist() == ["ok"] and batch.parsed_now == 1
+    (repair,) = batch.repairs
+    assert repair["path"].endswith("bronze/_registry/cda/registry.parquet") and "rebuilt" in repair["action"]
+    assert any("registry.parquet could not be read" in w for w in batch.warnings)
