@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass, field
 
 import pandas as pd
+import pyarrow as pa
 
 from .domain.clients import Client
 from .domain.labs import IGNORED_FILES, LAB_FORMATS, LabFileError, ReadResult
@@ -148,12 +149,12 @@ def _error(path: str, message: str) -> dict:
     return {"file": os.path.basename(path), "sheet": None, "row": None, "column": None, "error": message}
 
 
-def _vm_size() -> int:
-    """This process's virtual memory size in bytes (0 when unknown)."""
+def _data_size() -> int:
+    """This process's data segment size in bytes (heap and private writable mappings; 0 if unknown)."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmSize:"):
+                if line.startswith("VmData:"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
@@ -164,11 +165,14 @@ def _child(conn, lab_format: str, path: str, timezone: str, limits: dict, memory
     """Child process body: cap the memory it may add, parse, send the outcome, exit."""
     faulthandler.disable()  # a crash here is reported by the parent, per file, not as a traceback dump
     if memory_mb > 0:
-        # Address space = what the fork inherited + the budget: any allocation beyond fails here
-        # (a MemoryError, or a native abort that kills only this child).
-        cap = _vm_size() + memory_mb * 1024 * 1024
+        # Arrow's default allocator reserves large arenas up front, which a cap would refuse; the
+        # system allocator asks only for what it uses.
+        pa.set_memory_pool(pa.system_memory_pool())
+        # Data size = what the fork inherited + the budget: any allocation beyond fails here (a
+        # MemoryError, or a native abort that kills only this child).
+        cap = _data_size() + memory_mb * 1024 * 1024
         with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+            resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))
     try:
         outcome = _parse_one(lab_format, path, timezone, limits)
         conn.send(outcome)
