@@ -499,3 +499,24 @@ def test_real_world_particle_codes_reach_gold(root):
     assert water["cellsCleared"] == 0 and iron["cellsCleared"] == 0
     assert not len(ledger(root))
     report("real_world_codes", ids(20, 4), set(g.index))
+
+
+def test_class09_failed_write_inside_an_output_restores_its_files(tmp_path):
+    """A write that fails after some files of an output were written (here: the manifest part, with
+    a file where its folder should be) puts every file of the output back as it was."""
+    from dagster import AssetKey, build_output_context
+
+    from oil_analysis.resources.storage import StorageResource
+    from oil_analysis.storage.io_manager import LayoutIOManager, PublicationError
+
+    io_manager = LayoutIOManager(storage=StorageResource(data_root=str(tmp_path)))
+    ctx = build_output_context(asset_key=AssetKey("limit_quality"), partition_key="cda")
+    first = pd.DataFrame({"essay": ["fe"], "samples": [1]})
+    io_manager.handle_output(ctx, first)
+    path = tmp_path / "gold/cda/limit_quality.parquet"
+    before = path.read_bytes()
+    shutil.rmtree(tmp_path / "gold/cda/_manifest.parts")
+    (tmp_path / "gold/cda/_manifest.parts").write_bytes(b"in the way")
+    with pytest.raises(PublicationError, match="files restored to their previous version"):
+        io_manager.handle_output(ctx, pd.DataFrame({"essay": ["fe", "si"], "samples": [1, 2]}))
+    assert path.read_bytes() == before
