@@ -316,9 +316,11 @@ def _walk_local(base: str, start: str, skipped: list[str] | None) -> list[FileEn
     while stack or linked:
         folder = stack.pop() if stack else linked.pop(0)
         real = os.path.realpath(folder)
-        if real in seen or not _inside(real, root):
-            if folder != start:
-                skipped.append(f"{rel(folder)}: symlink to a folder already listed (a cycle or an alias)")
+        if not _inside(real, root):  # only the listed folder itself can get here (links are checked)
+            skipped.append(f"{rel(folder)}: symlink out of the data root, not followed")
+            continue
+        if real in seen:
+            skipped.append(f"{rel(folder)}: symlink to a folder already listed (a cycle or an alias)")
             continue
         seen.add(real)
         try:
