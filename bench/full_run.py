@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -124,8 +125,8 @@ def full_run(files: list[str]) -> dict:
     with tempfile.TemporaryDirectory(prefix="oil-full-run-") as root:
         bronze = Path(root) / "bronze" / CLIENT
         bronze.mkdir(parents=True)
-        for f in files:  # links, not copies: the real workbooks stay where they are
-            (bronze / Path(f).name).symlink_to(f)
+        for f in files:  # copies: symlinks out of the data root are never followed (safe intake)
+            shutil.copyfile(f, bronze / Path(f).name)
         with DagsterInstance.ephemeral() as instance:
             t, c = time.perf_counter(), _cpu()
             result = materialize(

@@ -176,6 +176,7 @@ def generate_silver(n: int, seed: int = 7) -> pd.DataFrame:
     df["oilChanged"] = df["oilChanged"].astype("boolean")
     df["countPreventedByWater"] = df["countPreventedByWater"].fillna(False).astype(bool)
     df["sourceRow"] = df["sourceRow"].astype("int64")
+    df["cellsCleared"] = pd.to_numeric(df["cellsCleared"]).fillna(0).astype("int64")  # complete samples
     df["daysSincePrevious"] = df["daysSincePrevious"].astype("Int64")
     return df
 

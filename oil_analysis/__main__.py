@@ -15,6 +15,7 @@ from .report import fleet_report_path
 from .settings import get_settings
 from .storage import layout
 from .storage.filesystem import Storage
+from .storage.healing import read_limits_pointer
 
 # Console logs at WARNING: the run's events are in the instance; the terminal shows the summary.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -23,7 +24,7 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 def summarize(store: Storage, client: str) -> list[str]:
     lines = [f"== {client} ({CLIENTS[client].display_name}, {CLIENTS[client].lab_format})"]
     silver = store.read_parquet(layout.harmonized_path(client))
-    latest = store.read_json(layout.limits_latest(client))
+    latest = read_limits_pointer(store, client)  # a damaged pointer is rebuilt from the versions present
     limits = store.read_parquet(f"{latest['path']}/stewart_limits.parquet")
     reports = store.read_parquet(layout.gold_path(client, "classified_reports"))
     machines = store.read_parquet(layout.gold_path(client, "machine_status_current"))

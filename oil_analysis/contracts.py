@@ -96,6 +96,15 @@ SILVER_META = [
     Column("labComment", S, "The lab's free-text interpretation (never sent to the LLM)."),
     Column("sourceFile", S, "Raw file the row came from (path under the data root).", False),
     Column("sourceRow", I64, "Row of the raw file (Excel row number; 1-based record for parquet).", False),
+    Column(
+        "cellsCleared",
+        I64,
+        "Cells of this sample that held an unusable value (text in a number column, an Excel error, an "
+        "unknown code, a non-finite or physically impossible number, disagreeing copies, a wrong report "
+        "date) and were cleared: the sample is kept without them, each is a `cell cleared` row of the "
+        "reject ledger. 0: the sample is complete as the lab sent it; > 0: a report rests on incomplete data.",
+        False,
+    ),
 ]
 SILVER_LINKS = [
     Column(
@@ -210,6 +219,46 @@ LIMIT_QUALITY = [
 ]
 
 
+REJECTS = [
+    Column(
+        "file",
+        S,
+        "Raw file (path under the data root) the rejected sample or cleared cell comes from.",
+        False,
+    ),
+    Column("sheet", S, "Sheet of the workbook (`OIL`); null for parquet exports and cross-file rules."),
+    Column("row", I64, "Excel row number (1-based record number for parquet)."),
+    Column(
+        "column",
+        S,
+        "Column of the raw file (`Fe`, `Fecha de Toma de Muestra`, `test 'Hierro'`) or silver column.",
+    ),
+    Column("value", S, "The value as the lab wrote it (text, at most 200 characters)."),
+    Column(
+        "reason",
+        S,
+        "Why, in words (`expected a number; cell cleared, sample kept`, `sample date is empty`...).",
+        False,
+    ),
+    Column(
+        "action",
+        S,
+        "`sample rejected` (an invalid identity: sample number, sample date, unit or component, a "
+        "duplicate that lost, or no reading at all) or `cell cleared` (the sample is kept without "
+        "that value and counted in its `cellsCleared`).",
+        False,
+    ),
+    Column("sampleNumber", S, "The lab's sample number when it could be read."),
+    Column(
+        "stage",
+        S,
+        "`read` (the lab reader), `harmonize` (row rules: dates, physical ranges) or `duplicate` "
+        "(a sampleNumber in several rows with different values).",
+        False,
+    ),
+]
+
+
 def silver_columns() -> list[Column]:
     return SILVER_META + list(_essay_columns()) + SILVER_LINKS
 
@@ -228,6 +277,9 @@ def tables() -> dict[str, tuple[str, list[Column]]]:
             MACHINE_STATUS + _advice("machine_", "machine as a whole"),
         ),
         "limit_quality": ("gold/{client}/limit_quality.parquet", LIMIT_QUALITY),
+        # The reject ledger: the rejects of every raw file that currently feeds silver, and only those
+        # (kept exact by incremental runs); published with silver, in the same commit.
+        "silver_rejects": ("silver/rejects/{client}.parquet", REJECTS),
     }
 
 

@@ -3,24 +3,42 @@
 Every raw file under ``bronze/{client}/`` gets a row in the client's file registry keyed by its
 path and sha256. A content already parsed is not parsed again (its tidy samples are cached as
 parquet under ``bronze/_registry/{client}/parsed/``). A file that cannot be read is copied to
-``bronze/_quarantine/{client}/`` with a ``.reason.json`` naming file, sheet, row and column, and
-the run goes on with the other files.
+``bronze/_quarantine/{client}/{its path under bronze/{client}/}`` with a ``.reason.json`` naming
+file, sheet, row and column, and the run goes on with the other files.
+
+No file can hurt the run:
+
+* each file is parsed in its own child process (at most ``workers`` at a time), with a memory
+  budget (``OIL_PARSER_MEMORY_MB``): a parser that raises, runs out of memory or dies of a native
+  abort (python-calamine on an absurd sheet) quarantines that file only;
+* workbooks are checked before parsing (uncompressed part sizes, declared and real sheet extent:
+  :mod:`oil_analysis.domain.labs.xlsx_guard`);
+* symlinks are followed only inside the data root and never in a cycle; a file that vanishes
+  between listing and reading is skipped with a warning;
+* a registry that cannot be read is reported with its path and rebuilt from bronze.
 """
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
 import hashlib
+import multiprocessing as mp
+import multiprocessing.connection
 import os
 import posixpath
+import resource
+import signal
+import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
+import pyarrow as pa
 
 from .domain.clients import Client
 from .domain.labs import IGNORED_FILES, LAB_FORMATS, LabFileError, ReadResult
-from .domain.labs.common import REJECT_COLUMNS
+from .domain.labs.common import empty_rejects, ledger_types
 from .storage import layout
 from .storage.filesystem import Storage, UnsafePathError, check_relative
 
@@ -36,7 +54,25 @@ REGISTRY_COLUMNS = [
     "reason",
     "parsed_path",
     "mtime_ns",
+    "cells_cleared",
+    "reader_version",
 ]
+# The readers' rules: a cached parse made under other rules is parsed again (bump on a rule change).
+READER_VERSION = "readers-2"
+INT_COLUMNS = ("size", "rows_parsed", "rows_rejected", "mtime_ns", "cells_cleared")
+
+
+@dataclass(frozen=True)
+class ReaderLimits:
+    """Bounds checked before and while parsing one file (see README: OIL_MAX_SHEET_* variables)."""
+
+    max_xml_mb: float = 256.0
+    max_cells: int = 5_000_000
+    memory_mb: int = 1024
+
+    @classmethod
+    def from_settings(cls, settings) -> ReaderLimits:
+        return cls(settings.max_sheet_xml_mb, settings.max_sheet_cells, settings.parser_memory_mb)
 
 
 @dataclass
@@ -45,74 +81,239 @@ class BronzeBatch:
     parsed_now: int
     reused: int
     quarantined_now: list[dict]
+    warnings: list[str] = field(default_factory=list)
+    repairs: list[dict] = field(default_factory=list)
 
 
 def _empty_registry() -> pd.DataFrame:
     return pd.DataFrame(
         {
             c: pd.Series(
-                dtype="int64"
-                if c in ("size", "rows_parsed", "rows_rejected")
-                else "float64"
-                if c == "parse_seconds"
-                else "string"
+                dtype="int64" if c in INT_COLUMNS else "float64" if c == "parse_seconds" else "string"
             )
             for c in REGISTRY_COLUMNS
         }
     )
 
 
-def load_registry(storage: Storage, client: str) -> pd.DataFrame:
+def load_registry(storage: Storage, client: str, repairs: list[dict] | None = None) -> pd.DataFrame:
+    """The client's registry; one that cannot be read is reported in ``repairs`` and rebuilt from
+    bronze (an empty registry: every file is read and registered again)."""
     path = layout.registry_path(client)
-    return storage.read_parquet(path) if storage.exists(path) else _empty_registry()
+    if not storage.exists(path):
+        return _empty_registry()
+    try:
+        reg = storage.read_parquet(path)
+        missing = {"key", "sha256", "status", "parsed_path"} - set(reg.columns)
+        if missing:
+            raise ValueError(f"columns {sorted(missing)} missing")
+    except Exception as exc:
+        if repairs is None:
+            raise
+        repairs.append(
+            {
+                "path": storage.display(path),
+                "error": f"{type(exc).__name__}: {exc}"[:300],
+                "action": "registry rebuilt from the files under bronze (each file read again)",
+            }
+        )
+        return _empty_registry()
+    for c in REGISTRY_COLUMNS:
+        if c not in reg:
+            reg[c] = 0 if c in INT_COLUMNS else None
+    # Parses cached under older reader rules are not reused (e.g. whole samples rejected for a cell).
+    return reg[reg["reader_version"].astype("string").fillna("") == READER_VERSION].reset_index(drop=True)
 
 
-def _parse_one(lab_format: str, path: str, timezone: str) -> tuple[ReadResult | None, dict | None, float]:
-    """Run in a worker process: read one file, or describe why it cannot be read."""
+def _parse_one(
+    lab_format: str, path: str, timezone: str, limits: dict
+) -> tuple[ReadResult | None, dict | None, float]:
+    """Read one file, or describe why it cannot be read (runs in a child process)."""
     start = time.perf_counter()
     reader = LAB_FORMATS[lab_format][1]
     try:
-        result = reader(path, timezone)
+        result = reader(path, timezone, **limits)
         return result, None, time.perf_counter() - start
     except LabFileError as exc:
         return None, exc.as_dict(), time.perf_counter() - start
-    except Exception as exc:  # a reader bug must not lose the other files of the run
-        err = {
-            "file": os.path.basename(path),
-            "sheet": None,
-            "row": None,
-            "column": None,
-            "error": f"unexpected {type(exc).__name__}: {exc}",
-        }
+    except FileNotFoundError:
+        return None, {"vanished": True}, time.perf_counter() - start
+    except MemoryError:
+        err = _error(path, "the parser ran out of its memory budget (OIL_PARSER_MEMORY_MB); not parsed")
         return None, err, time.perf_counter() - start
+    except Exception as exc:  # a reader bug must not lose the other files of the run
+        return None, _error(path, f"unexpected {type(exc).__name__}: {exc}"), time.perf_counter() - start
 
 
-def quarantine(storage: Storage, client: str, key: str, data: bytes, reason: dict) -> str:
-    """Copy a bad raw file to the quarantine with its reason; returns the quarantine path."""
+def _error(path: str, message: str) -> dict:
+    return {"file": os.path.basename(path), "sheet": None, "row": None, "column": None, "error": message}
+
+
+def _data_size() -> int:
+    """This process's data segment size in bytes (heap and private writable mappings; 0 if unknown)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmData:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _child(conn, lab_format: str, path: str, timezone: str, limits: dict, memory_mb: int) -> None:
+    """Child process body: cap the memory it may add, parse, send the outcome, exit."""
+    faulthandler.disable()  # a crash here is reported by the parent, per file, not as a traceback dump
+    if memory_mb > 0:
+        # Arrow's default allocator reserves large arenas up front, which a cap would refuse; the
+        # system allocator asks only for what it uses.
+        pa.set_memory_pool(pa.system_memory_pool())
+        # Data size = what the fork inherited + the budget: any allocation beyond fails here (a
+        # MemoryError, or a native abort that kills only this child).
+        cap = _data_size() + memory_mb * 1024 * 1024
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))
+    try:
+        outcome = _parse_one(lab_format, path, timezone, limits)
+        conn.send(outcome)
+    except BaseException as exc:  # the outcome could not be sent (e.g. too big to pickle in memory)
+        conn.send((None, _error(path, f"the parse result could not be returned ({type(exc).__name__})"), 0.0))
+    finally:
+        conn.close()
+
+
+def _crash_reason(path: str, exitcode: int | None) -> dict:
+    if exitcode is not None and exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        what = f"the parser process died of {name}"
+        if name == "SIGABRT":
+            what += " (a native abort, e.g. an allocation failure on an absurd sheet)"
+        elif name == "SIGKILL":
+            what += " (killed, e.g. out of memory)"
+    else:
+        what = f"the parser process exited with code {exitcode} without a result"
+    return _error(path, f"{what}; this file only is quarantined, the other files of the run go on")
+
+
+def parse_isolated(
+    tasks: list[tuple[str, str, str]], *, workers: int, limits: ReaderLimits
+) -> list[tuple[ReadResult | None, dict | None, float]]:
+    """Parse ``(lab_format, path, timezone)`` tasks, each in its own child process, ``workers`` at a
+    time. A child that dies (native abort, kill) yields an error for its file only."""
+    opts = {"max_xml_mb": limits.max_xml_mb, "max_cells": limits.max_cells}
+    ctx = mp.get_context("fork")
+    results: list = [None] * len(tasks)
+    queue = list(range(len(tasks)))
+    running: dict[int, tuple] = {}
+    try:
+        while queue or running:
+            while queue and len(running) < max(1, workers):
+                i = queue.pop(0)
+                receive, send = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_child, args=(send, *tasks[i], opts, limits.memory_mb))
+                proc.start()
+                send.close()
+                running[i] = (proc, receive, time.perf_counter())
+            waitables = [r[1] for r in running.values()] + [r[0].sentinel for r in running.values()]
+            ready = set(mp.connection.wait(waitables))
+            for i, (proc, receive, started) in list(running.items()):
+                if receive not in ready and proc.sentinel not in ready:
+                    continue
+                outcome = None
+                if receive in ready or receive.poll():
+                    try:
+                        outcome = receive.recv()
+                    except (EOFError, OSError):
+                        outcome = None
+                elif proc.is_alive():
+                    continue
+                proc.join(timeout=30)
+                if outcome is None:
+                    outcome = (None, _crash_reason(tasks[i][1], proc.exitcode), time.perf_counter() - started)
+                results[i] = outcome
+                receive.close()
+                del running[i]
+    finally:
+        for proc, receive, _ in running.values():  # only on an error of this loop itself
+            proc.kill()
+            proc.join()
+            receive.close()
+    return results
+
+
+def quarantine(storage: Storage, client: str, key: str, data: bytes | None, reason: dict) -> str:
+    """Copy a bad raw file to the quarantine (under its path relative to the client's bronze folder,
+    so two files of the same name never collide) with its reason; returns the quarantine path.
+    ``data`` None: not copied (too big to duplicate); the reason names the file."""
     target = layout.quarantine_path(client, key)
-    storage.write_bytes(target, data)
+    if data is not None:
+        storage.write_bytes(target, data)
     storage.write_json(target + ".reason.json", {"client": client, "source_key": key, **reason})
     return target
 
 
+def _hash(storage: Storage, key: str) -> tuple[str, int, str, bool]:
+    """sha256, size and a local path of a raw file, without holding it in memory when local.
+
+    Returns ``(sha256, size, local_path, is_temporary)``; raises FileNotFoundError if it vanished.
+    """
+    if storage.is_local:
+        path = storage.full(key)
+        digest, size = hashlib.sha256(), 0
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+        return digest.hexdigest(), size, path, False
+    data = storage.read_bytes(key)
+    fd, tmp = tempfile.mkstemp(suffix=posixpath.splitext(key)[1])
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return hashlib.sha256(data).hexdigest(), len(data), tmp, True
+
+
 def ingest_client(
-    storage: Storage, client: Client, *, max_file_mb: float = 200.0, workers: int = 2, log=None
+    storage: Storage,
+    client: Client,
+    *,
+    max_file_mb: float = 200.0,
+    workers: int = 2,
+    log=None,
+    warn=None,
+    limits: ReaderLimits | None = None,
 ) -> BronzeBatch:
     """Bring a client's file registry up to date with what is under ``bronze/{client}/``."""
     log = log or (lambda msg: None)
+    warnings: list[str] = []
+
+    def warning(msg: str) -> None:
+        warnings.append(msg)
+        (warn or log)(msg)
+
+    limits = limits or ReaderLimits()
     suffixes, _ = LAB_FORMATS[client.lab_format]
-    previous = load_registry(storage, client.key)
-    if "mtime_ns" not in previous:
-        previous["mtime_ns"] = 0
+    repairs: list[dict] = []
+    previous = load_registry(storage, client.key, repairs)
+    for r in repairs:
+        warning(f"{r['path']} could not be read ({r['error']}): {r['action']}")
     by_sha = {r.sha256: r for r in previous.itertuples(index=False)}
     by_key = {r.key: r for r in previous.itertuples(index=False)}
     ignored = IGNORED_FILES.get(client.lab_format)
     mtimes: dict[str, int] = {}
     rows: list[dict] = []
-    todo: list[tuple[str, str, bytes]] = []
+    todo: list[tuple[str, str, int, str, bool]] = []
     quarantined: list[dict] = []
 
-    def bad(key: str, data: bytes, sha: str, reason: dict) -> None:
+    def bad(key: str, sha: str, size: int, reason: dict, copy: bool = True) -> None:
+        data = None
+        if copy:
+            try:
+                data = storage.read_bytes(key)
+            except FileNotFoundError:
+                data = None
         where = quarantine(storage, client.key, key, data, reason)
         log(f"quarantined {key}: {reason['error']} → {where}")
         quarantined.append({"key": key, **reason, "quarantine": where})
@@ -120,7 +321,7 @@ def ingest_client(
             {
                 "key": key,
                 "sha256": sha,
-                "size": len(data),
+                "size": size,
                 "lab_format": client.lab_format,
                 "status": "quarantined",
                 "rows_parsed": 0,
@@ -129,29 +330,29 @@ def ingest_client(
                 "reason": reason["error"],
                 "parsed_path": None,
                 "mtime_ns": mtimes.get(key, 0),
+                "cells_cleared": 0,
+                "reader_version": READER_VERSION,
             }
         )
 
-    for entry in storage.list_files(layout.bronze_dir(client.key) + "/"):
+    skipped: list[str] = []
+    entries = storage.list_files(layout.bronze_dir(client.key) + "/", skipped)
+    for s in skipped:
+        warning(f"skipped {s}")
+    for entry in entries:
         key = entry.path
         mtimes[key] = entry.mtime_ns
         name = posixpath.basename(key)
         try:
             check_relative(key)
         except UnsafePathError:
-            log(f"skipped {key!r}: unsafe path")
+            warning(f"skipped {key!r}: unsafe path")
             continue
         if name.startswith(".") or name.endswith(".reason.json"):
             continue
         if entry.size > max_file_mb * 1024 * 1024:
-            reason = {
-                "file": name,
-                "sheet": None,
-                "row": None,
-                "column": None,
-                "error": f"file is {entry.size / 1e6:.1f} MB, over the {max_file_mb:g} MB limit",
-            }
-            bad(key, b"", "", reason)  # not copied: too big to duplicate; the reason names it
+            reason = _error(key, f"file is {entry.size / 1e6:.1f} MB, over the {max_file_mb:g} MB limit")
+            bad(key, "", entry.size, reason, copy=False)  # too big to duplicate: the reason names it
             continue
         if ignored is not None and ignored.match(name):
             rows.append(
@@ -167,6 +368,8 @@ def ingest_client(
                     "reason": "not a sample file of this lab format (equipment metadata)",
                     "parsed_path": None,
                     "mtime_ns": entry.mtime_ns,
+                    "cells_cleared": 0,
+                    "reader_version": READER_VERSION,
                 }
             )
             continue
@@ -179,83 +382,84 @@ def ingest_client(
         ):
             rows.append(same._asdict())  # unchanged since the last run: not even read
             continue
-        data = storage.read_bytes(key)
-        sha = hashlib.sha256(data).hexdigest()
+        try:
+            sha, size, local, is_tmp = _hash(storage, key)
+        except FileNotFoundError:
+            warning(f"skipped {key}: the file vanished between listing and reading")
+            continue
         known = by_sha.get(sha)
         if known is not None and (
             known.status == "quarantined" or (known.parsed_path and storage.exists(known.parsed_path))
         ):
+            if is_tmp:
+                os.unlink(local)
             rows.append({**known._asdict(), "key": key, "mtime_ns": entry.mtime_ns})
             continue
         if not name.lower().endswith(suffixes):
-            reason = {
-                "file": name,
-                "sheet": None,
-                "row": None,
-                "column": None,
-                "error": f"wrong lab format for client {client.key!r}: expected a {'/'.join(suffixes)} "
+            if is_tmp:
+                os.unlink(local)
+            reason = _error(
+                key,
+                f"wrong lab format for client {client.key!r}: expected a {'/'.join(suffixes)} "
                 f"file of format {client.lab_format}",
-            }
-            bad(key, data, sha, reason)
+            )
+            bad(key, sha, size, reason)
             continue
-        todo.append((key, sha, data))
+        todo.append((key, sha, size, local, is_tmp))
 
     parsed_now = 0
     if todo:
-        paths = []
-        for key, _sha, data in todo:
-            local, is_tmp = storage.local_copy(key, data)  # S3: the bytes already read, no second GET
-            paths.append((local, is_tmp))
         try:
-            if workers > 1 and len(todo) > 1:
-                with ProcessPoolExecutor(max_workers=min(workers, len(todo))) as pool:
-                    results = list(
-                        pool.map(
-                            _parse_one,
-                            [client.lab_format] * len(todo),
-                            [p for p, _ in paths],
-                            [client.timezone] * len(todo),
-                        )
-                    )
-            else:
-                results = [_parse_one(client.lab_format, p, client.timezone) for p, _ in paths]
+            results = parse_isolated(
+                [(client.lab_format, local, client.timezone) for _, _, _, local, _ in todo],
+                workers=workers,
+                limits=limits,
+            )
         finally:
-            for p, is_tmp in paths:
-                if is_tmp:
-                    os.unlink(p)
-        for (key, sha, data), (result, error, seconds) in zip(todo, results, strict=True):
+            for *_, local, is_tmp in todo:
+                if is_tmp and os.path.exists(local):
+                    os.unlink(local)
+        for (key, sha, size, _, _), (result, error, seconds) in zip(todo, results, strict=True):
+            if error is not None and error.get("vanished"):
+                warning(f"skipped {key}: the file vanished between listing and reading")
+                continue
             if error is not None:
                 error["file"] = posixpath.basename(key)
-                bad(key, data, sha, error)
+                bad(key, sha, size, error)
                 continue
             parsed = layout.parsed_path(client.key, sha)
             storage.write_parquet(parsed, result.samples.assign(sourceFile=key))
-            rej = result.rejects.assign(file=key) if len(result.rejects) else result.rejects
-            storage.write_parquet(parsed.replace(".parquet", ".rejects.parquet"), rej.astype("string"))
+            rej = ledger_types(result.rejects.assign(file=key)) if len(result.rejects) else empty_rejects()
+            storage.write_parquet(parsed.replace(".parquet", ".rejects.parquet"), rej)
             parsed_now += 1
+            cleared = int(result.samples["cellsCleared"].sum()) if "cellsCleared" in result.samples else 0
             rows.append(
                 {
                     "key": key,
                     "sha256": sha,
-                    "size": len(data),
+                    "size": size,
                     "lab_format": client.lab_format,
                     "status": "ok",
                     "rows_parsed": int(len(result.samples)),
-                    "rows_rejected": int(len(result.rejects)),
+                    "rows_rejected": int(result.info.get("rows_rejected", len(result.rejects))),
                     "parse_seconds": round(seconds, 3),
                     "reason": None,
                     "parsed_path": parsed,
                     "mtime_ns": mtimes.get(key, 0),
+                    "cells_cleared": cleared,
+                    "reader_version": READER_VERSION,
                 }
             )
     registry = pd.DataFrame(rows, columns=REGISTRY_COLUMNS) if rows else _empty_registry()
     registry = registry.sort_values("key", kind="mergesort").reset_index(drop=True)
-    for c in ("size", "rows_parsed", "rows_rejected", "mtime_ns"):
-        registry[c] = registry[c].fillna(0).astype("int64")
+    for c in INT_COLUMNS:
+        registry[c] = pd.to_numeric(registry[c], errors="coerce").fillna(0).astype("int64")
     registry["parse_seconds"] = registry["parse_seconds"].astype("float64")
-    for c in ("key", "sha256", "lab_format", "status", "reason", "parsed_path"):
+    for c in ("key", "sha256", "lab_format", "status", "reason", "parsed_path", "reader_version"):
         registry[c] = registry[c].astype("string")
-    return BronzeBatch(registry, parsed_now, len(rows) - parsed_now - len(quarantined), quarantined)
+    return BronzeBatch(
+        registry, parsed_now, len(rows) - parsed_now - len(quarantined), quarantined, warnings, repairs
+    )
 
 
 def unknown_client_folders(storage: Storage, clients) -> list[str]:
@@ -270,7 +474,7 @@ def unknown_client_folders(storage: Storage, clients) -> list[str]:
 
 
 def load_parsed(storage: Storage, registry: pd.DataFrame) -> tuple[list[pd.DataFrame], pd.DataFrame]:
-    """The cached tidy samples and row rejects of every readable file in the registry."""
+    """The cached tidy samples and reader rejects of every readable file in the registry."""
     ok = registry[registry["status"] == "ok"]
     samples, rejects = [], []
     for r in ok.itertuples(index=False):
@@ -279,6 +483,6 @@ def load_parsed(storage: Storage, registry: pd.DataFrame) -> tuple[list[pd.DataF
         if storage.exists(rej_path):
             rej = storage.read_parquet(rej_path)
             if len(rej):
-                rejects.append(rej.assign(file=r.key))
-    rej = pd.concat(rejects, ignore_index=True) if rejects else pd.DataFrame(columns=REJECT_COLUMNS)
-    return samples, rej
+                rejects.append(ledger_types(rej.assign(file=r.key)))
+    rej = pd.concat(rejects, ignore_index=True) if rejects else empty_rejects()
+    return samples, ledger_types(rej)

@@ -48,6 +48,10 @@ class Settings:
     storage_mode: str = "local"  # local | s3 | dual (dual: local is read, both are written)
     legacy_exports: bool = False
     environment: str = "dev"  # OIL_ENV: dev | staging | prod
+    min_sample_date: str = "1990-01-01"  # OIL_MIN_SAMPLE_DATE: older sample dates are rejected
+    max_sheet_xml_mb: float = 256.0  # OIL_MAX_SHEET_XML_MB: uncompressed size of one workbook part
+    max_sheet_cells: int = 5_000_000  # OIL_MAX_SHEET_CELLS: rows × columns a sheet may span
+    parser_memory_mb: int = 1024  # OIL_PARSER_MEMORY_MB: memory one parser process may add
     report_date_override: str | None = None  # OIL_REPORT_DATE (YYYY-MM-DD); None: today (UTC)
 
     def report_date(self) -> date:
@@ -92,6 +96,10 @@ def get_settings() -> Settings:
         legacy_exports=_flag(environ, "LEGACY_EXPORTS"),
         environment=resolved.environment.name,
         report_date_override=environ.get("OIL_REPORT_DATE") or None,
+        min_sample_date=environ.get("OIL_MIN_SAMPLE_DATE", "1990-01-01"),
+        max_sheet_xml_mb=float(environ.get("OIL_MAX_SHEET_XML_MB", "256")),
+        max_sheet_cells=int(float(environ.get("OIL_MAX_SHEET_CELLS", "5000000"))),
+        parser_memory_mb=int(float(environ.get("OIL_PARSER_MEMORY_MB", "1024"))),
     )
 
 

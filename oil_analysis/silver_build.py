@@ -1,6 +1,14 @@
 """Silver from the bronze registry: incremental when it can be, a full rebuild when it must be.
 
 No dagster import: the silver asset calls :func:`build_silver` and publishes what it returns.
+
+The reject ledger (``silver/rejects/{client}.parquet``) is part of silver: it always holds the
+rejected samples and cleared cells of every raw file that currently feeds silver, and only those.
+An incremental build keeps the rows of unchanged files, drops those of changed or removed files and
+adds those of new files; when a duplicate contest of an unchanged file could change, it rebuilds.
+
+Saved state that cannot be read (``files.json``, ``candidates.parquet``, the previous silver or
+ledger) is reported in ``repairs`` with its path and rebuilt from bronze by a full build.
 """
 
 from __future__ import annotations
@@ -11,8 +19,8 @@ import pandas as pd
 
 from .domain.catalog import load_catalog
 from .domain.harmonize import describe, finish, prepare
-from .domain.incremental import NO_CHANGES, audit, candidate_index, empty_audit, upsert
-from .domain.labs.common import REJECT_COLUMNS, concat_rejects
+from .domain.incremental import INDEX_COLUMNS, NO_CHANGES, audit, candidate_index, empty_audit, upsert
+from .domain.labs.common import REJECT_COLUMNS, concat_rejects, ledger_types
 from .ingest import load_parsed
 from .storage import layout
 from .storage.filesystem import Storage
@@ -28,15 +36,48 @@ class SilverBuild:
     mode: str  # "full" | "incremental" | "unchanged"
     files: dict = field(default_factory=dict)
     index: pd.DataFrame | None = None
+    repairs: list = field(default_factory=list)
 
 
-def _state(store: Storage, client: str) -> tuple[dict, pd.DataFrame | None, pd.DataFrame | None]:
+def _read(store: Storage, path: str, reader, repairs: list, what: str):
+    """``reader(path)`` when the file exists; a file that cannot be read is a repair, not a failure."""
+    if not store.exists(path):
+        return None
+    try:
+        return reader(path)
+    except Exception as exc:
+        repairs.append(
+            {
+                "path": store.display(path),
+                "error": f"{type(exc).__name__}: {exc}"[:300],
+                "action": f"{what} rebuilt from bronze (full silver build)",
+            }
+        )
+        return None
+
+
+def _state(store: Storage, client: str, repairs: list):
     d = layout.silver_state_dir(client)
-    files = store.read_json(f"{d}/files.json") if store.exists(f"{d}/files.json") else {}
-    index = store.read_parquet(f"{d}/candidates.parquet") if store.exists(f"{d}/candidates.parquet") else None
-    path = layout.harmonized_path(client)
-    previous = store.read_parquet(path) if store.exists(path) else None
-    return files, index, previous
+    files = _read(store, f"{d}/files.json", store.read_json, repairs, "silver state (files.json)")
+    if files is not None and not (
+        isinstance(files, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in files.items())
+    ):
+        repairs.append(
+            {
+                "path": store.display(f"{d}/files.json"),
+                "error": "not a JSON object of file → sha256",
+                "action": "silver state (files.json) rebuilt from bronze (full silver build)",
+            }
+        )
+        files = None
+    index = _read(store, f"{d}/candidates.parquet", store.read_parquet, repairs, "silver state (candidates)")
+    if index is not None and not set(INDEX_COLUMNS) <= set(index.columns):
+        index = None
+    previous = _read(store, layout.harmonized_path(client), store.read_parquet, repairs, "silver")
+    ledger = _read(store, layout.rejects_path(client), store.read_parquet, repairs, "reject ledger")
+    if ledger is not None and not set(REJECT_COLUMNS) <= set(ledger.columns):
+        ledger = None  # written by an older version (rejects of one run only): rebuilt in full
+    return files or {}, index, previous, ledger
 
 
 def save_state(store: Storage, client: str, build: SilverBuild) -> None:
@@ -52,20 +93,34 @@ def build_silver(
     *,
     full_rebuild: bool = False,
     now: pd.Timestamp | None = None,
+    min_date: pd.Timestamp | str | None = None,
 ) -> SilverBuild:
-    """The client's silver after this registry; ``full_rebuild`` ignores the saved state."""
+    """The client's silver and reject ledger after this registry; ``full_rebuild`` ignores the
+    saved state; ``min_date``: the plausible floor of sample dates (``OIL_MIN_SAMPLE_DATE``)."""
     catalog = load_catalog()
     now = now or pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
+    min_date = pd.Timestamp(min_date) if min_date is not None else None
     ok = registry[registry["status"] == "ok"]
-    files = dict(zip(ok["key"].astype(str), ok["sha256"].astype(str), strict=True))
-    old_files, index, previous = _state(store, client)
+    # A file's state is its content and the reader rules it was parsed with: a new rule set re-reads it.
+    version = ok["reader_version"].astype(str) if "reader_version" in ok else ""
+    files = dict(zip(ok["key"].astype(str), ok["sha256"].astype(str) + "@" + version, strict=True))
+    repairs: list[dict] = []
+    old_files, index, previous, ledger = _state(store, client, repairs)
     new_keys = {k for k, sha in files.items() if old_files.get(k) != sha}
     dropped = {k for k, sha in old_files.items() if files.get(k) != sha}
-    incremental = not full_rebuild and previous is not None and index is not None and old_files
+    incremental = (
+        not full_rebuild
+        and not repairs
+        and previous is not None
+        and index is not None
+        and ledger is not None
+        and old_files
+        and "cellsCleared" in previous.columns
+    )
     if incremental and not new_keys and not dropped:
         return SilverBuild(
             previous,
-            pd.DataFrame(columns=REJECT_COLUMNS),
+            ledger_types(ledger),
             empty_audit(),
             NO_CHANGES,
             {**describe(previous), "files_new": 0, "files_dropped": 0},
@@ -75,14 +130,18 @@ def build_silver(
         )
     if incremental:
         samples, read_rejects = load_parsed(store, ok[ok["key"].isin(new_keys)])
-        cand, prep_rejects, info = prepare(samples, client, catalog=catalog)
-        out = upsert(previous, index, cand, dropped, catalog)
+        cand, prep_rejects, info = prepare(samples, client, catalog=catalog, min_date=min_date)
+        touched = new_keys | dropped
+        old = ledger_types(ledger)
+        old = old[~old["file"].isin(touched)]
+        contested = old["stage"].eq("duplicate") & old["sampleNumber"].isin(set(cand["sampleNumber"]))
+        out = None if contested.any() else upsert(previous, index, cand, dropped, catalog)
         if out is not None:
             silver, new_index, dup_rejects, dup_info = out
             table, summary = audit(previous, silver, now, catalog)
             return SilverBuild(
                 silver,
-                concat_rejects([read_rejects, prep_rejects, dup_rejects]),
+                sort_ledger(concat_rejects([old, read_rejects, prep_rejects, dup_rejects])),
                 table,
                 summary,
                 {
@@ -97,19 +156,27 @@ def build_silver(
                 new_index,
             )
     samples, read_rejects = load_parsed(store, ok)
-    cand, prep_rejects, info = prepare(samples, client, catalog=catalog)
+    cand, prep_rejects, info = prepare(samples, client, catalog=catalog, min_date=min_date)
     silver, dup_rejects, dup_info = finish(cand, catalog)
     if previous is not None:
-        table, summary = audit(previous, silver, now, catalog)
+        table, summary = audit(previous.reindex(columns=silver.columns), silver, now, catalog)
     else:
         table, summary = empty_audit(), {**NO_CHANGES, "samples_added": int(len(silver))}
     return SilverBuild(
         silver,
-        concat_rejects([read_rejects, prep_rejects, dup_rejects]),
+        sort_ledger(concat_rejects([read_rejects, prep_rejects, dup_rejects])),
         table,
         summary,
         {**info, **dup_info, **describe(silver), "files_new": len(new_keys), "files_dropped": len(dropped)},
         "full",
         files,
         candidate_index(cand),
+        repairs,
     )
+
+
+def sort_ledger(ledger: pd.DataFrame) -> pd.DataFrame:
+    """The ledger in a stable order (file, sheet, row, column, reason): same inputs, same bytes."""
+    out = ledger_types(ledger)
+    keys = ["file", "sheet", "row", "column", "reason"]
+    return out.sort_values(keys, kind="mergesort", na_position="first").reset_index(drop=True)

@@ -60,7 +60,7 @@ def test_flags_as_letters_or_words(tmp_path):
     assert s["water"].tolist() == [2.0, 1.0] and s["fuel"].tolist() == [0.0, 3.0]
 
 
-def test_repeated_test_with_different_values_rejects_only_that_sample(tmp_path):
+def test_repeated_test_with_different_values_clears_only_that_value(tmp_path):
     df = als_frame(
         [
             {"sampleNumber": "1", "tests": [("Hierro", "12"), ("Hierro", "15")]},
@@ -69,17 +69,20 @@ def test_repeated_test_with_different_values_rejects_only_that_sample(tmp_path):
         ]
     )
     r = read_als_parquet(write(tmp_path, df))
-    assert r.samples["sampleNumber"].tolist() == ["2", "3"]
-    assert r.samples["fe"].tolist() == [9.0, 4.0]
+    assert r.samples["sampleNumber"].tolist() == ["1", "2", "3"]
+    assert np.isnan(r.samples["fe"][0]) and r.samples["fe"].tolist()[1:] == [9.0, 4.0]
+    assert r.samples["cellsCleared"].tolist() == [1, 0, 0]
     rej = r.rejects.iloc[0]
     assert rej["row"] == 1 and "Hierro" in rej["column"] and "repeated" in rej["reason"]
+    assert rej["action"] == "cell cleared" and rej["value"] == "12 | 15"
 
 
-def test_text_in_numeric_test_rejects_row_with_column_named(tmp_path):
+def test_text_in_numeric_test_clears_the_cell_with_column_named(tmp_path):
     df = als_frame([{"tests": [("Hierro", "doce")]}, {"tests": [("Hierro", "3")]}])
     r = read_als_parquet(write(tmp_path, df))
-    assert len(r.samples) == 1 and r.rejects.iloc[0]["row"] == 1
-    assert r.rejects.iloc[0]["reason"] == "expected a number" and r.rejects.iloc[0]["value"] == "doce"
+    assert len(r.samples) == 2 and r.rejects.iloc[0]["row"] == 1
+    assert r.rejects.iloc[0]["reason"] == "expected a number; cell cleared, sample kept"
+    assert r.rejects.iloc[0]["value"] == "doce" and r.rejects.iloc[0]["column"] == "test 'Hierro'"
 
 
 def test_utc_midnight_becomes_local_date(tmp_path):

@@ -20,6 +20,7 @@ from oil_analysis.domain.clients import load_clients
 from oil_analysis.storage.filesystem import Storage, UnsafePathError, check_relative
 
 from .builders import FINNING_HEADER, als_frame, finning_row, write_finning
+from .test_bad_inputs_classes import report
 
 GOOD_ROWS = 6
 
@@ -54,13 +55,21 @@ QUARANTINED = {
     "stops_mid_stream": ("truncated.xlsx", "not a readable .xlsx workbook"),
 }
 # case → (file name, file prefix, column named in the reject, reason text, sample kept?)
+# Only an invalid identity (sample number, date, unit, component) rejects a sample; any other bad
+# cell is cleared and recorded, and the sample reaches gold.
 REJECTED = {
-    "text_in_numeric_cell": ("text_cell.xlsx", 11, "Fe", "expected a number", False),
+    "text_in_numeric_cell": (
+        "text_cell.xlsx",
+        11,
+        "Fe",
+        "expected a number; cell cleared, sample kept",
+        True,
+    ),
     "negative_value": (
         "negative.xlsx",
         12,
         "fe",
-        "outside the physical range [0, ]; cell cleared, sample kept",
+        "outside the physical range [0, 100000]; cell cleared, sample kept",
         True,
     ),
     "future_date": ("future.xlsx", 13, "sampleDate", "(in the future)", False),
@@ -72,10 +81,10 @@ REJECTED = {
         "sample number is empty",
         False,
     ),
-    "unknown_flag_letter": ("bad_flag.xlsx", 16, "W", "expected a flag letter N, T, P or E", False),
-    "unknown_particle_code": ("bad_iso.xlsx", 17, "ISO", "expected an ISO 4406 code", False),
+    "unknown_flag_letter": ("bad_flag.xlsx", 16, "W", "expected a flag letter N, T, P or E", True),
+    "unknown_particle_code": ("bad_iso.xlsx", 17, "ISO", "expected an ISO 4406 code", True),
     "every_value_empty": ("all_empty.xlsx", 18, "(all essays)", "sample has no measured value", False),
-    "repeated_column_disagrees": ("repeated.xlsx", 19, "Fe.1", "repeated column disagrees with 'Fe'", False),
+    "repeated_column_disagrees": ("repeated.xlsx", 19, "Fe.1", "repeated column disagrees with 'Fe'", True),
 }
 ESSAY_COLUMNS = ("Fe", "Si", "Cu", "V100", "W", "F", "ISO", "PQI")
 
@@ -194,6 +203,11 @@ def test_good_files_reach_gold_despite_bad_neighbours(runs):
     assert set(good_ids(10, 30, skip_first=False)) <= gold
     assert set(good_ids(40, skip_first=False)) <= gold  # BOM header file read like a clean one
     assert set(f"2400{i:06d}" for i in range(40)) <= _gold(root, "emin")
+    expected = set(good_ids(10, 30, skip_first=False)) | set(good_ids(40, skip_first=False))
+    for _, prefix, _, _, kept in REJECTED.values():  # every other sample of a file with a bad row
+        expected |= set(good_ids(prefix, skip_first=not kept))
+    report("mixed_bad_files_cda", expected, gold)
+    report("mixed_bad_files_emin", {f"2400{i:06d}" for i in range(40)}, _gold(root, "emin"))
 
 
 @pytest.mark.parametrize("case", sorted(QUARANTINED))
@@ -223,9 +237,10 @@ def test_bad_row_rejected_with_file_row_column_and_rest_of_file_kept(runs, case)
     name, prefix, column, text, kept = REJECTED[case]
     rej = _rejects(root, "cda")
     mine = rej[rej["file"].str.endswith(name)]
-    assert len(mine) == 1, mine
-    r = mine.iloc[0]
-    assert r["column"] == column and text in r["reason"]
+    assert set(mine["column"]) <= {column, f"{column}.1"}, mine  # a repeated column: both copies
+    r = mine[mine["column"] == column].iloc[0]
+    assert len(mine[mine["column"] == column]) == 1 and text in r["reason"]
+    assert r["action"] == ("cell cleared" if kept else "sample rejected")
     assert int(r["row"]) == 3  # the first data row of the sheet (row 2 is the empty one)
     gold = _gold(root, "cda")
     assert set(good_ids(prefix)) <= gold
@@ -258,13 +273,15 @@ def test_als_wrong_column_types_quarantined(runs):
     )
 
 
-def test_als_repeated_test_rejects_only_that_sample(runs):
+def test_als_repeated_test_clears_only_that_value(runs):
     root, _ = runs
     rej = _rejects(root, "emin")
     r = rej[rej["file"].str.endswith("repeated_test.parquet")].iloc[0]
     assert "repeated within the sample" in r["reason"] and "Hierro" in r["column"] and int(r["row"]) == 1
-    gold = _gold(root, "emin")
-    assert "2500000002" in gold and "2500000001" not in gold
+    assert r["action"] == "cell cleared" and r["value"] == "3 | 30"
+    gold = pd.read_parquet(root / "gold/emin/classified_reports.parquet").set_index("sampleNumber")
+    assert {"2500000002", "2500000001"} <= set(gold.index)
+    assert pd.isna(gold.loc["2500000001", "fe"]) and gold.loc["2500000001", "cellsCleared"] == 1
 
 
 def test_als_truncated_missing_column_and_wrong_format_quarantined(runs):

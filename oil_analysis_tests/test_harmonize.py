@@ -167,4 +167,9 @@ def test_out_of_physical_range_cell_cleared_sample_kept():
     assert np.isnan(r["fe"]) and r["si"] == 7.0 and np.isnan(r["water"])
     assert set(rej["column"]) == {"fe", "water"}
     fe = rej[rej["column"] == "fe"].iloc[0]
-    assert fe["value"] == "-4.0" and "physical range [0, ]" in fe["reason"] and "sample kept" in fe["reason"]
+    assert (
+        fe["value"] == "-4.0"
+        and "physical range [0, 100000]" in fe["reason"]
+        and "sample kept" in fe["reason"]
+    )
+    assert fe["action"] == "cell cleared" and fe["stage"] == "harmonize" and r["cellsCleared"] == 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from oil_analysis.domain.clients import load_clients
-from oil_analysis.ingest import ingest_client, load_parsed
+from oil_analysis.ingest import READER_VERSION, ingest_client, load_parsed
 from oil_analysis.storage.filesystem import Storage
 
 from .builders import finning_row, write_finning
@@ -70,17 +70,20 @@ def test_missing_oil_sheet_and_missing_column_name_sheet_and_column(data_root):
     assert miss["column"] == "Compartimento" and miss["row"] == 1 and miss["sheet"] == "OIL"
 
 
-def test_bad_cell_rejects_only_its_row_with_file_row_column(data_root):
+def test_bad_cell_is_cleared_with_file_row_column_and_the_sample_kept(data_root):
     rows = [finning_row(i) for i in range(4)]
-    rows[2]["Fe"] = "n/a"
+    rows[2]["Cu"] = "doce"
+    rows[1]["Cu"] = "n/a"  # "not determined": no value, no record
     write_finning(data_root / "bronze/cda/T-01.xlsx", rows)
     store = Storage.local(str(data_root))
     batch = ingest_client(store, CDA, workers=1)
     samples, rejects = load_parsed(store, batch.registry)
-    assert len(samples[0]) == 3
+    assert len(samples[0]) == 4 and samples[0]["cellsCleared"].tolist() == [0, 0, 1, 0]
+    assert len(rejects) == 1 and batch.registry["cells_cleared"].tolist() == [1]
     r = rejects.iloc[0]
-    assert r["file"] == "bronze/cda/T-01.xlsx" and int(r["row"]) == 5 and r["column"] == "Fe"
-    assert r["reason"] == "expected a number" and r["value"] == "n/a"
+    assert r["file"] == "bronze/cda/T-01.xlsx" and int(r["row"]) == 5 and r["column"] == "Cu"
+    assert r["reason"] == "expected a number; cell cleared, sample kept" and r["value"] == "doce"
+    assert r["action"] == "cell cleared" and r["sampleNumber"] == "R120-00000-0002"
 
 
 def test_zero_byte_wrong_format_and_oversize(data_root):
@@ -113,3 +116,26 @@ def test_unchanged_file_is_not_even_read_and_equipment_metadata_is_ignored(data_
     (data_root / "bronze/emin/Equipamiento.parquet").write_bytes(b"PAR1")
     reg = ingest_client(store, load_clients()["emin"], workers=1).registry
     assert reg.iloc[0]["status"] == "ignored" and not batch.quarantined_now
+
+
+def test_parse_cached_under_older_reader_rules_is_parsed_again(data_root):
+    write_finning(data_root / "bronze/cda/T-01.xlsx", [finning_row(i) for i in range(3)])
+    store = Storage.local(str(data_root))
+    first = ingest_client(store, CDA, workers=1)
+    assert first.registry["reader_version"].tolist() == [READER_VERSION]
+    store.write_parquet(
+        "bronze/_registry/cda/registry.parquet", first.registry.assign(reader_version="readers-1")
+    )
+    again = ingest_client(store, CDA, workers=1)
+    assert again.parsed_now == 1 and again.registry["reader_version"].tolist() == [READER_VERSION]
+
+
+def test_corrupt_registry_reported_and_rebuilt_from_bronze(data_root):
+    write_finning(data_root / "bronze/cda/T-01.xlsx", [finning_row(i) for i in range(3)])
+    (data_root / "bronze/_registry/cda").mkdir(parents=True)
+    (data_root / "bronze/_registry/cda/registry.parquet").write_bytes(b"not parquet")
+    batch = ingest_client(Storage.local(str(data_root)), CDA, workers=1)
+    assert batch.registry["status"].tolist() == ["ok"] and batch.parsed_now == 1
+    (repair,) = batch.repairs
+    assert repair["path"].endswith("bronze/_registry/cda/registry.parquet") and "rebuilt" in repair["action"]
+    assert any("registry.parquet could not be read" in w for w in batch.warnings)

@@ -4,14 +4,17 @@ import pandas as pd
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 
 from ..automation.refresh import RefreshParams, decide_refresh
+from ..contracts import conform
 from ..domain import checks
 from ..domain.catalog import load_catalog
+from ..domain.labs.common import SAMPLE_REJECTED
 from ..domain.limits import LimitParams, compute_limits
 from ..domain.names import mapping_version
 from ..resources.storage import StorageResource
 from ..settings import get_settings
 from ..silver_build import build_silver, save_state
 from ..storage import layout
+from ..storage.healing import read_limits_pointer
 from .common import CLIENTS, OWNER, check_specs, client_partitions, md_table, publish_or_block
 
 SILVER_CHECKS = [
@@ -51,16 +54,28 @@ def silver_harmonized(
 ):
     client = CLIENTS[context.partition_key]
     store = storage.get()
-    build = build_silver(store, client.key, bronze_lab_files, full_rebuild=config.full_rebuild)
-    silver, info, rejects = build.silver, build.info, build.rejects.astype("string")
+    build = build_silver(
+        store,
+        client.key,
+        bronze_lab_files,
+        full_rebuild=config.full_rebuild,
+        min_date=get_settings().min_sample_date,
+    )
+    silver, info, rejects = build.silver, build.info, build.rejects
     context.log.info(f"silver of {client.key}: {build.mode} build, changes {build.changes}")
-    store.write_parquet(layout.rejects_path(client.key), rejects)
+    for r in build.repairs:
+        context.log.warning(f"{r['path']} could not be read ({r['error']}): {r['action']}")
+    # Published with silver by the IO manager (same commit): a blocked silver keeps the old ledger.
+    store.write_parquet(layout.rejects_pending_path(client.key), conform(rejects, "silver_rejects"))
     if len(build.audit):
         stamp = f"{pd.Timestamp.now(tz='UTC'):%Y%m%dT%H%M%S}-{context.run_id[:8]}"
         store.write_parquet(layout.audit_path(client.key, stamp), build.audit)
+    samples_rejected = int((rejects["action"] == SAMPLE_REJECTED).sum()) if len(rejects) else 0
+    cells_cleared = int(len(rejects)) - samples_rejected
     if len(rejects):
         context.log.warning(
-            f"{len(rejects)} rows rejected; see {store.display(layout.rejects_path(client.key))}"
+            f"{samples_rejected} samples rejected and {cells_cleared} cells cleared; "
+            f"see {store.display(layout.rejects_path(client.key))}"
         )
     settings = get_settings()
     outcomes = checks.silver_checks(
@@ -76,9 +91,13 @@ def silver_harmonized(
             "unit_components": info.get("components", 0),
             "date_range": f"{info.get('date_min')} → {info.get('date_max')}",
             "rows_rejected": len(rejects),
+            "samples_rejected": samples_rejected,
+            "cells_cleared": cells_cleared,
+            "samples_with_cleared_cells": int((silver["cellsCleared"] > 0).sum()),
             "reject_reasons": MetadataValue.json(
                 rejects["reason"].value_counts().head(10).to_dict() if len(rejects) else {}
             ),
+            "state_repairs": MetadataValue.json(build.repairs),
             "duplicate_sample_numbers": info.get("duplicate_sample_numbers", 0),
             "duplicates_conflicting": MetadataValue.json(info.get("duplicates_conflicting", [])[:50]),
             "coolant_samples_excluded": info.get("coolant_samples_excluded", 0),
@@ -113,17 +132,18 @@ class LimitsConfig(Config):
 
 def limits_refreshed_at(store, client: str) -> str | None:
     """When the current limits were last computed (``refreshed_at`` of ``latest.json``; None before
-    the first publish or for a pointer written before the age trigger existed)."""
-    latest = layout.limits_latest(client)
-    return store.read_json(latest).get("refreshed_at") if store.exists(latest) else None
+    the first publish, for a pointer written before the age trigger existed, or a damaged one)."""
+    pointer = read_limits_pointer(store, client)
+    return pointer.get("refreshed_at") if pointer else None
 
 
-def current_limits(store, client: str) -> pd.DataFrame | None:
-    """The published limits of a client (``latest.json``), or None before the first publish."""
-    latest = layout.limits_latest(client)
-    if not store.exists(latest):
+def current_limits(store, client: str, repairs: list | None = None) -> pd.DataFrame | None:
+    """The published limits of a client (``latest.json``), or None before the first publish.
+    A damaged pointer is rebuilt from the versions present (the repair goes to ``repairs``)."""
+    pointer = read_limits_pointer(store, client, repairs)
+    if pointer is None:
         return None
-    path = store.read_json(latest)["path"].rstrip("/") + "/stewart_limits.parquet"
+    path = str(pointer["path"]).rstrip("/") + "/stewart_limits.parquet"
     return store.read_parquet(path) if store.exists(path) else None
 
 
@@ -151,7 +171,10 @@ def stewart_limits(
     client = CLIENTS[context.partition_key]
     catalog = load_catalog()
     store = storage.get()
-    current = current_limits(store, client.key)
+    repairs: list[dict] = []
+    current = current_limits(store, client.key, repairs)
+    for r in repairs:
+        context.log.warning(f"{r['path']} could not be used ({r['error']}): {r['action']}")
     refreshed_at = limits_refreshed_at(store, client.key)
     now = pd.Timestamp.now(tz="UTC")
     force = (
@@ -189,6 +212,7 @@ def stewart_limits(
             "refresh_details": MetadataValue.json(decision.details),
             "refresh_reasons": ", ".join(decision.reasons) if decision.refresh else "",
             "limits_refreshed_at": limits.attrs["refreshed_at"] or "",
+            "state_repairs": MetadataValue.json(repairs),
             "rows": len(limits),
             "essays": int(limits["essay"].nunique()) if len(limits) else 0,
             "components": int(limits[["machine", "component"]].drop_duplicates().shape[0])

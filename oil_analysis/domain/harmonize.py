@@ -3,7 +3,12 @@
 Rules (each a documented choice, see docs/DATA_CONTRACTS.md):
 
 * names normalized by :mod:`oil_analysis.domain.names` (one versioned rule);
-* ``sampleDate`` is the local site date (naive); missing or future dates are rejected;
+* ``sampleDate`` is the local site date (naive); a missing date, a date before the plausible floor
+  (``OIL_MIN_SAMPLE_DATE``, default 1990-01-01) or after the run date + 1 day rejects the sample
+  (the date is part of its identity); a report or lab date before the sampling (by more than a day)
+  or outside that window is cleared;
+* readings beyond the catalog's physical range, non-finite readings and meters beyond
+  ``MAX_METER_HOURS`` are cleared (sample kept, cell recorded, counted in ``cellsCleared``);
 * coolant compartments are not oil: they are excluded and counted (their essays differ);
 * a ``sampleNumber`` seen twice with identical content is kept once; with different content the
   copy from the newest lab report wins (then the file name, then the row, so the choice is
@@ -18,11 +23,14 @@ import numpy as np
 import pandas as pd
 
 from .catalog import Catalog, load_catalog
-from .labs.common import REJECT_COLUMNS, concat_rejects, reject_rows
+from .labs.common import CELL_CLEARED, concat_rejects, empty_rejects, reject_rows
 from .names import brands, component_columns, machine_name, unit_ids
 
 OIL_HOURS_SPLIT = 1000.0
 COOLANT_COMPONENTS = {"refrigerante"}
+DEFAULT_MIN_SAMPLE_DATE = pd.Timestamp("1990-01-01")
+# An hour meter beyond 10 million hours (over a thousand years) is a typo, not a reading.
+MAX_METER_HOURS = 1e7
 
 SILVER_METADATA = [
     "client",
@@ -55,6 +63,7 @@ SILVER_METADATA = [
     "labComment",
     "sourceFile",
     "sourceRow",
+    "cellsCleared",
 ]
 SILVER_LINKS = ["previousSampleNumber", "previousSampleDate", "daysSincePrevious"]
 ORDER_KEYS = ["unitId", "componentName", "sampleDate", "reportDate", "sampleNumber"]
@@ -120,16 +129,22 @@ def link_previous(silver: pd.DataFrame) -> pd.DataFrame:
 
 
 def _clear_out_of_range(df: pd.DataFrame, catalog: Catalog) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Readings outside the catalog's physical range (a negative ppm...) are cleared, not kept.
+    """Readings outside the catalog's physical range (a negative ppm, a million ppm, ``inf``) and
+    meters beyond :data:`MAX_METER_HOURS` are cleared, not kept.
 
-    The sample stays (its other readings are good); each cleared cell is recorded as a reject.
+    The sample stays (its other readings are good); each cleared cell is recorded as a reject and
+    counted in the sample's ``cellsCleared``.
     """
     parts = []
     df = df.copy()
-    for essay, row in catalog.table.iterrows():
-        lo, hi = row["min_value"], row["max_value"]
-        v = pd.to_numeric(df[essay], errors="coerce")
-        bad = pd.Series(False, index=df.index)
+    if "cellsCleared" not in df:
+        df["cellsCleared"] = 0
+    df["cellsCleared"] = df["cellsCleared"].fillna(0).astype("int64")
+    bounds = [(essay, row["min_value"], row["max_value"]) for essay, row in catalog.table.iterrows()]
+    bounds += [(c, 0.0, MAX_METER_HOURS) for c in FLOAT_COLUMNS]
+    for column, lo, hi in bounds:
+        v = pd.to_numeric(df[column], errors="coerce").astype(float)
+        bad = pd.Series(~np.isfinite(v.to_numpy()) & v.notna().to_numpy(), index=df.index)
         if pd.notna(lo):
             bad |= v < lo
         if pd.notna(hi):
@@ -142,12 +157,16 @@ def _clear_out_of_range(df: pd.DataFrame, catalog: Catalog) -> tuple[pd.DataFram
                     "",
                     None,
                     b["sourceRow"],
-                    essay,
+                    column,
                     v[bad].astype(str),
                     f"value outside the physical range {rng}; cell cleared, sample kept",
+                    action=CELL_CLEARED,
+                    sample_numbers=b["sampleNumber"],
+                    stage="harmonize",
                 ).assign(file=b["sourceFile"].to_numpy())
             )
-            df.loc[bad, essay] = np.nan
+            df.loc[bad, column] = np.nan
+            df.loc[bad, "cellsCleared"] += 1
     return df, concat_rejects(parts)
 
 
@@ -155,7 +174,7 @@ def _resolve_duplicates(df: pd.DataFrame, essays: list[str]) -> tuple[pd.DataFra
     dup = df["sampleNumber"].duplicated(keep=False)
     info = {"duplicate_sample_numbers": 0, "duplicates_identical_dropped": 0, "duplicates_conflicting": []}
     if not dup.any():
-        return df, pd.DataFrame(columns=REJECT_COLUMNS), info
+        return df, empty_rejects(), info
     content = ["sampleDate", "unitId", "componentName", *essays]
     d = df[dup]
     info["duplicate_sample_numbers"] = int(d["sampleNumber"].nunique())
@@ -191,6 +210,8 @@ def _resolve_duplicates(df: pd.DataFrame, essays: list[str]) -> tuple[pd.DataFra
                 "sampleNumber",
                 grp["sampleNumber"],
                 f"duplicate sampleNumber with different values; kept {w['sourceFile']} row {int(w['sourceRow'])}",
+                sample_numbers=grp["sampleNumber"],
+                stage="duplicate",
             ).assign(file=grp["sourceFile"].to_numpy())
         )
     keep = df.drop(losers.index)
@@ -203,19 +224,24 @@ def prepare(
     *,
     as_of: pd.Timestamp | None = None,
     catalog: Catalog | None = None,
+    min_date: pd.Timestamp | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Row-by-row rules, independent of other rows: names, dates, exclusions, physical ranges.
 
+    ``min_date``: the plausible floor of sample dates (default 1990-01-01, ``OIL_MIN_SAMPLE_DATE``).
     Returns ``(candidates, rejects, info)``; candidates may still share a sampleNumber.
     """
     catalog = catalog or load_catalog()
     essays = catalog.essays
     as_of = (as_of or pd.Timestamp.now(tz="UTC").tz_localize(None)).normalize()
+    floor = pd.Timestamp(min_date) if min_date is not None else DEFAULT_MIN_SAMPLE_DATE
     frames = [s for s in samples if len(s)]
     if not frames:
         empty = pd.DataFrame({c: pd.Series(dtype="object") for c in silver_columns(catalog)})
-        return _types(empty, essays).drop(columns=SILVER_LINKS), pd.DataFrame(columns=REJECT_COLUMNS), {}
+        return _types(empty, essays).drop(columns=SILVER_LINKS), empty_rejects(), {}
     df = pd.concat(frames, ignore_index=True)
+    if "cellsCleared" not in df:
+        df["cellsCleared"] = 0
     n_in = len(df)
     df["client"] = client.upper()
     df["unitId"] = unit_ids(df["unitId"])
@@ -243,14 +269,35 @@ def prepare(
         if mask.any():
             m = df[mask]
             rejects.append(
-                reject_rows("", None, m["sourceRow"], column, values[mask].astype(str), reason).assign(
-                    file=m["sourceFile"].to_numpy()
-                )
+                reject_rows(
+                    "",
+                    None,
+                    m["sourceRow"],
+                    column,
+                    values[mask].astype(str),
+                    reason,
+                    sample_numbers=m["sampleNumber"],
+                    stage="harmonize",
+                ).assign(file=m["sourceFile"].to_numpy())
             )
 
-    future = df["sampleDate"] > as_of
-    reject(future, "sampleDate", df["sampleDate"], f"sample date after {as_of.date()} (in the future)")
-    missing = df["sampleDate"].isna() | df["unitId"].isna() | df["componentName"].isna()
+    day = pd.Timedelta(days=1)
+    future = (df["sampleDate"] > as_of + day).fillna(False)
+    reject(
+        future,
+        "sampleDate",
+        df["sampleDate"],
+        f"sample date after {(as_of + day).date()}, the run day + 1 (in the future)",
+    )
+    too_old = (df["sampleDate"] < floor).fillna(False) & ~future
+    reject(
+        too_old,
+        "sampleDate",
+        df["sampleDate"],
+        f"sample date before {floor.date()} (the plausible floor, OIL_MIN_SAMPLE_DATE)",
+    )
+    bad_date = future | too_old
+    missing = (df["sampleDate"].isna() | df["unitId"].isna() | df["componentName"].isna()) & ~bad_date
     reject(
         missing,
         "sampleDate/unitId/componentName",
@@ -258,10 +305,36 @@ def prepare(
         "sample date, unit or component is empty",
     )
     coolant = df["componentNameNormalized"].isin(COOLANT_COMPONENTS)
-    df = df[~future & ~missing & ~coolant]
+    df = df[~bad_date & ~missing & ~coolant].copy()
+    # A report dated more than a day before its own sampling, or outside the plausible window, is a
+    # wrong report date: cleared (recorded), the sample kept.
+    for col in ("reportDate", "labDate"):
+        wrong = ((df[col] < df["sampleDate"] - day) | (df[col] < floor) | (df[col] > as_of + day)).fillna(
+            False
+        )
+        if wrong.any():
+            w = df[wrong]
+            rejects.append(
+                reject_rows(
+                    "",
+                    None,
+                    w["sourceRow"],
+                    col,
+                    w[col].astype(str),
+                    f"{col} before the sample date, before {floor.date()} or after {(as_of + day).date()}; "
+                    "cell cleared, sample kept",
+                    action=CELL_CLEARED,
+                    sample_numbers=w["sampleNumber"],
+                    stage="harmonize",
+                ).assign(file=w["sourceFile"].to_numpy())
+            )
+            df.loc[wrong, col] = pd.NaT
+            df.loc[wrong, "cellsCleared"] = df.loc[wrong, "cellsCleared"].fillna(0) + 1
     df, range_rejects = _clear_out_of_range(df, catalog)
     rejects.append(range_rejects)
-    empty = df[essays].isna().all(axis=1)
+    # A sample the lab delivered without any reading is no analysis yet; one whose readings were all
+    # cleared as bad is kept (its cellsCleared says so).
+    empty = df[essays].isna().all(axis=1) & (df["cellsCleared"] == 0)
     reject(empty, "(all essays)", df["sampleNumber"], "sample has no measured value")
     df = df[~empty]
     df = df.assign(oilHourRange=oil_hour_range(df["oilMeter"]))
@@ -269,6 +342,7 @@ def prepare(
     info = {
         "samples_in": int(n_in),
         "future_dates_rejected": int(future.sum()),
+        "dates_before_floor_rejected": int(too_old.sum()),
         "missing_keys_rejected": int(missing.sum()),
         "coolant_samples_excluded": int(coolant.sum()),
         "empty_samples_rejected": int(empty.sum()),
@@ -325,5 +399,6 @@ def _types(df: pd.DataFrame, essays: list[str]) -> pd.DataFrame:
     df["oilChanged"] = df["oilChanged"].astype("boolean")
     df["countPreventedByWater"] = df["countPreventedByWater"].fillna(False).astype(bool)
     df["sourceRow"] = df["sourceRow"].astype("int64")
+    df["cellsCleared"] = pd.to_numeric(df["cellsCleared"], errors="coerce").fillna(0).astype("int64")
     df["daysSincePrevious"] = df["daysSincePrevious"].astype("Int64")
     return df

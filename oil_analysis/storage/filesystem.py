@@ -219,7 +219,8 @@ class Storage:
             os.makedirs(folder, exist_ok=True)
             # Not mkstemp: its 0600 would make every published file private. Mode 0666 lets the
             # kernel apply the process umask (0644 under the usual 022), as for any created file.
-            tmp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}")
+            # The target's name is in the temp name: a later run can tell whose stale temp it is.
+            tmp = os.path.join(folder, f".tmp-{os.path.basename(full)}.{uuid.uuid4().hex}")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
             try:
                 with os.fdopen(fd, "wb") as f:
@@ -246,11 +247,16 @@ class Storage:
             with self._errors("deleting", path):
                 self.fs.delete_file(self.full(path))
 
-    def list_files(self, prefix: str) -> list[FileEntry]:
+    def list_files(self, prefix: str, skipped: list[str] | None = None) -> list[FileEntry]:
         """Every file under ``prefix`` (recursive), sorted by path; temp files are skipped.
 
         On S3 this is one paginated ListObjectsV2 over the prefix (no request per folder or file).
+        Locally, symlinks are followed only inside the data root and never into a folder already
+        listed (no cycles); each link left out is described in ``skipped`` when given.
         """
+        if self.is_local:
+            start = self.full(prefix.strip("/")) if prefix.strip("/") else self.base
+            return _walk_local(self.base, start, skipped)
         sel = pafs.FileSelector(self.full(prefix), recursive=True, allow_not_found=True)
         out = []
         with self._errors("listing", prefix):
@@ -291,6 +297,59 @@ class Storage:
 
     def read_json(self, path: str):
         return json.loads(self.read_bytes(path))
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _walk_local(base: str, start: str, skipped: list[str] | None) -> list[FileEntry]:
+    """Files under ``start`` without leaving ``base``: real folders first, then linked folders whose
+    target is inside the root and not listed yet; links out of the root and cycles are skipped."""
+    skipped = skipped if skipped is not None else []
+    root = os.path.realpath(base)
+    out: list[FileEntry] = []
+    seen: set[str] = set()
+    linked: list[str] = []
+    stack = [start]
+
+    def rel(path: str) -> str:
+        return path[len(base) + 1 :].replace(os.sep, "/")
+
+    while stack or linked:
+        folder = stack.pop() if stack else linked.pop(0)
+        real = os.path.realpath(folder)
+        if not _inside(real, root):  # only the listed folder itself can get here (links are checked)
+            skipped.append(f"{rel(folder)}: symlink out of the data root, not followed")
+            continue
+        if real in seen:
+            skipped.append(f"{rel(folder)}: symlink to a folder already listed (a cycle or an alias)")
+            continue
+        seen.add(real)
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue
+        for e in entries:
+            try:
+                if e.is_symlink():
+                    target = os.path.realpath(e.path)
+                    if not _inside(target, root):
+                        skipped.append(f"{rel(e.path)}: symlink out of the data root, not followed")
+                    elif os.path.isdir(target):
+                        linked.append(e.path)
+                    elif os.path.isfile(target) and not e.name.startswith(".tmp-"):
+                        st = os.stat(e.path)
+                        out.append(FileEntry(rel(e.path), int(st.st_size), int(st.st_mtime_ns)))
+                    continue
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(e.path)
+                elif e.is_file(follow_symlinks=False) and not e.name.startswith(".tmp-"):
+                    st = e.stat(follow_symlinks=False)
+                    out.append(FileEntry(rel(e.path), int(st.st_size), int(st.st_mtime_ns)))
+            except FileNotFoundError:  # vanished while listing
+                continue
+    return sorted(out, key=lambda e: e.path)
 
 
 class DualStorage(Storage):
@@ -352,8 +411,27 @@ def parquet_bytes(df: pd.DataFrame) -> bytes:
 
 
 def json_bytes(doc) -> bytes:
-    """Stable JSON (sorted keys, indented, UTF-8, trailing newline)."""
-    return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n").encode()
+    """Stable JSON (sorted keys, indented, UTF-8, trailing newline). Never fails on a value:
+    non-finite numbers (NaN, inf) become null, and unknown types their text."""
+    return (
+        json.dumps(json_safe(doc), indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n"
+    ).encode()
+
+
+def json_safe(obj):
+    """``obj`` with every non-finite float (and numpy scalar) made valid JSON: NaN/inf → None."""
+    if isinstance(obj, dict):
+        return {
+            k if isinstance(k, str | int | float | bool) or k is None else str(k): json_safe(v)
+            for k, v in obj.items()
+        }
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if hasattr(obj, "item") and hasattr(obj, "dtype"):  # numpy scalar
+        return json_safe(obj.item())
+    return obj
 
 
 def new_run_token() -> str:

@@ -9,17 +9,24 @@ An output is published in three steps, so readers never see a mix of old and new
 
 An asset that raises (a failed contract or blocking check) never reaches ``handle_output``: its
 previous files stay published, untouched.
+
+Steps 2 and 3 are one commit: the previous bytes of every path written are kept, and if any write
+of the output fails (a full disk, a folder that cannot be written, a file where a folder should be)
+every path is restored and the manifest part too, so the published files and the manifest still
+match. Silver's reject ledger is committed with silver (from its pending copy in silver/_state).
 """
 
+import contextlib
 import io
 
 import pandas as pd
 import pyarrow.parquet as pq
-from dagster import ConfigurableIOManager, InputContext, OutputContext, ResourceDependency
+from dagster import ConfigurableIOManager, InputContext, MetadataValue, OutputContext, ResourceDependency
 
 from ..resources.storage import StorageResource
 from . import layout, legacy, manifest
 from .filesystem import json_bytes, parquet_bytes
+from .healing import read_limits_pointer
 from .manifest import FileRecord
 
 LIMITS_ASSET = "stewart_limits"
@@ -55,20 +62,51 @@ class LayoutIOManager(ConfigurableIOManager):
             sha, size = store.write_parquet(path, obj)
             context.add_output_metadata({"path": store.display(path), "sha256": sha, "bytes": size})
             return
-        if asset == LIMITS_ASSET:
-            records, version = self._publish_limits(store, client, obj)
-            metadata = {"path": store.display(layout.limits_dir(client, version)), "limits_version": version}
-        else:
-            records, version = self._publish_table(store, asset, client, obj)
-            metadata = {
-                "path": store.display(records[0].path),
-                "sha256": records[0].sha256,
-                "bytes": records[0].bytes,
-            }
-        manifest.write_part(store, client, asset, records, run_id=_run_id(context), limits_version=version)
+        commit = Commit(store)
+        try:
+            if asset == LIMITS_ASSET:
+                records, version = self._publish_limits(commit, client, obj)
+                metadata = {
+                    "path": store.display(layout.limits_dir(client, version)),
+                    "limits_version": version,
+                }
+            else:
+                records, version = self._publish_table(commit, asset, client, obj)
+                metadata = {
+                    "path": store.display(records[0].path),
+                    "sha256": records[0].sha256,
+                    "bytes": records[0].bytes,
+                }
+            commit.keep(manifest.part_path(client, asset))
+            repairs: list[dict] = []
+            manifest.write_part(
+                store,
+                client,
+                asset,
+                records,
+                run_id=_run_id(context),
+                limits_version=version,
+                repairs=repairs,
+            )
+            if repairs:
+                with contextlib.suppress(Exception):  # a context built outside a run has no log
+                    context.log.warning(f"manifest of {client} repaired: {repairs}")
+                metadata["manifest_repairs"] = MetadataValue.json(repairs)
+        except BaseException as exc:
+            restored = commit.rollback()
+            if commit.previous:  # something was written: the manifest must match the restored files
+                with contextlib.suppress(Exception):
+                    manifest.publish(store, client)
+            raise PublicationError(
+                f"publishing {asset} of {client} failed ({type(exc).__name__}: {exc}); "
+                f"{restored} files restored to their previous version, the manifest matches them"
+            ) from exc
+        if asset == "silver_harmonized":
+            with contextlib.suppress(FileNotFoundError):
+                store.delete(layout.rejects_pending_path(client))
         context.add_output_metadata({**metadata, "manifest": store.display(manifest.manifest_path(client))})
 
-    def _publish_limits(self, store, client: str, obj: pd.DataFrame) -> tuple[list[FileRecord], str]:
+    def _publish_limits(self, commit, client: str, obj: pd.DataFrame) -> tuple[list[FileRecord], str]:
         from ..domain.limits import limits_to_nested
 
         version = str(obj.attrs.get("version") or obj["version"].iloc[0])
@@ -81,46 +119,90 @@ class LayoutIOManager(ConfigurableIOManager):
             (f"{folder}/stewart_limits.json", json_bytes(limits_to_nested(obj)), len(obj)),
             (layout.limits_latest(client), json_bytes(pointer), None),  # last: names complete files
         ]
-        records = _write(store, files)
+        records = _write(commit, files)
         if self.storage.legacy_enabled():
             from ..domain.clients import load_clients
 
-            records += legacy.publish_shared_limits(store, sorted(load_clients()))
+            records += legacy.publish_shared_limits(commit.store, sorted(load_clients()))
         return records, version
 
     def _publish_table(
-        self, store, asset: str, client: str, obj: pd.DataFrame
+        self, commit, asset: str, client: str, obj: pd.DataFrame
     ) -> tuple[list[FileRecord], str | None]:
+        store = commit.store
         data = parquet_bytes(obj)
-        records = _write(store, [(_path(asset, client), data, len(obj))])
+        records = _write(commit, [(_path(asset, client), data, len(obj))])
         if self.storage.legacy_enabled():
             copies = [(p, data, len(obj)) for p in legacy.copy_paths(asset, client)]
-            records += _write(store, copies, is_legacy=True)
+            records += _write(commit, copies, is_legacy=True)
         if asset == "silver_harmonized":
-            if store.exists(layout.rejects_path(client)):
-                # written by the asset itself (diagnostics); listed so the manifest has all of silver
+            pending = layout.rejects_pending_path(client)
+            if store.exists(pending):  # the ledger of this build: committed with silver
+                rejects = store.read_bytes(pending)
+                records += _write(commit, [(layout.rejects_path(client), rejects, _parquet_rows(rejects))])
+            elif store.exists(layout.rejects_path(client)):
                 rejects = store.read_bytes(layout.rejects_path(client))
                 records.append(FileRecord.of(layout.rejects_path(client), rejects, _parquet_rows(rejects)))
             return records, None
         version = _limits_version(obj)
-        if version is None and store.exists(layout.limits_latest(client)):
-            version = store.read_json(layout.limits_latest(client))["version"]
+        if version is None:
+            pointer = read_limits_pointer(store, client)
+            version = str(pointer["version"]) if pointer else None
         return records, version
 
     def load_input(self, context: InputContext) -> pd.DataFrame:
         asset, client = context.asset_key.path[-1], context.partition_key
         store = self.storage.get()
         if asset == LIMITS_ASSET:
-            latest = store.read_json(layout.limits_latest(client))
+            latest = read_limits_pointer(store, client)
+            if latest is None:
+                raise FileNotFoundError(
+                    f"no limits published for {client}: {store.display(layout.limits_latest(client))}"
+                )
             return store.read_parquet(f"{latest['path']}/stewart_limits.parquet")
         return store.read_parquet(_path(asset, client))
 
 
-def _write(store, files: list[tuple[str, bytes, int | None]], is_legacy: bool = False) -> list[FileRecord]:
+class PublicationError(RuntimeError):
+    """An output could not be published; its files were restored to their previous version."""
+
+
+class Commit:
+    """The writes of one output: each path's previous bytes are kept so that a failure later in the
+    same output restores them all (all-or-nothing publication of an output and its manifest part)."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self.previous: list[tuple[str, bytes | None]] = []
+
+    def keep(self, path: str) -> None:
+        """Remember ``path``'s current bytes (None: absent) before it is written."""
+        self.previous.append((path, self.store.read_bytes(path) if self.store.exists(path) else None))
+
+    def write(self, path: str, data: bytes) -> None:
+        self.keep(path)
+        self.store.write_bytes(path, data)
+
+    def rollback(self) -> int:
+        """Put every kept path back as it was (newest first); returns how many were restored."""
+        restored = 0
+        for path, data in reversed(self.previous):
+            with contextlib.suppress(Exception):  # best effort: the folder may be what fails
+                if data is None:
+                    self.store.delete(path)
+                else:
+                    self.store.write_bytes(path, data)
+                restored += 1
+        return restored
+
+
+def _write(
+    commit: Commit, files: list[tuple[str, bytes, int | None]], is_legacy: bool = False
+) -> list[FileRecord]:
     """Write rendered files in order, each atomically; returns their manifest records."""
     records = []
     for path, data, rows in files:
-        store.write_bytes(path, data)
+        commit.write(path, data)
         records.append(FileRecord.of(path, data, rows, legacy=is_legacy))
     return records
 

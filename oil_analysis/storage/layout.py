@@ -3,9 +3,10 @@
 bronze/{client}/...                                   raw lab files, any depth
 bronze/_registry/{client}/registry.parquet            one row per raw file seen (sha256, status)
 bronze/_registry/{client}/parsed/{sha256}.parquet     tidy samples parsed from one file content
-bronze/_quarantine/{client}/{file} + .reason.json     unreadable files and why
+bronze/_quarantine/{client}/{path} + .reason.json     unreadable files and why (path under bronze/{client}/)
 silver/harmonized/{CLIENT}.parquet                    harmonized samples
-silver/rejects/{client}.parquet                       rows dropped by the last run, with reasons
+silver/rejects/{client}.parquet                       reject ledger: rejected samples and cleared cells of
+                                                      every raw file that feeds silver
 silver/stewart_limits/{client}/{version}/stewart_limits.json|.parquet
 silver/stewart_limits/{client}/latest.json            names the current version
 gold/{client}/classified_reports.parquet
@@ -34,7 +35,10 @@ def parsed_path(client: str, sha256: str) -> str:
 
 
 def quarantine_path(client: str, key: str) -> str:
-    return f"{BRONZE}/_quarantine/{client}/{posixpath.basename(key)}"
+    """Where a bad raw file goes: its path under ``bronze/{client}/`` kept, so names never collide."""
+    own = f"{bronze_dir(client)}/"
+    rel = key[len(own) :] if key.startswith(own) else posixpath.basename(key)
+    return f"{BRONZE}/_quarantine/{client}/{rel}"
 
 
 def harmonized_path(client: str) -> str:
@@ -43,6 +47,12 @@ def harmonized_path(client: str) -> str:
 
 def rejects_path(client: str) -> str:
     return f"silver/rejects/{client}.parquet"
+
+
+def rejects_pending_path(client: str) -> str:
+    """The ledger of a silver build not published yet: the IO manager moves it to
+    :func:`rejects_path` together with silver (a blocked silver leaves the published ledger)."""
+    return f"silver/_state/{client}/rejects.pending.parquet"
 
 
 def limits_dir(client: str, version: str) -> str:

@@ -14,6 +14,7 @@ Re-running an asset replaces its part, hence the entries of its paths.
 from __future__ import annotations
 
 import hashlib
+import json
 import posixpath
 import random
 import time
@@ -76,6 +77,7 @@ def write_part(
     run_id: str,
     limits_version: str | None,
     written_at: str | None = None,
+    repairs: list[dict] | None = None,
 ) -> dict:
     """Record what one asset output published, then republish the client's manifest."""
     part = {
@@ -88,13 +90,107 @@ def write_part(
         "files": [asdict(f) for f in sorted(files, key=lambda f: f.path)],
     }
     store.write_bytes(part_path(client, asset), json_bytes(part))
-    return publish(store, client)
+    return publish(store, client, repairs)
 
 
-def read_parts(store: Storage, client: str) -> list[dict]:
-    return [
-        store.read_json(e.path) for e in store.list_files(parts_dir(client) + "/") if e.path.endswith(".json")
-    ]
+PART_KEYS = {"asset", "client", "run_id", "written_at", "schema_version", "limits_version", "files"}
+
+
+def read_parts(store: Storage, client: str, repairs: list[dict] | None = None) -> list[dict]:
+    """Every manifest part of the client. A part that cannot be read is rebuilt from the files it
+    stands for (their current bytes) and rewritten, or dropped when its asset is unknown; each
+    repair is appended to ``repairs``."""
+    parts = []
+    for e in store.list_files(parts_dir(client) + "/"):
+        if not e.path.endswith(".json"):
+            continue
+        try:
+            part = store.read_json(e.path)
+            if (
+                not isinstance(part, dict)
+                or not set(part) >= PART_KEYS
+                or not isinstance(part["files"], list)
+            ):
+                raise ValueError("not a manifest part (keys missing)")
+            for f in part["files"]:
+                if not {"path", "sha256", "bytes"} <= set(f):
+                    raise ValueError("a file entry lacks path, sha256 or bytes")
+        except Exception as exc:
+            asset = posixpath.basename(e.path)[: -len(".json")]
+            part = rebuild_part(store, client, asset)
+            if part is None:
+                store.delete(e.path)
+                action = (
+                    "dropped (unknown asset): its files are listed again when the asset is next published"
+                )
+            else:
+                store.write_bytes(e.path, json_bytes(part))
+                action = f"rebuilt from the {len(part['files'])} files of {asset} as they are now"
+            if repairs is not None:
+                repairs.append(
+                    {
+                        "path": store.display(e.path),
+                        "error": f"{type(exc).__name__}: {exc}"[:300],
+                        "action": action,
+                    }
+                )
+            if part is None:
+                continue
+        parts.append(part)
+    return parts
+
+
+def _asset_files(store: Storage, client: str, asset: str) -> list[str] | None:
+    """The paths an asset publishes for a client, as they stand (None: an asset not known here)."""
+    from . import layout
+    from .healing import read_limits_pointer
+
+    if asset == "silver_harmonized":
+        return [layout.harmonized_path(client), layout.rejects_path(client)]
+    if asset == "stewart_limits":
+        pointer = read_limits_pointer(store, client)
+        if pointer is None:
+            return []
+        folder = str(pointer["path"]).rstrip("/")
+        return [
+            f"{folder}/stewart_limits.parquet",
+            f"{folder}/stewart_limits.json",
+            layout.limits_latest(client),
+        ]
+    if asset in ("classified_reports", "machine_status_current", "limit_quality"):
+        return [layout.gold_path(client, asset)]
+    if asset == "fleet_report":
+        return [f"gold/{client}/fleet_report.html"]
+    return None
+
+
+def rebuild_part(store: Storage, client: str, asset: str) -> dict | None:
+    """A manifest part made from the files of ``asset`` as they are now (None: unknown asset)."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    paths = _asset_files(store, client, asset)
+    if paths is None:
+        return None
+    files, version = [], None
+    for path in paths:
+        if not store.exists(path):
+            continue
+        data = store.read_bytes(path)
+        rows = pq.ParquetFile(io.BytesIO(data)).metadata.num_rows if path.endswith(".parquet") else None
+        files.append(asdict(FileRecord.of(path, data, rows)))
+        if asset == "stewart_limits" and path.endswith("latest.json"):
+            version = json.loads(data).get("version")
+    return {
+        "asset": asset,
+        "client": client,
+        "run_id": "rebuilt",
+        "written_at": now_utc(),
+        "schema_version": SCHEMA_VERSION,
+        "limits_version": version,
+        "files": sorted(files, key=lambda f: f["path"]),
+    }
 
 
 def build(client: str, parts: list[dict]) -> dict:
@@ -125,10 +221,10 @@ def build(client: str, parts: list[dict]) -> dict:
     }
 
 
-def publish(store: Storage, client: str) -> dict:
+def publish(store: Storage, client: str, repairs: list[dict] | None = None) -> dict:
     """Write the manifest from the parts and verify it still matches them; retry if a concurrent
-    writer published from an older view."""
-    parts = read_parts(store, client)
+    writer published from an older view. Damaged parts are rebuilt (see :func:`read_parts`)."""
+    parts = read_parts(store, client, repairs)
     for attempt in range(PUBLISH_ATTEMPTS):
         doc = build(client, parts)
         data = json_bytes(doc)

@@ -9,10 +9,11 @@ from .als import read_als_parquet
 from .common import LabFileError, ReadResult
 from .finning import read_finning_workbook
 
-# lab format → (file suffixes it reads, reader(path, timezone) → ReadResult)
-LAB_FORMATS: dict[str, tuple[tuple[str, ...], Callable[[str, str], ReadResult]]] = {
-    "finning_xlsx": ((".xlsx",), lambda path, tz: read_finning_workbook(path)),
-    "als_parquet": ((".parquet",), lambda path, tz: read_als_parquet(path, timezone=tz)),
+# lab format → (file suffixes it reads, reader(path, timezone, **limits) → ReadResult); ``limits``:
+# ``max_xml_mb`` (uncompressed size) and ``max_cells`` (sheet extent) checked before parsing.
+LAB_FORMATS: dict[str, tuple[tuple[str, ...], Callable[..., ReadResult]]] = {
+    "finning_xlsx": ((".xlsx",), lambda path, tz, **limits: read_finning_workbook(path, **limits)),
+    "als_parquet": ((".parquet",), lambda path, tz, **limits: read_als_parquet(path, timezone=tz, **limits)),
 }
 
 # Files a lab delivers beside its sample exports that are not samples (registered as "ignored").

@@ -23,11 +23,15 @@ import pyarrow.parquet as pq
 from ..catalog import Catalog, load_catalog
 from ..names import fold
 from .common import (
+    CELL_CLEARED,
     FLAG_LEVELS,
     LabFileError,
     ReadResult,
     censored_json,
     concat_rejects,
+    date_value,
+    identifier_series,
+    not_determined,
     parse_numbers,
     reject_rows,
 )
@@ -85,15 +89,27 @@ LEVEL_WORDS = {
     "severo": 3.0,
     "alto": 3.0,
 }
-# A lone dash means "test not performed": an empty cell, not an error.
-NOT_PERFORMED = {"-", "--", "n/a", "na", "no realizado"}
+IDENTITY_EMPTY = {
+    "sampleNumber": "sample number is empty",
+    "equipment_tag": "unit (equipment_tag) is empty",
+    "compartment_name": "component (compartment_name) is empty",
+}
+DEFAULT_MAX_MB = 256.0
 
 
-def _read_table(path: str) -> pd.DataFrame:
+def _read_table(path: str, max_mb: float) -> pd.DataFrame:
     name = os.path.basename(path)
     if os.path.getsize(path) == 0:
         raise LabFileError(name, "the file is empty (0 bytes); expected a parquet file")
     try:
+        meta = pq.ParquetFile(path).metadata
+        inflated = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        if inflated > max_mb * 1024 * 1024:
+            raise LabFileError(
+                name,
+                f"the file inflates to {inflated / 1e6:,.1f} MB of column data ({meta.num_rows:,} rows), "
+                f"over the limit of {max_mb:g} MB (OIL_MAX_SHEET_XML_MB); not parsed",
+            )
         table = pq.read_table(path)
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
         raise LabFileError(name, f"not a readable parquet file ({type(exc).__name__}: {exc})") from None
@@ -101,26 +117,59 @@ def _read_table(path: str) -> pd.DataFrame:
 
 
 def _dates(values: pd.Series, tz: str) -> tuple[pd.Series, pd.Series]:
-    """Sampling timestamps → the local site date (naive midnight).
+    """Sampling timestamps (any physical type) → the local site date (naive midnight).
 
     ALS sends UTC timestamps. Most are local midnight (03:00/04:00Z in Chile) and are converted to
     the site timezone; a timestamp at exactly 00:00Z carries a bare date (older exports) and is
-    taken as that date, not shifted to the previous local day.
+    taken as that date, not shifted to the previous local day. Epoch numbers (s, ms, µs, ns) are UTC
+    timestamps too; a text date without a zone (``15/01/2024``) is the local date it names.
+    Returns ``(dates, problem)``: the reason of each cell that is not a date, None otherwise.
     """
-    blank = values.isna()
-    ts = pd.to_datetime(values, errors="coerce", utc=True)
-    bad = ~blank & ts.isna()
-    bare_date = ts == ts.dt.normalize()
-    local = ts.dt.tz_convert(tz).dt.tz_localize(None).dt.normalize()
-    local = local.where(~bare_date, ts.dt.tz_localize(None))
-    return local.astype("datetime64[us]"), bad
+    if pd.api.types.is_datetime64_any_dtype(values):
+        utc = pd.to_datetime(values, utc=True)
+        problem = pd.Series(None, index=values.index, dtype=object)
+    else:
+        stamps, problems = [], []
+        for v in values.to_numpy(dtype=object):
+            ts, why = date_value(v)
+            if (
+                ts is not None
+                and ts.tzinfo is None
+                and (
+                    isinstance(v, int | float | np.integer | np.floating)
+                    or (isinstance(v, str) and v.strip().isdigit())
+                )
+            ):
+                ts = ts.tz_localize("UTC")  # epoch numbers count from 1970-01-01 UTC
+            elif ts is not None and ts.tzinfo is None:
+                ts = ts.normalize().tz_localize("UTC")  # a local date: kept as that date below
+            stamps.append(ts if ts is not None else pd.NaT)
+            problems.append(why)
+        utc = pd.to_datetime(pd.Series(stamps, index=values.index, dtype=object), utc=True)
+        problem = pd.Series(problems, index=values.index, dtype=object)
+    bare_date = utc == utc.dt.normalize()
+    local = utc.dt.tz_convert(tz).dt.tz_localize(None).dt.normalize()
+    local = local.where(~bare_date, utc.dt.tz_localize(None))
+    return local.astype("datetime64[us]"), problem
 
 
-def read_als_parquet(path: str, catalog: Catalog | None = None, timezone: str = "UTC") -> ReadResult:
-    """Read one ALS export into tidy samples (``timezone``: the client's site timezone)."""
+def read_als_parquet(
+    path: str,
+    catalog: Catalog | None = None,
+    timezone: str = "UTC",
+    *,
+    max_xml_mb: float = DEFAULT_MAX_MB,
+    max_cells: int | None = None,
+) -> ReadResult:
+    """Read one ALS export into tidy samples (``timezone``: the client's site timezone).
+
+    Only an invalid identity (sample number, sampling date, unit, component) rejects a sample; any
+    other bad cell is cleared, recorded (action ``cell cleared``) and counted in ``cellsCleared``.
+    ``max_xml_mb`` bounds the uncompressed column data (``max_cells`` is for sheets; unused here).
+    """
     catalog = catalog or load_catalog()
     name = os.path.basename(path)
-    raw = _read_table(path)
+    raw = _read_table(path, max_xml_mb)
     missing = [c for c in REQUIRED if c not in raw.columns]
     if missing:
         raise LabFileError(
@@ -152,34 +201,64 @@ def read_als_parquet(path: str, catalog: Catalog | None = None, timezone: str = 
 
     rejects: list[pd.DataFrame] = []
     bad_rows = pd.Series(False, index=raw.index)
+    cleared = pd.Series(0, index=raw.index, dtype="int64")
     rownum = pd.Series(raw.index, index=raw.index)
+    ids = pd.Series(pd.NA, index=raw.index, dtype="string")
 
-    def reject(mask: pd.Series, column: str, values: pd.Series, reason: str) -> None:
+    def reject(mask: pd.Series, column: str, values: pd.Series, reason) -> None:
+        """Reject whole samples (invalid identity); one reason per sample: the first found."""
         nonlocal bad_rows
-        mask = mask.reindex(raw.index, fill_value=False) & ~bad_rows
+        mask = mask.reindex(raw.index, fill_value=False).astype(bool) & ~bad_rows
         if mask.any():
-            rejects.append(
-                reject_rows(name, None, rownum[mask], column, values.reindex(raw.index)[mask], reason)
+            part = reject_rows(
+                name,
+                None,
+                rownum[mask],
+                column,
+                values.reindex(raw.index)[mask],
+                "",
+                sample_numbers=ids[mask],
             )
+            part["reason"] = reason[mask].to_numpy() if isinstance(reason, pd.Series) else reason
+            rejects.append(part)
             bad_rows = bad_rows | mask
+
+    def clear(problem: pd.Series, column: str, values: pd.Series) -> pd.Series:
+        """Record the cells with a problem (cleared, sample kept); returns the mask of those cells."""
+        problem = problem.reindex(raw.index)
+        mask = problem.notna() & ~bad_rows
+        if mask.any():
+            part = reject_rows(
+                name,
+                None,
+                rownum[mask],
+                column,
+                values.reindex(raw.index)[mask],
+                "",
+                action=CELL_CLEARED,
+                sample_numbers=ids[mask],
+            )
+            part["reason"] = [f"{p}; cell cleared, sample kept" for p in problem[mask]]
+            rejects.append(part)
+            cleared.loc[mask] += 1
+        return mask
 
     out = pd.DataFrame(index=raw.index)
     for src, dst in IDENTITY.items():
-        col = raw[src] if src in raw else pd.Series(pd.NA, index=raw.index)
-        text = col.astype("string").str.strip()
-        text = text.str.replace(r"\.0$", "", regex=True) if dst == "componentSerialNumber" else text
-        out[dst] = text.mask(text == "")
-    reject(out["sampleNumber"].isna(), "sampleNumber", out["sampleNumber"], "sample number is empty")
-    for src, dst in NUMERIC.items():
-        if src in raw:
-            out[dst], _, bad = parse_numbers(raw[src])
-            reject(bad, src, raw[src], "expected a number")
-        else:
-            out[dst] = np.nan
+        col = raw[src] if src in raw else pd.Series(pd.NA, index=raw.index, dtype=object)
+        out[dst] = identifier_series(col)
+        if dst == "componentSerialNumber":
+            out[dst] = out[dst].str.replace(r"\.0$", "", regex=True)
+    ids[:] = out["sampleNumber"].to_numpy()
+    for src, why in IDENTITY_EMPTY.items():
+        reject(out[IDENTITY[src]].isna(), src, raw[src], why)
     for src, dst in DATES.items():
         if src in raw:
-            out[dst], bad = _dates(raw[src], timezone)
-            reject(bad, src, raw[src], "expected a date")
+            out[dst], problem = _dates(raw[src], timezone)
+            if dst == "sampleDate":
+                reject(problem.notna(), src, raw[src], problem.fillna(""))
+            else:
+                out[dst] = out[dst].mask(clear(problem, src, raw[src]))
         else:
             out[dst] = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us]")
     reject(
@@ -188,6 +267,12 @@ def read_als_parquet(path: str, catalog: Catalog | None = None, timezone: str = 
         raw["collectionData_dateSampled"],
         "sample date is empty",
     )
+    for src, dst in NUMERIC.items():
+        if src in raw:
+            out[dst], _, problem = parse_numbers(raw[src])
+            clear(problem, src, raw[src])
+        else:
+            out[dst] = np.nan
 
     # Melt the slots into (row, test, value) in one numpy pass.
     slot_ids = sorted(slots)
@@ -204,25 +289,20 @@ def read_als_parquet(path: str, catalog: Catalog | None = None, timezone: str = 
     unknown = long[long["essay"].isna()]
     long = long[long["essay"].notna()]
 
-    # A test repeated within one sample: identical values are folded, different values reject it.
+    # "Not determined" markers (N/D, <LD, --...) are no reading, exactly as in every reader.
+    long = long[~long["value"].map(not_determined).astype(bool)]
+    # A test repeated within one sample: identical values are folded; different values leave the
+    # essay unknown for that sample (cleared, recorded), the sample stays.
+    conflicts: dict[str, pd.Series] = {}
     dup = long.duplicated(["row", "essay"], keep=False)
     if dup.any():
         d = long[dup]
-        n_values = d.groupby(["row", "essay"])["value"].nunique(dropna=False)
+        n_values = d.assign(v=d["value"].astype(str)).groupby(["row", "essay"])["v"].nunique()
         conflict = n_values[n_values > 1].reset_index()
         for essay, grp in conflict.groupby("essay"):
-            mask = pd.Series(raw.index.isin(grp["row"]), index=raw.index)
-            test = catalog.table.at[essay, "als_test_name"]
-            reject(
-                mask,
-                f"test {test!r}",
-                pd.Series(test, index=raw.index),
-                "test repeated within the sample with different values",
-            )
+            values = d[d["essay"] == essay].groupby("row")["value"].agg(lambda v: " | ".join(map(str, v)))
+            conflicts[essay] = values.reindex(raw.index)[raw.index.isin(grp["row"])]
         long = long.drop_duplicates(["row", "essay"], keep="first")
-
-    text = long["value"].astype("string").str.strip()
-    long = long[~(text.str.lower().isin(NOT_PERFORMED) | (text == "")).fillna(True)]
     wide = long.pivot(index="row", columns="essay", values="value").reindex(raw.index)
     essays: dict[str, pd.Series] = {}
     censors: dict[str, pd.Series] = {}
@@ -246,12 +326,21 @@ def read_als_parquet(path: str, catalog: Catalog | None = None, timezone: str = 
                 if essay in flag_essays
                 else "a level Ausente, Leve, Moderado or Abundante (0-3)"
             )
-            reject(bad, f"test {test!r}", cells, f"expected {expected}")
+            problem = pd.Series(None, index=raw.index, dtype=object).mask(bad, f"expected {expected}")
+            level = level.mask(clear(problem, f"test {test!r}", cells))
             essays[essay] = level.astype(float)
         else:
-            value, censor, bad = parse_numbers(cells)
-            reject(bad, f"test {test!r}", cells, "expected a number")
+            value, censor, problem = parse_numbers(cells)
+            clear(problem, f"test {test!r}", cells)
             essays[essay], censors[essay] = value, censor
+        if essay in conflicts:
+            c = conflicts[essay]
+            problem = pd.Series(None, index=raw.index, dtype=object)
+            problem[c.index] = "test repeated within the sample with different values"
+            gone = clear(problem, f"test {test!r}", c)
+            essays[essay] = essays[essay].mask(gone)
+            if essay in censors:
+                censors[essay] = censors[essay].mask(gone, "")
 
     out = pd.concat([out, pd.DataFrame(essays, index=raw.index)[catalog.essays]], axis=1)
     out["censoredEssays"] = censored_json(censors, raw.index)
@@ -263,13 +352,19 @@ def read_als_parquet(path: str, catalog: Catalog | None = None, timezone: str = 
     out["countPreventedByWater"] = False
     out["sourceFile"] = name
     out["sourceRow"] = raw.index.astype("int64")
+    out["cellsCleared"] = cleared.astype("int64")
     kept = out[~bad_rows].reset_index(drop=True)
+    rejects = [concat_rejects(rejects)]
+    if len(rejects[0]):  # a rejected sample's record is its identity reason, not its other cells
+        r = rejects[0]
+        rejects = [r[~((r["action"] == CELL_CLEARED) & r["row"].isin(set(raw.index[bad_rows])))]]
     info = {
         "file": name,
         "lab_format": LAB_FORMAT,
         "rows_read": int(len(raw)),
         "samples": int(len(kept)),
         "rows_rejected": int(bad_rows.sum()),
+        "cells_cleared": int(cleared[~bad_rows].sum()),
         "test_slots": len(slot_ids),
         "unknown_tests_skipped": {str(k): int(v) for k, v in unknown["test"].value_counts().head(20).items()},
     }

@@ -20,16 +20,21 @@ from python_calamine import CalamineError, CalamineWorkbook
 
 from ..catalog import Catalog, load_catalog
 from .common import (
-    FLAG_LEVELS,
+    CELL_CLEARED,
+    EXCEL_ERRORS,
     LabFileError,
     ReadResult,
     censored_json,
     concat_rejects,
+    excel_error,
+    identifier_text,
+    parse_dates,
     parse_flags,
     parse_number_cells,
     reject_rows,
 )
 from .particles import PARTICLE_COLUMNS, parse_particle_column
+from .xlsx_guard import scan_workbook
 
 LAB_FORMAT = "finning_xlsx"
 OIL_SHEET = "OIL"
@@ -62,6 +67,17 @@ METER_COLUMNS = {
 }
 OIL_CHANGED_COLUMN = "Fluido Cambiado"
 REQUIRED = ["No. de control de laboratorio", "Fecha de Toma de Muestra", "ID de equipo", "Compartimento"]
+SAMPLE_NUMBER = "No. de control de laboratorio"
+# The identity of a sample besides its date: an invalid one rejects the sample, nothing else does.
+IDENTITY_TEXT = {SAMPLE_NUMBER: "sampleNumber", "ID de equipo": "unitId", "Compartimento": "componentName"}
+IDENTITY_EMPTY = {
+    "sampleNumber": "sample number is empty",
+    "unitId": "unit (ID de equipo) is empty",
+    "componentName": "component (Compartimento) is empty",
+}
+# Defaults of OIL_MAX_SHEET_XML_MB / OIL_MAX_SHEET_CELLS (the real sheets: ~5 MB, ~200,000 cells).
+DEFAULT_MAX_XML_MB = 256.0
+DEFAULT_MAX_CELLS = 5_000_000
 PARTICLE_FIELD = "ISO"
 
 
@@ -79,8 +95,6 @@ def _dedupe_header(header: list) -> list[str]:
 
 def _open(path: str) -> CalamineWorkbook:
     name = os.path.basename(path)
-    if os.path.getsize(path) == 0:
-        raise LabFileError(name, "the file is empty (0 bytes); expected an .xlsx workbook")
     try:
         return CalamineWorkbook.from_path(path)
     except (CalamineError, zipfile.BadZipFile, OSError, ValueError) as exc:
@@ -96,26 +110,17 @@ def _sheet_rows(wb: CalamineWorkbook, name: str, sheet: str) -> list[list]:
         raise LabFileError(name, f"sheet cannot be read ({type(exc).__name__}: {exc})", sheet=sheet) from None
 
 
-def _to_dates(values: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Excel cells → naive timestamps. Returns ``(dates, bad)``; text dates are read day-first."""
-    out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us]")
-    blank = values.isna() | values.astype("string").str.strip().isin(["", "nan"])
-    is_dt = values.map(lambda v: isinstance(v, dt.date))
-    if is_dt.any():
-        out.loc[is_dt] = pd.to_datetime(values[is_dt].map(lambda v: pd.Timestamp(v)))
-    rest = ~is_dt & ~blank
-    if rest.any():
-        out.loc[rest] = pd.to_datetime(values[rest].astype(str), errors="coerce", dayfirst=True)
-    bad = ~blank & out.isna()
-    return out, bad
-
-
 def _dates(cells: np.ndarray, index: pd.Index) -> tuple[pd.Series, np.ndarray]:
-    """:func:`_to_dates` with a fast path for the usual column of date cells and blanks."""
+    """Date cells → naive timestamps and the problem of each bad cell (None when fine).
+
+    Fast path for the usual column of date cells and blanks; any other physical type (text in
+    day-first or ISO form, Excel serial or epoch numbers) goes through :func:`parse_dates`.
+    """
     if all(v is None or isinstance(v, dt.date) for v in cells):
-        return pd.Series(np.array(cells, dtype="datetime64[us]"), index=index), np.zeros(len(cells), bool)
-    out, bad = _to_dates(pd.Series(cells, index=index, dtype=object))
-    return out, bad.to_numpy(bool)
+        out = pd.Series(np.array(cells, dtype="datetime64[us]"), index=index)
+        return out, np.full(len(cells), None, dtype=object)
+    out, problem = parse_dates(pd.Series(cells, index=index, dtype=object))
+    return out, problem.to_numpy(dtype=object)
 
 
 def _text_value(v):
@@ -135,21 +140,9 @@ def _text(values) -> pd.Series:
 
 
 def _flags(cells: np.ndarray, index: pd.Index) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`parse_flags` with a fast path for text cells (the lab's letters) and blanks."""
-    if not all(v is None or isinstance(v, str) for v in cells):
-        level, bad = parse_flags(pd.Series(cells, index=index, dtype=object))
-        return level.to_numpy(float), bad.to_numpy(bool)
-    level = np.full(len(cells), np.nan)
-    bad = np.zeros(len(cells), dtype=bool)
-    for i, v in enumerate(cells):
-        if v is None:
-            continue
-        t = v.strip().upper()
-        if t in FLAG_LEVELS:
-            level[i] = FLAG_LEVELS[t]
-        elif t:
-            bad[i] = True
-    return level, bad
+    """:func:`parse_flags` as arrays: ``(level, problem)``."""
+    level, problem = parse_flags(pd.Series(cells, index=index, dtype=object))
+    return level.to_numpy(float), problem.to_numpy(dtype=object)
 
 
 _SOURCES: dict[tuple[str, str], dict[str, str]] = {}
@@ -167,18 +160,32 @@ def _is_blank_row(row: list) -> bool:
     return all(v == "" or v is None or (isinstance(v, float) and v != v) for v in row)
 
 
-def read_finning_workbook(path: str, catalog: Catalog | None = None) -> ReadResult:
+def read_finning_workbook(
+    path: str,
+    catalog: Catalog | None = None,
+    *,
+    max_xml_mb: float = DEFAULT_MAX_XML_MB,
+    max_cells: int = DEFAULT_MAX_CELLS,
+) -> ReadResult:
     """Read one Finning workbook into tidy samples.
 
-    Raises :class:`LabFileError` when the file as a whole is unusable (not an xlsx, no ``OIL``
-    sheet, a required column missing, no data rows). Rows with unusable cells are returned in
-    ``rejects`` with the Excel row number, column and reason; every other row is kept.
+    Raises :class:`LabFileError` when the file as a whole is unusable (not an xlsx, over the size
+    or extent limits, no ``OIL`` sheet, a required column missing, no data rows).
+
+    Only an invalid identity (sample number, sample date, unit, component: empty, unreadable or an
+    Excel error) rejects a sample. Any other bad cell (text in a number column, an Excel error, an
+    unknown flag or particle code, a non-finite number, copies of a column that disagree) is
+    cleared: the sample is kept without that value, the cell is recorded in ``rejects`` (Excel row,
+    column, value, reason, action ``cell cleared``) and counted in the sample's ``cellsCleared``.
 
     The sheet is handled column by column as plain arrays (calamine's rows transposed once), and
     every numeric column is parsed in one pass: a workbook costs little more than calamine's read.
     """
     catalog = catalog or load_catalog()
     name = os.path.basename(path)
+    if os.path.getsize(path) == 0:
+        raise LabFileError(name, "the file is empty (0 bytes); expected an .xlsx workbook")
+    scans = scan_workbook(path, [OIL_SHEET, COOLANT_SHEET], max_xml_mb=max_xml_mb, max_cells=max_cells)
     wb = _open(path)
     if OIL_SHEET not in wb.sheet_names:
         raise LabFileError(name, f"no sheet {OIL_SHEET!r}; sheets are {wb.sheet_names}", sheet=OIL_SHEET)
@@ -197,19 +204,29 @@ def read_finning_workbook(path: str, catalog: Catalog | None = None) -> ReadResu
         )
     width = len(header)
     body = [r + [""] * (width - len(r)) if len(r) < width else r[:width] for r in rows[1:]]
+    del rows
+    # calamine reads Excel error cells as empty strings: put the error code back (from the XML scan)
+    # so each cell is judged like any other bad value and recorded.
+    oil_scan = scans.get(OIL_SHEET)
+    for (excel_row, col), code in oil_scan.errors.items() if oil_scan else ():
+        if excel_row >= 2 and excel_row - 2 < len(body) and col < width:
+            body[excel_row - 2][col] = code if code.upper() in EXCEL_ERRORS else f"#{code.lstrip('#')}"
     # Excel row numbers of the rows below the header; fully empty rows are skipped and counted.
     empty = [_is_blank_row(r) for r in body]
     kept_rows = [r for r, e in zip(body, empty, strict=True) if not e]
     index = pd.Index([n for n, e in zip(range(2, 2 + len(body)), empty, strict=True) if not e], dtype="int64")
     n_empty = sum(empty)
+    del body
     coolant = 0
     if COOLANT_SHEET in wb.sheet_names:
         crows = _sheet_rows(wb, name, COOLANT_SHEET)
         coolant = sum(1 for r in crows[1:] if any(str(c).strip() for c in r))
+        del crows
     if not kept_rows:
         raise LabFileError(name, "no sample rows below the header", sheet=OIL_SHEET, row=FIRST_DATA_ROW)
     position = {h: j for j, h in enumerate(header)}
     columns = list(zip(*kept_rows, strict=True))
+    del kept_rows
     cache: dict[str, np.ndarray] = {}
 
     def cells(column: str) -> np.ndarray:
@@ -221,30 +238,94 @@ def read_finning_workbook(path: str, catalog: Catalog | None = None) -> ReadResu
         return cache[column]
 
     n = len(index)
-    rejects: list[pd.DataFrame] = []
+    records: list[pd.DataFrame] = []
     bad_rows = np.zeros(n, dtype=bool)
+    cleared = np.zeros(n, dtype="int64")
+    sample_ids = pd.Series([None] * n, dtype="string")
 
-    def reject(mask: np.ndarray, column: str, reason: str) -> None:
+    def reject(mask: np.ndarray, column: str, reason) -> None:
+        """Reject whole samples (invalid identity); one reason per sample: the first found."""
         nonlocal bad_rows
-        mask = mask & ~bad_rows  # one reason per row: the first problem found
+        mask = mask & ~bad_rows
         if mask.any():
             rows_at = pd.Series(index[mask], dtype="int64")
             values = pd.Series(cells(column)[mask], dtype=object)
-            rejects.append(reject_rows(name, OIL_SHEET, rows_at, column, values, reason))
+            why = reason[mask] if isinstance(reason, np.ndarray) else reason
+            part = reject_rows(name, OIL_SHEET, rows_at, column, values, "", sample_numbers=sample_ids[mask])
+            part["reason"] = why
+            records.append(part)
             bad_rows = bad_rows | mask
+
+    def clear(problem: np.ndarray, column: str) -> np.ndarray:
+        """Record the cells of ``column`` with a problem (cleared, sample kept); returns the mask."""
+        mask = np.array([p is not None for p in problem], dtype=bool)
+        if mask.any():
+            part = reject_rows(
+                name,
+                OIL_SHEET,
+                pd.Series(index[mask], dtype="int64"),
+                column,
+                pd.Series(cells(column)[mask], dtype=object),
+                "",
+                action=CELL_CLEARED,
+                sample_numbers=sample_ids[mask],
+            )
+            part["reason"] = [f"{p}; cell cleared, sample kept" for p in problem[mask]]
+            records.append(part)
+            cleared[mask] += 1
+        return mask
+
+    errors_of: dict[str, np.ndarray] = {}
+
+    def text_errors(column: str) -> np.ndarray:
+        """Problems of a text column: Excel error cells only (any other text is a valid text)."""
+        if column not in errors_of:
+            errors_of[column] = np.array(
+                [
+                    f"Excel error cell {excel_error(v)}"
+                    if type(v) is str and v.lstrip()[:1] == "#" and excel_error(v)
+                    else None
+                    for v in cells(column)
+                ],
+                dtype=object,
+            )
+        return errors_of[column]
 
     out: dict[str, object] = {}
     for src, dst in TEXT_COLUMNS.items():
-        out[dst] = _text(cells(src)) if src in position else pd.Series([None] * n, dtype="string")
-    reject(out["sampleNumber"].isna().to_numpy(), "No. de control de laboratorio", "sample number is empty")
+        if src not in position:
+            out[dst] = pd.Series([None] * n, dtype="string")
+            continue
+        problem = text_errors(src)
+        text = _text(cells(src))
+        bad = np.array([p is not None for p in problem], dtype=bool)
+        if src in IDENTITY_TEXT:
+            ids = {v: identifier_text(v) for v in set(cells(src)) if v is not None}
+            text = pd.Series([ids.get(v) for v in cells(src)], dtype="string")
+            text[bad] = pd.NA
+        out[dst] = text
+    sample_ids[:] = out["sampleNumber"].to_numpy()
+    for src, dst in IDENTITY_TEXT.items():
+        problem = text_errors(src)
+        has = np.array([p is not None for p in problem], dtype=bool)
+        reject(has, src, problem)
+        reject(out[dst].isna().to_numpy(), src, IDENTITY_EMPTY[dst])
     for src, dst in DATE_COLUMNS.items():
         if src in position:
-            out[dst], bad = _dates(cells(src), index)
+            out[dst], problem = _dates(cells(src), index)
             if dst == "sampleDate":
-                reject(out[dst].isna().to_numpy() & ~bad, src, "sample date is empty")
-            reject(bad, src, "expected a date")
+                has = np.array([p is not None for p in problem], dtype=bool)
+                reject(has, src, problem)
+                reject(out[dst].isna().to_numpy(), src, "sample date is empty")
+            else:
+                has = clear(np.where(bad_rows, None, problem), src)
+                out[dst] = out[dst].mask(has)
         else:
             out[dst] = pd.Series(pd.NaT, index=index, dtype="datetime64[us]")
+    for src, dst in TEXT_COLUMNS.items():
+        if src in position and src not in IDENTITY_TEXT:
+            has = clear(np.where(bad_rows, None, text_errors(src)), src)
+            out[dst] = out[dst].mask(pd.Series(has, index=out[dst].index))
     out["labDate"] = out["reportDate"]
 
     # Every numeric cell (meters and the copies of each essay column) parsed in one pass.
@@ -263,15 +344,15 @@ def read_finning_workbook(path: str, catalog: Catalog | None = None) -> ReadResu
     numeric += [c for copies in copies_of.values() for c in copies]
     parsed = {}
     if numeric:
-        value, censor, bad = parse_number_cells(np.concatenate([cells(c) for c in numeric]))
+        value, censor, problem = parse_number_cells(np.concatenate([cells(c) for c in numeric]))
         for k, c in enumerate(numeric):
             part = slice(k * n, (k + 1) * n)
-            parsed[c] = (value[part], censor[part], bad[part])
+            parsed[c] = (value[part], censor[part], np.where(bad_rows, None, problem[part]))
 
     for src, dst in METER_COLUMNS.items():
         if src in position:
             out[dst] = parsed[src][0]
-            reject(parsed[src][2], src, "expected a number")
+            clear(parsed[src][2], src)
         else:
             out[dst] = np.full(n, np.nan)
     if OIL_CHANGED_COLUMN in position:
@@ -280,7 +361,8 @@ def read_finning_workbook(path: str, catalog: Catalog | None = None) -> ReadResu
     else:
         out["oilChanged"] = pd.array([pd.NA] * n, dtype="boolean")
 
-    # Essays. Repeated element columns (Si, Si.1, Si.2) must agree; the first non-empty wins.
+    # Essays. Repeated element columns (Si, Si.1, Si.2) must agree: the first non-empty copy is
+    # taken; copies that disagree leave the essay unknown (cleared, recorded).
     essays: dict[str, np.ndarray] = {}
     censors: dict[str, pd.Series] = {}
     disagreements: dict[str, int] = {}
@@ -288,32 +370,35 @@ def read_finning_workbook(path: str, catalog: Catalog | None = None) -> ReadResu
         if not copies:
             essays[essay] = np.full(n, np.nan)
             continue
-        value, censor, bad = parsed[copies[0]]
-        reject(bad, copies[0], "expected a number")
+        value, censor, problem = parsed[copies[0]]
+        clear(problem, copies[0])
+        value = value.copy()
         for extra in copies[1:]:
-            v2, _, bad2 = parsed[extra]
-            reject(bad2, extra, "expected a number")
-            differ = ~np.isnan(value) & ~np.isnan(v2) & (value != v2)
+            v2, _, problem2 = parsed[extra]
+            clear(problem2, extra)
+            differ = ~np.isnan(value) & ~np.isnan(v2) & (value != v2) & ~bad_rows
             if differ.any():
                 disagreements[f"{copies[0]}/{extra}"] = int(differ.sum())
-                reject(differ, extra, f"repeated column disagrees with {copies[0]!r}")
+                why = np.where(
+                    differ, f"repeated column disagrees with {copies[0]!r} ({essay} unknown)", None
+                )
+                clear(why, extra)
             value = np.where(np.isnan(value), v2, value)
+            value[differ] = np.nan
         essays[essay] = value
         if (censor != "").any():  # the JSON lists censored readings only
             censors[essay] = pd.Series(censor, index=index, dtype="string")
     for src, essay in _sources(catalog, "flag").items():
         if src in position:
-            essays[essay], bad = _flags(cells(src), index)
-            reject(bad, src, "expected a flag letter N, T, P or E")
+            essays[essay], problem = _flags(cells(src), index)
+            clear(np.where(bad_rows, None, problem), src)
         else:
             essays[essay] = np.full(n, np.nan)
     if PARTICLE_FIELD in position:
-        particles, bad = parse_particle_column(pd.Series(cells(PARTICLE_FIELD), index=index, dtype=object))
-        reject(
-            bad.to_numpy(bool),
-            PARTICLE_FIELD,
-            "expected an ISO 4406 code like 22/19/14 or a visual code like S-M",
+        particles, problem = parse_particle_column(
+            pd.Series(cells(PARTICLE_FIELD), index=index, dtype=object)
         )
+        clear(np.where(bad_rows, None, problem.to_numpy(dtype=object)), PARTICLE_FIELD)
     else:
         particles, _ = parse_particle_column(pd.Series(pd.NA, index=index))
     for c in PARTICLE_COLUMNS:
@@ -335,7 +420,14 @@ def read_finning_workbook(path: str, catalog: Catalog | None = None) -> ReadResu
     frame["machineBrand"] = "caterpillar"
     frame["sourceFile"] = name
     frame["sourceRow"] = index.astype("int64")
+    frame["cellsCleared"] = cleared
     kept = frame[~bad_rows].reset_index(drop=True)
+    rejects = concat_rejects(records)
+    if len(rejects):  # a rejected sample's record is its identity reason, not its other cells
+        dropped = set(index[bad_rows])
+        rejects = rejects[~((rejects["action"] == CELL_CLEARED) & rejects["row"].isin(dropped))].reset_index(
+            drop=True
+        )
     info = {
         "file": name,
         "lab_format": LAB_FORMAT,
@@ -343,7 +435,9 @@ def read_finning_workbook(path: str, catalog: Catalog | None = None) -> ReadResu
         "empty_rows_skipped": int(n_empty),
         "samples": int(len(kept)),
         "rows_rejected": int(bad_rows.sum()),
+        "cells_cleared": int(cleared[~bad_rows].sum()),
+        "excel_error_cells": int(len(oil_scan.errors)) if oil_scan else 0,
         "coolant_samples_ignored": int(coolant),
         "repeated_column_disagreements": disagreements,
     }
-    return ReadResult(samples=kept, rejects=concat_rejects(rejects), info=info)
+    return ReadResult(samples=kept, rejects=rejects, info=info)

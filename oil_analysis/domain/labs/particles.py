@@ -7,7 +7,12 @@ particles > 4, > 6 and > 14 µm) or a visual / patch code made of ``/``-separate
 * ``G-NM1`` granular, non-magnetic, level 1; ``G-M2`` granular magnetic level 2
 * ``P-NM1`` ``P-M1`` ``T-NM`` other particle kinds, same pattern
 * ``O``     other / oxides (recorded, no level)
-* ``H2O``   the count was prevented by water
+* ``H2O``   the count was prevented by water; ``H2O/E`` (also ``/T``, ``/P``) adds the water level
+  the lab saw (the letters of the W flag: trace, positive, excessive). Kept as ``H2O/E`` with
+  ``countPreventedByWater`` true: in the real data such a sample's comment says *ATENDER URGENTE*.
+* ``N``     the patch was examined and showed no particles (the lab's ``N`` = none, as in its
+  W/A/F flags): debris levels 0, no ISO count. (Seen on a sample whose comment says *HIERRO ALTO*:
+  the element readings carry that finding, the patch does not.)
 
 Typos seen in real files (``G/NM1``, ``GNM-1``, ``G-NM1 / O``) are folded into the same tokens.
 """
@@ -20,9 +25,13 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from .common import excel_error, not_determined
+
 _ISO = re.compile(r"^\s*(\d{1,2})\s*/\s*(\d{1,2})\s*/\s*(\d{1,2})\s*$")
 _TOKEN = re.compile(r"^([A-Z])-?(N?M)-?(\d?)$")
+WATER_LEVELS = ("T", "P", "E")  # the W flag letters that may qualify an ``H2O`` code
 
+PARTICLE_PROBLEM = "expected an ISO 4406 code like 22/19/14 or a visual code like S-M"
 PARTICLE_COLUMNS = [
     "isoCode",
     "particleCode",
@@ -57,8 +66,12 @@ def parse_particle_field(value: str) -> tuple:
             water = True
             tokens.append("H2O")
             continue
-        if token == "O":
-            tokens.append("O")
+        if token in ("O", "N"):
+            tokens.append(token)
+            continue
+        if token in WATER_LEVELS and water:
+            at = tokens.index("H2O")
+            tokens[at] = f"H2O/{token}"
             continue
         token = token.replace("GNM-", "G-NM").replace("GM-", "G-M")
         t = _TOKEN.match(token)
@@ -72,21 +85,27 @@ def parse_particle_field(value: str) -> tuple:
             nonmagnetic = max(nonmagnetic, level)
     if not tokens:
         raise ValueError(f"empty particle code {value!r}")
+    if all(t.startswith("H2O") for t in tokens):
+        magnetic = nonmagnetic = np.nan  # water prevented the patch reading too: no level known
     return (None, "/".join(tokens), np.nan, np.nan, np.nan, magnetic, nonmagnetic, water)
 
 
 def parse_particle_column(values: pd.Series) -> tuple[pd.DataFrame, pd.Series]:
-    """Parse a whole column (via its unique values). Returns ``(frame, bad)``.
+    """Parse a whole column (via its unique values). Returns ``(frame, problem)``.
 
-    ``frame`` has ``PARTICLE_COLUMNS``; ``bad`` marks cells that could not be parsed.
+    ``frame`` has ``PARTICLE_COLUMNS``; ``problem`` is None for good or empty cells (including the
+    "not determined" markers) and the reason for cells that could not be parsed (they are cleared).
     """
-    text = values.astype("string").str.strip()
+    raw = values.to_numpy(dtype=object)
+    text = pd.Series(
+        [None if not_determined(v) else str(v).strip() for v in raw], index=values.index, dtype="string"
+    )
     present = (text.notna() & (text != "")).to_numpy(dtype=bool, na_value=False)
     n = len(values)
     empty = (None, None, np.nan, np.nan, np.nan, np.nan, np.nan, False)
     parsed: dict[str, tuple | None] = {}
     rows = []
-    bad = np.zeros(n, dtype=bool)
+    bad = np.full(n, None, dtype=object)
     for i, (u, here) in enumerate(zip(text.to_numpy(dtype=object, na_value=None), present, strict=True)):
         if not here:
             rows.append(empty)
@@ -98,7 +117,8 @@ def parse_particle_column(values: pd.Series) -> tuple[pd.DataFrame, pd.Series]:
                 parsed[u] = None
         row = parsed[u]
         if row is None:
-            bad[i] = True
+            err = excel_error(u)
+            bad[i] = f"Excel error cell {err}" if err else PARTICLE_PROBLEM
             row = empty
         rows.append(row)
     cols = list(zip(*rows, strict=True)) if rows else [()] * len(PARTICLE_COLUMNS)
@@ -111,4 +131,4 @@ def parse_particle_column(values: pd.Series) -> tuple[pd.DataFrame, pd.Series]:
         },
         index=values.index,
     )
-    return out, pd.Series(bad, index=values.index)
+    return out, pd.Series(bad, index=values.index, dtype=object)

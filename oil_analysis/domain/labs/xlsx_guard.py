@@ -1,0 +1,203 @@
+"""Look inside an .xlsx before a parser touches it: bounded size, bounded extent, error cells.
+
+A workbook is a zip of XML parts. Two hostile shapes hurt a parser that trusts it:
+
+* a *zip bomb*: a small file whose sheet XML inflates to hundreds of MB (memory and time);
+* a *stray far cell* (one value at ``XFD1048576``): python-calamine allocates the whole rectangle
+  and the process aborts (a native abort: no exception to catch).
+
+:func:`scan_workbook` checks, with zip metadata and one streaming pass over each sheet's XML (1 MB
+at a time, never the whole part in memory): the uncompressed size of each part, the declared
+``<dimension ref=...>`` (read from the first bytes), and the real extent (the highest row number and
+the last column of every row). Over a limit, it raises :class:`LabFileError` and the file is
+quarantined with that reason. The same pass collects the Excel *error cells* (``#N/A``, ``#DIV/0!``
+...), which python-calamine returns as empty strings: the reader records them as cell rejects.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+
+from .common import LabFileError
+
+CHUNK = 1 << 20
+HEAD = 64 * 1024
+MAX_ERROR_CELLS = 100_000
+
+_SHEET = re.compile(rb'<sheet\b[^>]*?\bname="([^"]*)"[^>]*?\br:id="([^"]*)"', re.S)
+_SHEET_ALT = re.compile(rb'<sheet\b[^>]*?\br:id="([^"]*)"[^>]*?\bname="([^"]*)"', re.S)
+_REL = re.compile(rb'<Relationship\b[^>]*?\bId="([^"]*)"[^>]*?\bTarget="([^"]*)"', re.S)
+_REL_ALT = re.compile(rb'<Relationship\b[^>]*?\bTarget="([^"]*)"[^>]*?\bId="([^"]*)"', re.S)
+_DIMENSION = re.compile(rb'<dimension\b[^>]*?\bref="([^"]*)"')
+_ROW = re.compile(rb'<row\b[^>]*?\br="(\d+)"')
+_REF = re.compile(rb'\br="([A-Z]{1,4})(\d+)"')
+_ERROR_CELL = re.compile(rb'<c\b([^>]*?)\bt="e"([^>]*)>')
+_ERROR_VALUE = re.compile(rb"\s*(?:<f\b[^>]*/>|<f\b[^>]*>.*?</f>)?\s*<v>([^<]*)</v>", re.S)
+_CELL_REF = re.compile(r"^\$?([A-Z]{1,4})\$?(\d+)$")
+
+
+@dataclass
+class SheetScan:
+    """What the streaming pass saw in one sheet."""
+
+    name: str
+    member: str
+    xml_bytes: int
+    rows: int = 0
+    cols: int = 0
+    declared: str | None = None
+    errors: dict[tuple[int, int], str] = field(default_factory=dict)  # (excel row, 0-based column)
+
+
+def column_index(letters: str) -> int:
+    """``A`` → 1, ``Z`` → 26, ``AA`` → 27, ``XFD`` → 16384."""
+    n = 0
+    for ch in letters:
+        n = n * 26 + ord(ch) - 64
+    return n
+
+
+def _extent(ref: str) -> tuple[int, int] | None:
+    """Rows × columns of a ``<dimension ref>`` such as ``A1:XFD1048576`` (None if unreadable)."""
+    corners = [_CELL_REF.match(p.strip().upper()) for p in ref.split(":")]
+    if not corners or not all(corners):
+        return None
+    rows = [int(m.group(2)) for m in corners]
+    cols = [column_index(m.group(1)) for m in corners]
+    return max(rows) - min(rows) + 1, max(cols) - min(cols) + 1
+
+
+def _sheet_members(zf: zipfile.ZipFile) -> dict[str, str]:
+    """Sheet name → zip member of its XML, from ``xl/workbook.xml`` and its relationships."""
+    try:
+        book = zf.read("xl/workbook.xml")
+        rels = zf.read("xl/_rels/workbook.xml.rels")
+    except KeyError:
+        return {}
+    ids = {rid: name for name, rid in _SHEET.findall(book)} | {
+        rid: name for rid, name in _SHEET_ALT.findall(book)
+    }
+    targets = dict(_REL.findall(rels)) | {i: t for t, i in _REL_ALT.findall(rels)}
+    out = {}
+    for rid, name in ids.items():
+        target = targets.get(rid)
+        if target is None:
+            continue
+        t = target.decode("utf-8", "replace")
+        member = t.lstrip("/") if t.startswith("/") else os.path.normpath("xl/" + t).replace("\\", "/")
+        out[name.decode("utf-8", "replace")] = member
+    return out
+
+
+def _scan(zf: zipfile.ZipFile, scan: SheetScan, file: str, max_cells: int) -> None:
+    """Stream one sheet part: declared dimension, real extent and error cells."""
+    with zf.open(scan.member) as f:
+        head = f.read(HEAD)
+        m = _DIMENSION.search(head)
+        if m:
+            scan.declared = m.group(1).decode("ascii", "replace")
+            size = _extent(scan.declared)
+            if size and size[0] * size[1] > max_cells:
+                raise LabFileError(
+                    file,
+                    f"the sheet declares the dimension {scan.declared} ({size[0]:,} rows × {size[1]:,} "
+                    f"columns = {size[0] * size[1]:,} cells), over the limit of {max_cells:,} cells "
+                    "(OIL_MAX_SHEET_CELLS); not parsed",
+                    sheet=scan.name,
+                )
+        buffer = head
+        while True:
+            chunk = f.read(CHUNK)
+            buffer += chunk
+            cut = buffer.rfind(b"</row>") + len(b"</row>") if chunk else len(buffer)
+            if cut < len(b"</row>"):
+                if chunk:
+                    continue
+                cut = len(buffer)
+            part, buffer = buffer[:cut], buffer[cut:]
+            _scan_part(part, scan)
+            if scan.rows * max(scan.cols, 1) > max_cells:
+                raise LabFileError(
+                    file,
+                    f"the sheet reaches row {scan.rows:,} and column {scan.cols:,} "
+                    f"({scan.rows * max(scan.cols, 1):,} cells), over the limit of {max_cells:,} cells "
+                    "(OIL_MAX_SHEET_CELLS); not parsed",
+                    sheet=scan.name,
+                )
+            if not chunk:
+                break
+
+
+def _scan_part(part: bytes, scan: SheetScan) -> None:
+    for m in _ROW.finditer(part):
+        scan.rows = max(scan.rows, int(m.group(1)))
+    end = part.find(b"</row>")
+    start = 0
+    while end != -1:
+        last = part.rfind(b"<c ", start, end)
+        if last != -1:
+            ref = _REF.search(part, last, min(end, last + 300))
+            if ref:
+                scan.cols = max(scan.cols, column_index(ref.group(1).decode()))
+                scan.rows = max(scan.rows, int(ref.group(2)))
+        start = end + 6
+        end = part.find(b"</row>", start)
+    if b't="e"' in part and len(scan.errors) < MAX_ERROR_CELLS:
+        for m in _ERROR_CELL.finditer(part):
+            ref = _REF.search(m.group(1) + b" " + m.group(2))
+            value = _ERROR_VALUE.match(part, m.end())
+            if ref and value:
+                key = (int(ref.group(2)), column_index(ref.group(1).decode()) - 1)
+                scan.errors[key] = value.group(1).decode("utf-8", "replace").strip() or "#ERROR"
+
+
+def scan_workbook(path: str, sheets: list[str], *, max_xml_mb: float, max_cells: int) -> dict[str, SheetScan]:
+    """Check a workbook's parts before parsing; returns the scan of each of ``sheets`` present.
+
+    Raises :class:`LabFileError` (the file is quarantined) when the zip cannot be opened, a part
+    inflates beyond ``max_xml_mb`` (``OIL_MAX_SHEET_XML_MB``), or a sheet's declared or real extent
+    exceeds ``max_cells`` (``OIL_MAX_SHEET_CELLS``).
+    """
+    name = os.path.basename(path)
+    limit = int(max_xml_mb * 1024 * 1024)
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise LabFileError(name, f"not a readable .xlsx workbook ({type(exc).__name__}: {exc})") from None
+    with zf:
+        infos = zf.infolist()
+        for info in infos:
+            if info.file_size > limit:
+                raise LabFileError(
+                    name,
+                    f"the part {info.filename} inflates to {info.file_size / 1e6:,.1f} MB "
+                    f"({info.compress_size / 1e6:,.1f} MB compressed), over the limit of {max_xml_mb:g} MB "
+                    "(OIL_MAX_SHEET_XML_MB); not parsed",
+                )
+        total = sum(i.file_size for i in infos)
+        if total > 2 * limit:
+            raise LabFileError(
+                name,
+                f"the workbook inflates to {total / 1e6:,.1f} MB, over twice the limit of {max_xml_mb:g} MB "
+                "(OIL_MAX_SHEET_XML_MB); not parsed",
+            )
+        members = _sheet_members(zf)
+        known = {i.filename for i in infos}
+        out = {}
+        try:
+            for sheet in sheets:
+                member = members.get(sheet)
+                if member is None or member not in known:
+                    continue
+                scan = SheetScan(sheet, member, zf.getinfo(member).file_size)
+                _scan(zf, scan, name, max_cells)
+                out[sheet] = scan
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as exc:
+            if isinstance(exc, LabFileError):
+                raise
+            raise LabFileError(name, f"not a readable .xlsx workbook ({type(exc).__name__}: {exc})") from None
+        return out
