@@ -62,6 +62,29 @@ def read_previous(store, path: str) -> pd.DataFrame | None:
     return store.read_parquet(path) if store.exists(path) else None
 
 
+def limits_of_reports(store, client: str, previous, limits: pd.DataFrame) -> pd.DataFrame | None:
+    """The limits the previous reports were classified with, when they are not ``limits`` (their
+    version folder is kept): what lets a limits change reclassify only the groups it changed."""
+    if previous is None or previous.empty or limits.empty:
+        return None
+    version = str(previous["limits_version"].iloc[0])
+    if version == str(limits["version"].iloc[0]):
+        return None
+    path = f"{layout.limits_dir(client, version)}/stewart_limits.parquet"
+    return store.read_parquet(path) if store.exists(path) else None
+
+
+def limits_change_text(previous, version: str, groups_changed: int | None) -> str:
+    """What a new limits version meant for the reports (UI metadata)."""
+    if previous is None or previous.empty:
+        return "first classification"
+    if str(previous["limits_version"].iloc[0]) == version:
+        return "same limits version"
+    if groups_changed is None:
+        return "new limits version: every group reclassified (previous limits unknown)"
+    return f"new limits version: {groups_changed} machine × component group(s) classify differently"
+
+
 def write_changes(store, client: str, run_id: str, section: str, summary: dict) -> None:
     """Add one section to the run's change log ``gold/{client}/_changes/{day}-{run}.json``."""
     day = pd.Timestamp.now(tz="UTC").strftime("%Y%m%d")
@@ -112,6 +135,7 @@ def classified_reports(
         stewart_limits,
         previous,
         lambda frame: classify_reports(frame, stewart_limits, load_catalog(), params),
+        previous_limits=limits_of_reports(store, client, previous, stewart_limits),
     )
     changes = report_changes(previous, reports)
     write_changes(store, client, context.run_id, "reports", changes)
@@ -134,6 +158,7 @@ def classified_reports(
             "status_over_time": MetadataValue.md(status_over_time_markdown(reports)),
             "classified_this_run": reuse["classified"],
             "reused_from_previous": reuse["reused"],
+            "limits_change": limits_change_text(previous, version, reuse.get("limit_groups_changed")),
             "changes": MetadataValue.json(
                 {k: v for k, v in changes.items() if k != "new_non_normal_samples"}
             ),
