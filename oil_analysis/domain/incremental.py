@@ -235,9 +235,9 @@ def classify_incremental(
     catalog = catalog or load_catalog()
     version = str(limits["version"].iloc[0]) if len(limits) else "empty"
     changed_groups = None
-    if previous_limits is not None and previous is not None and len(previous) and len(limits):
-        if str(previous_limits["version"].iloc[0]) == str(previous["limits_version"].iloc[0]):
-            changed_groups = changed_limit_groups(previous_limits, limits)
+    known = previous_limits is not None and previous is not None and len(previous) and len(limits)
+    if known and str(previous_limits["version"].iloc[0]) == str(previous["limits_version"].iloc[0]):
+        changed_groups = changed_limit_groups(previous_limits, limits)
     redo = reports_to_redo(silver, previous, version, catalog, changed_groups)
     if redo.all():
         out = classify(silver)
