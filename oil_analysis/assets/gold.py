@@ -17,8 +17,32 @@ from ..domain.quality import limit_quality as build_limit_quality
 from ..report import status_over_time_markdown
 from ..resources.llm import LLMResource
 from ..resources.storage import StorageResource
-from ..storage import layout
-from .common import OWNER, check_specs, client_partitions, md_table, publish_or_block, status_counts
+from ..storage import layout, runstate
+from ..storage.io_manager import load_published
+from .common import (
+    OWNER,
+    check_specs,
+    client_partitions,
+    md_table,
+    publish_or_block,
+    status_counts,
+    step_fingerprint,
+    unchanged_state,
+    yield_unchanged,
+)
+
+
+def llm_identity(llm: LLMResource) -> dict:
+    """What of the advisor's settings shapes its texts (never the key): part of the fingerprints."""
+    config = llm.get_config()
+    if config is None:
+        return {"offline": True}
+    return {k: getattr(config, k) for k in ("base_url", "model", "temperature", "max_tokens")}
+
+
+def resolved(frame: pd.DataFrame, store, client: str, asset: str) -> pd.DataFrame:
+    """An input as a table: the unchanged placeholder of an upstream step is read from its files."""
+    return load_published(store, client, asset) if runstate.is_unchanged(frame) else frame
 
 
 def top_breached(classified: pd.DataFrame, n: int = 10) -> dict[str, int]:
@@ -129,6 +153,30 @@ def classified_reports(
 ):
     params = ClassificationParams()
     store, client = storage.get(), context.partition_key
+    fp = step_fingerprint(
+        context,
+        store,
+        ["silver_harmonized", "stewart_limits"],
+        params=params,
+        catalog=load_catalog().version,
+        advisor=llm_identity(llm),
+    )
+    state = unchanged_state(store, client, "classified_reports", fp)
+    if state is not None:
+        rows = state.get("metadata", {}).get("rows", 0)
+        yield from yield_unchanged(
+            "classified_reports",
+            fp,
+            state,
+            classified_this_run=0,
+            reused_from_previous=rows,
+            ai_calls=0,
+            ai_cache_hits=0,
+            ai_cost_usd=0.0,
+        )
+        return
+    silver_harmonized = resolved(silver_harmonized, store, client, "silver_harmonized")
+    stewart_limits = resolved(stewart_limits, store, client, "stewart_limits")
     previous = read_previous(store, layout.gold_path(client, "classified_reports"))
     reports, reuse = classify_incremental(
         silver_harmonized,
@@ -178,7 +226,7 @@ def classified_reports(
             ),
         },
     )
-    yield from publish_or_block("classified_reports", output, outcomes)
+    yield from publish_or_block("classified_reports", output, outcomes, context=context, fp=fp)
 
 
 @asset(
@@ -199,6 +247,16 @@ def machine_status_current(
     classified_reports: pd.DataFrame,
 ):
     store, client = storage.get(), context.partition_key
+    fp = step_fingerprint(
+        context, store, ["classified_reports"], params=FleetParams(), advisor=llm_identity(llm)
+    )
+    state = unchanged_state(store, client, "machine_status_current", fp)
+    if state is not None:
+        yield from yield_unchanged(
+            "machine_status_current", fp, state, ai_calls=0, ai_cache_hits=0, ai_cost_usd=0.0
+        )
+        return
+    classified_reports = resolved(classified_reports, store, client, "classified_reports")
     previous = read_previous(store, layout.gold_path(client, "machine_status_current"))
     status = build_machine_status(classified_reports, FleetParams())
     machine_delta = machine_changes(previous, status)
@@ -223,7 +281,7 @@ def machine_status_current(
             ),
         },
     )
-    yield from publish_or_block("machine_status_current", output, outcomes)
+    yield from publish_or_block("machine_status_current", output, outcomes, context=context, fp=fp)
 
 
 @asset(
@@ -238,8 +296,19 @@ def machine_status_current(
     "(ROC AUC, Spearman, precision/recall).",
 )
 def limit_quality(
-    context: AssetExecutionContext, classified_reports: pd.DataFrame, stewart_limits: pd.DataFrame
+    context: AssetExecutionContext,
+    storage: StorageResource,
+    classified_reports: pd.DataFrame,
+    stewart_limits: pd.DataFrame,
 ):
+    store, client = storage.get(), context.partition_key
+    fp = step_fingerprint(context, store, ["classified_reports", "stewart_limits"])
+    state = unchanged_state(store, client, "limit_quality", fp)
+    if state is not None:
+        yield from yield_unchanged("limit_quality", fp, state)
+        return
+    classified_reports = resolved(classified_reports, store, client, "classified_reports")
+    stewart_limits = resolved(stewart_limits, store, client, "stewart_limits")
     table, summary = build_limit_quality(classified_reports, stewart_limits)
     output = Output(
         table,
@@ -249,4 +318,4 @@ def limit_quality(
             "preview": md_table(table),
         },
     )
-    yield from publish_or_block("limit_quality", output, [])
+    yield from publish_or_block("limit_quality", output, [], context=context, fp=fp)

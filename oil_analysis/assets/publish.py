@@ -3,12 +3,12 @@
 import hashlib
 
 import pandas as pd
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
 
 from ..automation.notify import publication_message, publish_sns, topic_arn
 from ..resources.storage import StorageResource
-from ..storage import layout
-from .common import OWNER, client_partitions, status_counts
+from ..storage import layout, runstate
+from .common import OWNER, client_partitions, status_counts, step_fingerprint
 
 GOLD_FILES = (
     "classified_reports.parquet",
@@ -31,6 +31,21 @@ GOLD_FILES = (
 )
 def gold_publication(context: AssetExecutionContext, storage: StorageResource) -> MaterializeResult:
     store, client = storage.get(), context.partition_key
+    arn = topic_arn()
+    fp = step_fingerprint(
+        context,
+        store,
+        ["classified_reports", "machine_status_current", "limit_quality", "fleet_report"],
+        topic=arn or "",
+    )
+    state = runstate.read_state(store, client, "gold_publication")
+    if state and state.get("fingerprint") == fp:
+        # Nothing of the gold changed since it was published and announced: no new snapshot, no message.
+        context.log.info(f"gold of {client} unchanged since run {state.get('run_id')}: not published again")
+        return MaterializeResult(
+            metadata={**state.get("metadata", {}), "unchanged": True, "unchanged_since_run": state["run_id"]},
+            data_version=DataVersion(fp),
+        )
     day = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d")
     files = []
     for name in GOLD_FILES:
@@ -51,15 +66,19 @@ def gold_publication(context: AssetExecutionContext, storage: StorageResource) -
         version,
         status_counts(machines["machine_status"]),
     )
-    arn, message_id = topic_arn(), None
+    message_id = None
     if arn:
         message_id = publish_sns(arn, message)
         context.log.info(f"notified {arn}: message {message_id}")
+    metadata = {
+        "history_day": day,
+        "notified_topic": arn or "(NOTIFY_SNS_TOPIC_ARN not set)",
+        "sns_message_id": message_id or "",
+    }
+    runstate.write_state(
+        store, client, "gold_publication", {"fingerprint": fp, "run_id": context.run_id, "metadata": metadata}
+    )
     return MaterializeResult(
-        metadata={
-            "history_day": day,
-            "files": MetadataValue.json(files),
-            "notified_topic": arn or "(NOTIFY_SNS_TOPIC_ARN not set)",
-            "sns_message_id": message_id or "",
-        }
+        metadata={**metadata, "files": MetadataValue.json(files), "unchanged": False},
+        data_version=DataVersion(fp),
     )

@@ -11,8 +11,19 @@ from ..domain.names import mapping_version
 from ..resources.storage import StorageResource
 from ..settings import get_settings
 from ..silver_build import build_silver, save_state
-from ..storage import layout
-from .common import CLIENTS, OWNER, check_specs, client_partitions, md_table, publish_or_block
+from ..storage import layout, runstate
+from ..storage.io_manager import load_published
+from .common import (
+    CLIENTS,
+    OWNER,
+    check_specs,
+    client_partitions,
+    md_table,
+    publish_or_block,
+    step_fingerprint,
+    unchanged_state,
+    yield_unchanged,
+)
 
 SILVER_CHECKS = [
     "unique_sample_number",
@@ -51,7 +62,29 @@ def silver_harmonized(
 ):
     client = CLIENTS[context.partition_key]
     store = storage.get()
-    build = build_silver(store, client.key, bronze_lab_files, full_rebuild=config.full_rebuild)
+    catalog = load_catalog()
+    fp = step_fingerprint(
+        context, store, ["bronze_lab_files"], catalog=catalog.version, names=mapping_version()
+    )
+    state = None if config.full_rebuild else unchanged_state(store, client.key, "silver_harmonized", fp)
+    if state is not None:
+        context.log.info(f"silver of {client.key}: no raw file changed; the published silver stands")
+        newest = next(
+            (o["metadata"].get("newest_sample") for o in state["checks"] if o["name"] == "fresh_samples"),
+            None,
+        )
+        dates = pd.DataFrame({"sampleDate": pd.to_datetime([newest] if newest else [])})
+        aged = checks.freshness(dates, get_settings().freshness_days)  # the clock moved on
+        yield from yield_unchanged(
+            "silver_harmonized", fp, state, [aged], build_mode="unchanged", rows_rejected=0
+        )
+        return
+    registry = (
+        load_published(store, client.key, "bronze_lab_files")
+        if runstate.is_unchanged(bronze_lab_files)
+        else bronze_lab_files
+    )
+    build = build_silver(store, client.key, registry, full_rebuild=config.full_rebuild)
     silver, info, rejects = build.silver, build.info, build.rejects.astype("string")
     context.log.info(f"silver of {client.key}: {build.mode} build, changes {build.changes}")
     store.write_parquet(layout.rejects_path(client.key), rejects)
@@ -62,7 +95,7 @@ def silver_harmonized(
         context.log.warning(
             f"{len(rejects)} rows rejected; see {store.display(layout.rejects_path(client.key))}"
         )
-    outcomes = checks.silver_checks(silver, load_catalog(), get_settings().freshness_days)
+    outcomes = checks.silver_checks(silver, catalog, get_settings().freshness_days)
     output = Output(
         silver,
         metadata={
@@ -98,7 +131,7 @@ def silver_harmonized(
             ),
         },
     )
-    yield from publish_or_block("silver_harmonized", output, outcomes)
+    yield from publish_or_block("silver_harmonized", output, outcomes, context=context, fp=fp)
     save_state(store, client.key, build)  # only once silver is published
 
 
@@ -138,16 +171,27 @@ def stewart_limits(
     storage: StorageResource,
     silver_harmonized: pd.DataFrame,
 ):
-    client = CLIENTS[context.partition_key]
+    client, store = CLIENTS[context.partition_key], storage.get()
     catalog = load_catalog()
-    current = current_limits(storage.get(), client.key)
     force = (
         config.force_limits_refresh or str(context.run.tags.get("force_limits_refresh", "")).lower() == "true"
     )
+    params, refresh = LimitParams(), RefreshParams.from_env()
+    fp = step_fingerprint(
+        context, store, ["silver_harmonized"], params=params, refresh=refresh, catalog=catalog.version
+    )
+    state = None if force else unchanged_state(store, client.key, "stewart_limits", fp)
+    if state is not None:
+        summary = "kept the current limits: silver and parameters unchanged since they were published"
+        context.log.info(f"limits of {client.key}: {summary}")
+        yield from yield_unchanged("stewart_limits", fp, state, refreshed=False, refresh_decision=summary)
+        return
+    if runstate.is_unchanged(silver_harmonized):
+        silver_harmonized = load_published(store, client.key, "silver_harmonized")
+    current = current_limits(store, client.key)
     groups = {g: catalog.of_group(g) for g in set(catalog.table["group"])}
-    decision = decide_refresh(silver_harmonized, current, groups, RefreshParams.from_env(), force=force)
+    decision = decide_refresh(silver_harmonized, current, groups, refresh, force=force)
     context.log.info(f"limits of {client.key}: {decision.summary()}")
-    params = LimitParams()
     if decision.refresh:
         # computed_at is the newest sample date, not the wall clock: a re-run writes identical files.
         newest = silver_harmonized["sampleDate"].max() if len(silver_harmonized) else None
@@ -172,4 +216,4 @@ def stewart_limits(
             "preview": md_table(limits),
         },
     )
-    yield from publish_or_block("stewart_limits", output, outcomes)
+    yield from publish_or_block("stewart_limits", output, outcomes, context=context, fp=fp)

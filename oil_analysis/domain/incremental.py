@@ -162,6 +162,10 @@ CLASSIFYING_LIMIT_COLUMNS = [
     "comparison",
 ]
 LIMIT_GROUP = ["client", "machine", "component"]
+# Where a row came from, not what it says: a cumulative workbook re-sent with new rows on top moves
+# every old row down (sourceRow), which must not make its report "changed". Reused reports take
+# these columns from the current silver.
+PROVENANCE = ("sourceFile", "sourceRow")
 SILVER_GROUP = ["client", "machineName", "componentNameNormalized"]
 
 
@@ -198,7 +202,7 @@ def reports_to_redo(
         return pd.Series(True, index=silver.index)
     if silver["sampleNumber"].duplicated().any() or previous["sampleNumber"].duplicated().any():
         return pd.Series(True, index=silver.index)  # not a valid key: the checks will say so
-    cols = silver_columns(catalog)
+    cols = [c for c in silver_columns(catalog) if c not in PROVENANCE]
     if any(c not in previous.columns for c in cols):
         return pd.Series(True, index=silver.index)
     old = row_hashes(previous, cols)

@@ -9,6 +9,10 @@ An output is published in three steps, so readers never see a mix of old and new
 
 An asset that raises (a failed contract or blocking check) never reaches ``handle_output``: its
 previous files stay published, untouched.
+
+An output that is the *unchanged* placeholder (``runstate``: the inputs have the fingerprint of the
+published output) writes nothing. After a write, the input fingerprint of the output is recorded
+beside it, and the frame is kept in this process for the next steps of the same run (no read back).
 """
 
 import io
@@ -18,7 +22,7 @@ import pyarrow.parquet as pq
 from dagster import ConfigurableIOManager, InputContext, OutputContext, ResourceDependency
 
 from ..resources.storage import StorageResource
-from . import layout, legacy, manifest
+from . import layout, legacy, manifest, runstate
 from .filesystem import json_bytes, parquet_bytes
 from .manifest import FileRecord
 
@@ -50,10 +54,19 @@ class LayoutIOManager(ConfigurableIOManager):
     def handle_output(self, context: OutputContext, obj: pd.DataFrame) -> None:
         asset, client = context.asset_key.path[-1], context.partition_key
         store = self.storage.get()
+        run_id = _run_id(context)
+        runstate.remember(run_id, store.uri, client, asset, obj)
+        pending = runstate.pop_pending(run_id, client, asset)
+        if runstate.is_unchanged(obj):  # the published files are still right: nothing written
+            context.add_output_metadata({"path": store.display(published_path(client, asset))})
+            return
+        runstate.clear_state(store, client, asset)  # until the new files and their state are written
         if asset == "bronze_lab_files":  # the raw side: not part of the published manifest
             path = _path(asset, client)
             sha, size = store.write_parquet(path, obj)
             context.add_output_metadata({"path": store.display(path), "sha256": sha, "bytes": size})
+            if pending is not None:
+                runstate.write_state(store, client, asset, pending)
             return
         if asset == LIMITS_ASSET:
             records, version = self._publish_limits(store, client, obj)
@@ -65,7 +78,9 @@ class LayoutIOManager(ConfigurableIOManager):
                 "sha256": records[0].sha256,
                 "bytes": records[0].bytes,
             }
-        manifest.write_part(store, client, asset, records, run_id=_run_id(context), limits_version=version)
+        manifest.write_part(store, client, asset, records, run_id=run_id, limits_version=version)
+        if pending is not None:  # last: the recorded fingerprint names files that exist
+            runstate.write_state(store, client, asset, pending)
         context.add_output_metadata({**metadata, "manifest": store.display(manifest.manifest_path(client))})
 
     def _publish_limits(self, store, client: str, obj: pd.DataFrame) -> tuple[list[FileRecord], str]:
@@ -108,10 +123,25 @@ class LayoutIOManager(ConfigurableIOManager):
     def load_input(self, context: InputContext) -> pd.DataFrame:
         asset, client = context.asset_key.path[-1], context.partition_key
         store = self.storage.get()
-        if asset == LIMITS_ASSET:
-            latest = store.read_json(layout.limits_latest(client))
-            return store.read_parquet(f"{latest['path']}/stewart_limits.parquet")
-        return store.read_parquet(_path(asset, client))
+        upstream = context.upstream_output
+        run_id = upstream.run_id if upstream is not None else None
+        memo = runstate.recall(run_id, store.uri, client, asset) if run_id else None
+        if memo is not None:
+            return memo
+        return load_published(store, client, asset)
+
+
+def load_published(store, client: str, asset: str) -> pd.DataFrame:
+    """The published table of ``asset`` for ``client`` (limits: the version ``latest.json`` names)."""
+    if asset == LIMITS_ASSET:
+        latest = store.read_json(layout.limits_latest(client))
+        return store.read_parquet(f"{latest['path']}/stewart_limits.parquet")
+    return store.read_parquet(_path(asset, client))
+
+
+def published_path(client: str, asset: str) -> str:
+    """The file whose presence says ``asset`` is published (limits: the ``latest.json`` pointer)."""
+    return layout.limits_latest(client) if asset == LIMITS_ASSET else _path(asset, client)
 
 
 def _write(store, files: list[tuple[str, bytes, int | None]], is_legacy: bool = False) -> list[FileRecord]:
