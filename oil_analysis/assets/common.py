@@ -152,7 +152,9 @@ def publish_or_block(asset: str, output: Output, outcomes, *, context=None, fp: 
 
     if asset in tables():
         try:
-            output = Output(conform(output.value, asset), metadata=output.metadata)
+            value = conform(output.value, asset)
+            value.attrs.update(output.value.attrs)  # markers (limits version, kept) survive
+            output = Output(value, metadata=output.metadata)
         except ContractError as exc:
             raise Failure(description=f"{exc}; nothing was published") from None
     failed = blocking_failures(outcomes)

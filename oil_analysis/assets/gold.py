@@ -86,6 +86,18 @@ def read_previous(store, path: str) -> pd.DataFrame | None:
     return store.read_parquet(path) if store.exists(path) else None
 
 
+def limits_of_groups(limits: pd.DataFrame, silver: pd.DataFrame) -> pd.DataFrame:
+    """The limit rows of the machine × component groups of ``silver`` (classification reads no
+    other): a few reclassified samples are not judged against the whole limits table."""
+    if limits.empty:
+        return limits
+    keys = ["client", "machine", "component"]
+    present = silver[["client", "machineName", "componentNameNormalized"]].drop_duplicates().astype(str)
+    present.columns = keys
+    rows = limits[keys].astype(str).merge(present.assign(_in=True), on=keys, how="left")["_in"]
+    return limits[rows.fillna(False).to_numpy(bool)].reset_index(drop=True)
+
+
 def limits_of_reports(store, client: str, previous, limits: pd.DataFrame) -> pd.DataFrame | None:
     """The limits the previous reports were classified with, when they are not ``limits`` (their
     version folder is kept): what lets a limits change reclassify only the groups it changed."""
@@ -182,7 +194,9 @@ def classified_reports(
         silver_harmonized,
         stewart_limits,
         previous,
-        lambda frame: classify_reports(frame, stewart_limits, load_catalog(), params),
+        lambda frame: classify_reports(
+            frame, limits_of_groups(stewart_limits, frame), load_catalog(), params
+        ),
         previous_limits=limits_of_reports(store, client, previous, stewart_limits),
     )
     changes = report_changes(previous, reports)

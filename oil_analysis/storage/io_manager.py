@@ -57,7 +57,11 @@ class LayoutIOManager(ConfigurableIOManager):
         run_id = _run_id(context)
         runstate.remember(run_id, store.uri, client, asset, obj)
         pending = runstate.pop_pending(run_id, client, asset)
-        if runstate.is_unchanged(obj):  # the published files are still right: nothing written
+        if runstate.is_unchanged(obj) or runstate.is_kept(obj):
+            # The published files are still right: nothing written; the fingerprint moves on when
+            # new inputs gave the same output (limits kept by the refresh decision).
+            if pending is not None and runstate.is_kept(obj):
+                runstate.write_state(store, client, asset, pending)
             context.add_output_metadata({"path": store.display(published_path(client, asset))})
             return
         runstate.clear_state(store, client, asset)  # until the new files and their state are written

@@ -28,6 +28,7 @@ import pandas as pd
 from . import layout
 
 UNCHANGED = "unchanged_fingerprint"
+KEPT = "kept_as_published"
 _MEMO: dict[tuple, pd.DataFrame] = {}
 _PENDING: dict[tuple, dict] = {}
 _LOCK = threading.Lock()
@@ -80,6 +81,17 @@ def unchanged_frame(fp: str) -> pd.DataFrame:
 
 def is_unchanged(frame) -> bool:
     return isinstance(frame, pd.DataFrame) and bool(frame.attrs.get(UNCHANGED))
+
+
+def kept(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mark a frame read from its published files and returned as is (limits kept by the refresh
+    decision): the IO manager writes nothing but hands the frame to the next steps."""
+    frame.attrs[KEPT] = True
+    return frame
+
+
+def is_kept(frame) -> bool:
+    return isinstance(frame, pd.DataFrame) and bool(frame.attrs.get(KEPT))
 
 
 def set_pending(run_id: str, client: str, asset: str, state: dict) -> None:
