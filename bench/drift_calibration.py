@@ -104,7 +104,11 @@ def shuffled(silver: pd.DataFrame, seed: int) -> pd.DataFrame:
 
 def rates(rows: list[dict]) -> dict:
     n = len(rows)
-    return {k: sum(r[k] for r in rows) / n for k in ("refresh", "drift", "growth", "new_pair", "old_drift")}
+    out = {k: sum(r[k] for r in rows) / n for k in ("refresh", "drift", "growth", "new_pair", "old_drift")}
+    out["bh_only"] = sum(r["significant"] > 0 for r in rows) / n
+    out["tests"] = sum(r["tests"] for r in rows) / n
+    out["tested_months"] = sum(r["tests"] > 0 for r in rows) / n
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,15 +131,20 @@ def main(argv: list[str] | None = None) -> int:
     if not a.markdown:
         for r in real:
             print(r)
-    header = "| replay | months | limits recomputed | by drift (this trigger) | by growth | by new machine/component | old drift test (p < 0.01, no correction) |"
+    header = (
+        "| replay | months | limits recomputed | by drift (this trigger) | significant after BH, any effect "
+        "| months with ≥ 1 test / tests per month | by growth | by new machine/component "
+        "| old drift test (pooled, p < 0.01, no correction) |"
+    )
     print(header)
-    print("|" + "---|" * 7)
+    print("|" + "---|" * 9)
     for name, rows, r in (
         ("real order", real, rr),
         (f"shuffled dates ({a.shuffles} replays): false alarms", shuf, rs),
     ):
         print(
-            f"| {name} | {len(rows)} | {r['refresh']:.0%} | **{r['drift']:.1%}** | {r['growth']:.0%} "
+            f"| {name} | {len(rows)} | {r['refresh']:.0%} | **{r['drift']:.1%}** | {r['bh_only']:.1%} "
+            f"| {r['tested_months']:.0%} / {r['tests']:.1f} | {r['growth']:.0%} "
             f"| {r['new_pair']:.0%} | {r['old_drift']:.0%} |"
         )
     drift_months = [r["month"] for r in real if r["drift"]]

@@ -32,6 +32,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -124,19 +125,36 @@ def put(files: list[Path], root: Path) -> None:
         shutil.copyfile(f, bronze / f.name)
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and its reaped children (the parse workers)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+CPU: dict[str, float] = {}
+
+
 def materialize_once(root: Path, instance) -> tuple[float, dict]:
+    """One in-process run of every asset; wall seconds (CPU seconds in ``CPU['last']``)."""
     from dagster import materialize
 
     from oil_analysis.definitions import all_assets, build_resources
 
-    t = time.perf_counter()
+    t, c = time.perf_counter(), _cpu()
     result = materialize(
-        all_assets, partition_key=CLIENT, instance=instance, resources=build_resources(str(root)), run_config=QUIET
+        all_assets,
+        partition_key=CLIENT,
+        instance=instance,
+        resources=build_resources(str(root)),
+        run_config=QUIET,
     )
     wall = time.perf_counter() - t
+    CPU["last"] = _cpu() - c
     assert result.success
     meta = {
-        e.asset_key.path[-1]: {k: v.value for k, v in e.step_materialization_data.materialization.metadata.items()}
+        e.asset_key.path[-1]: {
+            k: v.value for k, v in e.step_materialization_data.materialization.metadata.items()
+        }
         for e in result.get_asset_materialization_events()
     }
     return wall, meta
@@ -149,15 +167,20 @@ def digests(root: Path) -> dict[str, str]:
 def one_round(cut_files: list[Path], full_files: list[Path], check: bool) -> dict:
     from dagster import DagsterInstance
 
+    c = _cpu()
     floor = parse_floor(cut_files)
+    floor_cpu = _cpu() - c
     with tempfile.TemporaryDirectory(prefix="oil-monthly-") as tmp, DagsterInstance.ephemeral() as instance:
         root = Path(tmp) / "root"
         put(cut_files, root)
         cold, m_cold = materialize_once(root, instance)
+        cold_cpu = CPU["last"]
         put(full_files, root)
         update, m_update = materialize_once(root, instance)
+        update_cpu = CPU["last"]
         before = digests(root)
         unchanged, m_same = materialize_once(root, instance)
+        unchanged_cpu = CPU["last"]
         identical = digests(root) == before
         full_equal = None
         if check:
@@ -171,6 +194,10 @@ def one_round(cut_files: list[Path], full_files: list[Path], check: bool) -> dic
         "cold_s": cold,
         "update_s": update,
         "unchanged_s": unchanged,
+        "floor_cpu_s": floor_cpu,
+        "cold_cpu_s": cold_cpu,
+        "update_cpu_s": update_cpu,
+        "unchanged_cpu_s": unchanged_cpu,
         "unchanged_identical": identical,
         "incremental_equals_full": full_equal,
         "samples_cold": m_cold["silver_harmonized"]["rows"],
@@ -200,7 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trucks", type=int, default=11)
     ap.add_argument("--cut", default="2025-12-01")
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--check", action="store_true", help="also compare with a full build (incremental = full)")
+    ap.add_argument(
+        "--check", action="store_true", help="also compare with a full build (incremental = full)"
+    )
     ap.add_argument("--json")
     ap.add_argument("--result", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -227,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         "unchanged_share": same / cold,
         "cold_over_floor": cold / floor,
     }
+    cpu = {k: med(f"{k}_cpu_s") for k in ("floor", "cold", "update", "unchanged")}
+    doc["cpu"] = cpu
     r0 = rounds[0]
     identical = all(r["unchanged_identical"] for r in rounds)
     check = ""
@@ -239,7 +270,9 @@ def main(argv: list[str] | None = None) -> int:
         f"samples), median of {a.repeat}: cold {cold:.2f} s = {cold / floor:.2f}× the calamine parse floor "
         f"{floor:.2f} s (target ≤ 2.0×); monthly update {update:.2f} s = {update / cold:.2f}× cold (target ≤ 0.5); "
         f"unchanged re-run {same:.2f} s = {same / cold:.2f}× cold (target ≤ 0.15), outputs byte-identical: "
-        f"{'yes' if identical else 'NO'}; update limits: {r0['update_limits']}{check}"
+        f"{'yes' if identical else 'NO'}; in CPU seconds (incl. parse workers): cold {cpu['cold']:.2f} = "
+        f"{cpu['cold'] / cpu['floor']:.2f}× floor, update {cpu['update'] / cpu['cold']:.2f}×, unchanged "
+        f"{cpu['unchanged'] / cpu['cold']:.2f}×; update limits: {r0['update_limits']}{check}"
     )
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
