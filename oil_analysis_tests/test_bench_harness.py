@@ -105,3 +105,27 @@ def test_readme_results_section_is_replaced(tmp_path):
     bad.write_text("no markers")
     with pytest.raises(SystemExit):
         run_bench.update_readme("x", bad)
+
+
+def test_monthly_bench_cuts_a_workbook_at_a_date_in_the_finning_format(tmp_path):
+    """The cut copy keeps the header, the empty row 2 and exactly the rows sampled before the cut,
+    whatever their order in the sheet; the reader reads it like the lab's own file."""
+    from openpyxl import load_workbook
+
+    from oil_analysis.domain.labs.finning import read_finning_workbook
+
+    from .builders import finning_row, write_finning
+
+    monthly = _load("monthly_bench")
+    rows = [finning_row(n) for n in range(12)][::-1]  # newest first, as the lab sends them
+    rows.insert(3, finning_row(40))  # a late row in the middle of the sheet
+    src = write_finning(tmp_path / "T-01.xlsx", rows)
+    kept, dropped = monthly.cut_workbook(src, tmp_path / "cut" / "T-01.xlsx", monthly.date(2024, 1, 10))
+    assert (kept, dropped) == (8, 6)  # 7 rows sampled 2024-01-03..09, the empty row 2; 5 + 1 later
+    cut = read_finning_workbook(str(tmp_path / "cut" / "T-01.xlsx")).samples
+    full = read_finning_workbook(str(src)).samples
+    assert sorted(cut["sampleNumber"]) == sorted(f"R120-00000-{n:04d}" for n in range(7))
+    assert (cut["sampleDate"] < "2024-01-10").all() and len(full) == 13
+    original, copy = load_workbook(src)["OIL"], load_workbook(tmp_path / "cut" / "T-01.xlsx")["OIL"]
+    assert [c.value for c in original[1]] == [c.value for c in copy[1]]
+    assert all(c.value is None for c in copy[2])

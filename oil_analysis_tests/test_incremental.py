@@ -136,3 +136,43 @@ def test_incremental_classification_equals_full(tmp_path):
     other = limits.assign(version="limits-other")
     _, info = classify_incremental(changed, other, previous, lambda f: classify_reports(f, other, CAT))
     assert info["reused"] == 0
+
+
+def test_limits_change_on_some_groups_reclassifies_only_those(tmp_path):
+    """New limits that differ for one machine × component: only its samples are classified again,
+    and the result equals a full reclassification with the new limits, frame for frame."""
+    from oil_analysis.domain.classify import classify_reports
+    from oil_analysis.domain.incremental import changed_limit_groups, classify_incremental
+    from oil_analysis.domain.labs.finning import read_finning_workbook
+    from oil_analysis.domain.limits import compute_limits
+
+    from .conftest import DEMO_BRONZE
+
+    tidy = [read_finning_workbook(str(p)).samples for p in sorted((DEMO_BRONZE / "cda").glob("*.xlsx"))]
+    silver = harmonize(tidy, "cda")[0]
+    old = compute_limits(silver, CAT, computed_at=silver["sampleDate"].max())
+    previous = classify_reports(silver, old, CAT)
+    group = old[old["kind"] == "level"].iloc[0]
+    target = (old["machine"] == group["machine"]) & (old["component"] == group["component"])
+    new = old.assign(version="limits-new", sample_count=old["sample_count"] + 1)  # counts only: no change
+    assert changed_limit_groups(old, new) == set()
+    essay = target & (old["essay"] == group["essay"]) & (old["kind"] == "level")
+    new.loc[essay, ["marginal", "condemning", "critical"]] = (
+        new.loc[essay, ["marginal", "condemning", "critical"]] / 2
+    )
+    assert changed_limit_groups(old, new) == {(group["client"], group["machine"], group["component"])}
+
+    out, info = classify_incremental(
+        silver, new, previous, lambda f: classify_reports(f, new, CAT), previous_limits=old
+    )
+    in_group = (silver["machineName"] == group["machine"]) & (
+        silver["componentNameNormalized"] == group["component"]
+    )
+    assert info["limit_groups_changed"] == 1
+    assert info["classified"] == int(in_group.sum()) < len(silver)
+    full = classify_reports(silver, new, CAT)
+    pd.testing.assert_frame_equal(out, full)
+    assert (out["limits_version"] == "limits-new").all()
+    assert not out.loc[in_group.to_numpy(), "breached_essays"].equals(
+        previous.loc[in_group.to_numpy(), "breached_essays"]
+    )

@@ -137,3 +137,105 @@ def test_incremental_gold_equals_a_full_reclassification_with_the_same_limits(cd
         assert meta["classified_reports"]["reused_from_previous"].value == 0
     for n, data in incremental.items():
         assert (cda_root / f"gold/cda/{n}.parquet").read_bytes() == data, n
+
+
+GOLD_FILES = [*DATA_FILES, "gold/cda/fleet_report.html"]
+
+
+def run_tagged(root, instance, tags=None, **config):
+    run_config = {"ops": {"silver_harmonized": {"config": config}}} if config else None
+    result = materialize(
+        all_assets,
+        partition_key="cda",
+        instance=instance,
+        resources=build_resources(str(root)),
+        run_config=run_config,
+        tags=tags,
+    )
+    assert result.success
+    return {
+        e.asset_key.path[-1]: {
+            k: v.value for k, v in e.step_materialization_data.materialization.metadata.items()
+        }
+        for e in result.get_asset_materialization_events()
+    }
+
+
+def truck(rows: range, fe=lambda i: 10 + i % 5, fix: dict | None = None) -> list[dict]:
+    """A cumulative workbook of truck T-77 (newest rows on top, as the lab sends them)."""
+    out = []
+    for i in rows:
+        row = finning_row(
+            i,
+            **{
+                "No. de control de laboratorio": f"R577-00000-{i:04d}",
+                "ID de equipo": "T-77",
+                "Fe": fe(i),
+                **(fix or {}).get(i, {}),
+            },
+        )
+        out.append(row)
+    return out[::-1]
+
+
+def test_sequence_of_arrivals_equals_a_full_rebuild_byte_for_byte(cda_root):
+    """Cumulative re-sends (every old row moves down), a correction, a limits change on some
+    groups only, an unchanged re-run: the gold equals a full rebuild, byte for byte."""
+    path = cda_root / "bronze/cda/T-77.xlsx"
+    with DagsterInstance.ephemeral() as instance:
+        write_finning(path, truck(range(30)))
+        run_tagged(cda_root, instance)
+        write_finning(path, truck(range(36)))  # the same file re-sent with 6 more rows
+        resent = run_tagged(cda_root, instance)
+        assert resent["silver_harmonized"]["changes"]["samples_added"] == 6
+        assert resent["classified_reports"]["classified_this_run"] <= 6 + 1
+        # A correction of an old row and two new rows, in the next cumulative export.
+        write_finning(path, truck(range(38), fix={3: {"Fe": 70}}))
+        corrected = run_tagged(cda_root, instance)
+        assert corrected["silver_harmonized"]["changes"]["values_changed"] >= 1
+        # New motor readings far above the rest, then a forced refresh: only the groups whose
+        # limits moved are classified again.
+        write_finning(
+            path, truck(range(60), fe=lambda i: 10 + i % 5 if i < 38 else 40 + i, fix={3: {"Fe": 70}})
+        )
+        refreshed = run_tagged(cda_root, instance, tags={"force_limits_refresh": "true"})
+        reports = refreshed["classified_reports"]
+        assert refreshed["stewart_limits"]["refreshed"] is True
+        assert "group(s) classify differently" in reports["limits_change"]
+        assert 0 < reports["classified_this_run"] < reports["rows"]
+        before = digests_of(cda_root, GOLD_FILES)
+        again = run_tagged(cda_root, instance)
+        assert digests_of(cda_root, GOLD_FILES) == before
+        assert all(m["unchanged"] for m in again.values()), {k: m["unchanged"] for k, m in again.items()}
+        # The full rebuild: silver from every file, every report classified and advised again.
+        for name in ("classified_reports", "machine_status_current", "limit_quality"):
+            (cda_root / f"gold/cda/{name}.parquet").unlink()
+        (cda_root / "gold/cda/fleet_report.html").unlink()
+        full = run_tagged(cda_root, instance, full_rebuild=True)
+        assert full["classified_reports"]["reused_from_previous"] == 0
+    assert digests_of(cda_root, GOLD_FILES) == before
+
+
+def digests_of(root, files) -> dict[str, str]:
+    return {p: hashlib.sha256((root / p).read_bytes()).hexdigest() for p in files}
+
+
+def test_unchanged_rerun_reads_and_writes_no_table(cda_root, monkeypatch):
+    from oil_analysis.storage.filesystem import Storage
+
+    with DagsterInstance.ephemeral() as instance:
+        run_tagged(cda_root, instance)
+        calls = []
+        for name in ("read_parquet", "write_parquet", "write_bytes", "read_bytes"):
+            original = getattr(Storage, name)
+
+            def spy(self, path, *args, _name=name, _original=original, **kwargs):
+                calls.append((_name, path))
+                return _original(self, path, *args, **kwargs)
+
+            monkeypatch.setattr(Storage, name, spy)
+        meta = run_tagged(cda_root, instance)
+    tables = [c for c in calls if c[1].endswith((".parquet", ".html", ".xlsx"))]
+    assert tables == []
+    assert all(m["unchanged"] for m in meta.values())
+    assert meta["fleet_report"]["unchanged_since_run"] == meta["classified_reports"]["unchanged_since_run"]

@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from oil_analysis.automation.refresh import RefreshParams, decide_refresh, samples_behind
+from oil_analysis.automation.refresh import (
+    RefreshParams,
+    bh_qvalues,
+    decide_refresh,
+    drift_tests,
+    samples_behind,
+)
 
 GROUPS = {"wear": ["fe"], "contaminant": ["si"]}
 
@@ -137,3 +143,84 @@ def test_max_age_is_configurable_and_unknown_age_counts_as_too_old(monkeypatch):
     assert d.refresh and d.reasons == ["limits_age"] and d.details["limits_age_days"] is None
     # Without a clock (pure callers), the age is not a trigger.
     assert not decide_refresh(s, limits_of(s), GROUPS, params).refresh
+
+
+def many_groups(n: int, start: str, seed: int, shift: dict | None = None) -> pd.DataFrame:
+    """8 machine × component groups × 20 essays of skewed (lognormal) readings; ``shift`` multiplies
+    the readings of {(component, essay): factor}."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for g in range(8):
+        frame = {
+            "sampleDate": pd.date_range(start, periods=n, freq="D"),
+            "machineName": "camion",
+            "componentNameNormalized": f"comp{g}",
+        }
+        for e in range(20):
+            factor = (shift or {}).get((f"comp{g}", f"e{e}"), 1.0)
+            frame[f"e{e}"] = (rng.lognormal(2.0, 0.5, n) * factor).round(1)
+        parts.append(pd.DataFrame(frame))
+    return pd.concat(parts, ignore_index=True)
+
+
+MANY = {"wear": [f"e{e}" for e in range(20)]}
+
+
+def many_limits(s: pd.DataFrame) -> pd.DataFrame:
+    pairs = s[["machineName", "componentNameNormalized"]].drop_duplicates()
+    return pd.DataFrame(
+        {
+            "machine": pairs["machineName"].to_numpy(),
+            "component": pairs["componentNameNormalized"].to_numpy(),
+            "sample_count": len(s) // len(pairs),
+            "computed_at": s["sampleDate"].max(),
+        }
+    )
+
+
+def test_resample_from_the_same_distribution_is_not_drift_over_many_tests():
+    """160 tests of re-samples: without a correction some p-values fall below 1 % by chance; the
+    corrected trigger stays quiet on every seed."""
+    params = RefreshParams(growth=10.0)
+    uncorrected = 0
+    for seed in range(10):
+        s = many_groups(200, "2023-01-01", seed)
+        same = pd.concat([s, many_groups(60, "2024-01-01", 100 + seed)], ignore_index=True)
+        d = decide_refresh(same, many_limits(s), MANY, params)
+        assert not d.refresh, d.details
+        assert d.details["drift_tests"] == 160
+        tests = drift_tests(s, same[same["sampleDate"] > s["sampleDate"].max()], MANY["wear"], 30)
+        uncorrected += int((tests["p"] < 0.01).sum())
+    assert uncorrected > 0  # the multiple-testing problem the correction solves is real here
+
+
+def test_real_shift_in_one_group_and_essay_is_detected_and_named():
+    s = many_groups(200, "2023-01-01", 1)
+    shifted = many_groups(60, "2024-01-01", 2, shift={("comp3", "e7"): 1.6})
+    d = decide_refresh(
+        pd.concat([s, shifted], ignore_index=True), many_limits(s), MANY, RefreshParams(growth=10.0)
+    )
+    assert d.refresh and d.reasons == ["distribution_drift"]
+    assert d.details["drifted_essays"] == ["e7"]
+    assert d.details["drifted"][0].startswith("camion/comp3/e7: D=")
+
+
+def test_significant_but_tiny_shift_is_not_drift():
+    """With thousands of readings a 10 % shift is significant, but it is below the effect size."""
+    s = many_groups(3000, "2010-01-01", 1).query("componentNameNormalized == 'comp0'")
+    tiny = many_groups(3000, "2020-01-01", 2, shift={("comp0", "e0"): 1.10}).query(
+        "componentNameNormalized == 'comp0'"
+    )
+    both = pd.concat([s, tiny], ignore_index=True)
+    params = RefreshParams(growth=10.0)
+    tests = drift_tests(s, tiny, MANY["wear"], 30)
+    e0 = tests.set_index("essay").loc["e0"]
+    assert e0["drift"] and e0["ks"] < params.ks_min_effect
+    assert not decide_refresh(both, many_limits(s), MANY, params).refresh
+
+
+def test_bh_qvalues_match_the_step_up_rule():
+    p = np.array([0.01, 0.04, 0.03, 0.005, 0.2])
+    q = bh_qvalues(p)
+    # sorted p: 0.005 0.01 0.03 0.04 0.2 → p·m/rank: 0.025 0.025 0.05 0.05 0.2 (monotone from the top)
+    np.testing.assert_allclose(q, [0.025, 0.05, 0.05, 0.025, 0.2])

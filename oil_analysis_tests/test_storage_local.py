@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import threading
 from datetime import datetime
 
@@ -180,6 +181,8 @@ def test_failing_gold_asset_writes_nothing_and_previous_gold_stays(data_root, de
         raise RuntimeError("contract violated")
 
     monkeypatch.setattr("oil_analysis.assets.gold.classify_reports", boom)
+    # Forget the recorded input fingerprints: every step has work to do again (as after a change).
+    shutil.rmtree(demo_root / "silver/_state/emin/fingerprints")
     result = run(demo_root, "emin")
     assert not result.success
     assert {n: sha(demo_root / layout.gold_path("emin", n)) for n in GOLD} == gold
@@ -223,7 +226,9 @@ def test_manifest_lists_every_published_file_with_checksums(demo_root):
     assert manifest.verify(store, "emin") == []
     assert not (demo_root / "processed").exists() and not (demo_root / "to_consume").exists()
 
-    # a re-run of one asset replaces the entries of its paths, and only those
+    # a re-run of one asset replaces the entries of its paths, and only those (its recorded input
+    # fingerprint forgotten: with unchanged inputs the step would rightly write nothing)
+    (demo_root / "silver/_state/emin/fingerprints/machine_status_current.json").unlink()
     again = run(demo_root, "emin", selection=["machine_status_current"])
     assert again.success
     doc2 = manifest.read_manifest(store, "emin")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import pandas as pd
@@ -9,13 +10,17 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
+    DataVersion,
     Failure,
     MetadataValue,
     Output,
     StaticPartitionsDefinition,
 )
 
+from ..domain.checks import CheckOutcome
 from ..domain.clients import load_clients
+from ..storage import runstate
+from ..storage.io_manager import published_path
 
 CLIENTS = load_clients()
 client_partitions = StaticPartitionsDefinition(sorted(CLIENTS))
@@ -70,15 +75,86 @@ def check_results(asset: str, outcomes) -> list[AssetCheckResult]:
     ]
 
 
-def publish_or_block(asset: str, output: Output, outcomes):
+def versioned_output(value, metadata: dict, fp: str) -> Output:
+    """An output whose Dagster data version is its input fingerprint (``data_version`` is a beta
+    parameter of Output in Dagster 1.13: its warning is silenced here, once)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Output(value, metadata=metadata, data_version=DataVersion(fp))
+
+
+def step_fingerprint(context, store, upstream: list[str], **params) -> str:
+    """The input fingerprint of this step: its asset, its code version, ``params`` and the
+    fingerprints of the published outputs of its ``upstream`` assets (runstate)."""
+    client, key = context.partition_key, context.asset_key
+    code = context.assets_def.code_versions_by_key.get(key)
+    inputs = {a: runstate.published_fingerprint(store, client, a) for a in upstream}
+    return runstate.fingerprint(key.path[-1], code, {**inputs, **params})
+
+
+def unchanged_state(store, client: str, asset: str, fp: str, path: str | None = None) -> dict | None:
+    """The recorded state when the published output of ``asset`` already has fingerprint ``fp``
+    and its file (``path``, default: its IO manager path) is still there; None when the step has
+    work to do."""
+    state = runstate.read_state(store, client, asset)
+    where = path or published_path(client, asset)
+    if state and state.get("fingerprint") == fp and store.exists(where):
+        return state
+    return None
+
+
+def scalar_metadata(metadata: dict) -> dict:
+    """The plain figures of an output's metadata (numbers, text), kept to show again when unchanged."""
+    plain = {k: v.value if isinstance(v, MetadataValue) else v for k, v in metadata.items()}
+    return {k: v for k, v in plain.items() if isinstance(v, bool | int | float | str)}
+
+
+def yield_unchanged(
+    asset: str, fp: str, state: dict, outcomes: list[CheckOutcome] | None = None, **overrides
+):
+    """The step's answer when nothing it depends on changed: the unchanged placeholder (the IO
+    manager writes nothing), the recorded figures of the published output (``overrides``: the
+    figures of this run, e.g. nothing classified), and its check results as recorded
+    (``outcomes`` replaces recorded ones of the same name, e.g. freshness, which ages)."""
+    recorded = [CheckOutcome(**o) for o in state.get("checks", [])]
+    fresh = {o.name: o for o in outcomes or []}
+    metadata = {
+        **state.get("metadata", {}),
+        **overrides,
+        "unchanged": True,
+        "unchanged_since_run": state.get("run_id", ""),
+    }
+    yield versioned_output(runstate.unchanged_frame(fp), metadata, fp)
+    yield from check_results(asset, [fresh.get(o.name, o) for o in recorded])
+
+
+def record(context, asset: str, fp: str, output: Output, outcomes) -> Output:
+    """Mark ``output`` with its input fingerprint (data version, metadata ``unchanged`` False) and
+    leave the state the IO manager records once the files are written."""
+    metadata = dict(output.metadata or {})
+    state = {
+        "fingerprint": fp,
+        "run_id": context.run_id,
+        "checks": [dataclasses.asdict(o) for o in outcomes],
+        "metadata": scalar_metadata(metadata),
+    }
+    runstate.set_pending(context.run_id, context.partition_key, asset, state)
+    return versioned_output(output.value, {**metadata, "unchanged": False}, fp)
+
+
+def publish_or_block(asset: str, output: Output, outcomes, *, context=None, fp: str | None = None):
     """Yield the output then its check results, or — when a blocking check fails — the results and a
-    Failure without the output, so nothing is written and the previously published file stays."""
+    Failure without the output, so nothing is written and the previously published file stays.
+    With ``context`` and ``fp`` (the step's input fingerprint) the output records it (see
+    :func:`record`)."""
     from ..contracts import ContractError, conform, tables
     from ..domain.checks import blocking_failures
 
     if asset in tables():
         try:
-            output = Output(conform(output.value, asset), metadata=output.metadata)
+            value = conform(output.value, asset)
+            value.attrs.update(output.value.attrs)  # markers (limits version, kept) survive
+            output = Output(value, metadata=output.metadata)
         except ContractError as exc:
             raise Failure(description=f"{exc}; nothing was published") from None
     failed = blocking_failures(outcomes)
@@ -92,5 +168,7 @@ def publish_or_block(asset: str, output: Output, outcomes):
             "nothing was published, the previous version stays in place",
             metadata={o.name: MetadataValue.json(o.metadata) for o in failed},
         )
+    if context is not None and fp is not None:
+        output = record(context, asset, fp, output, outcomes)
     yield output
     yield from check_results(asset, outcomes)

@@ -17,8 +17,32 @@ from ..domain.quality import limit_quality as build_limit_quality
 from ..report import status_over_time_markdown
 from ..resources.llm import LLMResource
 from ..resources.storage import StorageResource
-from ..storage import layout
-from .common import OWNER, check_specs, client_partitions, md_table, publish_or_block, status_counts
+from ..storage import layout, runstate
+from ..storage.io_manager import load_published
+from .common import (
+    OWNER,
+    check_specs,
+    client_partitions,
+    md_table,
+    publish_or_block,
+    status_counts,
+    step_fingerprint,
+    unchanged_state,
+    yield_unchanged,
+)
+
+
+def llm_identity(llm: LLMResource) -> dict:
+    """What of the advisor's settings shapes its texts (never the key): part of the fingerprints."""
+    config = llm.get_config()
+    if config is None:
+        return {"offline": True}
+    return {k: getattr(config, k) for k in ("base_url", "model", "temperature", "max_tokens")}
+
+
+def resolved(frame: pd.DataFrame, store, client: str, asset: str) -> pd.DataFrame:
+    """An input as a table: the unchanged placeholder of an upstream step is read from its files."""
+    return load_published(store, client, asset) if runstate.is_unchanged(frame) else frame
 
 
 def top_breached(classified: pd.DataFrame, n: int = 10) -> dict[str, int]:
@@ -60,6 +84,41 @@ def recommend_incremental(reports, previous, redo: set | None, store, client: st
 def read_previous(store, path: str) -> pd.DataFrame | None:
     """The currently published table at ``path`` (None before the first publish)."""
     return store.read_parquet(path) if store.exists(path) else None
+
+
+def limits_of_groups(limits: pd.DataFrame, silver: pd.DataFrame) -> pd.DataFrame:
+    """The limit rows of the machine × component groups of ``silver`` (classification reads no
+    other): a few reclassified samples are not judged against the whole limits table."""
+    if limits.empty:
+        return limits
+    keys = ["client", "machine", "component"]
+    present = silver[["client", "machineName", "componentNameNormalized"]].drop_duplicates().astype(str)
+    present.columns = keys
+    rows = limits[keys].astype(str).merge(present.assign(_in=True), on=keys, how="left")["_in"]
+    return limits[rows.fillna(False).to_numpy(bool)].reset_index(drop=True)
+
+
+def limits_of_reports(store, client: str, previous, limits: pd.DataFrame) -> pd.DataFrame | None:
+    """The limits the previous reports were classified with, when they are not ``limits`` (their
+    version folder is kept): what lets a limits change reclassify only the groups it changed."""
+    if previous is None or previous.empty or limits.empty:
+        return None
+    version = str(previous["limits_version"].iloc[0])
+    if version == str(limits["version"].iloc[0]):
+        return None
+    path = f"{layout.limits_dir(client, version)}/stewart_limits.parquet"
+    return store.read_parquet(path) if store.exists(path) else None
+
+
+def limits_change_text(previous, version: str, groups_changed: int | None) -> str:
+    """What a new limits version meant for the reports (UI metadata)."""
+    if previous is None or previous.empty:
+        return "first classification"
+    if str(previous["limits_version"].iloc[0]) == version:
+        return "same limits version"
+    if groups_changed is None:
+        return "new limits version: every group reclassified (previous limits unknown)"
+    return f"new limits version: {groups_changed} machine × component group(s) classify differently"
 
 
 def write_changes(store, client: str, run_id: str, section: str, summary: dict) -> None:
@@ -106,12 +165,39 @@ def classified_reports(
 ):
     params = ClassificationParams()
     store, client = storage.get(), context.partition_key
+    fp = step_fingerprint(
+        context,
+        store,
+        ["silver_harmonized", "stewart_limits"],
+        params=params,
+        catalog=load_catalog().version,
+        advisor=llm_identity(llm),
+    )
+    state = unchanged_state(store, client, "classified_reports", fp)
+    if state is not None:
+        rows = state.get("metadata", {}).get("rows", 0)
+        yield from yield_unchanged(
+            "classified_reports",
+            fp,
+            state,
+            classified_this_run=0,
+            reused_from_previous=rows,
+            ai_calls=0,
+            ai_cache_hits=0,
+            ai_cost_usd=0.0,
+        )
+        return
+    silver_harmonized = resolved(silver_harmonized, store, client, "silver_harmonized")
+    stewart_limits = resolved(stewart_limits, store, client, "stewart_limits")
     previous = read_previous(store, layout.gold_path(client, "classified_reports"))
     reports, reuse = classify_incremental(
         silver_harmonized,
         stewart_limits,
         previous,
-        lambda frame: classify_reports(frame, stewart_limits, load_catalog(), params),
+        lambda frame: classify_reports(
+            frame, limits_of_groups(stewart_limits, frame), load_catalog(), params
+        ),
+        previous_limits=limits_of_reports(store, client, previous, stewart_limits),
     )
     changes = report_changes(previous, reports)
     write_changes(store, client, context.run_id, "reports", changes)
@@ -134,6 +220,7 @@ def classified_reports(
             "status_over_time": MetadataValue.md(status_over_time_markdown(reports)),
             "classified_this_run": reuse["classified"],
             "reused_from_previous": reuse["reused"],
+            "limits_change": limits_change_text(previous, version, reuse.get("limit_groups_changed")),
             "changes": MetadataValue.json(
                 {k: v for k, v in changes.items() if k != "new_non_normal_samples"}
             ),
@@ -153,7 +240,7 @@ def classified_reports(
             ),
         },
     )
-    yield from publish_or_block("classified_reports", output, outcomes)
+    yield from publish_or_block("classified_reports", output, outcomes, context=context, fp=fp)
 
 
 @asset(
@@ -174,6 +261,16 @@ def machine_status_current(
     classified_reports: pd.DataFrame,
 ):
     store, client = storage.get(), context.partition_key
+    fp = step_fingerprint(
+        context, store, ["classified_reports"], params=FleetParams(), advisor=llm_identity(llm)
+    )
+    state = unchanged_state(store, client, "machine_status_current", fp)
+    if state is not None:
+        yield from yield_unchanged(
+            "machine_status_current", fp, state, ai_calls=0, ai_cache_hits=0, ai_cost_usd=0.0
+        )
+        return
+    classified_reports = resolved(classified_reports, store, client, "classified_reports")
     previous = read_previous(store, layout.gold_path(client, "machine_status_current"))
     status = build_machine_status(classified_reports, FleetParams())
     machine_delta = machine_changes(previous, status)
@@ -198,7 +295,7 @@ def machine_status_current(
             ),
         },
     )
-    yield from publish_or_block("machine_status_current", output, outcomes)
+    yield from publish_or_block("machine_status_current", output, outcomes, context=context, fp=fp)
 
 
 @asset(
@@ -213,8 +310,19 @@ def machine_status_current(
     "(ROC AUC, Spearman, precision/recall).",
 )
 def limit_quality(
-    context: AssetExecutionContext, classified_reports: pd.DataFrame, stewart_limits: pd.DataFrame
+    context: AssetExecutionContext,
+    storage: StorageResource,
+    classified_reports: pd.DataFrame,
+    stewart_limits: pd.DataFrame,
 ):
+    store, client = storage.get(), context.partition_key
+    fp = step_fingerprint(context, store, ["classified_reports", "stewart_limits"])
+    state = unchanged_state(store, client, "limit_quality", fp)
+    if state is not None:
+        yield from yield_unchanged("limit_quality", fp, state)
+        return
+    classified_reports = resolved(classified_reports, store, client, "classified_reports")
+    stewart_limits = resolved(stewart_limits, store, client, "stewart_limits")
     table, summary = build_limit_quality(classified_reports, stewart_limits)
     output = Output(
         table,
@@ -224,4 +332,4 @@ def limit_quality(
             "preview": md_table(table),
         },
     )
-    yield from publish_or_block("limit_quality", output, [])
+    yield from publish_or_block("limit_quality", output, [], context=context, fp=fp)

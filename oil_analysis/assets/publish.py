@@ -3,7 +3,7 @@
 import hashlib
 
 import pandas as pd
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
 
 from ..automation.notify import (
     configured,
@@ -16,8 +16,8 @@ from ..automation.notify import (
     webhook_url,
 )
 from ..resources.storage import StorageResource
-from ..storage import layout
-from .common import OWNER, client_partitions, status_counts
+from ..storage import layout, runstate
+from .common import OWNER, client_partitions, status_counts, step_fingerprint
 
 GOLD_FILES = (
     "classified_reports.parquet",
@@ -41,6 +41,22 @@ GOLD_FILES = (
 )
 def gold_publication(context: AssetExecutionContext, storage: StorageResource) -> MaterializeResult:
     store, client = storage.get(), context.partition_key
+    arn = topic_arn()
+    fp = step_fingerprint(
+        context,
+        store,
+        ["classified_reports", "machine_status_current", "limit_quality", "fleet_report"],
+        topic=arn or "",
+        webhook=public_url(webhook_url()) if webhook_url() else "",
+    )
+    state = runstate.read_state(store, client, "gold_publication")
+    if state and state.get("fingerprint") == fp:
+        # Nothing of the gold changed since it was published and announced: no new snapshot, no message.
+        context.log.info(f"gold of {client} unchanged since run {state.get('run_id')}: not published again")
+        return MaterializeResult(
+            metadata={**state.get("metadata", {}), "unchanged": True, "unchanged_since_run": state["run_id"]},
+            data_version=DataVersion(fp),
+        )
     day = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d")
     files = []
     for name in GOLD_FILES:
@@ -69,15 +85,19 @@ def gold_publication(context: AssetExecutionContext, storage: StorageResource) -
         sent = notify(message, publication_text(message), f"oil-analysis gold published: {client}")
         context.log.info(f"notified: {sent}")
     url = webhook_url()
+    metadata = {
+        "history_day": day,
+        "machine_status_changes": len(changes),
+        "notified_topic": topic_arn() or "(NOTIFY_SNS_TOPIC_ARN not set)",
+        "sns_message_id": sent.get("sns", ""),
+        "notified_webhook": public_url(url) if url else "(OIL_ALERT_WEBHOOK_URL not set)",
+    }
+    runstate.write_state(
+        store, client, "gold_publication", {"fingerprint": fp, "run_id": context.run_id, "metadata": metadata}
+    )
     return MaterializeResult(
-        metadata={
-            "history_day": day,
-            "files": MetadataValue.json(files),
-            "machine_status_changes": len(changes),
-            "notified_topic": topic_arn() or "(NOTIFY_SNS_TOPIC_ARN not set)",
-            "sns_message_id": sent.get("sns", ""),
-            "notified_webhook": public_url(url) if url else "(OIL_ALERT_WEBHOOK_URL not set)",
-        }
+        metadata={**metadata, "files": MetadataValue.json(files), "unchanged": False},
+        data_version=DataVersion(fp),
     )
 
 

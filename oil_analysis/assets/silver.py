@@ -3,7 +3,7 @@
 import pandas as pd
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 
-from ..automation.refresh import RefreshParams, decide_refresh
+from ..automation.refresh import RefreshParams, decide_refresh, limits_age
 from ..contracts import conform
 from ..domain import checks
 from ..domain.catalog import load_catalog
@@ -13,9 +13,20 @@ from ..domain.names import mapping_version
 from ..resources.storage import StorageResource
 from ..settings import get_settings
 from ..silver_build import build_silver, save_state
-from ..storage import layout
+from ..storage import layout, runstate
 from ..storage.healing import read_limits_pointer
-from .common import CLIENTS, OWNER, check_specs, client_partitions, md_table, publish_or_block
+from ..storage.io_manager import load_published
+from .common import (
+    CLIENTS,
+    OWNER,
+    check_specs,
+    client_partitions,
+    md_table,
+    publish_or_block,
+    step_fingerprint,
+    unchanged_state,
+    yield_unchanged,
+)
 
 SILVER_CHECKS = [
     "unique_sample_number",
@@ -54,12 +65,42 @@ def silver_harmonized(
 ):
     client = CLIENTS[context.partition_key]
     store = storage.get()
+    catalog = load_catalog()
+    settings = get_settings()
+    fp = step_fingerprint(
+        context,
+        store,
+        ["bronze_lab_files"],
+        catalog=catalog.version,
+        names=mapping_version(),
+        min_date=settings.min_sample_date,
+    )
+    state = None if config.full_rebuild else unchanged_state(store, client.key, "silver_harmonized", fp)
+    if state is not None:
+        context.log.info(f"silver of {client.key}: no raw file changed; the published silver stands")
+        newest = next(
+            (o["metadata"].get("newest_sample") for o in state["checks"] if o["name"] == "fresh_samples"),
+            None,
+        )
+        dates = pd.DataFrame({"sampleDate": pd.to_datetime([newest] if newest else [])})
+        aged = checks.freshness(  # the clock moved on
+            dates, settings.freshness_days, pd.Timestamp(settings.report_date())
+        )
+        yield from yield_unchanged(
+            "silver_harmonized", fp, state, [aged], build_mode="unchanged", rows_rejected=0
+        )
+        return
+    registry = (
+        load_published(store, client.key, "bronze_lab_files")
+        if runstate.is_unchanged(bronze_lab_files)
+        else bronze_lab_files
+    )
     build = build_silver(
         store,
         client.key,
-        bronze_lab_files,
+        registry,
         full_rebuild=config.full_rebuild,
-        min_date=get_settings().min_sample_date,
+        min_date=settings.min_sample_date,
     )
     silver, info, rejects = build.silver, build.info, build.rejects
     context.log.info(f"silver of {client.key}: {build.mode} build, changes {build.changes}")
@@ -77,9 +118,8 @@ def silver_harmonized(
             f"{samples_rejected} samples rejected and {cells_cleared} cells cleared; "
             f"see {store.display(layout.rejects_path(client.key))}"
         )
-    settings = get_settings()
     outcomes = checks.silver_checks(
-        silver, load_catalog(), settings.freshness_days, pd.Timestamp(settings.report_date())
+        silver, catalog, settings.freshness_days, pd.Timestamp(settings.report_date())
     )
     output = Output(
         silver,
@@ -120,7 +160,7 @@ def silver_harmonized(
             ),
         },
     )
-    yield from publish_or_block("silver_harmonized", output, outcomes)
+    yield from publish_or_block("silver_harmonized", output, outcomes, context=context, fp=fp)
     save_state(store, client.key, build)  # only once silver is published
 
 
@@ -168,36 +208,48 @@ def stewart_limits(
     storage: StorageResource,
     silver_harmonized: pd.DataFrame,
 ):
-    client = CLIENTS[context.partition_key]
+    client, store = CLIENTS[context.partition_key], storage.get()
     catalog = load_catalog()
-    store = storage.get()
+    force = (
+        config.force_limits_refresh or str(context.run.tags.get("force_limits_refresh", "")).lower() == "true"
+    )
+    params, refresh = LimitParams(), RefreshParams.from_env()
+    fp = step_fingerprint(
+        context, store, ["silver_harmonized"], params=params, refresh=refresh, catalog=catalog.version
+    )
+    refreshed_at = limits_refreshed_at(store, client.key)
+    now = pd.Timestamp.now(tz="UTC")
+    # Limits past their age are recomputed even when nothing else changed (the weekly refresh).
+    too_old, _ = limits_age(refreshed_at, now, refresh.max_age_days)
+    state = None if force or too_old else unchanged_state(store, client.key, "stewart_limits", fp)
+    if state is not None:
+        summary = "kept the current limits: silver and parameters unchanged since they were published"
+        context.log.info(f"limits of {client.key}: {summary}")
+        yield from yield_unchanged("stewart_limits", fp, state, refreshed=False, refresh_decision=summary)
+        return
+    if runstate.is_unchanged(silver_harmonized):
+        silver_harmonized = load_published(store, client.key, "silver_harmonized")
     repairs: list[dict] = []
     current = current_limits(store, client.key, repairs)
     for r in repairs:
         context.log.warning(f"{r['path']} could not be used ({r['error']}): {r['action']}")
-    refreshed_at = limits_refreshed_at(store, client.key)
-    now = pd.Timestamp.now(tz="UTC")
-    force = (
-        config.force_limits_refresh or str(context.run.tags.get("force_limits_refresh", "")).lower() == "true"
-    )
     groups = {g: catalog.of_group(g) for g in set(catalog.table["group"])}
     decision = decide_refresh(
         silver_harmonized,
         current,
         groups,
-        RefreshParams.from_env(),
+        refresh,
         force=force,
         as_of=now,
         refreshed_at=refreshed_at,
     )
     context.log.info(f"limits of {client.key}: {decision.summary()}")
-    params = LimitParams()
     if decision.refresh:
         # computed_at is the newest sample date, not the wall clock: a re-run writes identical files.
         newest = silver_harmonized["sampleDate"].max() if len(silver_harmonized) else None
         limits = compute_limits(silver_harmonized, catalog, params, computed_at=newest)
     else:
-        limits = current
+        limits = runstate.kept(current)  # its files are published already: not written again
     version = str(limits["version"].iloc[0]) if len(limits) else "empty"
     limits.attrs["version"] = version
     # The wall clock of the last recomputation (the age trigger's input); kept while the version stays.
@@ -221,4 +273,4 @@ def stewart_limits(
             "preview": md_table(limits),
         },
     )
-    yield from publish_or_block("stewart_limits", output, outcomes)
+    yield from publish_or_block("stewart_limits", output, outcomes, context=context, fp=fp)

@@ -162,11 +162,11 @@ def _limit_codes(limits: pd.DataFrame, mapping: dict, n_groups: int) -> np.ndarr
     return np.fromiter((mapping.get(k, n_groups) for k in keys), dtype=int, count=len(limits))
 
 
-def _limit_array(rows: pd.DataFrame, n_groups: int) -> np.ndarray:
-    """Limits of one (kind, essay, direction, stratum) as an array (n_groups + 1, 3), NaN when absent."""
+def _level_array(gid: np.ndarray, levels: np.ndarray, at: np.ndarray, n_groups: int) -> np.ndarray:
+    """Limits of the limit rows at positions ``at`` (one kind, essay, direction, stratum) as an array
+    (n_groups + 1, 3) by group code, NaN when absent."""
     arr = np.full((n_groups + 1, 3), np.nan)
-    ids = rows["_gid"].to_numpy(int)
-    arr[ids] = rows[list(LEVELS)].to_numpy(float)
+    arr[gid[at]] = levels[at]
     arr[n_groups] = np.nan
     return arr
 
@@ -256,20 +256,28 @@ def find_breaches(
 
     combos, found = [], []  # combos: (essay, group, direction, kind); found: arrays per combo
     points_by_level = np.asarray(params.level_points, float)
-    for (kind, essay, direction), rows in limits.groupby(["kind", "essay", "direction"], sort=True):
+    # Plain arrays of the limit rows, indexed by position: a few hundred (kind, essay, direction)
+    # combinations cost no DataFrame slicing each (small incremental batches are dominated by it).
+    gid_all = limits["_gid"].to_numpy(int)
+    levels_all = limits[list(LEVELS)].to_numpy(float)
+    strata_all = strata.to_numpy(object)
+    is_all = strata_all == ALL_STRATA
+    combos_at = limits.groupby(["kind", "essay", "direction"], sort=True).indices
+    for kind, essay, direction in sorted(combos_at):
         if essay not in silver.columns or (kind == "trend" and deltas is None):
             continue
         if kind == "hours" and oil_hours is None:
             continue
+        at = combos_at[(kind, essay, direction)]
         value = (deltas[essay] if kind == "trend" else silver[essay]).to_numpy(float)
-        row_strata = strata.loc[rows.index]
         if kind == "hours":
-            lim = _hours_limit_array(rows, n_groups, codes, oil_hours)
+            lim = _hours_limit_array(limits.iloc[at], n_groups, codes, oil_hours)
         else:
-            lim = _limit_array(rows[row_strata == ALL_STRATA], n_groups)[codes]
+            lim = _level_array(gid_all, levels_all, at[is_all[at]], n_groups)[codes]
         if hours is not None and kind != "hours":
-            for name, srows in rows[row_strata != ALL_STRATA].groupby(row_strata[row_strata != ALL_STRATA]):
-                slim = _limit_array(srows, n_groups)[codes]
+            other = at[~is_all[at]]
+            for name in sorted(set(strata_all[other])):
+                slim = _level_array(gid_all, levels_all, other[strata_all[other] == name], n_groups)[codes]
                 use = (hours == name) & ~np.isnan(slim[:, 0])
                 lim[use] = slim[use]
         level = _breach_levels(value, lim, direction == "upper", strict)

@@ -145,20 +145,64 @@ def row_hashes(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
     return pd.Series(h.to_numpy(), index=frame["sampleNumber"].to_numpy())
 
 
+# The columns of a limit row that classification reads: a group whose rows differ only elsewhere
+# (sample_count, baseline, version, computed_at) classifies every sample exactly as before.
+CLASSIFYING_LIMIT_COLUMNS = [
+    "client",
+    "machine",
+    "component",
+    "stratum",
+    "essay",
+    "group",
+    "kind",
+    "direction",
+    "marginal",
+    "condemning",
+    "critical",
+    "comparison",
+]
+LIMIT_GROUP = ["client", "machine", "component"]
+# Where a row came from, not what it says: a cumulative workbook re-sent with new rows on top moves
+# every old row down (sourceRow), which must not make its report "changed". Reused reports take
+# these columns from the current silver.
+PROVENANCE = ("sourceFile", "sourceRow")
+SILVER_GROUP = ["client", "machineName", "componentNameNormalized"]
+
+
+def changed_limit_groups(old: pd.DataFrame, new: pd.DataFrame) -> set[tuple[str, str, str]]:
+    """The (client, machine, component) groups whose limits classify differently in ``new`` than
+    in ``old``: a limit row added, removed, or with another level, stratum or comparison rule."""
+    cols = [c for c in CLASSIFYING_LIMIT_COLUMNS if c in old.columns or c in new.columns]
+    both = pd.concat([old.reindex(columns=cols), new.reindex(columns=cols)], ignore_index=True)
+    for c in cols:
+        if not pd.api.types.is_float_dtype(both[c]):
+            both[c] = both[c].astype("string")
+    differ = both[~both.duplicated(keep=False)]  # a row in only one of the two tables
+    return set(differ[LIMIT_GROUP].astype(str).itertuples(index=False, name=None))
+
+
 def reports_to_redo(
-    silver: pd.DataFrame, previous: pd.DataFrame | None, limits_version: str, catalog: Catalog | None = None
+    silver: pd.DataFrame,
+    previous: pd.DataFrame | None,
+    limits_version: str,
+    catalog: Catalog | None = None,
+    changed_groups: set[tuple[str, str, str]] | None = None,
 ) -> pd.Series:
     """Which silver rows need classifying again (boolean, aligned with ``silver``).
 
-    Everything when the limits version changed; otherwise the rows that are new or changed, and
-    the rows whose previous sample is one of those (their trend breaches depend on it).
+    The rows that are new or changed, and the rows whose previous sample is one of those (their
+    trend breaches depend on it). When the limits version changed: also every row of the groups in
+    ``changed_groups`` (see :func:`changed_limit_groups`), or every row when that is None.
     """
     catalog = catalog or load_catalog()
-    if previous is None or previous.empty or (previous["limits_version"] != limits_version).any():
+    if previous is None or previous.empty:
+        return pd.Series(True, index=silver.index)
+    new_version = (previous["limits_version"] != limits_version).any()
+    if new_version and changed_groups is None:
         return pd.Series(True, index=silver.index)
     if silver["sampleNumber"].duplicated().any() or previous["sampleNumber"].duplicated().any():
         return pd.Series(True, index=silver.index)  # not a valid key: the checks will say so
-    cols = silver_columns(catalog)
+    cols = [c for c in silver_columns(catalog) if c not in PROVENANCE]
     if any(c not in previous.columns for c in cols):
         return pd.Series(True, index=silver.index)
     old = row_hashes(previous, cols)
@@ -169,7 +213,11 @@ def reports_to_redo(
         old.reindex(new.index[same_id.to_numpy()]).to_numpy() != new[same_id.to_numpy()].to_numpy()
     )
     dirty = set(silver.loc[changed, "sampleNumber"])
-    return changed | silver["previousSampleNumber"].isin(dirty).fillna(False)
+    redo = changed | silver["previousSampleNumber"].isin(dirty).fillna(False)
+    if new_version and changed_groups:
+        key = pd.MultiIndex.from_frame(silver[SILVER_GROUP].astype(str))
+        redo |= key.isin(list(changed_groups))
+    return redo
 
 
 def classify_incremental(
@@ -178,18 +226,31 @@ def classify_incremental(
     previous: pd.DataFrame | None,
     classify,
     catalog: Catalog | None = None,
+    previous_limits: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Classify only what needs it and reuse the previous reports of the other rows.
 
     ``classify(frame)`` is the full classifier; rows are classified together with their previous
-    samples so trend breaches see the same context as in a full run.
+    samples so trend breaches see the same context as in a full run. ``previous_limits``: the
+    limits the previous reports were classified with; when the version changed, only the groups
+    whose limits classify differently are classified again (the others keep their reports, with
+    the new version named).
     """
     catalog = catalog or load_catalog()
     version = str(limits["version"].iloc[0]) if len(limits) else "empty"
-    redo = reports_to_redo(silver, previous, version, catalog)
+    changed_groups = None
+    known = previous_limits is not None and previous is not None and len(previous) and len(limits)
+    if known and str(previous_limits["version"].iloc[0]) == str(previous["limits_version"].iloc[0]):
+        changed_groups = changed_limit_groups(previous_limits, limits)
+    redo = reports_to_redo(silver, previous, version, catalog, changed_groups)
     if redo.all():
         out = classify(silver)
-        return out, {"classified": int(len(silver)), "reused": 0, "redo": None}
+        return out, {
+            "classified": int(len(silver)),
+            "reused": 0,
+            "redo": None,
+            "limit_groups_changed": None if changed_groups is None else len(changed_groups),
+        }
     need = set(silver.loc[redo, "sampleNumber"]) | set(silver.loc[redo, "previousSampleNumber"].dropna())
     context = silver[silver["sampleNumber"].isin(need)]
     fresh = classify(context.reset_index(drop=True))
@@ -198,6 +259,8 @@ def classify_incremental(
     reused = silver[~redo].merge(
         previous[["sampleNumber", *extra]], on="sampleNumber", how="left", validate="one_to_one"
     )
+    if "limits_version" in reused.columns and len(limits):
+        reused["limits_version"] = version  # kept reports: same breaches under the new version
     out = pd.concat([reused, fresh], ignore_index=True)
     order = pd.Series(range(len(silver)), index=silver["sampleNumber"].to_numpy())
     out = out.iloc[order.reindex(out["sampleNumber"]).argsort(kind="mergesort").to_numpy()].reset_index(
@@ -210,4 +273,5 @@ def classify_incremental(
         "classified": int(redo.sum()),
         "reused": int((~redo).sum()),
         "redo": set(silver.loc[redo, "sampleNumber"]),
+        "limit_groups_changed": None if changed_groups is None else len(changed_groups),
     }

@@ -14,6 +14,10 @@ Steps 2 and 3 are one commit: the previous bytes of every path written are kept,
 of the output fails (a full disk, a folder that cannot be written, a file where a folder should be)
 every path is restored and the manifest part too, so the published files and the manifest still
 match. Silver's reject ledger is committed with silver (from its pending copy in silver/_state).
+
+An output that is the *unchanged* placeholder (``runstate``: the inputs have the fingerprint of the
+published output) writes nothing. After a write, the input fingerprint of the output is recorded
+beside it, and the frame is kept in this process for the next steps of the same run (no read back).
 """
 
 import contextlib
@@ -24,7 +28,7 @@ import pyarrow.parquet as pq
 from dagster import ConfigurableIOManager, InputContext, MetadataValue, OutputContext, ResourceDependency
 
 from ..resources.storage import StorageResource
-from . import layout, legacy, manifest
+from . import layout, legacy, manifest, runstate
 from .filesystem import json_bytes, parquet_bytes
 from .healing import read_limits_pointer
 from .manifest import FileRecord
@@ -57,10 +61,23 @@ class LayoutIOManager(ConfigurableIOManager):
     def handle_output(self, context: OutputContext, obj: pd.DataFrame) -> None:
         asset, client = context.asset_key.path[-1], context.partition_key
         store = self.storage.get()
+        run_id = _run_id(context)
+        runstate.remember(run_id, store.uri, client, asset, obj)
+        pending = runstate.pop_pending(run_id, client, asset)
+        if runstate.is_unchanged(obj) or runstate.is_kept(obj):
+            # The published files are still right: nothing written; the fingerprint moves on when
+            # new inputs gave the same output (limits kept by the refresh decision).
+            if pending is not None and runstate.is_kept(obj):
+                runstate.write_state(store, client, asset, pending)
+            context.add_output_metadata({"path": store.display(published_path(client, asset))})
+            return
+        runstate.clear_state(store, client, asset)  # until the new files and their state are written
         if asset == "bronze_lab_files":  # the raw side: not part of the published manifest
             path = _path(asset, client)
             sha, size = store.write_parquet(path, obj)
             context.add_output_metadata({"path": store.display(path), "sha256": sha, "bytes": size})
+            if pending is not None:
+                runstate.write_state(store, client, asset, pending)
             return
         commit = Commit(store)
         try:
@@ -84,7 +101,7 @@ class LayoutIOManager(ConfigurableIOManager):
                 client,
                 asset,
                 records,
-                run_id=_run_id(context),
+                run_id=run_id,
                 limits_version=version,
                 repairs=repairs,
             )
@@ -104,6 +121,8 @@ class LayoutIOManager(ConfigurableIOManager):
         if asset == "silver_harmonized":
             with contextlib.suppress(FileNotFoundError):
                 store.delete(layout.rejects_pending_path(client))
+        if pending is not None:  # last: the recorded fingerprint names files that exist
+            runstate.write_state(store, client, asset, pending)
         context.add_output_metadata({**metadata, "manifest": store.display(manifest.manifest_path(client))})
 
     def _publish_limits(self, commit, client: str, obj: pd.DataFrame) -> tuple[list[FileRecord], str]:
@@ -153,14 +172,29 @@ class LayoutIOManager(ConfigurableIOManager):
     def load_input(self, context: InputContext) -> pd.DataFrame:
         asset, client = context.asset_key.path[-1], context.partition_key
         store = self.storage.get()
-        if asset == LIMITS_ASSET:
-            latest = read_limits_pointer(store, client)
-            if latest is None:
-                raise FileNotFoundError(
-                    f"no limits published for {client}: {store.display(layout.limits_latest(client))}"
-                )
-            return store.read_parquet(f"{latest['path']}/stewart_limits.parquet")
-        return store.read_parquet(_path(asset, client))
+        upstream = context.upstream_output
+        run_id = upstream.run_id if upstream is not None else None
+        memo = runstate.recall(run_id, store.uri, client, asset) if run_id else None
+        if memo is not None:
+            return memo
+        return load_published(store, client, asset)
+
+
+def load_published(store, client: str, asset: str) -> pd.DataFrame:
+    """The published table of ``asset`` for ``client`` (limits: the version ``latest.json`` names)."""
+    if asset == LIMITS_ASSET:
+        latest = read_limits_pointer(store, client)
+        if latest is None:
+            raise FileNotFoundError(
+                f"no limits published for {client}: {store.display(layout.limits_latest(client))}"
+            )
+        return store.read_parquet(f"{latest['path']}/stewart_limits.parquet")
+    return store.read_parquet(_path(asset, client))
+
+
+def published_path(client: str, asset: str) -> str:
+    """The file whose presence says ``asset`` is published (limits: the ``latest.json`` pointer)."""
+    return layout.limits_latest(client) if asset == LIMITS_ASSET else _path(asset, client)
 
 
 class PublicationError(RuntimeError):

@@ -108,7 +108,7 @@ def _text(v) -> str | None:
 def _essay_label(essay: str, catalog: Catalog) -> str:
     if essay not in catalog.table.index:
         return essay
-    name, unit = catalog.name_es(essay), str(catalog.table.at[essay, "unit"]).replace("level", "nivel")
+    name, unit = catalog.name_es(essay), catalog.unit(essay).replace("level", "nivel")
     return name if name.endswith(unit) else f"{name} ({unit})"
 
 

@@ -1,0 +1,297 @@
+"""The monthly update: cumulative workbooks cut at a date, then complete, then an unchanged re-run.
+
+    uv run python bench/monthly_bench.py [--trucks 11] [--cut 2025-12-01] [--repeat 3] [--check]
+
+A Finning lab re-sends each truck's cumulative workbook every month: the same file name with a few
+more rows. Workbooks: the three shared real trucks (``../shared/data/finning``) plus generated ones
+in the exact Finning format up to ``--trucks`` (the fleet of ``bench/full_run.py``). Each workbook is
+cut at ``--cut`` with openpyxl (a copy holding only the rows sampled before the cut, on every
+sheet; header and the other cells untouched) — the workbooks "as they stood" on that day.
+
+In one process, in-process ``materialize`` of every asset of the client (ephemeral instance, AI off),
+per round on a fresh data root:
+
+1. **parse floor** — python-calamine reads the OIL sheet of every cut workbook into Python rows,
+   sequentially (``bench/full_run.py floor``'s measure, here on the same files as the cold run);
+2. **cold** — the cut workbooks, nothing parsed before;
+3. **monthly update** — every workbook replaced by the complete one (same names, more rows);
+4. **unchanged re-run** — nothing changed; the data files (silver, limits, gold, fleet report) must
+   be byte-identical before and after.
+
+The process is warmed up once (one run on one small generated workbook) so every round sees the same
+imported, initialised process. ``--check`` also rebuilds a copy of the updated root in full (silver from
+every file, every report classified again with the limits in force) and compares the data files
+with the monthly update's (incremental = full).
+
+Targets (issue 16): update ≤ 0.5 × cold, unchanged ≤ 0.15 × cold, cold ≤ 2.0 × the parse floor.
+Prints ``monthly_bench: …``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from datetime import date, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+os.environ.setdefault("OIL_LLM_OFFLINE", "true")
+
+from common import OUT  # noqa: E402
+from full_run import workbooks  # noqa: E402
+
+CLIENT = "cda"
+DATE_COLUMN = "Fecha de Toma de Muestra"
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# The published files compared across the unchanged re-run (and with a full build under --check).
+DATA_FILES = (
+    "silver/harmonized/CDA.parquet",
+    "silver/stewart_limits/cda/latest.json",
+    "gold/cda/classified_reports.parquet",
+    "gold/cda/machine_status_current.parquet",
+    "gold/cda/limit_quality.parquet",
+    "gold/cda/fleet_report.html",
+)
+
+
+def cut_workbook(src: Path, dst: Path, cut: date) -> tuple[int, int]:
+    """Copy ``src`` to ``dst`` keeping only the rows sampled before ``cut`` on every sheet that has
+    a sample-date column (rows without a date stay). Returns (rows kept, rows dropped)."""
+    from openpyxl import load_workbook
+
+    wb = load_workbook(src)
+    kept = dropped = 0
+    for ws in wb.worksheets:
+        header = [c.value for c in ws[1]]
+        if DATE_COLUMN not in header:
+            continue
+        col = header.index(DATE_COLUMN) + 1
+        drop = []
+        for r in range(2, ws.max_row + 1):
+            v = ws.cell(r, col).value
+            day = v.date() if isinstance(v, datetime) else v if isinstance(v, date) else None
+            if day is not None and day >= cut:
+                drop.append(r)
+        kept += ws.max_row - 1 - len(drop)
+        dropped += len(drop)
+        # Contiguous runs, bottom first, so the row numbers still to delete do not move.
+        runs: list[list[int]] = []
+        for r in drop:
+            if runs and r == runs[-1][1] + 1:
+                runs[-1][1] = r
+            else:
+                runs.append([r, r])
+        for lo, hi in reversed(runs):
+            ws.delete_rows(lo, hi - lo + 1)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    wb.save(dst)
+    return kept, dropped
+
+
+def cut_fleet(files: list[Path], cut: date) -> tuple[list[Path], int]:
+    """The fleet's workbooks cut at ``cut`` (made once, cached under bench/out/monthly/)."""
+    folder = OUT / "monthly" / f"cut_{cut:%Y%m%d}_{len(files)}"
+    stamp = folder / "done.json"
+    if not stamp.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        dropped = sum(cut_workbook(f, folder / f.name, cut)[1] for f in files)
+        stamp.write_text(json.dumps({"dropped": dropped}))
+    return [folder / f.name for f in files], json.loads(stamp.read_text())["dropped"]
+
+
+def parse_floor(files: list[Path]) -> float:
+    from python_calamine import CalamineWorkbook
+
+    t = time.perf_counter()
+    for f in files:
+        CalamineWorkbook.from_path(str(f)).get_sheet_by_name("OIL").to_python(skip_empty_area=False)
+    return time.perf_counter() - t
+
+
+def put(files: list[Path], root: Path) -> None:
+    """Place workbooks under bronze/cda/ (a copy: a re-sent workbook is a new file of the same name)."""
+    bronze = root / "bronze" / CLIENT
+    bronze.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        shutil.copyfile(f, bronze / f.name)
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and its reaped children (the parse workers)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+CPU: dict[str, float] = {}
+
+
+def materialize_once(root: Path, instance, run_config: dict | None = None) -> tuple[float, dict]:
+    """One in-process run of every asset; wall seconds (CPU seconds in ``CPU['last']``)."""
+    from dagster import materialize
+
+    from oil_analysis.definitions import all_assets, build_resources
+
+    t, c = time.perf_counter(), _cpu()
+    result = materialize(
+        all_assets,
+        partition_key=CLIENT,
+        instance=instance,
+        resources=build_resources(str(root)),
+        run_config=QUIET,
+    )
+    wall = time.perf_counter() - t
+    CPU["last"] = _cpu() - c
+    assert result.success
+    meta = {
+        e.asset_key.path[-1]: {
+            k: v.value for k, v in e.step_materialization_data.materialization.metadata.items()
+        }
+        for e in result.get_asset_materialization_events()
+    }
+    return wall, meta
+
+
+def digests(root: Path) -> dict[str, str]:
+    return {p: hashlib.sha256((root / p).read_bytes()).hexdigest() for p in DATA_FILES if (root / p).exists()}
+
+
+def full_rebuild_equal(root: Path, other: Path, instance) -> dict[str, bool]:
+    """Rebuild a copy of ``root`` in full — silver from every file, every report classified again
+    with the limits in force — and compare its data files with the incremental ones."""
+    shutil.copytree(root, other)
+    for p in DATA_FILES:
+        if p.startswith("gold/"):
+            (other / p).unlink(missing_ok=True)
+    shutil.rmtree(other / "silver" / "_state", ignore_errors=True)
+    config = {**QUIET, "ops": {"silver_harmonized": {"config": {"full_rebuild": True}}}}
+    materialize_once(other, instance, config)
+    mine, theirs = digests(root), digests(other)
+    return {p: mine.get(p) == theirs.get(p) for p in DATA_FILES}
+
+
+def one_round(cut_files: list[Path], full_files: list[Path], check: bool) -> dict:
+    from dagster import DagsterInstance
+
+    c = _cpu()
+    floor = parse_floor(cut_files)
+    floor_cpu = _cpu() - c
+    with tempfile.TemporaryDirectory(prefix="oil-monthly-") as tmp, DagsterInstance.ephemeral() as instance:
+        root = Path(tmp) / "root"
+        put(cut_files, root)
+        cold, m_cold = materialize_once(root, instance)
+        cold_cpu = CPU["last"]
+        put(full_files, root)
+        update, m_update = materialize_once(root, instance)
+        update_cpu = CPU["last"]
+        before = digests(root)
+        unchanged, m_same = materialize_once(root, instance)
+        unchanged_cpu = CPU["last"]
+        identical = digests(root) == before
+        full_equal = None
+        if check:
+            full_equal = full_rebuild_equal(root, Path(tmp) / "full", instance)
+    return {
+        "floor_s": floor,
+        "cold_s": cold,
+        "update_s": update,
+        "unchanged_s": unchanged,
+        "floor_cpu_s": floor_cpu,
+        "cold_cpu_s": cold_cpu,
+        "update_cpu_s": update_cpu,
+        "unchanged_cpu_s": unchanged_cpu,
+        "unchanged_identical": identical,
+        "incremental_equals_full": full_equal,
+        "samples_cold": m_cold["silver_harmonized"]["rows"],
+        "samples_update": m_update["silver_harmonized"]["rows"],
+        "update_limits": m_update["stewart_limits"].get("refresh_decision"),
+        "update_classified": m_update["classified_reports"].get("classified_this_run"),
+        "unchanged_steps": {
+            k: v.get("unchanged") for k, v in m_same.items() if isinstance(v, dict) and "unchanged" in v
+        },
+    }
+
+
+def warm_up() -> None:
+    """One run on one small generated workbook: imports and Dagster's first-run costs paid once."""
+    from dagster import DagsterInstance
+
+    from oil_analysis.demo import write_finning_workbook
+
+    with tempfile.TemporaryDirectory(prefix="oil-warm-") as tmp, DagsterInstance.ephemeral() as instance:
+        root = Path(tmp)
+        write_finning_workbook(root / "bronze" / CLIENT / "T-WARM.xlsx", unit_id="T-WARM", n_samples=120)
+        materialize_once(root, instance)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trucks", type=int, default=11)
+    ap.add_argument("--cut", default="2025-12-01")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument(
+        "--check", action="store_true", help="also compare with a full build (incremental = full)"
+    )
+    ap.add_argument("--json")
+    ap.add_argument("--result", help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    full_files = workbooks(a.trucks)
+    cut = date.fromisoformat(a.cut)
+    cut_files, dropped = cut_fleet(full_files, cut)
+    warm_up()
+    rounds = [one_round(cut_files, full_files, a.check) for _ in range(a.repeat)]
+
+    def med(k: str) -> float:
+        return statistics.median(r[k] for r in rounds)
+
+    cold, update, same, floor = med("cold_s"), med("update_s"), med("unchanged_s"), med("floor_s")
+    doc = {
+        "trucks": a.trucks,
+        "cut": a.cut,
+        "rows_after_cut": dropped,
+        "rounds": rounds,
+        "cold_s": cold,
+        "update_s": update,
+        "unchanged_s": same,
+        "floor_s": floor,
+        "update_share": update / cold,
+        "unchanged_share": same / cold,
+        "cold_over_floor": cold / floor,
+    }
+    cpu = {k: med(f"{k}_cpu_s") for k in ("floor", "cold", "update", "unchanged")}
+    doc["cpu"] = cpu
+    r0 = rounds[0]
+    identical = all(r["unchanged_identical"] for r in rounds)
+    check = ""
+    if a.check:
+        ok = all(all(r["incremental_equals_full"].values()) for r in rounds)
+        check = f"; data files of the update = a full rebuild: {'yes' if ok else 'NO ' + str(r0['incremental_equals_full'])}"
+    print(
+        f"monthly_bench: {a.trucks} workbooks ({sum(1 for f in full_files if 'shared' in str(f))} real) cut at "
+        f"{a.cut} ({r0['samples_cold']:,} samples) then complete (+{r0['samples_update'] - r0['samples_cold']} "
+        f"samples), median of {a.repeat}: cold {cold:.2f} s = {cold / floor:.2f}× the calamine parse floor "
+        f"{floor:.2f} s (target ≤ 2.0×); monthly update {update:.2f} s = {update / cold:.2f}× cold (target ≤ 0.5); "
+        f"unchanged re-run {same:.2f} s = {same / cold:.2f}× cold (target ≤ 0.15), outputs byte-identical: "
+        f"{'yes' if identical else 'NO'}; in CPU seconds (incl. parse workers): cold {cpu['cold']:.2f} = "
+        f"{cpu['cold'] / cpu['floor']:.2f}× floor, update {cpu['update'] / cpu['cold']:.2f}×, unchanged "
+        f"{cpu['unchanged'] / cpu['cold']:.2f}×; update limits: {r0['update_limits']}{check}"
+    )
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(doc, indent=2, default=str))
+    if a.result:
+        Path(a.result).write_text(json.dumps(doc, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Input fingerprints and the in-process memo: how a step knows nothing it depends on changed.
+
+Every published asset output records, beside its files, the **fingerprint of its inputs**
+(``silver/_state/{client}/fingerprints/{asset}.json``): a hash of the asset's code version, its
+parameters and the fingerprints of the upstream outputs it was computed from. A step whose inputs
+have the fingerprint of its published output (and whose files are still there) has nothing to do:
+it returns an *unchanged* placeholder instead of a table, the IO manager writes nothing, and the
+next step, seeing only upstream fingerprints, decides the same way without reading a table. The
+fingerprint is also the Dagster data version of the output (shown in the UI with the metadata
+``unchanged``).
+
+The memo keeps the frames published (or found unchanged) by the current run in this process, so a
+step of the same run gets its inputs without reading them back from storage (in-process runs; with
+one process per step the memo is empty and inputs are read as before).
+
+No dagster import.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import threading
+
+import pandas as pd
+
+from . import layout
+
+UNCHANGED = "unchanged_fingerprint"
+KEPT = "kept_as_published"
+_MEMO: dict[tuple, pd.DataFrame] = {}
+_PENDING: dict[tuple, dict] = {}
+_LOCK = threading.Lock()
+
+
+def fingerprint(asset: str, code_version: str | None, inputs: dict) -> str:
+    """A stable hash of what an asset output is a function of (``inputs``: JSON-able values;
+    dataclass parameters are expanded)."""
+
+    def plain(v):
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            return dataclasses.asdict(v)
+        return v
+
+    doc = {"asset": asset, "code_version": code_version, "inputs": {k: plain(v) for k, v in inputs.items()}}
+    text = json.dumps(doc, sort_keys=True, default=str)
+    return "fp-" + hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def state_path(client: str, asset: str) -> str:
+    return f"{layout.silver_state_dir(client)}/fingerprints/{asset}.json"
+
+
+def read_state(store, client: str, asset: str) -> dict | None:
+    """The recorded state of the published output of ``asset`` (None: never recorded)."""
+    path = state_path(client, asset)
+    return store.read_json(path) if store.exists(path) else None
+
+
+def published_fingerprint(store, client: str, asset: str) -> str | None:
+    state = read_state(store, client, asset)
+    return state.get("fingerprint") if state else None
+
+
+def write_state(store, client: str, asset: str, state: dict) -> None:
+    store.write_json(state_path(client, asset), state)
+
+
+def clear_state(store, client: str, asset: str) -> None:
+    """Forget the recorded fingerprint (an output is being replaced by one that may record none)."""
+    store.delete(state_path(client, asset))
+
+
+def unchanged_frame(fp: str) -> pd.DataFrame:
+    """The placeholder a step returns when its published output is still right."""
+    frame = pd.DataFrame()
+    frame.attrs[UNCHANGED] = fp
+    return frame
+
+
+def is_unchanged(frame) -> bool:
+    return isinstance(frame, pd.DataFrame) and bool(frame.attrs.get(UNCHANGED))
+
+
+def kept(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mark a frame read from its published files and returned as is (limits kept by the refresh
+    decision): the IO manager writes nothing but hands the frame to the next steps."""
+    frame.attrs[KEPT] = True
+    return frame
+
+
+def is_kept(frame) -> bool:
+    return isinstance(frame, pd.DataFrame) and bool(frame.attrs.get(KEPT))
+
+
+def set_pending(run_id: str, client: str, asset: str, state: dict) -> None:
+    """The state to record once the IO manager has written this output (same process, same step)."""
+    with _LOCK:
+        _PENDING[(run_id, client, asset)] = state
+
+
+def pop_pending(run_id: str, client: str, asset: str) -> dict | None:
+    with _LOCK:
+        return _PENDING.pop((run_id, client, asset), None)
+
+
+def remember(run_id: str, root: str, client: str, asset: str, frame: pd.DataFrame) -> None:
+    """Keep the output of this run in memory for the next steps; outputs of older runs are dropped."""
+    with _LOCK:
+        for key in [k for k in _MEMO if k[0] != run_id]:
+            del _MEMO[key]
+        _MEMO[(run_id, root, client, asset)] = frame
+
+
+def recall(run_id: str, root: str, client: str, asset: str) -> pd.DataFrame | None:
+    """This run's output of ``asset`` if it was produced in this process (a shallow copy: a consumer
+    adding columns never changes what the next consumer sees)."""
+    with _LOCK:
+        frame = _MEMO.get((run_id, root, client, asset))
+    return None if frame is None else frame.copy(deep=False)
