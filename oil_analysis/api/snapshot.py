@@ -1,0 +1,573 @@
+"""Per-client snapshots of the published gold, held in memory and refreshed from the manifest.
+
+A snapshot is built only from files the client's manifest (``gold/{client}/_manifest.json``) names,
+each checked against the manifest's sha256 and size, and only when the gold tables carry the
+manifest's current limits version (a run that has published new limits but not yet the reports is
+still in progress). Anything else is a half-published state: the previous snapshot keeps being
+served and the problems are reported (``/health``). The manifest is re-read at most every
+``OIL_API_REFRESH_S`` seconds (one small GET); the tables are re-read only when its sha256 changes.
+
+Tables stay in Arrow (compact strings, no per-row Python objects). Reports are sorted once, newest
+first, with integer codes for status, unit and component and a position index per unit, so a filtered
+page is a few numpy comparisons and one ``take`` of the page's rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import math
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from ..domain.catalog import load_catalog
+from ..domain.classify import STATUSES
+from ..report import fleet_report_path
+from ..storage import layout, manifest
+from ..storage.filesystem import Storage
+
+log = logging.getLogger("oil_analysis.api")
+
+REPORTS = "classified_reports"
+MACHINES = "machine_status_current"
+VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+ADVICE_SOURCES = ("llm", "cache", "fallback", "offline", "normal")
+
+
+class NotPublished(LookupError):
+    """The client has no manifest, or the manifest does not list the gold tables yet."""
+
+
+class InconsistentPublication(RuntimeError):
+    """Files named by the manifest do not match it (a publication in progress, or tampering)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def _json_value(v):
+    """Arrow → JSON-safe Python: NaN becomes null, timestamps ISO 8601."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, datetime | date):
+        return v.isoformat()
+    return v
+
+
+def _parse_json(text, default):
+    if text is None:
+        return default
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return default
+
+
+def dumps(doc) -> bytes:
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), default=_json_value).encode()
+
+
+def _codes(col: pa.ChunkedArray) -> tuple[np.ndarray, list]:
+    """Dictionary codes (int32, -1 for null) and the dictionary of a column."""
+    enc = col.combine_chunks().dictionary_encode()
+    codes = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int32)
+    return codes, enc.dictionary.to_pylist()
+
+
+def _micros(col: pa.ChunkedArray) -> np.ndarray:
+    arr = col.combine_chunks()
+    if pa.types.is_timestamp(arr.type):
+        arr = arr.cast(pa.timestamp("us"))
+    return pc.fill_null(arr.cast(pa.int64()), np.iinfo(np.int64).min).to_numpy(zero_copy_only=False)
+
+
+@dataclass
+class Snapshot:
+    """One consistent publication of a client, ready to query."""
+
+    client: str
+    manifest: dict
+    manifest_sha256: str
+    loaded_at: datetime
+    reports: pa.Table  # newest first
+    machines: pa.Table  # priority order
+    limits: pd.DataFrame
+    limits_version: str | None
+    fleet_html: bytes | None
+    essay_columns: list[str]
+    status_codes: np.ndarray
+    status_dict: list
+    unit_codes: np.ndarray
+    unit_dict: dict[str, int]
+    comp_codes: np.ndarray
+    comp_norm_codes: np.ndarray
+    comp_dict: dict[str, int]
+    comp_norm_dict: dict[str, int]
+    dates: np.ndarray  # sampleDate, µs since epoch
+    unit_rows: dict[int, np.ndarray]  # unit code → positions in ``reports`` (newest first)
+    machine_items: list[bytes]  # JSON of each machine row, priority order
+    machine_status: np.ndarray  # status of each machine row
+    machine_index: dict[str, int]
+    stats: dict = field(default_factory=dict)
+
+    # -- reports --------------------------------------------------------------------------------
+    def report_positions(
+        self,
+        statuses: list[str] | None = None,
+        unit: str | None = None,
+        component: str | None = None,
+        date_from: date | None = None,
+        date_to: date | None = None,
+    ) -> np.ndarray:
+        """Positions (newest first) of the reports that pass every filter."""
+        if unit is not None:
+            code = self.unit_dict.get(unit)
+            if code is None:
+                return np.empty(0, dtype=np.int64)
+            pos = self.unit_rows[code]
+        else:
+            pos = None
+
+        def col(a: np.ndarray) -> np.ndarray:
+            return a if pos is None else a[pos]
+
+        mask = None
+
+        def both(m):
+            nonlocal mask
+            mask = m if mask is None else (mask & m)
+
+        if statuses:
+            wanted = [i for i, s in enumerate(self.status_dict) if s in set(statuses)]
+            both(np.isin(col(self.status_codes), wanted))
+        if component is not None:
+            a, b = self.comp_dict.get(component, -2), self.comp_norm_dict.get(component, -2)
+            both((col(self.comp_codes) == a) | (col(self.comp_norm_codes) == b))
+        if date_from is not None:
+            both(col(self.dates) >= _us(date_from))
+        if date_to is not None:
+            both(col(self.dates) < _us(date_to) + 86_400_000_000)
+        if mask is None:
+            return np.arange(self.reports.num_rows) if pos is None else pos
+        return np.flatnonzero(mask) if pos is None else pos[mask]
+
+    def report_items(self, positions: np.ndarray) -> list[dict]:
+        """The JSON items of these report positions (essays nested, breaches parsed)."""
+        if not len(positions):
+            return []
+        rows = self.reports.take(pa.array(positions, type=pa.int64())).to_pylist()
+        essays = self.essay_columns
+        out = []
+        for r in rows:
+            item = {k: _json_value(v) for k, v in r.items() if k not in self._nested}
+            item["essays"] = {e: r[e] for e in essays if r[e] is not None and math.isfinite(r[e])}
+            item["breaches"] = _parse_json(r.get("breached_essays"), [])
+            item["censored"] = _parse_json(r.get("censoredEssays"), {}) or {}
+            out.append(item)
+        return out
+
+    @property
+    def _nested(self) -> set[str]:
+        return {*self.essay_columns, "breached_essays", "censoredEssays"}
+
+    def report_table(self, positions: np.ndarray) -> pa.Table:
+        return self.reports.take(pa.array(positions, type=pa.int64()))
+
+    # -- machines -------------------------------------------------------------------------------
+    def machine_positions(self, statuses: list[str] | None = None) -> np.ndarray:
+        if not statuses:
+            return np.arange(len(self.machine_items))
+        return np.flatnonzero(np.isin(self.machine_status, list(statuses)))
+
+    def machine_detail(self, unit: str, history: int) -> dict | None:
+        """The machine, its components with their latest report, and the trend series of the essays
+        breached in those reports with their limits."""
+        i = self.machine_index.get(unit)
+        if i is None:
+            return None
+        machine = json.loads(self.machine_items[i])
+        code = self.unit_dict.get(unit)
+        pos = self.unit_rows.get(code, np.empty(0, dtype=np.int64)) if code is not None else []
+        hist = self.reports.take(pa.array(pos, type=pa.int64())).to_pandas() if len(pos) else None
+        components, trends = [], []
+        if hist is not None:
+            latest_pos = hist.drop_duplicates("componentName", keep="first").index  # newest first
+            items = self.report_items(np.asarray(pos)[latest_pos])
+            by_comp = {it["componentName"]: it for it in items}
+            for comp in sorted(by_comp, key=lambda c: (-_rank(by_comp[c]), c)):
+                latest = by_comp[comp]
+                components.append(
+                    {
+                        "componentName": comp,
+                        "componentNameNormalized": latest.get("componentNameNormalized"),
+                        "status": latest.get("report_status"),
+                        "severity_score": latest.get("severity_score"),
+                        "latest_report": latest,
+                    }
+                )
+                trends += self._trends(latest, hist[hist["componentName"] == comp], history)
+        return {"machine": machine, "components": components, "trends": trends}
+
+    def _trends(self, latest: dict, hist: pd.DataFrame, history: int) -> list[dict]:
+        scoring = [b for b in latest["breaches"] if (b.get("points") or 0) > 0]
+        by_essay: dict[str, list[dict]] = {}
+        for b in scoring:
+            by_essay.setdefault(b["essay"], []).append(b)
+        catalog = load_catalog()
+        asc = hist.iloc[::-1]
+        out = []
+        for essay, breaches in by_essay.items():
+            series = asc[asc[essay].notna()].tail(history) if essay in asc else asc.iloc[:0]
+            key = (latest.get("machineName"), latest.get("componentNameNormalized"), essay)
+            out.append(
+                {
+                    "componentName": latest["componentName"],
+                    "essay": essay,
+                    "essay_name": catalog.name_es(essay) if essay in catalog.essays else essay,
+                    "unit": catalog.unit(essay) if essay in catalog.essays else "",
+                    "breaches": breaches,
+                    "limits": self._limit_rows.get(key, []),
+                    "points": [
+                        {
+                            "sampleDate": pd.Timestamp(r.sampleDate).date().isoformat(),
+                            "sampleNumber": r.sampleNumber,
+                            "value": float(getattr(r, essay)),
+                            "report_status": r.report_status,
+                        }
+                        for r in series.itertuples(index=False)
+                    ],
+                }
+            )
+        return out
+
+    @property
+    def _limit_rows(self) -> dict[tuple, list[dict]]:
+        cached = self.stats.get("_limit_rows")
+        if cached is None:
+            cached = {}
+            lim = self.limits
+            if len(lim):
+                keep = lim[lim["kind"].astype(str).isin(["level", "trend"])]
+                cols = ["kind", "direction", "stratum", "marginal", "condemning", "critical", "comparison"]
+                for key, g in keep.groupby(["machine", "component", "essay"], sort=False):
+                    cached[tuple(str(k) for k in key)] = [
+                        {c: _json_value(v) for c, v in zip(cols, row, strict=True)}
+                        for row in g[cols].itertuples(index=False)
+                    ]
+            self.stats["_limit_rows"] = cached
+        return cached
+
+
+def _rank(item: dict) -> int:
+    return {"Anormal": 2, "Alerta": 1}.get(item.get("report_status"), 0)
+
+
+def _us(d: date) -> int:
+    return int((datetime(d.year, d.month, d.day) - datetime(1970, 1, 1)).total_seconds()) * 1_000_000
+
+
+def _entry(doc: dict, path: str) -> dict | None:
+    return next((f for f in doc.get("files", []) if f["path"] == path), None)
+
+
+def _verified(store: Storage, entry: dict) -> bytes:
+    data = store.read_bytes(entry["path"])
+    sha = hashlib.sha256(data).hexdigest()
+    if sha != entry["sha256"] or len(data) != entry["bytes"]:
+        raise InconsistentPublication(
+            [
+                f"{entry['path']}: stored sha256 {sha[:12]} ({len(data)} B) differs from the manifest's "
+                f"{entry['sha256'][:12]} ({entry['bytes']} B)"
+            ]
+        )
+    return data
+
+
+def required_entries(client: str, doc: dict) -> dict[str, dict]:
+    """The manifest entries a snapshot is built from (fleet report only when listed)."""
+    out = {}
+    for name in (REPORTS, MACHINES):
+        e = _entry(doc, layout.gold_path(client, name))
+        if e is None:
+            raise NotPublished(f"the manifest of {client!r} does not list {name} yet")
+        out[name] = e
+    limits = [
+        f
+        for f in doc.get("files", [])
+        if f.get("asset") == "stewart_limits" and f["path"].endswith("/stewart_limits.parquet")
+    ]
+    if limits:
+        out["limits"] = limits[0]
+    report = _entry(doc, fleet_report_path(client))
+    if report is not None:
+        out["fleet_report"] = report
+    return out
+
+
+def build_snapshot(store: Storage, client: str, doc: dict, manifest_sha: str) -> Snapshot:
+    """Read, verify and index what the manifest names. Raises :class:`InconsistentPublication`."""
+    entries = required_entries(client, doc)
+    current = doc.get("limits_version")
+    problems = []
+    for name in (REPORTS, MACHINES, "fleet_report"):
+        e = entries.get(name)
+        if e is not None and current and e.get("limits_version") and e["limits_version"] != current:
+            problems.append(
+                f"{e['path']} was published with limits {e['limits_version']}, the current limits are "
+                f"{current} (publication in progress)"
+            )
+    data = {}
+    for name, e in entries.items():
+        try:
+            data[name] = _verified(store, e)
+        except InconsistentPublication as exc:
+            problems += exc.problems
+        except FileNotFoundError:
+            problems.append(f"{e['path']}: listed in the manifest but missing")
+    if problems:
+        raise InconsistentPublication(problems)
+
+    reports = pq.read_table(io.BytesIO(data.pop(REPORTS)))
+    order = pc.sort_indices(
+        reports,
+        sort_keys=[("sampleDate", "descending"), ("reportDate", "descending"), ("sampleNumber", "ascending")],
+    )
+    reports = reports.take(order)
+    machines = pq.read_table(io.BytesIO(data.pop(MACHINES)))
+    if machines.num_rows:
+        machines = machines.take(
+            pc.sort_indices(machines, sort_keys=[("priority", "descending"), ("unitId", "ascending")])
+        )
+    limits = pq.read_table(io.BytesIO(data.pop("limits"))).to_pandas() if "limits" in data else pd.DataFrame()
+
+    catalog = load_catalog()
+    essays = [e for e in catalog.essays if e in reports.column_names]
+    status_codes, status_dict = _codes(reports.column("report_status"))
+    unit_codes, unit_list = _codes(reports.column("unitId"))
+    comp_codes, comp_list = _codes(reports.column("componentName"))
+    norm_codes, norm_list = _codes(reports.column("componentNameNormalized"))
+    by_unit = np.argsort(unit_codes, kind="stable")
+    bounds = np.flatnonzero(np.diff(unit_codes[by_unit])) + 1
+    unit_rows = {int(unit_codes[g[0]]): g for g in np.split(by_unit, bounds) if len(g)}
+
+    m_rows = machines.to_pylist()
+    m_items = [dumps(_machine_item(r)) for r in m_rows]
+    m_status = np.array([str(r["machine_status"]) for r in m_rows], dtype=object)
+
+    n = reports.num_rows
+    counts = {
+        s: int(np.count_nonzero(status_codes == status_dict.index(s))) if s in status_dict else 0
+        for s in STATUSES
+    }
+    sources: dict[str, int] = {}
+    for col in ("ai_source",):
+        if col in reports.column_names:
+            vc = pc.value_counts(reports.column(col).combine_chunks())
+            for item in vc.to_pylist():
+                sources[str(item["values"])] = sources.get(str(item["values"]), 0) + int(item["counts"])
+    stats = {
+        "samples": n,
+        "reports_by_status": counts,
+        "flagged_share": (n - counts["Normal"]) / n if n else 0.0,
+        "machines_by_status": {s: int(np.count_nonzero(m_status == s)) for s in STATUSES},
+        "advisor_sources": sources,
+    }
+    fleet = data.pop("fleet_report", None)
+    return Snapshot(
+        client=client,
+        manifest=doc,
+        manifest_sha256=manifest_sha,
+        loaded_at=datetime.now(UTC),
+        reports=reports,
+        machines=machines,
+        limits=limits,
+        limits_version=current,
+        fleet_html=fleet,
+        essay_columns=essays,
+        status_codes=status_codes,
+        status_dict=status_dict,
+        unit_codes=unit_codes,
+        unit_dict={u: i for i, u in enumerate(unit_list)},
+        comp_codes=comp_codes,
+        comp_norm_codes=norm_codes,
+        comp_dict={c: i for i, c in enumerate(comp_list)},
+        comp_norm_dict={c: i for i, c in enumerate(norm_list)},
+        dates=_micros(reports.column("sampleDate")),
+        unit_rows=unit_rows,
+        machine_items=m_items,
+        machine_status=m_status,
+        machine_index={str(r["unitId"]): i for i, r in enumerate(m_rows)},
+        stats=stats,
+    )
+
+
+def _machine_item(r: dict) -> dict:
+    item = {k: _json_value(v) for k, v in r.items() if k != "component_status"}
+    item["components"] = _parse_json(r.get("component_status"), [])
+    return item
+
+
+def published_at(doc: dict) -> datetime | None:
+    stamp = doc.get("updated_at")
+    if not stamp:
+        return None
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+@dataclass
+class ClientState:
+    """What the service knows of one client: the snapshot it serves and the last check's outcome."""
+
+    client: str
+    snapshot: Snapshot | None = None
+    checked: float = 0.0  # monotonic time of the last manifest check
+    seen_sha: str | None = None  # manifest sha256 of the last check
+    failed_stamps: tuple | None = None  # file stamps of a rejected manifest (re-verify when they move)
+    problems: list[str] = field(default_factory=list)  # why the newest manifest is not served
+    pending: dict | None = None  # the newest manifest, when it is not the one served
+    error: str | None = None  # storage error of the last check
+    published: bool = True
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def serving(self) -> str:
+        if self.snapshot is None:
+            return "none"
+        return "previous" if self.problems or self.error else "current"
+
+
+class SnapshotCache:
+    """One :class:`ClientState` per client, refreshed on access at most every ``refresh_s`` seconds."""
+
+    def __init__(self, store: Storage, refresh_s: float = 5.0) -> None:
+        self.store, self.refresh_s = store, refresh_s
+        self._states: dict[str, ClientState] = {}
+        self._guard = threading.Lock()
+
+    def state(self, client: str) -> ClientState:
+        with self._guard:
+            st = self._states.get(client)
+            if st is None:
+                st = self._states[client] = ClientState(client)
+        now = time.monotonic()
+        if st.snapshot is not None and now - st.checked < self.refresh_s:
+            return st
+        # One thread refreshes; the others keep serving the current snapshot meanwhile.
+        if st.lock.acquire(blocking=st.snapshot is None):
+            try:
+                if st.snapshot is None or time.monotonic() - st.checked >= self.refresh_s:
+                    self._refresh(st)
+            finally:
+                st.lock.release()
+        return st
+
+    def _refresh(self, st: ClientState) -> None:
+        path = manifest.manifest_path(st.client)
+        try:
+            try:
+                raw = self.store.read_bytes(path)
+            except FileNotFoundError:
+                st.published, st.error, st.checked = False, None, time.monotonic()
+                return
+            st.published, st.error = True, None
+            sha = hashlib.sha256(raw).hexdigest()
+            if st.snapshot is not None and sha == st.snapshot.manifest_sha256:
+                st.problems, st.pending, st.seen_sha = [], None, sha
+                return
+            doc = json.loads(raw)
+            stamps = self._stamps(st.client, doc)
+            if sha == st.seen_sha and st.failed_stamps == stamps:
+                return  # same rejected manifest, same files: nothing new to verify
+            st.seen_sha = sha
+            started = time.monotonic()
+            snap = build_snapshot(self.store, st.client, doc, sha)
+            st.snapshot, st.problems, st.pending, st.failed_stamps = snap, [], None, None
+            log.info(
+                "client %s: snapshot %s loaded (%d reports, %d machines) in %.2f s",
+                st.client,
+                sha[:12],
+                snap.reports.num_rows,
+                snap.machines.num_rows,
+                time.monotonic() - started,
+            )
+        except NotPublished as exc:
+            st.published, st.problems = st.snapshot is not None, [str(exc)]
+        except InconsistentPublication as exc:
+            st.problems, st.pending = exc.problems, doc
+            st.failed_stamps = stamps
+            log.warning(
+                "client %s: manifest %s not served (%s); serving %s",
+                st.client,
+                sha[:12],
+                "; ".join(exc.problems),
+                f"snapshot {st.snapshot.manifest_sha256[:12]}" if st.snapshot else "nothing",
+            )
+        except (OSError, ValueError) as exc:
+            st.error = f"{type(exc).__name__}: {exc}"
+            log.warning("client %s: manifest check failed: %s", st.client, st.error)
+        finally:
+            st.checked = time.monotonic()
+
+    def _stamps(self, client: str, doc: dict) -> tuple:
+        """(path, size, mtime) of the files a snapshot needs: a rejected manifest is verified again
+        only when one of them changes."""
+        try:
+            paths = [e["path"] for e in required_entries(client, doc).values()]
+        except NotPublished:
+            return ()
+        infos = self.store.fs.get_file_info([self.store.full(p) for p in paths])
+        return tuple(
+            (p, i.size, i.mtime_ns) if i.type == pafs.FileType.File else (p, None, None)
+            for p, i in zip(paths, infos, strict=True)
+        )
+
+    def known(self) -> dict[str, ClientState]:
+        with self._guard:
+            return dict(self._states)
+
+
+def past_limits(store: Storage, client: str, version: str) -> pd.DataFrame | None:
+    """A past limits version from its folder (``silver/stewart_limits/{client}/{version}/``).
+
+    Only the current version is named by the manifest. A version folder is immutable (the version is
+    a hash of the inputs and parameters), and every row states its client and version: rows that do
+    not match are refused rather than served.
+    """
+    if not VERSION_RE.match(version):
+        return None
+    path = f"{layout.limits_dir(client, version)}/stewart_limits.parquet"
+    if not store.exists(path):
+        return None
+    df = store.read_parquet(path)
+    if len(df) and (
+        not (df["version"].astype(str) == version).all()
+        or not (df["client"].astype(str).str.lower() == client.lower()).all()
+    ):
+        raise InconsistentPublication(
+            [f"{path}: rows do not all carry client {client} and version {version}"]
+        )
+    return df
+
+
+def limit_versions(store: Storage, client: str) -> list[str]:
+    """Every limits version folder of the client, sorted."""
+    prefix = f"silver/stewart_limits/{client}/"
+    out = set()
+    for e in store.list_files(prefix):
+        rest = e.path[len(prefix) :]
+        if rest.endswith("/stewart_limits.parquet"):
+            out.add(rest.split("/", 1)[0])
+    return sorted(out)
