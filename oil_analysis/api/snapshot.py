@@ -19,6 +19,7 @@ import io
 import json
 import logging
 import math
+import os
 import re
 import threading
 import time
@@ -480,7 +481,13 @@ class SnapshotCache:
             try:
                 raw = self.store.read_bytes(path)
             except FileNotFoundError:
-                st.published, st.error, st.checked = False, None, time.monotonic()
+                primary = getattr(self.store, "primary", self.store)
+                if primary.is_local and not os.path.isdir(primary.base):
+                    st.error = f"data root {primary.base} does not exist"
+                elif st.snapshot is not None:  # gone after being served: keep the last one, say so
+                    st.error, st.problems = None, [f"{path} no longer exists"]
+                else:
+                    st.published, st.error = False, None
                 return
             st.published, st.error = True, None
             sha = hashlib.sha256(raw).hexdigest()
