@@ -68,7 +68,7 @@ class ApiServer:
                     self.stop()
                     raise RuntimeError(
                         f"the API did not answer in {timeout_s:.0f} s: {self.log_text()[-3000:]}"
-                    )
+                    ) from None
                 time.sleep(0.1)
 
     def stop(self) -> None:

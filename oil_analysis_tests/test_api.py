@@ -129,7 +129,7 @@ class Backend:
     def get(self, path: str, key: str | None = None, **kwargs) -> httpx.Response:
         headers = kwargs.pop("headers", {})
         if key:
-            headers["Authorization"] = f"Bearer {self.keys[key] if key in self.keys else key}"
+            headers["Authorization"] = f"Bearer {self.keys.get(key, key)}"
         return httpx.get(self.api.url + path, headers=headers, timeout=60, **kwargs)
 
     def write(self, rel: str, data: bytes) -> None:
@@ -636,3 +636,102 @@ def test_legacy_consumer_paths_are_written_and_listed(tmp_path):
         listed["gold/emin/fleet_report.html"]["sha256"]
         == hashlib.sha256((root / "gold/emin/fleet_report.html").read_bytes()).hexdigest()
     )
+
+
+# -- deployment files ---------------------------------------------------------------------------
+
+
+def test_compose_and_kubernetes_run_the_api_on_the_product_image():
+    import yaml
+
+    compose = yaml.safe_load((REPO / "deploy/docker-compose.yaml").read_text())["services"]["api"]
+    assert compose["command"] == ["python", "-m", "oil_analysis.api", "serve"]
+    assert compose["environment"]["OIL_API_HOST"] == "0.0.0.0" and compose["ports"][0].startswith(
+        "127.0.0.1:"
+    )
+    assert compose["volumes"] == ["../.oil_api_keys.yaml:/run/oil-api/keys.yaml:ro"]
+    assert compose["environment"]["OIL_API_KEYS_FILE"] == "/run/oil-api/keys.yaml"
+    assert "/health" in " ".join(compose["healthcheck"]["test"])
+    docs = list(yaml.safe_load_all((REPO / "deploy/k8s-api.yaml").read_text()))
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    helm = yaml.safe_load((REPO / "deploy/helm-values.yaml").read_text())
+    image = helm["dagster-user-deployments"]["deployments"][0]["image"]
+    assert container["image"] == f"{image['repository']}:{image['tag']}"
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == helm["serviceAccount"]["name"]
+    assert container["command"] == compose["command"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["OIL_API_HOST"] == "0.0.0.0" and env["OIL_API_KEYS_FILE"].startswith("/run/oil-api/")
+    service = next(d for d in docs if d["kind"] == "Service")
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert (
+        "api:" in (REPO / "Makefile").read_text()
+        and "oil_analysis.api serve" in (REPO / "Makefile").read_text()
+    )
+
+
+# -- the OpenAPI page in a browser --------------------------------------------------------------
+
+CHROMIUM = pathlib.Path("/usr/bin/chromium")
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium")
+def test_docs_page_lists_every_endpoint_and_answers_with_a_key(local_api):
+    from playwright.sync_api import sync_playwright
+
+    from .test_ui_browser import CHROMIUM_ARGS, shot
+
+    outside: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+            page.set_default_timeout(30_000)
+            page.on(
+                "request",
+                lambda req: outside.append(req.url) if not req.url.startswith(local_api.api.url) else None,
+            )
+            page.goto(f"{local_api.api.url}/docs")
+            page.locator(".opblock").first.wait_for()
+            text = page.locator("#swagger-ui").inner_text()
+            for path in (
+                "/health",
+                "/clients",
+                "/clients/{client}/machines",
+                "/clients/{client}/machines/{unit}",
+                "/clients/{client}/reports",
+                "/clients/{client}/limits",
+                "/clients/{client}/fleet-report",
+                "/metrics",
+            ):
+                assert path in text, path
+            assert "MachinePage" in text and "ReportPage" in text  # response models
+            shot(page, "api_docs", publish=True, full_page=False)
+            # authorize with a key, then try /clients from the page
+            page.get_by_role("button", name=re.compile("Authorize")).first.click()
+            page.locator(".modal-ux input[type=text], .modal-ux input[type=password]").first.fill(
+                local_api.keys["cda"]
+            )
+            page.locator(".modal-ux").get_by_role("button", name="Authorize", exact=True).click()
+            page.locator(".modal-ux").get_by_role("button", name="Close").click()
+            block = page.locator(".opblock-summary-path[data-path='/clients']").locator(
+                "xpath=ancestor::div[contains(@class,'opblock ')]"
+            )
+            block.locator(".opblock-summary").click()
+            block.get_by_role("button", name="Try it out").click()
+            block.get_by_role("button", name="Execute").click()
+            body = block.locator(".responses-wrapper .live-responses-table .microlight").first
+            body.wait_for()
+            assert '"client": "cda"' in body.inner_text()
+            assert (
+                block.locator(".live-responses-table .response-col_status")
+                .first.inner_text()
+                .strip()
+                .startswith("200")
+            )
+        finally:
+            browser.close()
+    assert outside == [], f"the docs page reached outside the service: {outside[:5]}"
+    assert local_api.keys["cda"] not in local_api.api.log_text()
