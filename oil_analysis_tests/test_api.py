@@ -495,6 +495,14 @@ def test_default_keys_file_is_beside_the_instance(tmp_path, monkeypatch):
 # -- consistency and outages --------------------------------------------------------------------
 
 
+def wait_for(condition, timeout_s: float = 20.0) -> None:
+    """Checks of the manifest run in the background: poll until the service has seen a change."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "the service did not see the change in time"
+        time.sleep(0.2)
+
+
 def _copy_published(src: pathlib.Path, dst: pathlib.Path) -> pathlib.Path:
     for top in PUBLISHED:
         shutil.copytree(src / top, dst / top)
@@ -541,7 +549,7 @@ def test_a_half_published_state_is_never_served(own_backend):
     new_manifest = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
     b.write(manifest.manifest_path("cda"), new_manifest)  # manifest first, data file not yet written
     (b.root / manifest.manifest_path("cda")).write_bytes(new_manifest)
-    time.sleep(0.5)
+    wait_for(lambda: b.get("/health", "cda").json()["clients"]["cda"]["serving"] == "previous")
     for _ in range(3):
         r = b.get("/clients/cda/reports?limit=1", "cda")
         assert r.json()["total"] == total and r.headers["x-oil-snapshot"] == old_sha
@@ -581,7 +589,7 @@ def test_storage_down_local_is_503_and_cached_data_keeps_being_served(gold_root,
         b = Backend("local", api, root, keys)
         assert b.get("/clients/cda/machines", "cda").status_code == 200
         root.rename(tmp_path / "moved")
-        time.sleep(0.3)
+        wait_for(lambda: b.get("/health", "cda").json()["clients"]["cda"]["serving"] == "previous")
         h = b.get("/health", "cda")
         assert h.status_code == 503 and h.json()["status"] == "unavailable"
         assert h.json()["storage"]["reachable"] is False

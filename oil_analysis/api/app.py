@@ -22,6 +22,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi_offline import FastAPIOffline
@@ -160,7 +161,10 @@ def create_app(
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     # -- dependencies ---------------------------------------------------------------------------
-    def optional_key(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> ApiKey | None:
+    # Dependencies are coroutines: no thread-pool hop for a dictionary lookup.
+    async def optional_key(
+        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> ApiKey | None:
         if creds is None:
             return None
         key = keyring.lookup(creds.credentials)
@@ -168,7 +172,7 @@ def create_app(
             raise HTTPException(401, "unknown key", headers={"WWW-Authenticate": "Bearer"})
         return key
 
-    def caller(key: Annotated[ApiKey | None, Depends(optional_key)]) -> ApiKey:
+    async def caller(key: Annotated[ApiKey | None, Depends(optional_key)]) -> ApiKey:
         if key is None:
             raise HTTPException(401, "missing bearer key", headers={"WWW-Authenticate": "Bearer"})
         return key
@@ -180,9 +184,9 @@ def create_app(
         if client not in registered or not key.may_read(client):
             raise HTTPException(403, FORBIDDEN)
 
-    def snapshot_of(client: str, key: ApiKey) -> tuple[Snapshot, ClientState]:
+    def snapshot_of(client: str, key: ApiKey, st: ClientState | None = None) -> tuple[Snapshot, ClientState]:
         readable(client, key)
-        st = cache.state(client)
+        st = st or cache.state(client)
         if st.snapshot is None:
             if st.error:
                 raise HTTPException(503, "storage unreachable and no snapshot of this client in memory")
@@ -192,6 +196,14 @@ def create_app(
                 503, "no consistent publication of this client yet: " + "; ".join(st.problems)
             )
         return st.snapshot, st
+
+    async def snapshot_now(client: str, key: ApiKey) -> tuple[Snapshot, ClientState]:
+        """For coroutine handlers: never blocks the event loop (a first load runs in the pool)."""
+        readable(client, key)
+        st = cache.state(client, wait=False)
+        if st.snapshot is None:
+            st = await run_in_threadpool(cache.state, client)
+        return snapshot_of(client, key, st)
 
     def snapshot_info(snap: Snapshot, st: ClientState) -> dict:
         return {
@@ -288,7 +300,7 @@ def create_app(
         },
         tags=["gold"],
     )
-    def machines(
+    async def machines(
         request: Request,
         client: ClientPath,
         key: Caller,
@@ -296,7 +308,7 @@ def create_app(
         offset: Offset = 0,
         limit: Limit = 100,
     ):
-        snap, st = snapshot_of(client, key)
+        snap, st = await snapshot_now(client, key)
         pos = snap.machine_positions(status)
         page = pos[offset : offset + limit]
         head = {
@@ -383,10 +395,10 @@ def create_app(
                 "offset": offset,
                 "limit": limit,
                 "next": nxt,
-                "items": snap.report_items(page),
             }
-            return Response(dumps(head), media_type="application/json", headers=extra)
-        table = snap.report_table(np.asarray(page, dtype=np.int64))
+            body = dumps(head)[:-1] + b',"items":[' + b",".join(snap.report_json(page)) + b"]}"
+            return Response(body, media_type="application/json", headers=extra)
+        table = snap.report_table(np.asarray(page, dtype=np.int64), decode=True)
         buf = io.BytesIO()
         if fmt == "csv":
             pacsv.write_csv(table, buf)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -77,15 +78,62 @@ def _parse_json(text, default):
         return default
 
 
+def _default(v):
+    """What orjson does not serialize natively (pandas / numpy scalars)."""
+    if isinstance(v, np.generic):
+        return v.item()
+    if hasattr(v, "isoformat"):
+        return v.isoformat()
+    raise TypeError(f"not JSON serializable: {type(v).__name__}")
+
+
 def dumps(doc) -> bytes:
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), default=_json_value).encode()
+    """Compact JSON; NaN and infinities become null (orjson), datetimes ISO 8601."""
+    return orjson.dumps(doc, default=_default, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def _codes(col: pa.ChunkedArray) -> tuple[np.ndarray, list]:
-    """Dictionary codes (int32, -1 for null) and the dictionary of a column."""
-    enc = col.combine_chunks().dictionary_encode()
+def _values(arr: pa.Array) -> list:
+    """A column of a page as Python values, without a per-value Arrow scalar (floats keep NaN for
+    null: the serializer writes null)."""
+    if pa.types.is_dictionary(arr.type):
+        values = arr.dictionary.to_pylist()
+        codes = pc.fill_null(arr.indices, -1).to_numpy(zero_copy_only=False).tolist()
+        return [values[i] if i >= 0 else None for i in codes]
+    if pa.types.is_floating(arr.type):
+        return arr.to_numpy(zero_copy_only=False).tolist()
+    return arr.to_pylist()
+
+
+# Text columns whose values are (nearly) unique per row: read as plain strings. Every other text column
+# is read as a dictionary (codes + distinct values), which holds a 1 M-row client in a fraction of the
+# memory (bench/api_bench.py).
+UNIQUE_TEXT = {
+    "sampleNumber",
+    "previousSampleNumber",
+    "breached_essays",
+    "censoredEssays",
+    "labComment",
+    "ai_input_hash",
+}
+
+
+def _read_compact(data: bytes) -> pa.Table:
+    schema = pq.read_schema(io.BytesIO(data))
+    text = [
+        f.name
+        for f in schema
+        if (pa.types.is_string(f.type) or pa.types.is_large_string(f.type)) and f.name not in UNIQUE_TEXT
+    ]
+    table = pq.read_table(io.BytesIO(data), read_dictionary=text)
+    return table.unify_dictionaries().combine_chunks()
+
+
+def _codes(col: pa.ChunkedArray, order: np.ndarray | None = None) -> tuple[np.ndarray, list]:
+    """Dictionary codes (int32, -1 for null; in ``order`` when given) and the dictionary of a column."""
+    arr = col.combine_chunks()
+    enc = arr if pa.types.is_dictionary(arr.type) else arr.dictionary_encode()
     codes = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int32)
-    return codes, enc.dictionary.to_pylist()
+    return (codes if order is None else codes[order]), enc.dictionary.to_pylist()
 
 
 def _micros(col: pa.ChunkedArray) -> np.ndarray:
@@ -103,7 +151,7 @@ class Snapshot:
     manifest: dict
     manifest_sha256: str
     loaded_at: datetime
-    reports: pa.Table  # newest first
+    reports: pa.Table  # file order; ``order`` lists its rows newest first
     machines: pa.Table  # priority order
     limits: pd.DataFrame
     limits_version: str | None
@@ -118,6 +166,7 @@ class Snapshot:
     comp_dict: dict[str, int]
     comp_norm_dict: dict[str, int]
     dates: np.ndarray  # sampleDate, µs since epoch
+    order: np.ndarray  # position (newest first) → row of ``reports``
     unit_rows: dict[int, np.ndarray]  # unit code → positions in ``reports`` (newest first)
     machine_items: list[bytes]  # JSON of each machine row, priority order
     machine_status: np.ndarray  # status of each machine row
@@ -167,25 +216,52 @@ class Snapshot:
 
     def report_items(self, positions: np.ndarray) -> list[dict]:
         """The JSON items of these report positions (essays nested, breaches parsed)."""
+        return [json.loads(b) for b in self.report_json(positions)]
+
+    def report_json(self, positions: np.ndarray) -> list[bytes]:
+        """The serialized items of these positions. ``breached_essays`` is already JSON in the file:
+        it is spliced in as ``breaches`` rather than parsed and dumped again."""
         if not len(positions):
             return []
-        rows = self.reports.take(pa.array(positions, type=pa.int64())).to_pylist()
+        page = self.report_table(positions)
         essays = self.essay_columns
+        nested = {*essays, "breached_essays", "censoredEssays"}
+        plain = [c for c in page.column_names if c not in nested]
+        cols = [_values(page.column(c).combine_chunks()) for c in plain]
+        grid = (
+            np.column_stack([page.column(e).to_numpy().astype(np.float64) for e in essays])
+            if essays
+            else np.empty((page.num_rows, 0))
+        )
+        measured = np.isfinite(grid)
+        names = np.array(essays, dtype=object)
+        breaches = page.column("breached_essays").to_pylist()
+        censored = (
+            page.column("censoredEssays").to_pylist() if "censoredEssays" in page.column_names else None
+        )
         out = []
-        for r in rows:
-            item = {k: _json_value(v) for k, v in r.items() if k not in self._nested}
-            item["essays"] = {e: r[e] for e in essays if r[e] is not None and math.isfinite(r[e])}
-            item["breaches"] = _parse_json(r.get("breached_essays"), [])
-            item["censored"] = _parse_json(r.get("censoredEssays"), {}) or {}
-            out.append(item)
+        for i in range(page.num_rows):
+            item = dict(zip(plain, (c[i] for c in cols), strict=True))
+            keep = measured[i]
+            item["essays"] = dict(zip(names[keep].tolist(), grid[i][keep].tolist(), strict=True))
+            item["censored"] = (_parse_json(censored[i], {}) or {}) if censored else {}
+            raw = breaches[i] if breaches[i] is not None else "[]"
+            out.append(dumps(item)[:-1] + b',"breaches":' + raw.encode() + b"}")
         return out
 
-    @property
-    def _nested(self) -> set[str]:
-        return {*self.essay_columns, "breached_essays", "censoredEssays"}
-
-    def report_table(self, positions: np.ndarray) -> pa.Table:
-        return self.reports.take(pa.array(positions, type=pa.int64()))
+    def report_table(self, positions: np.ndarray, decode: bool = False) -> pa.Table:
+        """The rows at these positions (newest-first positions), with the file's columns;
+        ``decode``: dictionary columns back to their plain type (the file's schema)."""
+        page = self.reports.take(pa.array(self.order[positions], type=pa.int64()))
+        if not decode:
+            return page
+        plain = pa.schema(
+            [
+                pa.field(f.name, f.type.value_type, f.nullable) if pa.types.is_dictionary(f.type) else f
+                for f in page.schema
+            ]
+        )
+        return page.cast(plain)
 
     # -- machines -------------------------------------------------------------------------------
     def machine_positions(self, statuses: list[str] | None = None) -> np.ndarray:
@@ -202,7 +278,7 @@ class Snapshot:
         machine = json.loads(self.machine_items[i])
         code = self.unit_dict.get(unit)
         pos = self.unit_rows.get(code, np.empty(0, dtype=np.int64)) if code is not None else []
-        hist = self.reports.take(pa.array(pos, type=pa.int64())).to_pandas() if len(pos) else None
+        hist = self.report_table(np.asarray(pos)).to_pandas() if len(pos) else None
         components, trends = [], []
         if hist is not None:
             latest_pos = hist.drop_duplicates("componentName", keep="first").index  # newest first
@@ -341,12 +417,12 @@ def build_snapshot(store: Storage, client: str, doc: dict, manifest_sha: str) ->
     if problems:
         raise InconsistentPublication(problems)
 
-    reports = pq.read_table(io.BytesIO(data.pop(REPORTS)))
+    reports = _read_compact(data.pop(REPORTS))
+    # Newest first, as a permutation: the table stays in file order (no second copy of it).
     order = pc.sort_indices(
         reports,
         sort_keys=[("sampleDate", "descending"), ("reportDate", "descending"), ("sampleNumber", "ascending")],
-    )
-    reports = reports.take(order)
+    ).to_numpy()
     machines = pq.read_table(io.BytesIO(data.pop(MACHINES)))
     if machines.num_rows:
         machines = machines.take(
@@ -356,10 +432,10 @@ def build_snapshot(store: Storage, client: str, doc: dict, manifest_sha: str) ->
 
     catalog = load_catalog()
     essays = [e for e in catalog.essays if e in reports.column_names]
-    status_codes, status_dict = _codes(reports.column("report_status"))
-    unit_codes, unit_list = _codes(reports.column("unitId"))
-    comp_codes, comp_list = _codes(reports.column("componentName"))
-    norm_codes, norm_list = _codes(reports.column("componentNameNormalized"))
+    status_codes, status_dict = _codes(reports.column("report_status"), order)
+    unit_codes, unit_list = _codes(reports.column("unitId"), order)
+    comp_codes, comp_list = _codes(reports.column("componentName"), order)
+    norm_codes, norm_list = _codes(reports.column("componentNameNormalized"), order)
     by_unit = np.argsort(unit_codes, kind="stable")
     bounds = np.flatnonzero(np.diff(unit_codes[by_unit])) + 1
     unit_rows = {int(unit_codes[g[0]]): g for g in np.split(by_unit, bounds) if len(g)}
@@ -406,7 +482,8 @@ def build_snapshot(store: Storage, client: str, doc: dict, manifest_sha: str) ->
         comp_norm_codes=norm_codes,
         comp_dict={c: i for i, c in enumerate(comp_list)},
         comp_norm_dict={c: i for i, c in enumerate(norm_list)},
-        dates=_micros(reports.column("sampleDate")),
+        dates=_micros(reports.column("sampleDate"))[order],
+        order=order,
         unit_rows=unit_rows,
         machine_items=m_items,
         machine_status=m_status,
@@ -458,22 +535,33 @@ class SnapshotCache:
         self._states: dict[str, ClientState] = {}
         self._guard = threading.Lock()
 
-    def state(self, client: str) -> ClientState:
+    def state(self, client: str, wait: bool = True) -> ClientState:
+        """The client's state. A due check of a client already in memory runs in a background thread
+        (callers keep the current snapshot meanwhile); the first load is waited for, unless ``wait``
+        is false (then the caller gets the state as it is)."""
         with self._guard:
             st = self._states.get(client)
             if st is None:
                 st = self._states[client] = ClientState(client)
-        now = time.monotonic()
-        if st.snapshot is not None and now - st.checked < self.refresh_s:
+        if time.monotonic() - st.checked < self.refresh_s:
             return st
-        # One thread refreshes; the others keep serving the current snapshot meanwhile.
-        if st.lock.acquire(blocking=st.snapshot is None):
-            try:
-                if st.snapshot is None or time.monotonic() - st.checked >= self.refresh_s:
-                    self._refresh(st)
-            finally:
-                st.lock.release()
+        if st.snapshot is None:
+            if wait:
+                with st.lock:
+                    if time.monotonic() - st.checked >= self.refresh_s:
+                        self._refresh(st)
+            return st
+        if st.lock.acquire(blocking=False):
+            threading.Thread(
+                target=self._background, args=(st,), name=f"refresh-{client}", daemon=True
+            ).start()
         return st
+
+    def _background(self, st: ClientState) -> None:
+        try:
+            self._refresh(st)
+        finally:
+            st.lock.release()
 
     def _refresh(self, st: ClientState) -> None:
         path = manifest.manifest_path(st.client)
@@ -502,6 +590,8 @@ class SnapshotCache:
             started = time.monotonic()
             snap = build_snapshot(self.store, st.client, doc, sha)
             st.snapshot, st.problems, st.pending, st.failed_stamps = snap, [], None, None
+            # Hand the decoding buffers and the previous snapshot back to the system now.
+            pa.default_memory_pool().release_unused()
             log.info(
                 "client %s: snapshot %s loaded (%d reports, %d machines) in %.2f s",
                 st.client,
