@@ -398,7 +398,7 @@ def create_app(
             }
             body = dumps(head)[:-1] + b',"items":[' + b",".join(snap.report_json(page)) + b"]}"
             return Response(body, media_type="application/json", headers=extra)
-        table = snap.report_table(np.asarray(page, dtype=np.int64), decode=True)
+        table = snap.report_table(np.asarray(page, dtype=np.int64))
         buf = io.BytesIO()
         if fmt == "csv":
             pacsv.write_csv(table, buf)

@@ -118,21 +118,78 @@ UNIQUE_TEXT = {
 
 
 BREACHES = "breached_essays"
-BLOCK = 64  # rows per compressed block of breach JSON
+BLOCK = 16  # rows per compressed block of breach JSON
 _ZSTD = pa.Codec("zstd", compression_level=3)
 
 
-def _read_compact(data: bytes) -> pa.Table:
-    """The reports without their breach JSON (see :class:`BreachStore`), text columns as dictionaries."""
-    schema = pq.read_schema(io.BytesIO(data))
-    text = [
-        f.name
-        for f in schema
-        if (pa.types.is_string(f.type) or pa.types.is_large_string(f.type)) and f.name not in UNIQUE_TEXT
-    ]
-    columns = [n for n in schema.names if n != BREACHES]
-    table = pq.read_table(io.BytesIO(data), columns=columns, read_dictionary=text)
-    return table.unify_dictionaries().combine_chunks()
+class ReportStore:
+    """The classified reports of a snapshot, in file order, in the layout a page is cheapest to build
+    from: text columns as integer codes (numpy) plus their distinct values, essays as one row-major
+    float grid (NaN = null) read one column at a time, ``breached_essays`` in a :class:`BreachStore`,
+    and the remaining columns (dates, numbers, unique texts) in Arrow. ``table(rows)`` gives back the
+    file's exact columns."""
+
+    def __init__(self, data: bytes, essays_known: list[str]) -> None:
+        self.schema = pq.read_schema(io.BytesIO(data)).remove_metadata()
+        names = self.schema.names
+        self.essays = [e for e in essays_known if e in names]
+        text = [
+            f.name
+            for f in self.schema
+            if (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))
+            and f.name not in UNIQUE_TEXT
+            and f.name not in self.essays
+        ]
+        rest = [n for n in names if n not in self.essays and n != BREACHES]
+        table = pq.read_table(io.BytesIO(data), columns=rest, read_dictionary=text)
+        self.num_rows = table.num_rows
+        self.dicts: dict[str, tuple[np.ndarray, list]] = {}
+        for name in text:
+            arr = table.column(name).combine_chunks()
+            if not pa.types.is_dictionary(arr.type):
+                arr = arr.dictionary_encode()
+            codes = pc.fill_null(arr.indices, -1).to_numpy(zero_copy_only=False).astype(np.int32)
+            self.dicts[name] = (codes, arr.dictionary.to_pylist())
+        self.arrow = table.drop_columns(text).combine_chunks()
+        del table
+        self.grid = np.full((self.num_rows, len(self.essays)), np.nan)
+        f = pq.ParquetFile(io.BytesIO(data))
+        for j, e in enumerate(self.essays):
+            self.grid[:, j] = f.read(columns=[e], use_threads=False).column(0).to_numpy()
+        self.breaches = BreachStore(data)
+        # the JSON item's own columns, in file order
+        self.plain = [n for n in names if n not in self.essays and n not in (BREACHES, "censoredEssays")]
+
+    def codes(self, name: str) -> tuple[np.ndarray, list]:
+        return self.dicts[name]
+
+    def column_lists(self, rows: np.ndarray) -> dict[str, list]:
+        """Python values of the plain columns at these file rows (floats keep NaN for null)."""
+        take = self.arrow.take(pa.array(rows, type=pa.int64()))
+        out = {n: _values(take.column(n).combine_chunks()) for n in take.column_names}
+        picked = rows.tolist()
+        for name, (codes, values) in self.dicts.items():
+            out[name] = [values[c] if c >= 0 else None for c in codes[picked].tolist()]
+        return out
+
+    def table(self, rows: np.ndarray) -> pa.Table:
+        """The file's columns at these file rows."""
+        take = self.arrow.take(pa.array(rows, type=pa.int64()))
+        idx = {e: j for j, e in enumerate(self.essays)}
+        arrays = []
+        for f in self.schema:
+            if f.name in idx:
+                arrays.append(pa.array(self.grid[rows, idx[f.name]], type=f.type, from_pandas=True))
+            elif f.name in self.dicts:
+                codes, values = self.dicts[f.name]
+                arrays.append(
+                    pa.array([values[c] if c >= 0 else None for c in codes[rows].tolist()], type=f.type)
+                )
+            elif f.name == BREACHES:
+                arrays.append(pa.array(self.breaches.get(rows), type=f.type))
+            else:
+                arrays.append(take.column(f.name).combine_chunks().cast(f.type))
+        return pa.Table.from_arrays(arrays, schema=self.schema)
 
 
 class BreachStore:
@@ -170,14 +227,6 @@ class BreachStore:
         return sum(len(c) for c, _ in self.blocks)
 
 
-def _codes(col: pa.ChunkedArray, order: np.ndarray | None = None) -> tuple[np.ndarray, list]:
-    """Dictionary codes (int32, -1 for null; in ``order`` when given) and the dictionary of a column."""
-    arr = col.combine_chunks()
-    enc = arr if pa.types.is_dictionary(arr.type) else arr.dictionary_encode()
-    codes = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int32)
-    return (codes if order is None else codes[order]), enc.dictionary.to_pylist()
-
-
 def _micros(col: pa.ChunkedArray) -> np.ndarray:
     arr = col.combine_chunks()
     if pa.types.is_timestamp(arr.type):
@@ -193,7 +242,7 @@ class Snapshot:
     manifest: dict
     manifest_sha256: str
     loaded_at: datetime
-    reports: pa.Table  # file order; ``order`` lists its rows newest first
+    reports: ReportStore  # file order; ``order`` lists its rows newest first
     machines: pa.Table  # priority order
     limits: pd.DataFrame
     limits_version: str | None
@@ -209,7 +258,6 @@ class Snapshot:
     comp_norm_dict: dict[str, int]
     dates: np.ndarray  # sampleDate, µs since epoch
     order: np.ndarray  # position (newest first) → row of ``reports``
-    breaches: BreachStore
     unit_rows: dict[int, np.ndarray]  # unit code → positions in ``reports`` (newest first)
     machine_items: list[bytes]  # JSON of each machine row, priority order
     machine_status: np.ndarray  # status of each machine row
@@ -266,51 +314,34 @@ class Snapshot:
         it is spliced in as ``breaches`` rather than parsed and dumped again."""
         if not len(positions):
             return []
-        page = self.report_table(positions)
-        essays = self.essay_columns
-        nested = {*essays, "breached_essays", "censoredEssays"}
-        plain = [c for c in page.column_names if c not in nested]
-        cols = [_values(page.column(c).combine_chunks()) for c in plain]
-        grid = (
-            np.column_stack([page.column(e).to_numpy().astype(np.float64) for e in essays])
-            if essays
-            else np.empty((page.num_rows, 0))
-        )
+        store = self.reports
+        rows = self.order[np.asarray(positions)]
+        cols = store.column_lists(rows)
+        plain = [c for c in store.plain if c in cols]
+        values = [cols[c] for c in plain]
+        grid = store.grid[rows]
         measured = np.isfinite(grid)
-        names = np.array(essays, dtype=object)
-        breaches = self.breaches.get(self.order[positions])
-        censored = (
-            page.column("censoredEssays").to_pylist() if "censoredEssays" in page.column_names else None
-        )
+        # every measured essay of the page in one pass, row-major, then sliced per row
+        counts = measured.sum(axis=1).tolist()
+        essay_names = [store.essays[j] for j in np.nonzero(measured)[1].tolist()]
+        essay_values = grid[measured].tolist()
+        breaches = store.breaches.get(rows)
+        censored = cols.get("censoredEssays")
         out = []
-        for i in range(page.num_rows):
-            item = dict(zip(plain, (c[i] for c in cols), strict=True))
-            keep = measured[i]
-            item["essays"] = dict(zip(names[keep].tolist(), grid[i][keep].tolist(), strict=True))
+        start = 0
+        for i, row in enumerate(zip(*values, strict=True)):
+            item = dict(zip(plain, row, strict=True))
+            end = start + counts[i]
+            item["essays"] = dict(zip(essay_names[start:end], essay_values[start:end], strict=True))
+            start = end
             item["censored"] = (_parse_json(censored[i], {}) or {}) if censored else {}
             raw = breaches[i] if breaches[i] is not None else "[]"
             out.append(dumps(item)[:-1] + b',"breaches":' + raw.encode() + b"}")
         return out
 
-    def report_table(self, positions: np.ndarray, decode: bool = False) -> pa.Table:
-        """The rows at these positions (newest-first positions). ``decode``: the file's exact columns
-        (dictionaries back to text, ``breached_essays`` restored in its place)."""
-        rows = self.order[positions]
-        page = self.reports.take(pa.array(rows, type=pa.int64()))
-        if not decode:
-            return page
-        plain = pa.schema(
-            [
-                pa.field(f.name, f.type.value_type, f.nullable) if pa.types.is_dictionary(f.type) else f
-                for f in page.schema
-            ]
-        )
-        page = page.cast(plain)
-        if self.breaches.field_index >= 0:
-            page = page.add_column(
-                self.breaches.field_index, BREACHES, pa.array(self.breaches.get(rows), type=pa.string())
-            )
-        return page
+    def report_table(self, positions: np.ndarray) -> pa.Table:
+        """The rows at these positions (newest first), with the file's exact columns."""
+        return self.reports.table(self.order[np.asarray(positions, dtype=np.int64)])
 
     # -- machines -------------------------------------------------------------------------------
     def machine_positions(self, statuses: list[str] | None = None) -> np.ndarray:
@@ -466,13 +497,11 @@ def build_snapshot(store: Storage, client: str, doc: dict, manifest_sha: str) ->
     if problems:
         raise InconsistentPublication(problems)
 
-    reports_data = data.pop(REPORTS)
-    reports = _read_compact(reports_data)
-    breaches = BreachStore(reports_data)
-    del reports_data
-    # Newest first, as a permutation: the table stays in file order (no second copy of it).
+    catalog = load_catalog()
+    reports = ReportStore(data.pop(REPORTS), catalog.essays)
+    # Newest first, as a permutation: the store stays in file order (no second copy of it).
     order = pc.sort_indices(
-        reports,
+        reports.arrow,
         sort_keys=[("sampleDate", "descending"), ("reportDate", "descending"), ("sampleNumber", "ascending")],
     ).to_numpy()
     machines = pq.read_table(io.BytesIO(data.pop(MACHINES)))
@@ -482,12 +511,16 @@ def build_snapshot(store: Storage, client: str, doc: dict, manifest_sha: str) ->
         )
     limits = pq.read_table(io.BytesIO(data.pop("limits"))).to_pandas() if "limits" in data else pd.DataFrame()
 
-    catalog = load_catalog()
-    essays = [e for e in catalog.essays if e in reports.column_names]
-    status_codes, status_dict = _codes(reports.column("report_status"), order)
-    unit_codes, unit_list = _codes(reports.column("unitId"), order)
-    comp_codes, comp_list = _codes(reports.column("componentName"), order)
-    norm_codes, norm_list = _codes(reports.column("componentNameNormalized"), order)
+    essays = reports.essays
+
+    def ordered(name: str) -> tuple[np.ndarray, list]:
+        codes, values = reports.codes(name)
+        return codes[order], values
+
+    status_codes, status_dict = ordered("report_status")
+    unit_codes, unit_list = ordered("unitId")
+    comp_codes, comp_list = ordered("componentName")
+    norm_codes, norm_list = ordered("componentNameNormalized")
     by_unit = np.argsort(unit_codes, kind="stable")
     bounds = np.flatnonzero(np.diff(unit_codes[by_unit])) + 1
     unit_rows = {int(unit_codes[g[0]]): g for g in np.split(by_unit, bounds) if len(g)}
@@ -502,11 +535,11 @@ def build_snapshot(store: Storage, client: str, doc: dict, manifest_sha: str) ->
         for s in STATUSES
     }
     sources: dict[str, int] = {}
-    for col in ("ai_source",):
-        if col in reports.column_names:
-            vc = pc.value_counts(reports.column(col).combine_chunks())
-            for item in vc.to_pylist():
-                sources[str(item["values"])] = sources.get(str(item["values"]), 0) + int(item["counts"])
+    if "ai_source" in reports.dicts:
+        codes, values = reports.codes("ai_source")
+        for code, count in enumerate(np.bincount(codes[codes >= 0], minlength=len(values)).tolist()):
+            if count:
+                sources[str(values[code])] = count
     stats = {
         "samples": n,
         "reports_by_status": counts,
@@ -534,9 +567,8 @@ def build_snapshot(store: Storage, client: str, doc: dict, manifest_sha: str) ->
         comp_norm_codes=norm_codes,
         comp_dict={c: i for i, c in enumerate(comp_list)},
         comp_norm_dict={c: i for i, c in enumerate(norm_list)},
-        dates=_micros(reports.column("sampleDate"))[order],
+        dates=_micros(reports.arrow.column("sampleDate"))[order],
         order=order,
-        breaches=breaches,
         unit_rows=unit_rows,
         machine_items=m_items,
         machine_status=m_status,
