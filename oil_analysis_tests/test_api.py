@@ -722,14 +722,12 @@ def test_docs_page_lists_every_endpoint_and_answers_with_a_key(local_api):
             page.locator(".modal-ux input[type=text], .modal-ux input[type=password]").first.fill(
                 local_api.keys["cda"]
             )
-            page.locator(".modal-ux").get_by_role("button", name="Authorize", exact=True).click()
-            page.locator(".modal-ux").get_by_role("button", name="Close").click()
-            block = page.locator(".opblock-summary-path[data-path='/clients']").locator(
-                "xpath=ancestor::div[contains(@class,'opblock ')]"
-            )
+            page.locator(".modal-ux button.authorize").click()
+            page.locator(".modal-ux button.btn-done").click()
+            block = page.locator("#operations-gold-clients_clients_get")
             block.locator(".opblock-summary").click()
-            block.get_by_role("button", name="Try it out").click()
-            block.get_by_role("button", name="Execute").click()
+            block.locator("button.try-out__btn").click()
+            block.locator("button.execute").click()
             body = block.locator(".responses-wrapper .live-responses-table .microlight").first
             body.wait_for()
             assert '"client": "cda"' in body.inner_text()

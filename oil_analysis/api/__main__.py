@@ -9,7 +9,8 @@ import sys
 from ..domain.clients import load_clients
 from . import keys as keystore
 
-HOST_VAR, PORT_VAR = "OIL_API_HOST", "OIL_API_PORT"
+HOST_VAR = "OIL_API_HOST"
+PORT_VAR = "OIL_API_PORT"
 
 
 def _serve(args) -> int:
