@@ -732,7 +732,7 @@ def test_docs_page_lists_every_endpoint_and_answers_with_a_key(local_api):
             body.wait_for()
             assert '"client": "cda"' in body.inner_text()
             assert (
-                block.locator(".live-responses-table .response-col_status")
+                block.locator(".live-responses-table tbody .response-col_status")
                 .first.inner_text()
                 .strip()
                 .startswith("200")
