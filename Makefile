@@ -7,7 +7,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_LINK_MODE := copy
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: run test test-timing ui lint format install demo bench summary clean
+.PHONY: run test test-timing ui api lint format install demo bench summary clean
 
 $(UV):
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
@@ -32,6 +32,10 @@ test-timing: install
 
 ui: install
 	$(UV) run --frozen dagster dev -h 127.0.0.1 -p 3000
+
+# The read API over the published gold (OIL_API_HOST / OIL_API_PORT, default 127.0.0.1:8000).
+api: install
+	$(UV) run --frozen python -m oil_analysis.api serve
 
 lint: install
 	$(UV) run --frozen ruff check oil_analysis oil_analysis_tests bench

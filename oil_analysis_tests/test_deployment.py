@@ -250,7 +250,8 @@ def test_dockerignore_keeps_secrets_out_and_the_build_inputs_in(dockerfile):
 
 def test_compose_has_the_four_services_on_one_image(compose, dockerfile):
     services = compose["services"]
-    assert set(services) == {"postgres", *DAGSTER_SERVICES}
+    assert set(services) == {"postgres", "api", *DAGSTER_SERVICES}
+    assert services["api"]["image"] == services["webserver"]["image"]
     images = {services[s]["image"] for s in DAGSTER_SERVICES}
     assert len(images) == 1, images
     assert services["oil-analysis-code"]["build"] == {"context": "..", "dockerfile": "Dockerfile"}

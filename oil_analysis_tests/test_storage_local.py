@@ -301,6 +301,11 @@ def test_legacy_exports_are_copies_and_shared_limits_merge_per_client(demo_root,
             legacy.to_consume_path(client): layout.harmonized_path(client),
             legacy.classified_path(client): layout.gold_path(client, "classified_reports"),
             legacy.machine_status_path(client): layout.gold_path(client, "machine_status_current"),
+            # the original consumers' fixed paths (issue 18)
+            f"to_consume/{client}/classified_reports.parquet": layout.gold_path(client, "classified_reports"),
+            f"to_consume/{client}/machine_status_current.parquet": layout.gold_path(
+                client, "machine_status_current"
+            ),
         }
         doc = manifest.read_manifest(store, client)
         listed = {f["path"]: f for f in doc["files"]}

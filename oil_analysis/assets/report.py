@@ -9,7 +9,7 @@ from ..domain.catalog import load_catalog
 from ..report import ReportParams, fleet_report_path, render_fleet_report
 from ..resources.storage import StorageResource
 from ..settings import get_settings
-from ..storage import runstate
+from ..storage import manifest, runstate
 from ..storage.io_manager import load_published
 from .common import (
     CLIENTS,
@@ -86,6 +86,15 @@ def fleet_report(
     store.write_bytes(path, data)
     todo = machine_status_current[machine_status_current["machine_status"].astype(str) != "Normal"]
     version = str(classified_reports["limits_version"].iloc[0]) if len(classified_reports) else ""
+    # Listed in the manifest like the tables, so consumers (the read API) can verify what they serve.
+    manifest.write_part(
+        store,
+        client.key,
+        "fleet_report",
+        [manifest.FileRecord.of(path, data, None)],
+        run_id=context.run_id,
+        limits_version=version or None,
+    )
     metadata = {
         "path": MetadataValue.path(store.display(path)),
         "bytes": len(data),

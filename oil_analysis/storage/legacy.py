@@ -1,6 +1,8 @@
 """Deprecated v1 paths for consumers that have not moved to the layout yet (``LEGACY_EXPORTS=true``).
 
     to_consume/{CLIENT}.parquet                  = silver/harmonized/{CLIENT}.parquet (same bytes)
+    to_consume/{client}/classified_reports.parquet       = gold/{client}/classified_reports.parquet
+    to_consume/{client}/machine_status_current.parquet   = gold/{client}/machine_status_current.parquet
     processed/{client}_classified.parquet        = gold/{client}/classified_reports.parquet
     processed/{client}_machine_status.parquet    = gold/{client}/machine_status_current.parquet
     processed/stewart_limits.json                v1 nested thresholds, all clients in one file
@@ -47,20 +49,25 @@ def to_consume_path(client: str) -> str:
     return f"to_consume/{client.upper()}.parquet"
 
 
+def consumer_path(client: str, table: str) -> str:
+    """The original consumers' fixed path of a gold table: ``to_consume/{client}/{table}.parquet``."""
+    return f"to_consume/{client}/{table}.parquet"
+
+
 _COPIES = {
-    "silver_harmonized": to_consume_path,
-    "classified_reports": classified_path,
-    "machine_status_current": machine_status_path,
+    "silver_harmonized": (to_consume_path,),
+    "classified_reports": (classified_path, lambda c: consumer_path(c, "classified_reports")),
+    "machine_status_current": (machine_status_path, lambda c: consumer_path(c, "machine_status_current")),
 }
 
 
 def copy_paths(asset: str, client: str) -> list[str]:
     """Legacy paths that receive the same bytes as the asset's file in the layout."""
-    return [_COPIES[asset](client)] if asset in _COPIES else []
+    return [f(client) for f in _COPIES.get(asset, ())]
 
 
 def all_paths(client: str) -> list[str]:
-    return [f(client) for f in _COPIES.values()] + [LIMITS_JSON, LIMITS_PARQUET]
+    return [f(client) for fs in _COPIES.values() for f in fs] + [LIMITS_JSON, LIMITS_PARQUET]
 
 
 def v1_limits(limits: pd.DataFrame) -> pd.DataFrame:
