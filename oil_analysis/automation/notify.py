@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 
-import boto3
-
 
 def topic_arn() -> str | None:
     return os.environ.get("NOTIFY_SNS_TOPIC_ARN") or None
@@ -29,6 +27,8 @@ def publication_message(
 
 def publish_sns(arn: str, message: dict) -> str:
     """Publish to SNS (endpoint from AWS_ENDPOINT_URL_SNS or AWS_ENDPOINT_URL); returns the MessageId."""
+    import boto3  # here, not at import: boto3 costs a second to load and most runs never publish
+
     endpoint = os.environ.get("AWS_ENDPOINT_URL_SNS") or os.environ.get("AWS_ENDPOINT_URL") or None
     sns = boto3.session.Session().client(
         "sns", region_name=arn.split(":")[3] if arn.count(":") >= 5 else None, endpoint_url=endpoint

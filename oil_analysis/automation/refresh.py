@@ -17,7 +17,6 @@ import os
 from dataclasses import dataclass, field
 
 import pandas as pd
-from scipy.stats import ks_2samp
 
 
 @dataclass(frozen=True)
@@ -94,6 +93,8 @@ def decide_refresh(
             a, b = old[essay].dropna(), new[essay].dropna()
             if len(a) < params.ks_min_samples or len(b) < params.ks_min_samples:
                 continue
+            from scipy.stats import ks_2samp  # here, not at import: scipy.stats costs seconds
+
             p = float(ks_2samp(a.to_numpy(), b.to_numpy()).pvalue)
             if p < params.ks_alpha:
                 drifted[essay] = p

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 
-import boto3
 from dagster import (
     DefaultScheduleStatus,
     DefaultSensorStatus,
@@ -151,6 +150,8 @@ def _evaluate(context: SensorEvaluationContext, listing, source: str) -> SensorR
     "run of oil_analysis_job per affected client (run key = object key and ETag).",
 )
 def raw_files_s3_sensor(context: SensorEvaluationContext):
+    import boto3  # here, not at import: only the S3 sensor needs it
+
     s = get_settings()
     client = boto3.session.Session().client("s3", region_name=s.aws_region, endpoint_url=s.aws_endpoint_url)
     return _evaluate(
