@@ -6,8 +6,11 @@ UV := $(TOOLS)/bin/uv
 export UV_PYTHON := $(PYTHON)
 export UV_LINK_MODE := copy
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+# `make materialize CLIENT=emin`, `make backfill CLIENTS=cda` (default: every client).
+CLIENT ?= cda
+CLIENTS ?=
 
-.PHONY: run test test-timing ui lint format install demo bench summary clean
+.PHONY: run test test-timing ui materialize backfill check-defs lint format install demo bench summary clean
 
 $(UV):
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
@@ -31,7 +34,18 @@ test-timing: install
 	$(UV) run --frozen pytest -q -m timing
 
 ui: install
-	$(UV) run --frozen dagster dev -h 127.0.0.1 -p 3000
+	$(UV) run --frozen dg dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+# One client, every asset, in this process; recorded in the instance `make ui` shows.
+materialize: install
+	$(UV) run --frozen dg launch --assets '*' --partition $(CLIENT)
+
+# One run per client through workspace.yaml; waits and exits non-zero naming the failed run ids.
+backfill: install
+	$(UV) run --frozen python -m oil_analysis backfill $(if $(CLIENTS),--clients $(CLIENTS))
+
+check-defs: install
+	$(UV) run --frozen dg check defs
 
 lint: install
 	$(UV) run --frozen ruff check oil_analysis oil_analysis_tests bench
