@@ -6,9 +6,10 @@ UV := $(TOOLS)/bin/uv
 export UV_PYTHON := $(PYTHON)
 export UV_LINK_MODE := copy
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
-# `make materialize CLIENT=emin`, `make backfill CLIENTS=cda` (default: every client).
+# `make materialize CLIENT=emin [CONFIG_JSON='{...}']`, `make backfill CLIENTS=cda` (default: every client).
 CLIENT ?= cda
 CLIENTS ?=
+CONFIG_JSON ?=
 
 .PHONY: run test test-timing ui materialize backfill check-defs lint format install demo bench summary clean
 
@@ -38,7 +39,7 @@ ui: install
 
 # One client, every asset, in this process; recorded in the instance `make ui` shows.
 materialize: install
-	$(UV) run --frozen dg launch --assets '*' --partition $(CLIENT)
+	$(UV) run --frozen dg launch --assets '*' --partition $(CLIENT) $(if $(CONFIG_JSON),--config-json '$(CONFIG_JSON)')
 
 # One run per client through workspace.yaml; waits and exits non-zero naming the failed run ids.
 backfill: install
