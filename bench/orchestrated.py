@@ -182,7 +182,10 @@ def bench_sensor(dataset: str, work: Path, interval: str, timeout: float = 900) 
         known = {r.run_id for r, _ in _runs(home)}
         target = root / "bronze" / "cda" / "arrivals" / new.name
         target.parent.mkdir()
-        os.replace(new, target)  # appears whole: a sensor never sees half a file
+        # A new file: written now (a file moved in keeps its old modification time, which the local
+        # sensor's high-water mark would skip), then moved in whole so no tick sees half a file.
+        os.utime(new)
+        os.replace(new, target)
         t0 = time.time()
         while (root / "gold/cda/_manifest.json").read_bytes() == before:
             if time.monotonic() > deadline:
@@ -281,6 +284,23 @@ def table(results: dict) -> str:
     return head + "\n\n" + markdown_table(["measure", "figure", "detail"], rows)
 
 
+def report(results: dict, a: argparse.Namespace, line: str) -> None:
+    """After each measurement: print it, write the JSON and (``--update-readme``) the README table,
+    so an interrupted bench keeps what it measured."""
+    print(line, flush=True)
+    results["load_end"] = round(os.getloadavg()[0], 2)
+    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.json).write_text(json.dumps(results, indent=2, default=str))
+    if a.update_readme:
+        text = README.read_text()
+        block = f"{BEGIN}\n{table(results)}\n{END}"
+        if BEGIN in text:
+            text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
+        else:
+            text = text.rstrip("\n") + "\n\n## Orchestrated runs (`bench/orchestrated.py`)\n\n" + block + "\n"
+        README.write_text(text)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--datasets", default="demo,real11")
@@ -302,30 +322,18 @@ def main() -> int:
             r = results["datasets"][dataset] = {}
             if "cli" in only:
                 r["cli"] = bench_cli(dataset, work)
-                print(dataset, "cli", json.dumps(r["cli"]), flush=True)
+                report(results, a, f"{dataset} cli {json.dumps(r['cli'])}")
             if "sensor" in only:
                 r["sensor"] = []
                 for interval in a.intervals.split(","):
                     r["sensor"].append(bench_sensor(dataset, work, interval))
-                    print(dataset, "sensor", json.dumps(r["sensor"][-1]), flush=True)
+                    report(results, a, f"{dataset} sensor {json.dumps(r['sensor'][-1])}")
             if "backfill" in only:
                 r["backfill"] = bench_backfill(dataset, work)
-                print(dataset, "backfill", json.dumps(r["backfill"]), flush=True)
+                report(results, a, f"{dataset} backfill {json.dumps(r['backfill'])}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    results["load_end"] = round(os.getloadavg()[0], 2)
-    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.json).write_text(json.dumps(results, indent=2, default=str))
-    md = table(results)
-    print(md)
-    if a.update_readme:
-        text = README.read_text()
-        block = f"{BEGIN}\n{md}\n{END}"
-        if BEGIN in text:
-            text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
-        else:
-            text = text.rstrip("\n") + "\n\n## Orchestrated runs (`bench/orchestrated.py`)\n\n" + block + "\n"
-        README.write_text(text)
+    print(table(results))
     return 0
 
 
