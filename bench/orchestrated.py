@@ -255,8 +255,9 @@ def table(results: dict) -> str:
         for s in r.get("sensor", []):
             name = "default (15 s)" if s["interval"] == "default" else f"{s['interval']} s"
             detail = (
-                f"sensor wait {s.get('sensor_wait_s', float('nan')):.1f} s, queue "
-                f"{s.get('queued_s', float('nan')):.1f} s, run {s.get('run_s', float('nan')):.1f} s"
+                f"file → run created (sensor tick) {s.get('sensor_wait_s', float('nan')):.1f} s, created → "
+                f"started (dequeue, run worker process and imports) {s.get('queued_s', float('nan')):.1f} s, "
+                f"started → gold {s.get('run_s', float('nan')):.1f} s"
             )
             rows.append(
                 [
