@@ -6,8 +6,12 @@ UV := $(TOOLS)/bin/uv
 export UV_PYTHON := $(PYTHON)
 export UV_LINK_MODE := copy
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+# `make materialize CLIENT=emin [CONFIG_JSON='{...}']`, `make backfill CLIENTS=cda` (default: every client).
+CLIENT ?= cda
+CLIENTS ?=
+CONFIG_JSON ?=
 
-.PHONY: run test test-timing ui api lint format install demo bench summary clean
+.PHONY: run test test-timing ui api materialize backfill check-defs lint format install demo bench summary clean
 
 $(UV):
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
@@ -31,7 +35,18 @@ test-timing: install
 	$(UV) run --frozen pytest -q -m timing
 
 ui: install
-	$(UV) run --frozen dagster dev -h 127.0.0.1 -p 3000
+	$(UV) run --frozen dg dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+# One client, every asset, in this process; recorded in the instance `make ui` shows.
+materialize: install
+	$(UV) run --frozen dg launch --assets '*' --partition $(CLIENT) $(if $(CONFIG_JSON),--config-json '$(CONFIG_JSON)')
+
+# One run per client through workspace.yaml; waits and exits non-zero naming the failed run ids.
+backfill: install
+	$(UV) run --frozen python -m oil_analysis backfill $(if $(CLIENTS),--clients $(CLIENTS))
+
+check-defs: install
+	$(UV) run --frozen dg check defs
 
 # The read API over the published gold (OIL_API_HOST / OIL_API_PORT, default 127.0.0.1:8000).
 api: install

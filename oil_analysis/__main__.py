@@ -1,14 +1,23 @@
-"""Command line: ``python -m oil_analysis run`` materializes every asset for each client and prints a
-fleet summary; ``python -m oil_analysis summary`` prints the summary of what is already on disk."""
+"""Command line (the Makefile's targets call it):
+
+* ``python -m oil_analysis run [--clients cda,emin] [--ephemeral]`` materializes every asset for each
+  client in this process and prints a fleet summary. The runs are recorded in the instance at
+  ``DAGSTER_HOME`` (default ``./.dagster_home``, the one ``make ui`` shows); ``--ephemeral`` uses a
+  throw-away instance instead.
+* ``python -m oil_analysis backfill [--clients cda,emin] [--timeout 1800]`` launches one run per
+  client through ``workspace.yaml`` (code location ``oil_analysis``), waits for them and exits
+  non-zero naming the failed run ids (:mod:`oil_analysis.operations`).
+* ``python -m oil_analysis summary`` prints the summary of what is already written.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
 import pandas as pd
-from dagster import DagsterInstance
 
 from .assets.common import CLIENTS, status_counts
 from .report import fleet_report_path
@@ -57,11 +66,12 @@ def summarize(store: Storage, client: str) -> list[str]:
     return lines
 
 
-def run(clients: list[str]) -> int:
+def run(clients: list[str], ephemeral: bool = False) -> int:
     from .definitions import defs
+    from .operations import cli_instance
 
     job = defs.resolve_job_def("oil_analysis_job")
-    instance = DagsterInstance.ephemeral()
+    instance = cli_instance(ephemeral)
     failed = []
     for client in clients:
         start = time.perf_counter()
@@ -79,15 +89,34 @@ def run(clients: list[str]) -> int:
     for client in clients:
         if client not in failed:
             print("\n".join(summarize(store, client)))
+    if not ephemeral:
+        print(
+            f"\nruns recorded in the instance DAGSTER_HOME={os.environ['DAGSTER_HOME']} (`make ui` shows them)"
+        )
     return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m oil_analysis")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("run", "summary"):
-        p = sub.add_parser(name)
+    parsers = {
+        "run": sub.add_parser("run", help="materialize every asset of each client in this process"),
+        "backfill": sub.add_parser(
+            "backfill", help="one run per client through workspace.yaml; waits, non-zero on a failed run"
+        ),
+        "summary": sub.add_parser("summary", help="the fleet summary of what is already written"),
+    }
+    for p in parsers.values():
         p.add_argument("--clients", default=",".join(sorted(CLIENTS)), help="comma list of client keys")
+    parsers["run"].add_argument(
+        "--ephemeral", action="store_true", help="a throw-away instance: the UI will not show these runs"
+    )
+    parsers["backfill"].add_argument(
+        "--timeout", type=float, default=1800.0, help="seconds to wait for the runs (default 1800)"
+    )
+    parsers["backfill"].add_argument(
+        "--workspace", default="workspace.yaml", help="workspace file (the one `make ui` loads)"
+    )
     a = ap.parse_args(argv)
     clients = [c.strip() for c in a.clients.split(",") if c.strip()]
     unknown = [c for c in clients if c not in CLIENTS]
@@ -95,7 +124,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown clients {unknown}; known: {sorted(CLIENTS)}", file=sys.stderr)
         return 2
     if a.cmd == "run":
-        return run(clients)
+        return run(clients, a.ephemeral)
+    if a.cmd == "backfill":
+        from pathlib import Path
+
+        from .operations import backfill
+
+        return backfill(clients, Path(a.workspace), a.timeout)
     store = Storage.from_settings(get_settings())
     for c in clients:
         print("\n".join(summarize(store, c)))

@@ -40,9 +40,9 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
-import openai
 import pandas as pd
 
 from .domain.advice import prompts
@@ -56,6 +56,9 @@ from .domain.advice.offline import (
 )
 from .domain.catalog import Catalog, load_catalog
 from .storage.filesystem import Storage, new_run_token
+
+if TYPE_CHECKING:
+    import openai
 
 REPORT_COLUMNS = (
     "ai_recommendation",
@@ -211,17 +214,18 @@ class CircuitOpen(Exception):
     """Too many prompts failed in a row: the endpoint is not called again in this run."""
 
 
-RETRYABLE = (
-    openai.RateLimitError,
-    openai.InternalServerError,
-    openai.APITimeoutError,
-    openai.APIConnectionError,
-    openai.ConflictError,
-)
-
-
 def _retryable(err: Exception) -> bool:
-    if isinstance(err, RETRYABLE):
+    # openai is imported where it is used: an offline run (and the code location) never loads it.
+    import openai
+
+    retryable = (
+        openai.RateLimitError,
+        openai.InternalServerError,
+        openai.APITimeoutError,
+        openai.APIConnectionError,
+        openai.ConflictError,
+    )
+    if isinstance(err, retryable):
         return True
     return isinstance(err, openai.APIStatusError) and (
         err.status_code in (408, 409) or err.status_code >= 500
@@ -286,6 +290,8 @@ class _CallStats:
 
 def _classify(e: Exception) -> Exception:
     """The SDK's exception, or :class:`MalformedResponse` for a 2xx body that is not a completion."""
+    import openai
+
     if isinstance(e, openai.APIResponseValidationError):
         return MalformedResponse("validation")
     if isinstance(e, openai.OpenAIError | MalformedResponse):
@@ -325,6 +331,8 @@ class _Runner:
     async def _complete(
         self, client: openai.AsyncOpenAI, sem: asyncio.Semaphore, messages: list[dict]
     ) -> _Result:
+        import openai
+
         llm, attempt, err = self.llm, 0, None
         while True:
             async with sem:
@@ -370,6 +378,8 @@ class _Runner:
             await asyncio.sleep(delay)
 
     async def run(self, tasks: list[tuple[str, list[dict]]]) -> dict[str, _Result]:
+        import openai
+
         client = openai.AsyncOpenAI(
             api_key=self.llm.api_key, base_url=self.llm.base_url, max_retries=0, timeout=self.llm.timeout_s
         )

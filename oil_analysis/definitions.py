@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from dagster import AssetSelection, Definitions, define_asset_job, load_assets_from_modules
+from dagster import (
+    AssetSelection,
+    Definitions,
+    define_asset_job,
+    in_process_executor,
+    load_assets_from_modules,
+)
 
 from .assets import bronze, gold, publish, report, silver
 from .assets.common import client_partitions
@@ -35,4 +41,8 @@ defs = Definitions(
     sensors=[raw_files_s3_sensor, raw_files_local_sensor, run_failure_notification],
     schedules=[weekly_limits_refresh, gold_history_retention_schedule],
     resources=build_resources(),
+    # Every job (oil_analysis_job, the UI's asset jobs, retention) runs its steps in the run's own
+    # process: a step subprocess re-imports the code location (seconds) for sub-second work.
+    # Parallelism between clients comes from concurrent runs (docs/ARCHITECTURE.md, "Executor").
+    executor=in_process_executor,
 )

@@ -1,5 +1,6 @@
-"""`dagster dev` as a test server: the real webserver and daemon on a free local port, a temporary
-instance, a given data root. Stopped with SIGTERM to its whole process group, then waited for."""
+"""`make ui`'s server as a test server: ``dg dev -w workspace.yaml`` (the real webserver and daemon, the
+code location ``oil_analysis`` of workspace.yaml) on a free local port, a temporary instance, a given
+data root. Stopped with SIGTERM to its whole process group, then waited for."""
 
 from __future__ import annotations
 
@@ -92,12 +93,17 @@ class DagsterDev:
 
 @contextlib.contextmanager
 def dagster_dev(
-    data_root: pathlib.Path, home: pathlib.Path, ready_timeout: float = 120
+    data_root: pathlib.Path,
+    home: pathlib.Path,
+    ready_timeout: float = 120,
+    instance_yaml: str = INSTANCE_YAML,
+    env: dict | None = None,
 ) -> Iterator[DagsterDev]:
-    """Start ``dagster dev -m oil_analysis.definitions`` on 127.0.0.1 with ``DAGSTER_HOME=home`` and
-    ``OIL_DATA_ROOT=data_root``; yield once the code location is loaded; always stop it."""
+    """Start what ``make ui`` starts (``dg dev -w workspace.yaml``) on 127.0.0.1 with
+    ``DAGSTER_HOME=home`` (its ``dagster.yaml``: ``instance_yaml``) and ``OIL_DATA_ROOT=data_root``
+    (``env``: more variables); yield once the code location is loaded; always stop it."""
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text(INSTANCE_YAML)
+    (home / "dagster.yaml").write_text(instance_yaml)
     port = free_port()
     env = dict(
         os.environ,
@@ -106,13 +112,14 @@ def dagster_dev(
         USE_S3="false",
         OIL_LLM_OFFLINE="true",
         PYTHONUNBUFFERED="1",
+        **(env or {}),
     )
-    dagster = str(pathlib.Path(sys.executable).parent / "dagster")
+    dg = str(pathlib.Path(sys.executable).parent / "dg")
     log = home / "dagster_dev.log"
     # setsid: a new process group to signal as a whole; env --default-signal: a test runner started in
     # the background may ignore INT/TERM, and dagster dev must see them to shut its children down.
-    cmd = ["setsid", "env", "--default-signal=INT,TERM", dagster, "dev", "-h", "127.0.0.1", "-p", str(port)]
-    cmd += ["-m", "oil_analysis.definitions"]
+    cmd = ["setsid", "env", "--default-signal=INT,TERM", dg, "dev", "-w", "workspace.yaml"]
+    cmd += ["-h", "127.0.0.1", "-p", str(port)]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     server = DagsterDev(proc, port, home, log)

@@ -226,7 +226,7 @@ def check_failure_text(message: dict) -> str:
 
 def publish_sns(arn: str, message: dict, subject: str | None = None) -> str:
     """Publish to SNS (endpoint from AWS_ENDPOINT_URL_SNS or AWS_ENDPOINT_URL); returns the MessageId."""
-    import boto3  # only runs that notify pay for it
+    import boto3  # here, not at import: boto3 costs a second to load and most runs never publish
 
     endpoint = os.environ.get("AWS_ENDPOINT_URL_SNS") or os.environ.get("AWS_ENDPOINT_URL") or None
     sns = boto3.session.Session().client(

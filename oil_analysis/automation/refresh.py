@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.stats import ks_2samp
 
 DRIFT_KEYS = ["machineName", "componentNameNormalized"]
 
@@ -177,6 +176,8 @@ def drift_tests(
     side: columns machine, component, essay, n_old, n_new, ks (statistic D), p, q (BH-adjusted) and
     drift (q <= ``alpha``; the default is RefreshParams().ks_alpha)."""
     alpha = RefreshParams.ks_alpha if alpha is None else alpha
+    from scipy.stats import ks_2samp  # here, not at import: scipy.stats costs seconds
+
     records = []
     if len(new) and len(old) and essays:
         olds = dict(iter(old.groupby(DRIFT_KEYS, sort=True, observed=True)))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 
-import boto3
 from dagster import (
     DefaultSensorStatus,
     RunRequest,
@@ -36,6 +35,9 @@ JOB_NAME = "oil_analysis_job"
 MAX_KEYS_PER_TICK = int(os.environ.get("OIL_SENSOR_MAX_KEYS", "20000"))
 MAX_RUNS_PER_TICK = int(os.environ.get("OIL_SENSOR_MAX_RUNS", "10"))
 MAX_FILES_PER_RUN = int(os.environ.get("OIL_SENSOR_MAX_FILES_PER_RUN", "500"))
+# Seconds between two ticks of a raw-file sensor. 15 s keeps arrival → gold within 45 s (one tick of
+# waiting at worst plus a run of ~10-15 s); a tick lists bronze/ once (a few LIST calls on S3).
+SENSOR_INTERVAL_S = max(1, int(os.environ.get("OIL_SENSOR_INTERVAL_S", "15")))
 LIMITS_REFRESH_CRON = os.environ.get("OIL_LIMITS_REFRESH_CRON", "0 6 * * 1")
 
 
@@ -145,12 +147,14 @@ def _evaluate(context: SensorEvaluationContext, listing, source: str) -> SensorR
 
 @sensor(
     job_name=JOB_NAME,
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=SENSOR_INTERVAL_S,
     default_status=_default_status("s3"),
     description="New or changed raw lab files under s3://{S3_BUCKET}/{S3_PREFIX}/bronze/{client}/ → one "
     "run of oil_analysis_job per affected client (run key = object key and ETag).",
 )
 def raw_files_s3_sensor(context: SensorEvaluationContext):
+    import boto3  # here, not at import: only the S3 sensor needs it
+
     s = get_settings()
     client = boto3.session.Session().client("s3", region_name=s.aws_region, endpoint_url=s.aws_endpoint_url)
     return _evaluate(
@@ -160,7 +164,7 @@ def raw_files_s3_sensor(context: SensorEvaluationContext):
 
 @sensor(
     job_name=JOB_NAME,
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=SENSOR_INTERVAL_S,
     default_status=_default_status("local"),
     description="New or changed raw lab files under OIL_DATA_ROOT/bronze/{client}/ (modification time, "
     "size and content hash) → one run of oil_analysis_job per affected client.",

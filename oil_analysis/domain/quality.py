@@ -22,7 +22,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
-from scipy.stats import rankdata
 
 from .limits import LEVELS
 
@@ -125,6 +124,8 @@ def roc_auc(score, truth) -> float:
     n_pos, n_neg = int(truth.sum()), int((~truth).sum())
     if n_pos == 0 or n_neg == 0:
         return float("nan")
+    from scipy.stats import rankdata  # here, not at import: scipy.stats costs seconds to load
+
     r = rankdata(score)
     return float((r[truth].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
@@ -134,6 +135,8 @@ def spearman(x, y) -> float:
     x, y = np.asarray(x, float), np.asarray(y, float)
     if len(x) < 3:
         return float("nan")
+    from scipy.stats import rankdata
+
     rx, ry = rankdata(x), rankdata(y)
     if rx.std() == 0 or ry.std() == 0:
         return float("nan")
