@@ -135,6 +135,8 @@ def test_failing_blocking_check_keeps_previous_gold(demo_outputs, tmp_path):
     silver_path = root / "silver/harmonized/CDA.parquet"
     silver = pd.read_parquet(silver_path)
     pd.concat([silver, silver.head(3)]).to_parquet(silver_path, index=False)  # duplicated samples
+    # Silver edited by hand, not by a run: forget the recorded fingerprint so the step re-reads it.
+    (root / "silver/_state/cda/fingerprints/classified_reports.json").unlink()
     with DagsterInstance.ephemeral() as instance:
         result = materialize(
             all_assets,

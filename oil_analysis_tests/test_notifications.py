@@ -54,6 +54,9 @@ def test_publication_message_lists_the_machines_whose_status_changed(demo_root, 
         machines = pd.read_parquet(path)
         was = machines["machine_status"].map(lambda s: "Anormal" if s == "Normal" else "Normal")
         machines.assign(machine_status=was).to_parquet(path, index=False)
+        # Edited by hand, not by a run: forget the recorded fingerprints so both steps work again.
+        for asset in ("machine_status_current", "gold_publication"):
+            (demo_root / f"silver/_state/emin/fingerprints/{asset}.json").unlink()
         hook.posts.clear()
         result = run(demo_root, instance, selection=["machine_status_current", "gold_publication"])
         assert result.success
@@ -121,6 +124,7 @@ def test_blocking_check_failure_and_failed_run_are_notified(demo_root, notify_en
         silver_path = demo_root / "silver/harmonized/EMIN.parquet"
         silver = pd.read_parquet(silver_path)
         pd.concat([silver, silver.head(3)]).to_parquet(silver_path, index=False)
+        (demo_root / "silver/_state/emin/fingerprints/classified_reports.json").unlink()  # a hand edit
         failed = run(demo_root, instance, selection=["classified_reports"])
         assert not failed.success
 

@@ -170,13 +170,6 @@ class LimitsConfig(Config):
     force_limits_refresh: bool = False
 
 
-def limits_refreshed_at(store, client: str) -> str | None:
-    """When the current limits were last computed (``refreshed_at`` of ``latest.json``; None before
-    the first publish, for a pointer written before the age trigger existed, or a damaged one)."""
-    pointer = read_limits_pointer(store, client)
-    return pointer.get("refreshed_at") if pointer else None
-
-
 def current_limits(store, client: str, repairs: list | None = None) -> pd.DataFrame | None:
     """The published limits of a client (``latest.json``), or None before the first publish.
     A damaged pointer is rebuilt from the versions present (the repair goes to ``repairs``)."""
@@ -217,22 +210,34 @@ def stewart_limits(
     fp = step_fingerprint(
         context, store, ["silver_harmonized"], params=params, refresh=refresh, catalog=catalog.version
     )
-    refreshed_at = limits_refreshed_at(store, client.key)
+    # The pointer first, once: a damaged latest.json is rebuilt here and the repair reported.
+    repairs: list[dict] = []
+    pointer = read_limits_pointer(store, client.key, repairs)
+    for r in repairs:
+        context.log.warning(f"{r['path']} could not be used ({r['error']}): {r['action']}")
+    refreshed_at = pointer.get("refreshed_at") if pointer else None
     now = pd.Timestamp.now(tz="UTC")
     # Limits past their age are recomputed even when nothing else changed (the weekly refresh).
     too_old, _ = limits_age(refreshed_at, now, refresh.max_age_days)
     state = None if force or too_old else unchanged_state(store, client.key, "stewart_limits", fp)
     if state is not None:
-        summary = "kept the current limits: silver and parameters unchanged since they were published"
+        summary = (
+            "kept the current limits: no trigger held (silver and parameters unchanged since they were "
+            f"published; age below {refresh.max_age_days} d)"
+        )
         context.log.info(f"limits of {client.key}: {summary}")
-        yield from yield_unchanged("stewart_limits", fp, state, refreshed=False, refresh_decision=summary)
+        yield from yield_unchanged(
+            "stewart_limits",
+            fp,
+            state,
+            refreshed=False,
+            refresh_decision=summary,
+            state_repairs=MetadataValue.json(repairs),
+        )
         return
     if runstate.is_unchanged(silver_harmonized):
         silver_harmonized = load_published(store, client.key, "silver_harmonized")
-    repairs: list[dict] = []
-    current = current_limits(store, client.key, repairs)
-    for r in repairs:
-        context.log.warning(f"{r['path']} could not be used ({r['error']}): {r['action']}")
+    current = current_limits(store, client.key)
     groups = {g: catalog.of_group(g) for g in set(catalog.table["group"])}
     decision = decide_refresh(
         silver_harmonized,

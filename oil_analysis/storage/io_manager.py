@@ -134,7 +134,7 @@ class LayoutIOManager(ConfigurableIOManager):
         if obj.attrs.get("refreshed_at"):  # when the limits were last computed (age trigger)
             pointer["refreshed_at"] = str(obj.attrs["refreshed_at"])
         files = [
-            (f"{folder}/stewart_limits.parquet", parquet_bytes(obj), len(obj)),
+            (f"{folder}/stewart_limits.parquet", parquet_bytes(_without_clock(obj)), len(obj)),
             (f"{folder}/stewart_limits.json", json_bytes(limits_to_nested(obj)), len(obj)),
             (layout.limits_latest(client), json_bytes(pointer), None),  # last: names complete files
         ]
@@ -195,6 +195,16 @@ def load_published(store, client: str, asset: str) -> pd.DataFrame:
 def published_path(client: str, asset: str) -> str:
     """The file whose presence says ``asset`` is published (limits: the ``latest.json`` pointer)."""
     return layout.limits_latest(client) if asset == LIMITS_ASSET else _path(asset, client)
+
+
+def _without_clock(obj: pd.DataFrame) -> pd.DataFrame:
+    """The limits table as written: pandas keeps ``attrs`` in the parquet metadata, and the wall-clock
+    ``refreshed_at`` (it belongs in ``latest.json``) would make identical limits differ in bytes."""
+    if "refreshed_at" not in obj.attrs:
+        return obj
+    out = obj.copy(deep=False)
+    out.attrs = {k: v for k, v in obj.attrs.items() if k != "refreshed_at"}
+    return out
 
 
 class PublicationError(RuntimeError):
