@@ -57,13 +57,14 @@ def cda_files(dataset: str) -> list[Path]:
 
 
 def make_root(path: Path, dataset: str) -> Path:
-    """A cold data root: bronze/cda from the dataset, bronze/emin from the demo (links, not copies)."""
+    """A cold data root: bronze/cda from the dataset, bronze/emin from the demo (copies: links out of
+    the data root are never followed by the intake)."""
     shutil.rmtree(path, ignore_errors=True)
     for client, files in (("cda", cda_files(dataset)), ("emin", sorted((DEMO / "emin").glob("*.parquet")))):
         folder = path / "bronze" / client
         folder.mkdir(parents=True)
         for f in files:
-            (folder / f.name).symlink_to(f.resolve())
+            shutil.copy2(f.resolve(), folder / f.name)
     return path
 
 

@@ -301,6 +301,15 @@ def conform(df: pd.DataFrame, table: str) -> pd.DataFrame:
     missing = [c.name for c in cols if c.name not in df.columns]
     if missing:
         raise ContractError(f"{table}: missing columns {missing}")
+    if len(df) == 0:
+        # A client with no samples yet: its empty columns carry no values, so giving them the
+        # contract's types loses nothing (pandas builds them as object).
+        empty = {F: "float64", I64: "int64", B: "bool", TS: "datetime64[us]"}
+        cast = {c.name: empty[c.type] for c in cols if c.type in empty and df[c.name].dtype == object}
+        if cast:
+            attrs = dict(df.attrs)
+            df = df.astype(cast)
+            df.attrs = attrs
     problems = []
     for c in cols:
         s = df[c.name]
