@@ -67,6 +67,11 @@ match, the previous consistent snapshot is served (`snapshot.serving = "previous
 bearer = HTTPBearer(auto_error=False, description="An API key created with `keys add`.")
 
 
+# The answers every per-client endpoint documents besides its own: forbidden or unknown client (one
+# answer for both), no such row, storage down.
+CLIENT_ERRORS = {code: {"model": models.Problem} for code in (403, 404, 503)}
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -293,11 +298,7 @@ def create_app(
         summary="Machine status, most urgent first",
         description="One row per unit from `machine_status_current`, ordered by `priority` (descending), "
         "then unit. Filter by status; paginated with `offset`/`limit` (`total`, `next`).",
-        responses={
-            403: {"model": models.Problem},
-            404: {"model": models.Problem},
-            503: {"model": models.Problem},
-        },
+        responses=CLIENT_ERRORS,
         tags=["gold"],
     )
     async def machines(
@@ -326,11 +327,7 @@ def create_app(
         "/clients/{client}/machines/{unit}",
         response_model=models.MachineDetail,
         summary="One machine: components, latest reports, trends of breached essays with their limits",
-        responses={
-            403: {"model": models.Problem},
-            404: {"model": models.Problem},
-            503: {"model": models.Problem},
-        },
+        responses=CLIENT_ERRORS,
         tags=["gold"],
     )
     def machine(
@@ -355,14 +352,12 @@ def create_app(
         "`offset`/`limit`. `Accept: text/csv` or `application/vnd.apache.parquet` returns the page's rows "
         "with the contract's flat columns; `X-Total-Count` and a `Link: rel=next` header paginate them.",
         responses={
+            **CLIENT_ERRORS,
             200: {
                 "content": {"text/csv": {}, "application/vnd.apache.parquet": {}},
                 "description": "A page of reports.",
             },
-            403: {"model": models.Problem},
-            404: {"model": models.Problem},
             406: {"model": models.Problem, "description": "No supported media type in Accept."},
-            503: {"model": models.Problem},
         },
         tags=["gold"],
     )
@@ -409,11 +404,7 @@ def create_app(
         "/clients/{client}/limits",
         response_model=models.Limits,
         summary="Stewart limits: the current version, or another one with ?version=",
-        responses={
-            403: {"model": models.Problem},
-            404: {"model": models.Problem},
-            503: {"model": models.Problem},
-        },
+        responses=CLIENT_ERRORS,
         tags=["gold"],
     )
     def limits(
@@ -457,11 +448,7 @@ def create_app(
         "/clients/{client}/fleet-report",
         response_class=HTMLResponse,
         summary="The fleet report (self-contained HTML, Spanish)",
-        responses={
-            403: {"model": models.Problem},
-            404: {"model": models.Problem},
-            503: {"model": models.Problem},
-        },
+        responses=CLIENT_ERRORS,
         tags=["gold"],
     )
     def fleet_report(client: ClientPath, key: Caller):
