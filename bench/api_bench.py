@@ -56,7 +56,7 @@ def publish(root: Path, n: int) -> dict:
     import pandas as pd
     from scale import generate_silver
 
-    from oil_analysis import contracts
+    from oil_analysis.domain import contracts
     from oil_analysis.domain.catalog import load_catalog
     from oil_analysis.domain.classify import classify_reports
     from oil_analysis.domain.fleet import machine_status_current

@@ -33,11 +33,11 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from oil_analysis.automation.refresh import RefreshParams, decide_refresh  # noqa: E402
 from oil_analysis.domain.catalog import load_catalog  # noqa: E402
 from oil_analysis.domain.harmonize import harmonize  # noqa: E402
 from oil_analysis.domain.labs import read_finning_workbook  # noqa: E402
 from oil_analysis.domain.limits import compute_limits  # noqa: E402
+from oil_analysis.domain.refresh import RefreshParams, decide_refresh  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "finning"
 

@@ -24,7 +24,6 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from oil_analysis.advisor import recommend_machines, recommend_reports  # noqa: E402
 from oil_analysis.demo.als import write_als_parquet  # noqa: E402
 from oil_analysis.domain.catalog import load_catalog  # noqa: E402
 from oil_analysis.domain.classify import ClassificationParams, classify_reports  # noqa: E402
@@ -32,6 +31,7 @@ from oil_analysis.domain.fleet import machine_status_current  # noqa: E402
 from oil_analysis.domain.harmonize import harmonize  # noqa: E402
 from oil_analysis.domain.labs.als import read_als_parquet  # noqa: E402
 from oil_analysis.domain.limits import LimitParams, compute_limits  # noqa: E402
+from oil_analysis.pipeline.advice import recommend_machines, recommend_reports  # noqa: E402
 from oil_analysis.report import render_fleet_report  # noqa: E402
 
 

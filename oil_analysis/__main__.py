@@ -6,7 +6,7 @@
   throw-away instance instead.
 * ``python -m oil_analysis backfill [--clients cda,emin] [--timeout 1800]`` launches one run per
   client through ``workspace.yaml`` (code location ``oil_analysis``), waits for them and exits
-  non-zero naming the failed run ids (:mod:`oil_analysis.operations`).
+  non-zero naming the failed run ids (:mod:`oil_analysis.automation.backfill`).
 * ``python -m oil_analysis summary`` prints the summary of what is already written.
 """
 
@@ -67,8 +67,8 @@ def summarize(store: Storage, client: str) -> list[str]:
 
 
 def run(clients: list[str], ephemeral: bool = False) -> int:
+    from .automation.backfill import cli_instance
     from .definitions import defs
-    from .operations import cli_instance
 
     job = defs.resolve_job_def("oil_analysis_job")
     instance = cli_instance(ephemeral)
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.cmd == "backfill":
         from pathlib import Path
 
-        from .operations import backfill
+        from .automation.backfill import backfill
 
         return backfill(clients, Path(a.workspace), a.timeout)
     store = Storage.from_settings(get_settings())

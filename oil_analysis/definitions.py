@@ -15,9 +15,9 @@ from .assets.common import client_partitions
 from .automation.failures import run_failure_notification
 from .automation.retention import gold_history_retention, gold_history_retention_schedule
 from .automation.sensors import raw_files_local_sensor, raw_files_s3_sensor, weekly_limits_refresh
+from .resources.io_manager import LayoutIOManager
 from .resources.llm import LLMResource
 from .resources.storage import StorageResource
-from .storage.io_manager import LayoutIOManager
 
 all_assets = load_assets_from_modules([bronze, silver, gold, report, publish])
 

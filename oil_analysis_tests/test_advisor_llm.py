@@ -11,7 +11,9 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from oil_analysis.advisor import (
+from oil_analysis.domain.advice import PROMPT_VERSION, SYSTEM_PROMPT, offline_recommendation
+from oil_analysis.domain.catalog import load_catalog
+from oil_analysis.pipeline.advice import (
     MAX_SHARDS,
     LLMConfig,
     cache_dir,
@@ -20,8 +22,6 @@ from oil_analysis.advisor import (
     recommend_reports,
     retry_after_s,
 )
-from oil_analysis.domain.advice import PROMPT_VERSION, SYSTEM_PROMPT, offline_recommendation
-from oil_analysis.domain.catalog import load_catalog
 from oil_analysis.resources.llm import LLMResource
 from oil_analysis.storage.filesystem import Storage
 

@@ -7,7 +7,6 @@ import json
 import pandas as pd
 import pytest
 
-from oil_analysis.advisor import MACHINE_COLUMNS, REPORT_COLUMNS, recommend_machines, recommend_reports
 from oil_analysis.domain.advice import (
     FEW_SHOTS,
     NORMAL_MACHINE_TEXT,
@@ -21,6 +20,12 @@ from oil_analysis.domain.advice import (
 )
 from oil_analysis.domain.advice.prompts import TABLE_HEADER
 from oil_analysis.domain.catalog import load_catalog
+from oil_analysis.pipeline.advice import (
+    MACHINE_COLUMNS,
+    REPORT_COLUMNS,
+    recommend_machines,
+    recommend_reports,
+)
 
 from .llm_server import advisor_reports
 

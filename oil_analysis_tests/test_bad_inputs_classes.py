@@ -24,7 +24,7 @@ from python_calamine import CalamineWorkbook
 from oil_analysis.definitions import all_assets, build_resources
 from oil_analysis.domain.clients import load_clients
 from oil_analysis.domain.labs import LAB_FORMATS
-from oil_analysis.ingest import ReaderLimits, ingest_client
+from oil_analysis.pipeline.bronze import ReaderLimits, ingest_client
 from oil_analysis.storage import manifest
 from oil_analysis.storage.filesystem import FileEntry, Storage
 
@@ -506,8 +506,8 @@ def test_class09_failed_write_inside_an_output_restores_its_files(tmp_path):
     a file where its folder should be) puts every file of the output back as it was."""
     from dagster import AssetKey, build_output_context
 
+    from oil_analysis.resources.io_manager import LayoutIOManager, PublicationError
     from oil_analysis.resources.storage import StorageResource
-    from oil_analysis.storage.io_manager import LayoutIOManager, PublicationError
 
     io_manager = LayoutIOManager(storage=StorageResource(data_root=str(tmp_path)))
     ctx = build_output_context(asset_key=AssetKey("limit_quality"), partition_key="cda")

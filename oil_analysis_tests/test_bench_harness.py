@@ -34,7 +34,7 @@ def _is_spread(s: dict) -> bool:
 
 
 def test_synthetic_silver_meets_the_silver_contract():
-    from oil_analysis.contracts import conform
+    from oil_analysis.domain.contracts import conform
     from oil_analysis.domain.harmonize import silver_columns
 
     scale = _load("scale")

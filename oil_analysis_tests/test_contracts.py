@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from oil_analysis import contracts
+from oil_analysis.domain import contracts
 
 from .conftest import REPO
 
@@ -13,7 +13,7 @@ from .conftest import REPO
 def test_data_contracts_document_is_generated_from_code():
     doc = (REPO / "docs" / "DATA_CONTRACTS.md").read_text(encoding="utf-8")
     assert doc == contracts.render_markdown(), (
-        "docs/DATA_CONTRACTS.md differs from the code: run `uv run python -m oil_analysis.contracts > docs/DATA_CONTRACTS.md`"
+        "docs/DATA_CONTRACTS.md differs from the code: run `uv run python -m oil_analysis.domain.contracts > docs/DATA_CONTRACTS.md`"
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from oil_analysis.domain.clients import load_clients
-from oil_analysis.ingest import READER_VERSION, ingest_client, load_parsed
+from oil_analysis.pipeline.bronze import READER_VERSION, ingest_client, load_parsed
 from oil_analysis.storage.filesystem import Storage
 
 from .builders import finning_row, write_finning

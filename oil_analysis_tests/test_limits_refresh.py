@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from oil_analysis.automation.refresh import (
+from oil_analysis.domain.refresh import (
     RefreshParams,
     bh_qvalues,
     decide_refresh,

@@ -7,7 +7,7 @@ import time
 import pytest
 from dagster._daemon.types import DaemonHeartbeat
 
-from oil_analysis import operations
+from oil_analysis.automation import backfill as operations
 from oil_analysis.definitions import defs
 
 from .conftest import REPO

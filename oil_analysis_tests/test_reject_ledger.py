@@ -10,8 +10,8 @@ import os
 import pandas as pd
 
 from oil_analysis.domain.clients import load_clients
-from oil_analysis.ingest import ingest_client
-from oil_analysis.silver_build import build_silver, save_state
+from oil_analysis.pipeline.bronze import ingest_client
+from oil_analysis.pipeline.silver import build_silver, save_state
 from oil_analysis.storage import layout
 from oil_analysis.storage.filesystem import Storage
 

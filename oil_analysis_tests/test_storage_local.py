@@ -13,13 +13,13 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import AssetKey, DagsterInstance, build_output_context, materialize
 
-from oil_analysis.contracts import SCHEMA_VERSION
 from oil_analysis.definitions import all_assets, build_resources
+from oil_analysis.domain.contracts import SCHEMA_VERSION
+from oil_analysis.resources.io_manager import LayoutIOManager
 from oil_analysis.resources.storage import StorageResource
 from oil_analysis.settings import get_settings
 from oil_analysis.storage import layout, legacy, manifest
 from oil_analysis.storage.filesystem import Storage, public_endpoint
-from oil_analysis.storage.io_manager import LayoutIOManager
 
 STORAGE_VARS = (
     "USE_S3",

@@ -3,7 +3,7 @@
 import pandas as pd
 from dagster import AssetExecutionContext, Failure, MetadataValue, asset
 
-from ..ingest import READER_VERSION, ReaderLimits, ingest_client, unknown_client_folders
+from ..pipeline.bronze import READER_VERSION, ReaderLimits, ingest_client, unknown_client_folders
 from ..resources.storage import StorageResource
 from ..settings import get_settings
 from ..storage import layout, runstate

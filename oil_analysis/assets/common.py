@@ -19,8 +19,8 @@ from dagster import (
 
 from ..domain.checks import CheckOutcome
 from ..domain.clients import load_clients
+from ..resources.io_manager import published_path
 from ..storage import runstate
-from ..storage.io_manager import published_path
 
 CLIENTS = load_clients()
 client_partitions = StaticPartitionsDefinition(sorted(CLIENTS))
@@ -147,8 +147,8 @@ def publish_or_block(asset: str, output: Output, outcomes, *, context=None, fp: 
     Failure without the output, so nothing is written and the previously published file stays.
     With ``context`` and ``fp`` (the step's input fingerprint) the output records it (see
     :func:`record`)."""
-    from ..contracts import ContractError, conform, tables
     from ..domain.checks import blocking_failures
+    from ..domain.contracts import ContractError, conform, tables
 
     if asset in tables():
         try:

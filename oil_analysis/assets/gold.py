@@ -5,7 +5,6 @@ import json
 import pandas as pd
 from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
-from ..advisor import recommend_machines, recommend_reports
 from ..domain import checks
 from ..domain.catalog import load_catalog
 from ..domain.changes import machine_changes, report_changes
@@ -14,11 +13,12 @@ from ..domain.fleet import FleetParams
 from ..domain.fleet import machine_status_current as build_machine_status
 from ..domain.incremental import classify_incremental
 from ..domain.quality import limit_quality as build_limit_quality
+from ..pipeline.advice import recommend_machines, recommend_reports
 from ..report import status_over_time_markdown
+from ..resources.io_manager import load_published
 from ..resources.llm import LLMResource
 from ..resources.storage import StorageResource
 from ..storage import layout, runstate
-from ..storage.io_manager import load_published
 from .common import (
     OWNER,
     check_specs,

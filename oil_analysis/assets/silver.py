@@ -3,19 +3,19 @@
 import pandas as pd
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 
-from ..automation.refresh import RefreshParams, decide_refresh, limits_age
-from ..contracts import conform
 from ..domain import checks
 from ..domain.catalog import load_catalog
+from ..domain.contracts import conform
 from ..domain.labs.common import SAMPLE_REJECTED
 from ..domain.limits import LimitParams, compute_limits
 from ..domain.names import mapping_version
+from ..domain.refresh import RefreshParams, decide_refresh, limits_age
+from ..pipeline.silver import build_silver, save_state
+from ..resources.io_manager import load_published
 from ..resources.storage import StorageResource
 from ..settings import get_settings
-from ..silver_build import build_silver, save_state
 from ..storage import layout, runstate
 from ..storage.healing import read_limits_pointer
-from ..storage.io_manager import load_published
 from .common import (
     CLIENTS,
     OWNER,

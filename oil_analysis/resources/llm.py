@@ -25,7 +25,7 @@ import os
 
 from dagster import ConfigurableResource
 
-from ..advisor import LLMConfig
+from ..pipeline.advice import LLMConfig
 
 TRUE = {"1", "true", "yes", "on"}
 DEFAULTS = LLMConfig(api_key="")

@@ -21,7 +21,7 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from ..contracts import SCHEMA_VERSION
+from ..domain.contracts import SCHEMA_VERSION
 from .filesystem import Storage, json_bytes
 
 MANIFEST_VERSION = 1

@@ -36,11 +36,11 @@ from dataclasses import dataclass, field
 import pandas as pd
 import pyarrow as pa
 
-from .domain.clients import Client
-from .domain.labs import IGNORED_FILES, LAB_FORMATS, LabFileError, ReadResult
-from .domain.labs.common import empty_rejects, ledger_types
-from .storage import layout
-from .storage.filesystem import Storage, UnsafePathError, check_relative
+from ..domain.clients import Client
+from ..domain.labs import IGNORED_FILES, LAB_FORMATS, LabFileError, ReadResult
+from ..domain.labs.common import empty_rejects, ledger_types
+from ..storage import layout
+from ..storage.filesystem import Storage, UnsafePathError, check_relative
 
 REGISTRY_COLUMNS = [
     "key",

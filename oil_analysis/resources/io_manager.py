@@ -27,11 +27,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 from dagster import ConfigurableIOManager, InputContext, MetadataValue, OutputContext, ResourceDependency
 
-from ..resources.storage import StorageResource
-from . import layout, legacy, manifest, runstate
-from .filesystem import json_bytes, parquet_bytes
-from .healing import read_limits_pointer
-from .manifest import FileRecord
+from ..storage import layout, legacy, manifest, runstate
+from ..storage.filesystem import json_bytes, parquet_bytes
+from ..storage.healing import read_limits_pointer
+from ..storage.manifest import FileRecord
+from .storage import StorageResource
 
 LIMITS_ASSET = "stewart_limits"
 

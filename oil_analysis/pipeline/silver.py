@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .domain.catalog import load_catalog
-from .domain.harmonize import describe, finish, prepare
-from .domain.incremental import INDEX_COLUMNS, NO_CHANGES, audit, candidate_index, empty_audit, upsert
-from .domain.labs.common import REJECT_COLUMNS, concat_rejects, ledger_types
-from .ingest import load_parsed
-from .storage import layout
-from .storage.filesystem import Storage
+from ..domain.catalog import load_catalog
+from ..domain.harmonize import describe, finish, prepare
+from ..domain.incremental import INDEX_COLUMNS, NO_CHANGES, audit, candidate_index, empty_audit, upsert
+from ..domain.labs.common import REJECT_COLUMNS, concat_rejects, ledger_types
+from ..storage import layout
+from ..storage.filesystem import Storage
+from .bronze import load_parsed
 
 
 @dataclass

@@ -45,8 +45,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .domain.advice import prompts
-from .domain.advice.offline import (
+from ..domain.advice import prompts
+from ..domain.advice.offline import (
     NORMAL_MACHINE_TEXT,
     NORMAL_REPORT_TEXT,
     OFFLINE_MODEL,
@@ -54,8 +54,8 @@ from .domain.advice.offline import (
     offline_machine_recommendation,
     offline_recommendation,
 )
-from .domain.catalog import Catalog, load_catalog
-from .storage.filesystem import Storage, new_run_token
+from ..domain.catalog import Catalog, load_catalog
+from ..storage.filesystem import Storage, new_run_token
 
 if TYPE_CHECKING:
     import openai
