@@ -18,7 +18,8 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from oil_analysis.domain.catalog import load_catalog  # noqa: E402
-from oil_analysis.pipeline.advice import LLMConfig, recommend_reports  # noqa: E402
+from oil_analysis.pipeline.advice import recommend_reports  # noqa: E402
+from oil_analysis.resources.llm_client import LLMConfig  # noqa: E402
 from oil_analysis.storage.filesystem import Storage  # noqa: E402
 from oil_analysis_tests.llm_server import FakeLLMServer, advisor_reports  # noqa: E402
 

@@ -13,17 +13,12 @@ import pytest
 
 from oil_analysis.domain.advice import PROMPT_VERSION, SYSTEM_PROMPT, offline_recommendation
 from oil_analysis.domain.catalog import load_catalog
-from oil_analysis.pipeline.advice import (
-    MAX_SHARDS,
-    LLMConfig,
-    cache_dir,
-    estimate_cost,
-    recommend_machines,
-    recommend_reports,
-    retry_after_s,
-)
+from oil_analysis.pipeline.advice import recommend_machines, recommend_reports
 from oil_analysis.resources.llm import LLMResource
+from oil_analysis.resources.llm_client import LLMConfig, estimate_cost, retry_after_s
+from oil_analysis.storage.ai_cache import MAX_SHARDS
 from oil_analysis.storage.filesystem import Storage
+from oil_analysis.storage.layout import ai_cache_dir as cache_dir
 
 from .llm_server import FakeLLMServer, advisor_reports, answer_text
 

@@ -12,35 +12,21 @@ offline advisor). Every row ends with a text and an ``ai_source``:
 - ``fallback`` — the LLM was wanted but failed (retries exhausted, malformed answer, call cap, open
   circuit): the rule-based text, with the error class in ``ai_error``. Never the exception text.
 
-Calls run concurrently on ``openai.AsyncOpenAI`` behind a semaphore; the client's own retries are
-off (``max_retries=0``) so the retry policy below is the only one: exponential backoff with jitter
-on 429, 408/409, 5xx, timeouts and connection errors, never shorter than the server's
-``Retry-After``. An outage never raises: after ``breaker_after`` requests in a row fail (429s aside), the
-rest of the run skips the endpoint (``CircuitOpen``).
-
-Cache layout (same on local disk and S3, through ``Storage``)::
-
-    gold/{client}/_ai_cache/shard-{utc stamp}-{token}.parquet
-
-Each run that generated something appends one shard with the new entries only; when more than
-``MAX_SHARDS`` shards exist they are compacted into one. Failures are never cached, so a later run
-retries them.
+The endpoint is reached through the ``llm`` object only (:meth:`LLMConfig.complete`, :meth:`LLMConfig.cost`
+of :mod:`oil_analysis.resources.llm_client`: concurrency, retries, circuit breaker); this module
+defines what a call gives back (:class:`CallResult`). The cache is :class:`~oil_analysis.storage.ai_cache.AICache`
+(``gold/{client}/_ai_cache/``); failures are never cached, so a later run retries them.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import email.utils
 import hashlib
 import json
-import random
 import time
-from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
@@ -55,10 +41,11 @@ from ..domain.advice.offline import (
     offline_recommendation,
 )
 from ..domain.catalog import Catalog, load_catalog
-from ..storage.filesystem import Storage, new_run_token
+from ..storage.ai_cache import CACHE_COLUMNS, AICache
+from ..storage.filesystem import Storage
 
 if TYPE_CHECKING:
-    import openai
+    from collections import Counter
 
 REPORT_COLUMNS = (
     "ai_recommendation",
@@ -72,45 +59,43 @@ REPORT_COLUMNS = (
 MACHINE_COLUMNS = tuple("machine_" + c for c in REPORT_COLUMNS)
 SOURCES = ("llm", "cache", "fallback", "offline", "normal")
 
-# USD per million tokens (input, output), list prices; a model not listed has no cost estimate.
-MODEL_PRICES = {
-    "gpt-4o-mini": (0.15, 0.60),
-    "gpt-4o": (2.50, 10.00),
-    "gpt-4.1-nano": (0.10, 0.40),
-    "gpt-4.1-mini": (0.40, 1.60),
-    "gpt-4.1": (2.00, 8.00),
-    "gpt-5-nano": (0.05, 0.40),
-    "gpt-5-mini": (0.25, 2.00),
-    "gpt-5": (1.25, 10.00),
-}
+
+class CallCapReached(Exception):
+    """The run's request budget (``max_calls``) is spent."""
 
 
-@dataclass(frozen=True)
-class LLMConfig:
-    """How to reach an OpenAI-compatible chat-completions endpoint, and how hard to try."""
+@dataclass
+class CallResult:
+    """What one prompt gave: its text, or the class name of the error that ended it."""
 
-    api_key: str
-    base_url: str | None = None  # None: api.openai.com
-    model: str = "gpt-4o-mini"
-    temperature: float = 0.2
-    max_tokens: int = 400
-    timeout_s: float = 30.0  # per request
-    concurrency: int = 16  # requests in flight
-    max_retries: int = 4  # retries per prompt after the first attempt
-    max_calls: int | None = 5000  # requests per run, retries included; None: no cap
-    backoff_base_s: float = 0.5
-    backoff_max_s: float = 20.0
-    max_retry_after_s: float = 60.0  # a longer Retry-After gives up on the prompt (fallback)
-    breaker_after: int = 20  # requests failing in a row (429 aside) that stop calls for the rest of the run
+    text: str | None = None
+    error: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    generated_at: datetime | None = None
 
 
-def estimate_cost(model: str, tokens_in: int, tokens_out: int) -> float | None:
-    """Estimated USD of the tokens at list price (longest matching model prefix); ``None`` if unknown."""
-    match = max((m for m in MODEL_PRICES if model == m or model.startswith(m + "-")), key=len, default=None)
-    if match is None:
-        return None
-    price_in, price_out = MODEL_PRICES[match]
-    return round((tokens_in * price_in + tokens_out * price_out) / 1e6, 6)
+class CallStats(Protocol):
+    """The counters of one run's calls."""
+
+    requests: int
+    prompts: int
+    retries: int
+    tokens_in: int
+    tokens_out: int
+    errors: Counter
+
+
+class LLM(Protocol):
+    """What the advice needs of an endpoint (:class:`oil_analysis.resources.llm_client.LLMConfig`)."""
+
+    model: str
+    temperature: float
+    max_calls: int | None
+
+    def complete(self, tasks: list[tuple[str, list[dict]]]) -> tuple[dict[str, CallResult], CallStats]: ...
+
+    def cost(self, tokens_in: int, tokens_out: int) -> float | None: ...
 
 
 def cache_key(kind: str, inputs: Mapping, model: str, temperature: float) -> str:
@@ -124,294 +109,6 @@ def cache_key(kind: str, inputs: Mapping, model: str, temperature: float) -> str
     }
     text = json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-# -- cache ----------------------------------------------------------------------------------------
-
-CACHE_COLUMNS = [
-    "key",
-    "kind",
-    "subject",
-    "text",
-    "model",
-    "prompt_version",
-    "temperature",
-    "generated_at",
-    "tokens_in",
-    "tokens_out",
-]
-MAX_SHARDS = 8
-
-
-def cache_dir(client: str) -> str:
-    return f"gold/{client}/_ai_cache"
-
-
-class AICache:
-    """Generated texts by cache key, in parquet shards under ``gold/{client}/_ai_cache/``."""
-
-    def __init__(self, storage: Storage | None, client: str) -> None:
-        self.storage, self.prefix = storage, cache_dir(client)
-        self._entries: pd.DataFrame | None = None
-        self.unreadable: list[str] = []
-
-    def _shards(self) -> list[str]:
-        if self.storage is None:
-            return []
-        return [f.path for f in self.storage.list_files(self.prefix) if f.path.endswith(".parquet")]
-
-    def entries(self) -> pd.DataFrame:
-        """All entries, one per key (indexed by key)."""
-        if self._entries is None:
-            frames = []
-            for path in self._shards():
-                try:
-                    frames.append(self.storage.read_parquet(path))
-                except Exception:  # a damaged shard loses its entries only; compaction drops it
-                    self.unreadable.append(path)
-            frames = [f for f in frames if len(f)]
-            df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CACHE_COLUMNS)
-            self._entries = df.drop_duplicates("key", keep="last").set_index("key", drop=False)
-        return self._entries
-
-    def get(self, keys) -> pd.DataFrame:
-        if self.storage is None:
-            return pd.DataFrame(columns=CACHE_COLUMNS)
-        e = self.entries()
-        return e[e.index.isin(list(keys))]
-
-    def append(self, rows: list[dict]) -> None:
-        """Write the new entries as one shard; compact when shards pile up."""
-        if self.storage is None or not rows:
-            return
-        new = pd.DataFrame(rows, columns=CACHE_COLUMNS)
-        new["generated_at"] = pd.to_datetime(new["generated_at"]).astype("datetime64[us]")
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-        self.storage.write_parquet(f"{self.prefix}/shard-{stamp}-{new_run_token()}.parquet", new)
-        self._entries = None
-        shards = self._shards()
-        if len(shards) > MAX_SHARDS:
-            merged = self.entries().reset_index(drop=True)
-            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-            self.storage.write_parquet(f"{self.prefix}/shard-{stamp}-{new_run_token()}.parquet", merged)
-            for old in shards:  # readers in between see duplicates, which they drop
-                self.storage.delete(old)
-            self._entries = None
-
-
-# -- calling the endpoint -------------------------------------------------------------------------
-
-
-class MalformedResponse(Exception):
-    """The endpoint answered 2xx but not with a usable chat completion."""
-
-
-class CallCapReached(Exception):
-    """The run's request budget (``max_calls``) is spent."""
-
-
-class CircuitOpen(Exception):
-    """Too many prompts failed in a row: the endpoint is not called again in this run."""
-
-
-def _retryable(err: Exception) -> bool:
-    # openai is imported where it is used: an offline run (and the code location) never loads it.
-    import openai
-
-    retryable = (
-        openai.RateLimitError,
-        openai.InternalServerError,
-        openai.APITimeoutError,
-        openai.APIConnectionError,
-        openai.ConflictError,
-    )
-    if isinstance(err, retryable):
-        return True
-    return isinstance(err, openai.APIStatusError) and (
-        err.status_code in (408, 409) or err.status_code >= 500
-    )
-
-
-def retry_after_s(err: Exception) -> float | None:
-    """Seconds the server asked us to wait (``retry-after-ms`` or ``Retry-After``: seconds or date)."""
-    response = getattr(err, "response", None)
-    headers = getattr(response, "headers", None)
-    if not headers:
-        return None
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(float(ms) / 1000, 0.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        return max((when - datetime.now(when.tzinfo or UTC)).total_seconds(), 0.0)
-
-
-def retry_delay(err: Exception, attempt: int, llm: LLMConfig, rng: random.Random) -> float | None:
-    """Exponential backoff with jitter (``base·2^attempt``, capped, × 0.5–1), never shorter than
-    ``Retry-After``; ``None`` when the server asks for more than ``max_retry_after_s``."""
-    backoff = min(llm.backoff_max_s, llm.backoff_base_s * 2**attempt) * (0.5 + rng.random() / 2)
-    asked = retry_after_s(err)
-    if asked is None:
-        return backoff
-    if asked > llm.max_retry_after_s:
-        return None
-    return max(asked, backoff)
-
-
-@dataclass
-class _Result:
-    text: str | None = None
-    error: str | None = None
-    tokens_in: int = 0
-    tokens_out: int = 0
-    generated_at: datetime | None = None
-
-
-@dataclass
-class _CallStats:
-    requests: int = 0
-    prompts: int = 0
-    retries: int = 0
-    tokens_in: int = 0
-    tokens_out: int = 0
-    errors: Counter = field(default_factory=Counter)
-
-
-def _classify(e: Exception) -> Exception:
-    """The SDK's exception, or :class:`MalformedResponse` for a 2xx body that is not a completion."""
-    import openai
-
-    if isinstance(e, openai.APIResponseValidationError):
-        return MalformedResponse("validation")
-    if isinstance(e, openai.OpenAIError | MalformedResponse):
-        return e
-    if isinstance(e, ValueError | TypeError | AttributeError | KeyError):  # a body that is not JSON
-        return MalformedResponse(type(e).__name__)
-    return e
-
-
-def _parse(resp) -> tuple[str, int, int]:
-    try:
-        text = resp.choices[0].message.content
-        usage = getattr(resp, "usage", None)
-        tin = int(getattr(usage, "prompt_tokens", 0) or 0)
-        tout = int(getattr(usage, "completion_tokens", 0) or 0)
-    except Exception as e:  # any shape the SDK could not build a completion from
-        raise MalformedResponse(type(e).__name__) from e
-    if not isinstance(text, str) or not text.strip():
-        raise MalformedResponse("empty content")
-    return text.strip(), tin, tout
-
-
-class _Runner:
-    """One run's concurrent calls: semaphore, request budget, circuit breaker, counters."""
-
-    def __init__(self, llm: LLMConfig) -> None:
-        self.llm = llm
-        self.stats = _CallStats()
-        self.budget = llm.max_calls if llm.max_calls is not None else float("inf")
-        self.failures_in_row = 0
-        self.rng = random.Random()
-
-    @property
-    def open(self) -> bool:
-        return self.failures_in_row >= self.llm.breaker_after
-
-    async def _complete(
-        self, client: openai.AsyncOpenAI, sem: asyncio.Semaphore, messages: list[dict]
-    ) -> _Result:
-        import openai
-
-        llm, attempt, err = self.llm, 0, None
-        while True:
-            async with sem:
-                # A prompt already tried reports its own last error rather than the run's state.
-                if self.open:
-                    raise err or CircuitOpen()
-                if self.budget <= 0:
-                    raise err or CallCapReached()
-                self.budget -= 1
-                self.stats.requests += 1
-                self.stats.prompts += attempt == 0
-                self.stats.retries += attempt > 0
-                try:
-                    resp = await client.chat.completions.create(
-                        model=llm.model,
-                        messages=messages,
-                        temperature=llm.temperature,
-                        max_tokens=llm.max_tokens,
-                    )
-                    text, tin, tout = _parse(resp)
-                except Exception as e:
-                    err = _classify(e)
-                    # 429 asks us to slow down, it is not an outage: it neither opens nor resets the circuit.
-                    if not isinstance(err, openai.RateLimitError):
-                        self.failures_in_row += 1
-                    if not _retryable(err):
-                        if err is e:
-                            raise
-                        raise err from e
-                else:
-                    self.failures_in_row = 0
-                    return _Result(
-                        text=text,
-                        tokens_in=tin,
-                        tokens_out=tout,
-                        generated_at=datetime.now(UTC).replace(tzinfo=None),
-                    )
-            # Sleep outside the semaphore: a waiting prompt does not hold a slot.
-            delay = retry_delay(err, attempt, llm, self.rng) if attempt < llm.max_retries else None
-            if delay is None:
-                raise err
-            attempt += 1
-            await asyncio.sleep(delay)
-
-    async def run(self, tasks: list[tuple[str, list[dict]]]) -> dict[str, _Result]:
-        import openai
-
-        client = openai.AsyncOpenAI(
-            api_key=self.llm.api_key, base_url=self.llm.base_url, max_retries=0, timeout=self.llm.timeout_s
-        )
-        sem = asyncio.Semaphore(max(1, self.llm.concurrency))
-
-        async def one(key: str, messages: list[dict]) -> tuple[str, _Result]:
-            try:
-                result = await self._complete(client, sem, messages)
-            except Exception as e:  # an outage or a bug in one call must not fail the run
-                self.stats.errors[type(e).__name__] += 1
-                return key, _Result(
-                    error=type(e).__name__, generated_at=datetime.now(UTC).replace(tzinfo=None)
-                )
-            self.stats.tokens_in += result.tokens_in
-            self.stats.tokens_out += result.tokens_out
-            return key, result
-
-        try:
-            done = await asyncio.gather(*(one(k, m) for k, m in tasks))
-        finally:
-            await client.close()
-        return dict(done)
-
-
-def _run_sync(coro):
-    """Run a coroutine from sync code, also when the calling thread already runs an event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
 
 
 # -- shared orchestration -------------------------------------------------------------------------
@@ -428,7 +125,7 @@ class _Item:
 
 
 def _advise(
-    items: list[_Item], kind: str, storage: Storage | None, client: str, llm: LLMConfig | None
+    items: list[_Item], kind: str, storage: Storage | None, client: str, llm: LLM | None
 ) -> tuple[dict[int, dict], dict]:
     """Text and provenance for every item: cache, then LLM, falling back to the offline text."""
     t0 = time.perf_counter()
@@ -458,7 +155,7 @@ def _advise(
             }
     items = [it for it in items if it.row not in out]
     if llm is None or not items:
-        stats["estimated_cost_usd"] = 0.0 if llm is None else estimate_cost(llm.model, 0, 0)
+        stats["estimated_cost_usd"] = 0.0 if llm is None else llm.cost(0, 0)
         stats["elapsed_s"] = round(time.perf_counter() - t0, 3)
         return out, stats
 
@@ -481,12 +178,10 @@ def _advise(
             pending[k] = it
     cap = llm.max_calls if llm.max_calls is not None else len(pending)
     chosen = list(pending.items())[:cap]
-    results: dict[str, _Result] = {}
+    results: dict[str, CallResult] = {}
     if chosen:
-        runner = _Runner(llm)
         tasks = [(k, prompts.messages(_render(kind, it.inputs), kind)) for k, it in chosen]
-        results = _run_sync(runner.run(tasks))
-        cs = runner.stats
+        results, cs = llm.complete(tasks)
         stats.update(
             calls=cs.requests,
             prompts_sent=cs.prompts,
@@ -496,7 +191,7 @@ def _advise(
         )
         stats["errors"] = dict(cs.errors)
     for k, _it in list(pending.items())[cap:]:
-        results[k] = _Result(
+        results[k] = CallResult(
             error=CallCapReached.__name__, generated_at=datetime.now(UTC).replace(tzinfo=None)
         )
         stats["errors"][CallCapReached.__name__] = stats["errors"].get(CallCapReached.__name__, 0) + 1
@@ -561,7 +256,7 @@ def _advise(
                 "hash": k,
             }
             stats["fallbacks"] += 1
-    cost = estimate_cost(llm.model, stats["tokens_in"], stats["tokens_out"])
+    cost = llm.cost(stats["tokens_in"], stats["tokens_out"])
     stats["estimated_cost_usd"] = cost
     stats["elapsed_s"] = round(time.perf_counter() - t0, 3)
     return out, stats
@@ -627,7 +322,7 @@ def recommend_reports(
     reports: pd.DataFrame,
     storage: Storage | None,
     client: str,
-    llm: LLMConfig | None,
+    llm: LLM | None,
     catalog: Catalog | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Add a maintenance recommendation to every classified report.
@@ -728,7 +423,7 @@ def recommend_machines(
     reports: pd.DataFrame,
     storage: Storage | None,
     client: str,
-    llm: LLMConfig | None,
+    llm: LLM | None,
     catalog: Catalog | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Add a machine-level recommendation to every unit of ``machine_status``.

@@ -25,7 +25,7 @@ import os
 
 from dagster import ConfigurableResource
 
-from ..pipeline.advice import LLMConfig
+from .llm_client import LLMConfig
 
 TRUE = {"1", "true", "yes", "on"}
 DEFAULTS = LLMConfig(api_key="")

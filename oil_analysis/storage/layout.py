@@ -80,6 +80,11 @@ def changes_path(client: str, stamp: str) -> str:
     return f"gold/{client}/_changes/{stamp}.json"
 
 
+def ai_cache_dir(client: str) -> str:
+    """The advisor's cache shards (``shard-{utc stamp}-{token}.parquet``)."""
+    return f"gold/{client}/_ai_cache"
+
+
 def history_path(client: str, day: str, name: str) -> str:
     return f"gold/{client}/_history/{day}/{name}"
 
