@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 from oil_analysis.domain.clients import load_clients
-from oil_analysis.pipeline.bronze import READER_VERSION, ingest_client, load_parsed
+from oil_analysis.pipeline.bronze import ingest_client
 from oil_analysis.storage.filesystem import Storage
+from oil_analysis.storage.registry import READER_VERSION, load_parsed
 
 from .builders import finning_row, write_finning
 

@@ -3,11 +3,12 @@
 import pandas as pd
 from dagster import AssetExecutionContext, Failure, MetadataValue, asset
 
-from ..pipeline.bronze import READER_VERSION, ReaderLimits, ingest_client, unknown_client_folders
+from ..pipeline.bronze import ReaderLimits, ingest_client, unknown_client_folders
 from ..resources.storage import StorageResource
 from ..settings import get_settings
 from ..storage import layout, runstate
 from ..storage.healing import check_writable, remove_stale_temps
+from ..storage.registry import READER_VERSION
 from .common import (
     CLIENTS,
     OWNER,

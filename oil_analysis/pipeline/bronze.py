@@ -41,25 +41,14 @@ from ..domain.labs import IGNORED_FILES, LAB_FORMATS, LabFileError, ReadResult
 from ..domain.labs.common import empty_rejects, ledger_types
 from ..storage import layout
 from ..storage.filesystem import Storage, UnsafePathError, check_relative
-
-REGISTRY_COLUMNS = [
-    "key",
-    "sha256",
-    "size",
-    "lab_format",
-    "status",
-    "rows_parsed",
-    "rows_rejected",
-    "parse_seconds",
-    "reason",
-    "parsed_path",
-    "mtime_ns",
-    "cells_cleared",
-    "reader_version",
-]
-# The readers' rules: a cached parse made under other rules is parsed again (bump on a rule change).
-READER_VERSION = "readers-2"
-INT_COLUMNS = ("size", "rows_parsed", "rows_rejected", "mtime_ns", "cells_cleared")
+from ..storage.registry import (
+    INT_COLUMNS,
+    READER_VERSION,
+    REGISTRY_COLUMNS,
+    empty_registry,
+    load_registry,
+    quarantine,
+)
 
 
 @dataclass(frozen=True)
@@ -83,46 +72,6 @@ class BronzeBatch:
     quarantined_now: list[dict]
     warnings: list[str] = field(default_factory=list)
     repairs: list[dict] = field(default_factory=list)
-
-
-def _empty_registry() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            c: pd.Series(
-                dtype="int64" if c in INT_COLUMNS else "float64" if c == "parse_seconds" else "string"
-            )
-            for c in REGISTRY_COLUMNS
-        }
-    )
-
-
-def load_registry(storage: Storage, client: str, repairs: list[dict] | None = None) -> pd.DataFrame:
-    """The client's registry; one that cannot be read is reported in ``repairs`` and rebuilt from
-    bronze (an empty registry: every file is read and registered again)."""
-    path = layout.registry_path(client)
-    if not storage.exists(path):
-        return _empty_registry()
-    try:
-        reg = storage.read_parquet(path)
-        missing = {"key", "sha256", "status", "parsed_path"} - set(reg.columns)
-        if missing:
-            raise ValueError(f"columns {sorted(missing)} missing")
-    except Exception as exc:
-        if repairs is None:
-            raise
-        repairs.append(
-            {
-                "path": storage.display(path),
-                "error": f"{type(exc).__name__}: {exc}"[:300],
-                "action": "registry rebuilt from the files under bronze (each file read again)",
-            }
-        )
-        return _empty_registry()
-    for c in REGISTRY_COLUMNS:
-        if c not in reg:
-            reg[c] = 0 if c in INT_COLUMNS else None
-    # Parses cached under older reader rules are not reused (e.g. whole samples rejected for a cell).
-    return reg[reg["reader_version"].astype("string").fillna("") == READER_VERSION].reset_index(drop=True)
 
 
 def _parse_one(
@@ -242,17 +191,6 @@ def parse_isolated(
             proc.join()
             receive.close()
     return results
-
-
-def quarantine(storage: Storage, client: str, key: str, data: bytes | None, reason: dict) -> str:
-    """Copy a bad raw file to the quarantine (under its path relative to the client's bronze folder,
-    so two files of the same name never collide) with its reason; returns the quarantine path.
-    ``data`` None: not copied (too big to duplicate); the reason names the file."""
-    target = layout.quarantine_path(client, key)
-    if data is not None:
-        storage.write_bytes(target, data)
-    storage.write_json(target + ".reason.json", {"client": client, "source_key": key, **reason})
-    return target
 
 
 def _hash(storage: Storage, key: str) -> tuple[str, int, str, bool]:
@@ -450,7 +388,7 @@ def ingest_client(
                     "reader_version": READER_VERSION,
                 }
             )
-    registry = pd.DataFrame(rows, columns=REGISTRY_COLUMNS) if rows else _empty_registry()
+    registry = pd.DataFrame(rows, columns=REGISTRY_COLUMNS) if rows else empty_registry()
     registry = registry.sort_values("key", kind="mergesort").reset_index(drop=True)
     for c in INT_COLUMNS:
         registry[c] = pd.to_numeric(registry[c], errors="coerce").fillna(0).astype("int64")
@@ -471,18 +409,3 @@ def unknown_client_folders(storage: Storage, clients) -> list[str]:
         if len(parts) > 2 and parts[1] not in known:
             seen.add(parts[1])
     return sorted(seen)
-
-
-def load_parsed(storage: Storage, registry: pd.DataFrame) -> tuple[list[pd.DataFrame], pd.DataFrame]:
-    """The cached tidy samples and reader rejects of every readable file in the registry."""
-    ok = registry[registry["status"] == "ok"]
-    samples, rejects = [], []
-    for r in ok.itertuples(index=False):
-        samples.append(storage.read_parquet(r.parsed_path).assign(sourceFile=r.key))
-        rej_path = r.parsed_path.replace(".parquet", ".rejects.parquet")
-        if storage.exists(rej_path):
-            rej = storage.read_parquet(rej_path)
-            if len(rej):
-                rejects.append(ledger_types(rej.assign(file=r.key)))
-    rej = pd.concat(rejects, ignore_index=True) if rejects else empty_rejects()
-    return samples, ledger_types(rej)

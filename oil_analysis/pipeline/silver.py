@@ -23,7 +23,7 @@ from ..domain.incremental import INDEX_COLUMNS, NO_CHANGES, audit, candidate_ind
 from ..domain.labs.common import REJECT_COLUMNS, concat_rejects, ledger_types
 from ..storage import layout
 from ..storage.filesystem import Storage
-from .bronze import load_parsed
+from ..storage.registry import load_parsed
 
 
 @dataclass
