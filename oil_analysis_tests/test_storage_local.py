@@ -180,7 +180,7 @@ def test_failing_gold_asset_writes_nothing_and_previous_gold_stays(data_root, de
     def boom(*args, **kwargs):
         raise RuntimeError("contract violated")
 
-    monkeypatch.setattr("oil_analysis.assets.gold.classify_reports", boom)
+    monkeypatch.setattr("oil_analysis.pipeline.gold.classify_reports", boom)
     # Forget the recorded input fingerprints: every step has work to do again (as after a change).
     shutil.rmtree(demo_root / "silver/_state/emin/fingerprints")
     result = run(demo_root, "emin")

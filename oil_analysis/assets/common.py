@@ -19,8 +19,8 @@ from dagster import (
 
 from ..domain.checks import CheckOutcome
 from ..domain.clients import load_clients
-from ..resources.io_manager import published_path
 from ..storage import runstate
+from ..storage.publication import published_path
 
 CLIENTS = load_clients()
 client_partitions = StaticPartitionsDefinition(sorted(CLIENTS))

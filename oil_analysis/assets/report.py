@@ -7,10 +7,10 @@ from dagster import AssetExecutionContext, DataVersion, MaterializeResult, Metad
 
 from ..domain.catalog import load_catalog
 from ..report import ReportParams, fleet_report_path, render_fleet_report
-from ..resources.io_manager import load_published
 from ..resources.storage import StorageResource
 from ..settings import get_settings
 from ..storage import manifest, runstate
+from ..storage.publication import load_published
 from .common import (
     CLIENTS,
     OWNER,

@@ -11,11 +11,11 @@ from ..domain.limits import LimitParams, compute_limits
 from ..domain.names import mapping_version
 from ..domain.refresh import RefreshParams, decide_refresh, limits_age
 from ..pipeline.silver import build_silver, save_state
-from ..resources.io_manager import load_published
 from ..resources.storage import StorageResource
 from ..settings import get_settings
 from ..storage import layout, runstate
 from ..storage.healing import read_limits_pointer
+from ..storage.publication import load_published
 from .common import (
     CLIENTS,
     OWNER,

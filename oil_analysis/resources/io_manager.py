@@ -21,27 +21,25 @@ beside it, and the frame is kept in this process for the next steps of the same 
 """
 
 import contextlib
-import io
 
 import pandas as pd
-import pyarrow.parquet as pq
 from dagster import ConfigurableIOManager, InputContext, MetadataValue, OutputContext, ResourceDependency
 
 from ..storage import layout, legacy, manifest, runstate
 from ..storage.filesystem import json_bytes, parquet_bytes
 from ..storage.healing import read_limits_pointer
 from ..storage.manifest import FileRecord
+from ..storage.publication import (
+    LIMITS_ASSET,
+    Commit,
+    PublicationError,
+    asset_path,
+    load_published,
+    parquet_rows,
+    published_path,
+    write_files,
+)
 from .storage import StorageResource
-
-LIMITS_ASSET = "stewart_limits"
-
-
-def _path(asset: str, client: str) -> str:
-    if asset == "bronze_lab_files":
-        return layout.registry_path(client)
-    if asset == "silver_harmonized":
-        return layout.harmonized_path(client)
-    return layout.gold_path(client, asset)
 
 
 def _limits_version(obj: pd.DataFrame) -> str | None:
@@ -73,7 +71,7 @@ class LayoutIOManager(ConfigurableIOManager):
             return
         runstate.clear_state(store, client, asset)  # until the new files and their state are written
         if asset == "bronze_lab_files":  # the raw side: not part of the published manifest
-            path = _path(asset, client)
+            path = asset_path(asset, client)
             sha, size = store.write_parquet(path, obj)
             context.add_output_metadata({"path": store.display(path), "sha256": sha, "bytes": size})
             if pending is not None:
@@ -138,7 +136,7 @@ class LayoutIOManager(ConfigurableIOManager):
             (f"{folder}/stewart_limits.json", json_bytes(limits_to_nested(obj)), len(obj)),
             (layout.limits_latest(client), json_bytes(pointer), None),  # last: names complete files
         ]
-        records = _write(commit, files)
+        records = write_files(commit, files)
         if self.storage.legacy_enabled():
             from ..domain.clients import load_clients
 
@@ -150,18 +148,20 @@ class LayoutIOManager(ConfigurableIOManager):
     ) -> tuple[list[FileRecord], str | None]:
         store = commit.store
         data = parquet_bytes(obj)
-        records = _write(commit, [(_path(asset, client), data, len(obj))])
+        records = write_files(commit, [(asset_path(asset, client), data, len(obj))])
         if self.storage.legacy_enabled():
             copies = [(p, data, len(obj)) for p in legacy.copy_paths(asset, client)]
-            records += _write(commit, copies, is_legacy=True)
+            records += write_files(commit, copies, is_legacy=True)
         if asset == "silver_harmonized":
             pending = layout.rejects_pending_path(client)
             if store.exists(pending):  # the ledger of this build: committed with silver
                 rejects = store.read_bytes(pending)
-                records += _write(commit, [(layout.rejects_path(client), rejects, _parquet_rows(rejects))])
+                records += write_files(
+                    commit, [(layout.rejects_path(client), rejects, parquet_rows(rejects))]
+                )
             elif store.exists(layout.rejects_path(client)):
                 rejects = store.read_bytes(layout.rejects_path(client))
-                records.append(FileRecord.of(layout.rejects_path(client), rejects, _parquet_rows(rejects)))
+                records.append(FileRecord.of(layout.rejects_path(client), rejects, parquet_rows(rejects)))
             return records, None
         version = _limits_version(obj)
         if version is None:
@@ -180,23 +180,6 @@ class LayoutIOManager(ConfigurableIOManager):
         return load_published(store, client, asset)
 
 
-def load_published(store, client: str, asset: str) -> pd.DataFrame:
-    """The published table of ``asset`` for ``client`` (limits: the version ``latest.json`` names)."""
-    if asset == LIMITS_ASSET:
-        latest = read_limits_pointer(store, client)
-        if latest is None:
-            raise FileNotFoundError(
-                f"no limits published for {client}: {store.display(layout.limits_latest(client))}"
-            )
-        return store.read_parquet(f"{latest['path']}/stewart_limits.parquet")
-    return store.read_parquet(_path(asset, client))
-
-
-def published_path(client: str, asset: str) -> str:
-    """The file whose presence says ``asset`` is published (limits: the ``latest.json`` pointer)."""
-    return layout.limits_latest(client) if asset == LIMITS_ASSET else _path(asset, client)
-
-
 def _without_clock(obj: pd.DataFrame) -> pd.DataFrame:
     """The limits table as written: pandas keeps ``attrs`` in the parquet metadata, and the wall-clock
     ``refreshed_at`` (it belongs in ``latest.json``) would make identical limits differ in bytes."""
@@ -205,54 +188,6 @@ def _without_clock(obj: pd.DataFrame) -> pd.DataFrame:
     out = obj.copy(deep=False)
     out.attrs = {k: v for k, v in obj.attrs.items() if k != "refreshed_at"}
     return out
-
-
-class PublicationError(RuntimeError):
-    """An output could not be published; its files were restored to their previous version."""
-
-
-class Commit:
-    """The writes of one output: each path's previous bytes are kept so that a failure later in the
-    same output restores them all (all-or-nothing publication of an output and its manifest part)."""
-
-    def __init__(self, store) -> None:
-        self.store = store
-        self.previous: list[tuple[str, bytes | None]] = []
-
-    def keep(self, path: str) -> None:
-        """Remember ``path``'s current bytes (None: absent) before it is written."""
-        self.previous.append((path, self.store.read_bytes(path) if self.store.exists(path) else None))
-
-    def write(self, path: str, data: bytes) -> None:
-        self.keep(path)
-        self.store.write_bytes(path, data)
-
-    def rollback(self) -> int:
-        """Put every kept path back as it was (newest first); returns how many were restored."""
-        restored = 0
-        for path, data in reversed(self.previous):
-            with contextlib.suppress(Exception):  # best effort: the folder may be what fails
-                if data is None:
-                    self.store.delete(path)
-                else:
-                    self.store.write_bytes(path, data)
-                restored += 1
-        return restored
-
-
-def _write(
-    commit: Commit, files: list[tuple[str, bytes, int | None]], is_legacy: bool = False
-) -> list[FileRecord]:
-    """Write rendered files in order, each atomically; returns their manifest records."""
-    records = []
-    for path, data, rows in files:
-        commit.write(path, data)
-        records.append(FileRecord.of(path, data, rows, legacy=is_legacy))
-    return records
-
-
-def _parquet_rows(data: bytes) -> int:
-    return pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
 
 
 def _run_id(context: OutputContext) -> str:

@@ -1,0 +1,160 @@
+"""Gold for one client, without Dagster: classification with advice, machine status, limit quality.
+
+A sample's way from silver to the fleet: :func:`classify` (``domain/classify.py`` on the changed
+samples, ``domain/incremental.py`` to keep the others, then :mod:`.advice`), :func:`machine_status`
+(``domain/fleet.py``, then :mod:`.advice`). The gold assets call these and describe the result.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from ..domain.catalog import load_catalog
+from ..domain.changes import machine_changes, report_changes
+from ..domain.classify import ClassificationParams, classify_reports
+from ..domain.fleet import FleetParams
+from ..domain.fleet import machine_status_current as build_machine_status
+from ..domain.incremental import classify_incremental
+from ..storage import layout, runstate
+from ..storage.filesystem import Storage
+from ..storage.publication import load_published
+from .advice import LLM, recommend_machines, recommend_reports
+
+
+def resolved(frame: pd.DataFrame, store, client: str, asset: str) -> pd.DataFrame:
+    """An input as a table: the unchanged placeholder of an upstream step is read from its files."""
+    return load_published(store, client, asset) if runstate.is_unchanged(frame) else frame
+
+
+def top_breached(classified: pd.DataFrame, n: int = 10) -> dict[str, int]:
+    """Most frequent breached essays over all reports (from the breached_essays JSON)."""
+    counts: dict[str, int] = {}
+    for text in classified.loc[classified["report_status"] != "Normal", "breached_essays"]:
+        for b in json.loads(text or "[]"):
+            counts[b["essay"]] = counts.get(b["essay"], 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n])
+
+
+def recommend_incremental(reports, previous, redo: set | None, store, client: str, llm: LLM | None):
+    """Recommendations for the reclassified reports; the others keep their published text.
+
+    Reclassified reports are advised together with their previous samples (the prompt shows the
+    trend), exactly as in a full run; ``redo`` None means everything was reclassified.
+    """
+    ai_cols = [c for c in (previous.columns if previous is not None else []) if c.startswith("ai_")]
+    if redo is None or not ai_cols:
+        return recommend_reports(reports, store, client, llm, load_catalog())
+    need = redo | set(reports.loc[reports["sampleNumber"].isin(redo), "previousSampleNumber"].dropna())
+    fresh, ai = recommend_reports(
+        reports[reports["sampleNumber"].isin(need)].reset_index(drop=True),
+        store,
+        client,
+        llm,
+        load_catalog(),
+    )
+    fresh = fresh[fresh["sampleNumber"].isin(redo)].set_index("sampleNumber")[ai_cols]
+    kept = previous.set_index("sampleNumber").loc[lambda d: ~d.index.isin(redo), ai_cols]
+    texts = pd.concat([kept, fresh]).reindex(reports["sampleNumber"])
+    out = reports.copy()
+    for c in ai_cols:
+        out[c] = texts[c].to_numpy()
+        out[c] = out[c].astype(fresh[c].dtype if len(fresh) else previous[c].dtype)
+    return out, {**ai, "reused_recommendations": int(len(kept))}
+
+
+def read_previous(store, path: str) -> pd.DataFrame | None:
+    """The currently published table at ``path`` (None before the first publish)."""
+    return store.read_parquet(path) if store.exists(path) else None
+
+
+def limits_of_groups(limits: pd.DataFrame, silver: pd.DataFrame) -> pd.DataFrame:
+    """The limit rows of the machine × component groups of ``silver`` (classification reads no
+    other): a few reclassified samples are not judged against the whole limits table."""
+    if limits.empty:
+        return limits
+    keys = ["client", "machine", "component"]
+    present = silver[["client", "machineName", "componentNameNormalized"]].drop_duplicates().astype(str)
+    present.columns = keys
+    rows = limits[keys].astype(str).merge(present.assign(_in=True), on=keys, how="left")["_in"]
+    return limits[rows.fillna(False).to_numpy(bool)].reset_index(drop=True)
+
+
+def limits_of_reports(store, client: str, previous, limits: pd.DataFrame) -> pd.DataFrame | None:
+    """The limits the previous reports were classified with, when they are not ``limits`` (their
+    version folder is kept): what lets a limits change reclassify only the groups it changed."""
+    if previous is None or previous.empty or limits.empty:
+        return None
+    version = str(previous["limits_version"].iloc[0])
+    if version == str(limits["version"].iloc[0]):
+        return None
+    path = f"{layout.limits_dir(client, version)}/stewart_limits.parquet"
+    return store.read_parquet(path) if store.exists(path) else None
+
+
+def limits_change_text(previous, version: str, groups_changed: int | None) -> str:
+    """What a new limits version meant for the reports (UI metadata)."""
+    if previous is None or previous.empty:
+        return "first classification"
+    if str(previous["limits_version"].iloc[0]) == version:
+        return "same limits version"
+    if groups_changed is None:
+        return "new limits version: every group reclassified (previous limits unknown)"
+    return f"new limits version: {groups_changed} machine × component group(s) classify differently"
+
+
+def write_changes(store, client: str, run_id: str, section: str, summary: dict) -> None:
+    """Add one section to the run's change log ``gold/{client}/_changes/{day}-{run}.json``."""
+    day = pd.Timestamp.now(tz="UTC").strftime("%Y%m%d")
+    path = layout.changes_path(client, f"{day}-{run_id[:8]}")
+    doc = store.read_json(path) if store.exists(path) else {"client": client, "run_id": run_id}
+    doc[section] = summary
+    doc["written_at"] = pd.Timestamp.now(tz="UTC").isoformat()
+    store.write_json(path, doc)
+
+
+def classify(
+    store: Storage,
+    client: str,
+    silver: pd.DataFrame,
+    limits: pd.DataFrame,
+    llm: LLM | None,
+    params: ClassificationParams,
+    run_id: str,
+) -> tuple[pd.DataFrame, dict, dict, dict, pd.DataFrame | None]:
+    """Silver + limits → classified reports with their recommendations, for one client.
+
+    Only the samples whose inputs changed are classified again (the others keep their published
+    report and text); the run's report changes go to the change log. Returns the reports, the
+    reuse figures, the changes, the advisor figures and the previously published reports.
+    """
+    previous = read_previous(store, layout.gold_path(client, "classified_reports"))
+    reports, reuse = classify_incremental(
+        silver,
+        limits,
+        previous,
+        lambda frame: classify_reports(frame, limits_of_groups(limits, frame), load_catalog(), params),
+        previous_limits=limits_of_reports(store, client, previous, limits),
+    )
+    changes = report_changes(previous, reports)
+    write_changes(store, client, run_id, "reports", changes)
+    reports, ai = recommend_incremental(reports, previous, reuse["redo"], store, client, llm)
+    return reports, reuse, changes, ai, previous
+
+
+def machine_status(
+    store: Storage, client: str, reports: pd.DataFrame, llm: LLM | None, params: FleetParams, run_id: str
+) -> tuple[pd.DataFrame, dict, dict]:
+    """Classified reports → the current status of every machine with its recommendation.
+
+    The run's status transitions go to the change log. Returns the status table, the transitions
+    and the advisor figures."""
+    previous = read_previous(store, layout.gold_path(client, "machine_status_current"))
+    status = build_machine_status(reports, params)
+    machine_delta = machine_changes(previous, status)
+    write_changes(store, client, run_id, "machines", machine_delta)
+    status, ai = recommend_machines(status, reports, store, client, llm, load_catalog())
+    version = str(reports["limits_version"].iloc[0]) if len(reports) else ""
+    status["limits_version"] = pd.Series(version, index=status.index, dtype="string")
+    return status, machine_delta, ai

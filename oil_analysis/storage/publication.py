@@ -1,0 +1,98 @@
+"""The one publication path: every file the product publishes for a client is written here.
+
+A publication is a :class:`Commit`: each path's previous bytes are kept, every file is written
+atomically (local: temp file + rename; S3: one PUT), and if any write fails every path is restored,
+so the published files and the manifest always match. The IO manager publishes the table assets
+through it; side outputs (reject ledger, silver audit, change logs, history snapshots, fleet report,
+advisor cache) go through :func:`publish_files`, which lists them in the client's manifest with
+their sha256 under a manifest part of their own. No dagster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from . import layout
+from .healing import read_limits_pointer
+from .manifest import FileRecord
+
+LIMITS_ASSET = "stewart_limits"
+
+
+def asset_path(asset: str, client: str) -> str:
+    """The file of a table asset's output (limits: see :func:`published_path`)."""
+    if asset == "bronze_lab_files":
+        return layout.registry_path(client)
+    if asset == "silver_harmonized":
+        return layout.harmonized_path(client)
+    return layout.gold_path(client, asset)
+
+
+def load_published(store, client: str, asset: str) -> pd.DataFrame:
+    """The published table of ``asset`` for ``client`` (limits: the version ``latest.json`` names)."""
+    if asset == LIMITS_ASSET:
+        latest = read_limits_pointer(store, client)
+        if latest is None:
+            raise FileNotFoundError(
+                f"no limits published for {client}: {store.display(layout.limits_latest(client))}"
+            )
+        return store.read_parquet(f"{latest['path']}/stewart_limits.parquet")
+    return store.read_parquet(asset_path(asset, client))
+
+
+def published_path(client: str, asset: str) -> str:
+    """The file whose presence says ``asset`` is published (limits: the ``latest.json`` pointer)."""
+    return layout.limits_latest(client) if asset == LIMITS_ASSET else asset_path(asset, client)
+
+
+class PublicationError(RuntimeError):
+    """An output could not be published; its files were restored to their previous version."""
+
+
+class Commit:
+    """The writes of one output: each path's previous bytes are kept so that a failure later in the
+    same output restores them all (all-or-nothing publication of an output and its manifest part)."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self.previous: list[tuple[str, bytes | None]] = []
+
+    def keep(self, path: str) -> None:
+        """Remember ``path``'s current bytes (None: absent) before it is written."""
+        self.previous.append((path, self.store.read_bytes(path) if self.store.exists(path) else None))
+
+    def write(self, path: str, data: bytes) -> None:
+        self.keep(path)
+        self.store.write_bytes(path, data)
+
+    def rollback(self) -> int:
+        """Put every kept path back as it was (newest first); returns how many were restored."""
+        restored = 0
+        for path, data in reversed(self.previous):
+            with contextlib.suppress(Exception):  # best effort: the folder may be what fails
+                if data is None:
+                    self.store.delete(path)
+                else:
+                    self.store.write_bytes(path, data)
+                restored += 1
+        return restored
+
+
+def write_files(
+    commit: Commit, files: list[tuple[str, bytes, int | None]], is_legacy: bool = False
+) -> list[FileRecord]:
+    """Write rendered files in order, each atomically; returns their manifest records."""
+    records = []
+    for path, data, rows in files:
+        commit.write(path, data)
+        records.append(FileRecord.of(path, data, rows, legacy=is_legacy))
+    return records
+
+
+def parquet_rows(data: bytes) -> int:
+    """Rows of a parquet file's bytes (from its footer)."""
+    return pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
