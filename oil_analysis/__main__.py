@@ -20,7 +20,6 @@ import time
 import pandas as pd
 
 from .assets.common import CLIENTS, status_counts
-from .report import fleet_report_path
 from .settings import get_settings
 from .storage import layout
 from .storage.filesystem import Storage
@@ -61,8 +60,8 @@ def summarize(store: Storage, client: str) -> list[str]:
     ]
     lines.append("  written:")
     lines += [f"    {store.display(p)}" for p in paths]
-    if store.exists(fleet_report_path(client)):
-        lines.append(f"  fleet report       {store.display(fleet_report_path(client))}")
+    if store.exists(layout.fleet_report_path(client)):
+        lines.append(f"  fleet report       {store.display(layout.fleet_report_path(client))}")
     return lines
 
 

@@ -10,7 +10,7 @@ from dagster import (
     load_assets_from_modules,
 )
 
-from .assets import bronze, gold, publish, report, silver
+from .assets import asset_modules
 from .assets.common import client_partitions
 from .automation.failures import run_failure_notification
 from .automation.retention import gold_history_retention, gold_history_retention_schedule
@@ -19,7 +19,7 @@ from .resources.io_manager import LayoutIOManager
 from .resources.llm import LLMResource
 from .resources.storage import StorageResource
 
-all_assets = load_assets_from_modules([bronze, silver, gold, report, publish])
+all_assets = load_assets_from_modules(asset_modules())
 
 oil_analysis_job = define_asset_job(
     "oil_analysis_job",

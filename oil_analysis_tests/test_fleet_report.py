@@ -20,12 +20,12 @@ from oil_analysis.domain.catalog import load_catalog
 from oil_analysis.domain.fleet import machine_status_current
 from oil_analysis.report import (
     ReportParams,
-    fleet_report_path,
     render_fleet_report,
     status_by_month,
     status_over_time_markdown,
 )
 from oil_analysis.report.svg import LimitLine, Point, fmt, nice_ticks, trend_chart
+from oil_analysis.storage.layout import fleet_report_path
 
 VERSION = "limits-0123456789abcdef"
 FE_LIMITS = {"marginal": 20.0, "condemning": 30.0, "critical": 40.0}

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from dagster import DagsterInstance, build_sensor_context, instance_for_test, job, materialize, op
 
-from oil_analysis.automation import notify
 from oil_analysis.automation.failures import run_failure_notification
 from oil_analysis.definitions import all_assets, build_resources
+from oil_analysis.resources import notify
 
 from .receivers import WebhookReceiver, notify_env, sns_server, webhook  # noqa: F401
 

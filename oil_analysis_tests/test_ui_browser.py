@@ -19,7 +19,7 @@ import pytest
 from dagster import AssetSelection, DagsterInstance, materialize
 
 from oil_analysis.definitions import all_assets, build_resources
-from oil_analysis.report import fleet_report_path
+from oil_analysis.storage.layout import fleet_report_path
 
 from .conftest import DEMO_BRONZE, REPO
 from .dagster_dev import DagsterDev, dagster_dev

@@ -36,7 +36,6 @@ import pyarrow.parquet as pq
 
 from ..domain.catalog import load_catalog
 from ..domain.classify import STATUSES
-from ..report import fleet_report_path
 from ..storage import layout, manifest
 from ..storage.filesystem import Storage
 
@@ -468,7 +467,7 @@ def required_entries(client: str, doc: dict) -> dict[str, dict]:
     ]
     if limits:
         out["limits"] = limits[0]
-    report = _entry(doc, fleet_report_path(client))
+    report = _entry(doc, layout.fleet_report_path(client))
     if report is not None:
         out["fleet_report"] = report
     return out
@@ -746,7 +745,7 @@ def past_limits(store: Storage, client: str, version: str) -> pd.DataFrame | Non
 
 def limit_versions(store: Storage, client: str) -> list[str]:
     """Every limits version folder of the client, sorted."""
-    prefix = f"silver/stewart_limits/{client}/"
+    prefix = layout.limits_client_dir(client) + "/"
     out = set()
     for e in store.list_files(prefix):
         rest = e.path[len(prefix) :]

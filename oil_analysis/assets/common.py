@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import warnings
 
 import pandas as pd
@@ -10,6 +11,7 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
+    AssetExecutionContext,
     DataVersion,
     Failure,
     MetadataValue,
@@ -18,14 +20,15 @@ from dagster import (
 )
 
 from ..domain.checks import CheckOutcome
+from ..domain.classify import STATUSES
 from ..domain.clients import load_clients
+from ..resources import notify
 from ..storage import runstate
 from ..storage.publication import published_path
 
 CLIENTS = load_clients()
 client_partitions = StaticPartitionsDefinition(sorted(CLIENTS))
 OWNER = "team:oil-analysis"
-STATUSES = ["Normal", "Alerta", "Anormal"]
 
 
 def md_table(df: pd.DataFrame, n: int = 8) -> MetadataValue:
@@ -159,8 +162,6 @@ def publish_or_block(asset: str, output: Output, outcomes, *, context=None, fp: 
             raise Failure(description=f"{exc}; nothing was published") from None
     failed = blocking_failures(outcomes)
     if failed:
-        from ..automation.failures import notify_check_failure
-
         yield from check_results(asset, outcomes)
         notify_check_failure(asset, failed)
         raise Failure(
@@ -172,3 +173,36 @@ def publish_or_block(asset: str, output: Output, outcomes, *, context=None, fp: 
         output = record(context, asset, fp, output, outcomes)
     yield output
     yield from check_results(asset, outcomes)
+
+
+def notify_check_failure(asset: str, failed) -> None:
+    """Tell the destinations that blocking checks (``CheckOutcome``) stopped the publish of ``asset``.
+
+    A delivery problem is logged, never raised: the run is failing already for the checks, and that
+    error must stay the one people see.
+    """
+    if not notify.configured():
+        return
+    try:
+        context = AssetExecutionContext.get()
+    except Exception:  # noqa: BLE001 - outside a run (unit tests of the assets' helpers)
+        return
+    checks = [
+        {
+            "check": o.name,
+            "description": o.description,
+            "metadata": json.loads(json.dumps(o.metadata, default=str)),
+        }
+        for o in failed
+    ]
+    step = context.get_step_execution_context().step.key
+    message = notify.check_failure_message(context.partition_key, context.run_id, step, asset, checks)
+    try:
+        sent = notify.notify(
+            message,
+            notify.check_failure_text(message),
+            f"oil-analysis blocking check FAILED: {message['client']} {asset}",
+        )
+        context.log.info(f"blocking check failure notified: {sent}")
+    except notify.NotificationError as exc:
+        context.log.error(f"could not notify the blocking check failure: {exc}")

@@ -5,7 +5,7 @@ import hashlib
 import pandas as pd
 from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
 
-from ..automation.notify import (
+from ..resources.notify import (
     configured,
     notify,
     public_url,

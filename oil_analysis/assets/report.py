@@ -6,10 +6,10 @@ import pandas as pd
 from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
 
 from ..domain.catalog import load_catalog
-from ..report import ReportParams, fleet_report_path, render_fleet_report
+from ..report import ReportParams, render_fleet_report
 from ..resources.storage import StorageResource
 from ..settings import get_settings
-from ..storage import manifest, runstate
+from ..storage import layout, manifest, runstate
 from ..storage.publication import load_published
 from .common import (
     CLIENTS,
@@ -41,7 +41,7 @@ def fleet_report(
     stewart_limits: pd.DataFrame,
 ) -> MaterializeResult:
     client, store = CLIENTS[context.partition_key], storage.get()
-    path = fleet_report_path(client.key)
+    path = layout.fleet_report_path(client.key)
     # Ages are measured against the run's report date (OIL_REPORT_DATE, else today): the same inputs
     # on the same report date write the same bytes, so the report date is one of its inputs.
     settings = get_settings()

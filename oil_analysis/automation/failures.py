@@ -12,17 +12,15 @@
 
 from __future__ import annotations
 
-import json
-
 from dagster import (
-    AssetExecutionContext,
     DefaultSensorStatus,
     Failure,
     RunFailureSensorContext,
+    load_assets_from_modules,
     run_failure_sensor,
 )
 
-from . import notify
+from ..resources import notify
 
 
 def _client(tags) -> str:
@@ -42,9 +40,9 @@ def is_ours(run, instance) -> bool:
     """
     if run.job_name in JOBS:
         return True
-    from ..definitions import all_assets  # at evaluation time: definitions imports this module
+    from ..assets import asset_modules  # at evaluation time: the asset modules cost an import
 
-    ours = {key.path[-1] for a in all_assets for key in a.keys}
+    ours = {key.path[-1] for a in load_assets_from_modules(asset_modules()) for key in a.keys}
     names = {key.path[-1] for key in run.asset_selection or ()}
     if not names and run.job_snapshot_id:
         snapshot = instance.get_job_snapshot(run.job_snapshot_id)
@@ -95,36 +93,3 @@ def run_failure_notification(context: RunFailureSensorContext):
         f"oil-analysis run FAILED: {message['client'] or message['job']} {message['run_id'][:8]}",
     )
     context.log.info(f"run {message['run_id']} failed: notified {sent}")
-
-
-def notify_check_failure(asset: str, failed) -> None:
-    """Tell the destinations that blocking checks (``CheckOutcome``) stopped the publish of ``asset``.
-
-    A delivery problem is logged, never raised: the run is failing already for the checks, and that
-    error must stay the one people see.
-    """
-    if not notify.configured():
-        return
-    try:
-        context = AssetExecutionContext.get()
-    except Exception:  # noqa: BLE001 - outside a run (unit tests of the assets' helpers)
-        return
-    checks = [
-        {
-            "check": o.name,
-            "description": o.description,
-            "metadata": json.loads(json.dumps(o.metadata, default=str)),
-        }
-        for o in failed
-    ]
-    step = context.get_step_execution_context().step.key
-    message = notify.check_failure_message(context.partition_key, context.run_id, step, asset, checks)
-    try:
-        sent = notify.notify(
-            message,
-            notify.check_failure_text(message),
-            f"oil-analysis blocking check FAILED: {message['client']} {asset}",
-        )
-        context.log.info(f"blocking check failure notified: {sent}")
-    except notify.NotificationError as exc:
-        context.log.error(f"could not notify the blocking check failure: {exc}")

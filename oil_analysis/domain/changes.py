@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .classify import STATUSES
-
-RANK = {s: i for i, s in enumerate(STATUSES)}
+from .classify import RANK, STATUSES
 
 
 def _transitions(old: pd.Series, new: pd.Series) -> dict[str, int]:

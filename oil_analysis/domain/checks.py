@@ -13,9 +13,8 @@ import numpy as np
 import pandas as pd
 
 from .catalog import Catalog
-from .classify import STATUSES, ClassificationParams
+from .classify import RANK, ClassificationParams
 
-RANK = {s: i for i, s in enumerate(STATUSES)}
 REQUIRED_SILVER = [
     "client",
     "sampleNumber",

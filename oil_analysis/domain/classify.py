@@ -32,7 +32,8 @@ import pyarrow as pa
 from .catalog import Catalog
 from .limits import ALL_STRATA, LEVELS, params_from_dict, parse_hours_stratum, trend_deltas
 
-STATUSES = ("Normal", "Alerta", "Anormal")
+STATUSES = ("Normal", "Alerta", "Anormal")  # the statuses of a report or a machine, mildest first
+RANK = {s: i for i, s in enumerate(STATUSES)}  # a status's severity: higher is worse
 CLASSIFIED_COLUMNS = [
     "breached_essays",
     "essays_broken",

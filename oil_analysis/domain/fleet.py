@@ -21,9 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .classify import STATUSES
+from .classify import RANK, STATUSES
 
-RANK = {s: i for i, s in enumerate(STATUSES)}
 MACHINE_STATUS_COLUMNS = [
     "client",
     "unitId",

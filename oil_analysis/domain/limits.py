@@ -37,6 +37,7 @@ import pandas as pd
 from .catalog import Catalog
 
 LEVELS = ("marginal", "condemning", "critical")
+LEVEL_RANK = {lv: i + 1 for i, lv in enumerate(LEVELS)}  # a breach level's severity (1: marginal)
 GROUP_KEYS = ["client", "machine", "component", "stratum"]
 LIMIT_COLUMNS = [
     "client",

@@ -32,10 +32,10 @@ from ..domain.advice.actions import GRADE_ES, ActionParams
 from ..domain.advice.offline import offline_recommendation, parse_breaches, report_action
 from ..domain.advice.spanish import count
 from ..domain.catalog import Catalog
+from ..domain.classify import STATUSES
 from ..domain.fleet import TriageParams, latest_reports, triage
 from . import svg
 
-STATUSES = ("Normal", "Alerta", "Anormal")
 SECTIONS = ("acciones", "tendencias", "sin-muestras", "resumen", "datos")
 # Catalog units written in English, as a Spanish reader expects them.
 UNIT_ES = {"code": "código", "count/ml": "partículas/ml", "index": "índice", "level 0-3": "nivel 0-3"}

@@ -32,9 +32,9 @@ def client_folders(client: str) -> list[str]:
         f"{layout.BRONZE}/_registry/{client}",
         f"{layout.BRONZE}/_quarantine/{client}",
         layout.silver_state_dir(client),
-        f"silver/_audit/{client}",
-        f"silver/stewart_limits/{client}",
-        f"gold/{client}",
+        layout.audit_dir(client),
+        layout.limits_client_dir(client),
+        layout.gold_dir(client),
     ]
 
 
@@ -95,11 +95,11 @@ def check_writable(store: Storage, client: str, *, legacy: bool = False) -> list
         os.path.dirname(layout.harmonized_path(client)),
         os.path.dirname(layout.rejects_path(client)),
         layout.silver_state_dir(client),
-        f"silver/_audit/{client}",
-        f"silver/stewart_limits/{client}",
-        f"gold/{client}",
-        f"gold/{client}/_manifest.parts",
-        f"gold/{client}/_changes",
+        layout.audit_dir(client),
+        layout.limits_client_dir(client),
+        layout.gold_dir(client),
+        layout.manifest_parts_dir(client),
+        layout.changes_dir(client),
         layout.history_dir(client),
     ]
     if legacy:
@@ -135,7 +135,7 @@ def read_limits_pointer(store: Storage, client: str, repairs: list[dict] | None 
             raise FileNotFoundError(f"it names {doc['path']}, whose stewart_limits.parquet is missing")
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"[:300]
-    prefix = f"silver/stewart_limits/{client}/"
+    prefix = layout.limits_client_dir(client) + "/"
     versions = {}
     for e in store.list_files(prefix):
         parts = e.path[len(prefix) :].split("/")
@@ -153,9 +153,8 @@ def read_limits_pointer(store: Storage, client: str, repairs: list[dict] | None 
         return None
     chosen = None
     try:
-        from .manifest import read_manifest
-
-        named = (read_manifest(store, client) or {}).get("limits_version")
+        manifest = layout.manifest_path(client)  # read here: the manifest module uses this one
+        named = (store.read_json(manifest) if store.exists(manifest) else {}).get("limits_version")
         chosen = named if named in versions else None
     except Exception:
         chosen = None

@@ -12,6 +12,13 @@ silver/stewart_limits/{client}/latest.json            names the current version
 gold/{client}/classified_reports.parquet
 gold/{client}/machine_status_current.parquet
 gold/{client}/limit_quality.parquet
+gold/{client}/fleet_report.html                       self-contained HTML report (Spanish)
+gold/{client}/_manifest.json                          every published file with sha256 (+ _manifest.parts/)
+gold/{client}/_changes/{day}-{run}.json               what a run changed (reports, machine status)
+gold/{client}/_history/{day}/{file}                   dated snapshots of the gold files
+gold/{client}/_ai_cache/shard-….parquet               the advisor's cache
+silver/_state/{client}/…                              what silver was built from; input fingerprints
+silver/_audit/{client}/{stamp}.parquet                what an incremental silver build changed
 """
 
 from __future__ import annotations
@@ -72,12 +79,47 @@ def silver_state_dir(client: str) -> str:
     return f"silver/_state/{client}"
 
 
+def limits_client_dir(client: str) -> str:
+    """Every limits version of a client and its ``latest.json``."""
+    return f"silver/stewart_limits/{client}"
+
+
+def gold_dir(client: str) -> str:
+    return f"gold/{client}"
+
+
+def fleet_report_path(client: str) -> str:
+    """``gold/{client}/fleet_report.html``, relative to the data root (local folder or S3 prefix)."""
+    return f"gold/{client}/fleet_report.html"
+
+
+def manifest_path(client: str) -> str:
+    return f"gold/{client}/_manifest.json"
+
+
+def manifest_parts_dir(client: str) -> str:
+    return f"gold/{client}/_manifest.parts"
+
+
+def manifest_part_path(client: str, part: str) -> str:
+    """One writer's part of the manifest (an asset, or a side output such as ``ai_cache``)."""
+    return f"{manifest_parts_dir(client)}/{part}.json"
+
+
+def audit_dir(client: str) -> str:
+    return f"silver/_audit/{client}"
+
+
 def audit_path(client: str, stamp: str) -> str:
-    return f"silver/_audit/{client}/{stamp}.parquet"
+    return f"{audit_dir(client)}/{stamp}.parquet"
+
+
+def changes_dir(client: str) -> str:
+    return f"gold/{client}/_changes"
 
 
 def changes_path(client: str, stamp: str) -> str:
-    return f"gold/{client}/_changes/{stamp}.json"
+    return f"{changes_dir(client)}/{stamp}.json"
 
 
 def ai_cache_dir(client: str) -> str:

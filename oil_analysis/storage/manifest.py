@@ -22,28 +22,18 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 from ..domain.contracts import SCHEMA_VERSION
+from . import layout
 from .filesystem import Storage, json_bytes
+from .layout import manifest_part_path as part_path
+from .layout import manifest_parts_dir as parts_dir
+from .layout import manifest_path
 
 MANIFEST_VERSION = 1
-MANIFEST_NAME = "_manifest.json"
-PARTS_NAME = "_manifest.parts"
 PUBLISH_ATTEMPTS = 12
 
 
 class ManifestConflictError(RuntimeError):
     """The manifest kept changing under us (more concurrent writers than attempts)."""
-
-
-def manifest_path(client: str) -> str:
-    return f"gold/{client}/{MANIFEST_NAME}"
-
-
-def parts_dir(client: str) -> str:
-    return f"gold/{client}/{PARTS_NAME}"
-
-
-def part_path(client: str, asset: str) -> str:
-    return f"{parts_dir(client)}/{asset}.json"
 
 
 @dataclass(frozen=True)
@@ -142,7 +132,6 @@ def read_parts(store: Storage, client: str, repairs: list[dict] | None = None) -
 
 def _asset_files(store: Storage, client: str, asset: str) -> list[str] | None:
     """The paths an asset publishes for a client, as they stand (None: an asset not known here)."""
-    from . import layout
     from .healing import read_limits_pointer
 
     if asset == "silver_harmonized":
@@ -160,7 +149,7 @@ def _asset_files(store: Storage, client: str, asset: str) -> list[str] | None:
     if asset in ("classified_reports", "machine_status_current", "limit_quality"):
         return [layout.gold_path(client, asset)]
     if asset == "fleet_report":
-        return [f"gold/{client}/fleet_report.html"]
+        return [layout.fleet_report_path(client)]
     return None
 
 

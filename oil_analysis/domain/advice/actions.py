@@ -21,6 +21,8 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from ..limits import LEVEL_RANK
+
 GRADES = ("none", "resample", "plan", "stop")
 GRADE_RANK = {g: i for i, g in enumerate(GRADES)}
 GRADE_ES = {
@@ -29,7 +31,6 @@ GRADE_ES = {
     "resample": "Remuestrear",
     "none": "Sin acción",
 }
-_LEVEL_RANK = {"marginal": 1, "condemning": 2, "critical": 3}
 WEAR_ESSAYS = ("fe", "cr", "al", "cu", "pb", "ni", "ag", "sn", "ti", "v", "mn")
 ENGINE_WORDS = ("motor", "engine")
 
@@ -65,7 +66,7 @@ def is_engine(component: str | None) -> bool:
 
 
 def _lv(b: Mapping) -> int:
-    return _LEVEL_RANK.get(str(b.get("level")), 0)
+    return LEVEL_RANK.get(str(b.get("level")), 0)
 
 
 def stop_reasons(breaches: Iterable[Mapping], component: str | None) -> list[str]:

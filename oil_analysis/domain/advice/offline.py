@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ..catalog import Catalog
+from ..classify import RANK
+from ..limits import LEVEL_RANK
 from .actions import GRADE_ES, GRADE_RANK, Action, graded_action, worst_action
 from .causes import FINDING_CAUSE
 from .spanish import capitalize, count, det, verb
@@ -26,8 +28,6 @@ from .spanish import join as _join
 OFFLINE_VERSION = "offline-v2"
 OFFLINE_MODEL = "offline-advisor"
 
-LEVELS = ("marginal", "condemning", "critical")
-LEVEL_RANK = {lv: i + 1 for i, lv in enumerate(LEVELS)}
 LEVEL_ES = {"marginal": "Marginal", "condemning": "Condenatorio", "critical": "Crítico"}
 DIRECTION_ES = {"upper": "superior", "lower": "inferior"}
 
@@ -498,7 +498,6 @@ def component_weight(component: str) -> str:
 
 
 WEIGHT_RANK = {"alto": 3, "medio": 2, "bajo": 1}
-STATUS_RANK = {"Anormal": 3, "Alerta": 2, "Normal": 1}
 
 
 def rank_components(components: list[Mapping], catalog: Catalog) -> list[tuple]:
@@ -517,7 +516,7 @@ def rank_components(components: list[Mapping], catalog: Catalog) -> list[tuple]:
     flagged.sort(
         key=lambda t: (
             -GRADE_RANK[t[4].grade],
-            -STATUS_RANK.get(t[1], 0),
+            -RANK.get(t[1], -1),
             -WEIGHT_RANK[component_weight(t[0].get("component"))],
             -LEVEL_RANK[t[3]],
             str(t[0].get("component")),

@@ -23,9 +23,10 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
 
+from ..domain.classify import RANK
+
 MAX_LISTED_MACHINES = 10  # machines listed in a publication message; the rest are counted
 ERROR_CHARS = 600  # error text kept per failed step
-RANK = {"Normal": 0, "Alerta": 1, "Anormal": 2}
 
 
 class NotificationError(RuntimeError):
