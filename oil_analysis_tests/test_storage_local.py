@@ -226,15 +226,25 @@ def test_manifest_lists_every_published_file_with_checksums(demo_root):
     assert manifest.verify(store, "emin") == []
     assert not (demo_root / "processed").exists() and not (demo_root / "to_consume").exists()
 
-    # a re-run of one asset replaces the entries of its paths, and only those (its recorded input
-    # fingerprint forgotten: with unchanged inputs the step would rightly write nothing)
+    # side outputs are listed too: the run's change log (one per run, both sections)
+    logs = [p for p in paths if p.startswith(layout.changes_dir("emin") + "/")]
+    assert len(logs) == 1 and logs[0].endswith(f"-{result.run_id[:8]}.json")
+    assert set(store.read_json(logs[0])) >= {"reports", "machines"}
+
+    # a re-run of one asset replaces the entries of its paths and of the run's change log, and only
+    # those (its recorded input fingerprint forgotten: with unchanged inputs the step would rightly
+    # write nothing)
     (demo_root / "silver/_state/emin/fingerprints/machine_status_current.json").unlink()
     again = run(demo_root, "emin", selection=["machine_status_current"])
     assert again.success
     doc2 = manifest.read_manifest(store, "emin")
-    assert [f["path"] for f in doc2["files"]] == paths
+    paths2 = [f["path"] for f in doc2["files"]]
+    logs2 = [p for p in paths2 if p.startswith(layout.changes_dir("emin") + "/")]
+    assert len(logs2) == 1 and logs2[0].endswith(f"-{again.run_id[:8]}.json")
+    assert [p for p in paths2 if p not in logs2] == [p for p in paths if p not in logs]
     runs = {f["path"]: f["run_id"] for f in doc2["files"]}
     assert runs.pop(layout.gold_path("emin", "machine_status_current")) == again.run_id
+    assert runs.pop(logs2[0]) == again.run_id
     assert set(runs.values()) == {result.run_id}
 
     tampered = layout.gold_path("emin", "limit_quality")

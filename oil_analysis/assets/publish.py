@@ -1,10 +1,9 @@
 """The publish step of a client's gold: a dated history snapshot and the downstream notification."""
 
-import hashlib
-
 import pandas as pd
 from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
 
+from ..pipeline import publish as publication
 from ..resources.notify import (
     configured,
     notify,
@@ -18,13 +17,6 @@ from ..resources.notify import (
 from ..resources.storage import StorageResource
 from ..storage import layout, runstate
 from .common import OWNER, client_partitions, status_counts, step_fingerprint
-
-GOLD_FILES = (
-    "classified_reports.parquet",
-    "machine_status_current.parquet",
-    "limit_quality.parquet",
-    "fleet_report.html",
-)
 
 
 @asset(
@@ -58,18 +50,13 @@ def gold_publication(context: AssetExecutionContext, storage: StorageResource) -
             data_version=DataVersion(fp),
         )
     day = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d")
-    files = []
-    for name in GOLD_FILES:
-        path = f"gold/{client}/{name}"
-        if not store.exists(path):
-            continue
-        data = store.read_bytes(path)
-        store.write_bytes(layout.history_path(client, day, name), data)
-        files.append({"path": path, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)})
     reports = store.read_parquet(layout.gold_path(client, "classified_reports"))
     machines = store.read_parquet(layout.gold_path(client, "machine_status_current"))
     version = str(reports["limits_version"].iloc[0]) if len(reports) else ""
-    changes = status_changes(run_machine_changes(store, client, context.run_id), machines, reports)
+    files = publication.snapshot_history(store, client, day, context.run_id, version or None)
+    changes = status_changes(
+        publication.run_machine_changes(store, client, context.run_id), machines, reports
+    )
     message = publication_message(
         client,
         context.run_id,
@@ -99,11 +86,3 @@ def gold_publication(context: AssetExecutionContext, storage: StorageResource) -
         metadata={**metadata, "files": MetadataValue.json(files), "unchanged": False},
         data_version=DataVersion(fp),
     )
-
-
-def run_machine_changes(store, client: str, run_id: str) -> dict:
-    """The ``machines`` section of this run's change log (empty when the run did not rebuild the
-    machine status, e.g. a publish materialized alone)."""
-    suffix = f"-{run_id[:8]}.json"
-    logs = [e.path for e in store.list_files(f"gold/{client}/_changes/") if e.path.endswith(suffix)]
-    return store.read_json(logs[-1]).get("machines", {}) if logs else {}

@@ -9,8 +9,8 @@ from ..domain.catalog import load_catalog
 from ..report import ReportParams, render_fleet_report
 from ..resources.storage import StorageResource
 from ..settings import get_settings
-from ..storage import layout, manifest, runstate
-from ..storage.publication import load_published
+from ..storage import layout, runstate
+from ..storage.publication import load_published, publish_files
 from .common import (
     CLIENTS,
     OWNER,
@@ -83,18 +83,17 @@ def fleet_report(
         params=params,
     )
     data = html.encode("utf-8")
-    store.write_bytes(path, data)
-    todo = machine_status_current[machine_status_current["machine_status"].astype(str) != "Normal"]
     version = str(classified_reports["limits_version"].iloc[0]) if len(classified_reports) else ""
-    # Listed in the manifest like the tables, so consumers (the read API) can verify what they serve.
-    manifest.write_part(
+    # Atomic and listed in the manifest like the tables, so consumers (the read API) can verify it.
+    publish_files(
         store,
         client.key,
         "fleet_report",
-        [manifest.FileRecord.of(path, data, None)],
+        [(path, data, None)],
         run_id=context.run_id,
         limits_version=version or None,
     )
+    todo = machine_status_current[machine_status_current["machine_status"].astype(str) != "Normal"]
     metadata = {
         "path": MetadataValue.path(store.display(path)),
         "bytes": len(data),

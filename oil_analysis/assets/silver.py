@@ -5,12 +5,11 @@ from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 
 from ..domain import checks
 from ..domain.catalog import load_catalog
-from ..domain.contracts import conform
 from ..domain.labs.common import SAMPLE_REJECTED
 from ..domain.limits import LimitParams, compute_limits
 from ..domain.names import mapping_version
 from ..domain.refresh import RefreshParams, decide_refresh, limits_age
-from ..pipeline.silver import build_silver, save_state
+from ..pipeline.silver import build_silver, save_state, side_files
 from ..resources.storage import StorageResource
 from ..settings import get_settings
 from ..storage import layout, runstate
@@ -106,11 +105,11 @@ def silver_harmonized(
     context.log.info(f"silver of {client.key}: {build.mode} build, changes {build.changes}")
     for r in build.repairs:
         context.log.warning(f"{r['path']} could not be read ({r['error']}): {r['action']}")
-    # Published with silver by the IO manager (same commit): a blocked silver keeps the old ledger.
-    store.write_parquet(layout.rejects_pending_path(client.key), conform(rejects, "silver_rejects"))
-    if len(build.audit):
-        stamp = f"{pd.Timestamp.now(tz='UTC'):%Y%m%dT%H%M%S}-{context.run_id[:8]}"
-        store.write_parquet(layout.audit_path(client.key, stamp), build.audit)
+    # Published with silver by the IO manager (same commit, listed in the manifest): a blocked
+    # silver keeps the old ledger and writes no audit.
+    runstate.set_side_files(
+        context.run_id, client.key, "silver_harmonized", side_files(client.key, build, context.run_id)
+    )
     samples_rejected = int((rejects["action"] == SAMPLE_REJECTED).sum()) if len(rejects) else 0
     cells_cleared = int(len(rejects)) - samples_rejected
     if len(rejects):

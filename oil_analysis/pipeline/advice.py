@@ -125,7 +125,12 @@ class _Item:
 
 
 def _advise(
-    items: list[_Item], kind: str, storage: Storage | None, client: str, llm: LLM | None
+    items: list[_Item],
+    kind: str,
+    storage: Storage | None,
+    client: str,
+    llm: LLM | None,
+    run_id: str = "no-run",
 ) -> tuple[dict[int, dict], dict]:
     """Text and provenance for every item: cache, then LLM, falling back to the offline text."""
     t0 = time.perf_counter()
@@ -160,7 +165,7 @@ def _advise(
         return out, stats
 
     keys = {it.row: cache_key(kind, it.inputs, llm.model, llm.temperature) for it in items}
-    cache = AICache(storage, client)
+    cache = AICache(storage, client, run_id)
     hits = pd.DataFrame(columns=CACHE_COLUMNS)
     try:
         hits = cache.get(set(keys.values()))
@@ -324,6 +329,7 @@ def recommend_reports(
     client: str,
     llm: LLM | None,
     catalog: Catalog | None = None,
+    run_id: str = "no-run",
 ) -> tuple[pd.DataFrame, dict]:
     """Add a maintenance recommendation to every classified report.
 
@@ -370,7 +376,7 @@ def recommend_reports(
             )
         )
         items[-1].rules_only = not items[-1].inputs["breaches"]
-    advice, stats = _advise(items, "report", storage, client, llm)
+    advice, stats = _advise(items, "report", storage, client, llm, run_id)
     out = _fill(reports, REPORT_COLUMNS, NORMAL_REPORT_TEXT, normal, advice)
     return out, _summary(stats, out["ai_source"], len(out))
 
@@ -425,6 +431,7 @@ def recommend_machines(
     client: str,
     llm: LLM | None,
     catalog: Catalog | None = None,
+    run_id: str = "no-run",
 ) -> tuple[pd.DataFrame, dict]:
     """Add a machine-level recommendation to every unit of ``machine_status``.
 
@@ -465,6 +472,6 @@ def recommend_machines(
                 priority=float(score[i]),
             )
         )
-    advice, stats = _advise(items, "machine", storage, client, llm)
+    advice, stats = _advise(items, "machine", storage, client, llm, run_id)
     out = _fill(machine_status, MACHINE_COLUMNS, NORMAL_MACHINE_TEXT, normal, advice)
     return out, _summary(stats, out["machine_ai_source"], len(out))

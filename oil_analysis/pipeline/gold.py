@@ -18,8 +18,8 @@ from ..domain.fleet import FleetParams
 from ..domain.fleet import machine_status_current as build_machine_status
 from ..domain.incremental import classify_incremental
 from ..storage import layout, runstate
-from ..storage.filesystem import Storage
-from ..storage.publication import load_published
+from ..storage.filesystem import Storage, json_bytes
+from ..storage.publication import load_published, publish_files
 from .advice import LLM, recommend_machines, recommend_reports
 
 
@@ -37,7 +37,9 @@ def top_breached(classified: pd.DataFrame, n: int = 10) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n])
 
 
-def recommend_incremental(reports, previous, redo: set | None, store, client: str, llm: LLM | None):
+def recommend_incremental(
+    reports, previous, redo: set | None, store, client: str, llm: LLM | None, run_id: str = "no-run"
+):
     """Recommendations for the reclassified reports; the others keep their published text.
 
     Reclassified reports are advised together with their previous samples (the prompt shows the
@@ -45,7 +47,7 @@ def recommend_incremental(reports, previous, redo: set | None, store, client: st
     """
     ai_cols = [c for c in (previous.columns if previous is not None else []) if c.startswith("ai_")]
     if redo is None or not ai_cols:
-        return recommend_reports(reports, store, client, llm, load_catalog())
+        return recommend_reports(reports, store, client, llm, load_catalog(), run_id)
     need = redo | set(reports.loc[reports["sampleNumber"].isin(redo), "previousSampleNumber"].dropna())
     fresh, ai = recommend_reports(
         reports[reports["sampleNumber"].isin(need)].reset_index(drop=True),
@@ -53,6 +55,7 @@ def recommend_incremental(reports, previous, redo: set | None, store, client: st
         client,
         llm,
         load_catalog(),
+        run_id,
     )
     fresh = fresh[fresh["sampleNumber"].isin(redo)].set_index("sampleNumber")[ai_cols]
     kept = previous.set_index("sampleNumber").loc[lambda d: ~d.index.isin(redo), ai_cols]
@@ -104,14 +107,24 @@ def limits_change_text(previous, version: str, groups_changed: int | None) -> st
     return f"new limits version: {groups_changed} machine × component group(s) classify differently"
 
 
-def write_changes(store, client: str, run_id: str, section: str, summary: dict) -> None:
-    """Add one section to the run's change log ``gold/{client}/_changes/{day}-{run}.json``."""
+def write_changes(
+    store, client: str, run_id: str, section: str, summary: dict, limits_version: str | None = None
+) -> None:
+    """Add one section to the run's change log ``gold/{client}/_changes/{day}-{run}.json``, published
+    through :func:`~oil_analysis.storage.publication.publish_files` (manifest part ``change_log``)."""
     day = pd.Timestamp.now(tz="UTC").strftime("%Y%m%d")
     path = layout.changes_path(client, f"{day}-{run_id[:8]}")
     doc = store.read_json(path) if store.exists(path) else {"client": client, "run_id": run_id}
     doc[section] = summary
     doc["written_at"] = pd.Timestamp.now(tz="UTC").isoformat()
-    store.write_json(path, doc)
+    publish_files(
+        store,
+        client,
+        "change_log",
+        [(path, json_bytes(doc), None)],
+        run_id=run_id,
+        limits_version=limits_version,
+    )
 
 
 def classify(
@@ -138,8 +151,9 @@ def classify(
         previous_limits=limits_of_reports(store, client, previous, limits),
     )
     changes = report_changes(previous, reports)
-    write_changes(store, client, run_id, "reports", changes)
-    reports, ai = recommend_incremental(reports, previous, reuse["redo"], store, client, llm)
+    version = str(reports["limits_version"].iloc[0]) if len(reports) else None
+    write_changes(store, client, run_id, "reports", changes, version)
+    reports, ai = recommend_incremental(reports, previous, reuse["redo"], store, client, llm, run_id)
     return reports, reuse, changes, ai, previous
 
 
@@ -153,8 +167,8 @@ def machine_status(
     previous = read_previous(store, layout.gold_path(client, "machine_status_current"))
     status = build_machine_status(reports, params)
     machine_delta = machine_changes(previous, status)
-    write_changes(store, client, run_id, "machines", machine_delta)
-    status, ai = recommend_machines(status, reports, store, client, llm, load_catalog())
     version = str(reports["limits_version"].iloc[0]) if len(reports) else ""
+    write_changes(store, client, run_id, "machines", machine_delta, version or None)
+    status, ai = recommend_machines(status, reports, store, client, llm, load_catalog(), run_id)
     status["limits_version"] = pd.Series(version, index=status.index, dtype="string")
     return status, machine_delta, ai

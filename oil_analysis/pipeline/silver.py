@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ..domain.catalog import load_catalog
+from ..domain.contracts import conform
 from ..domain.harmonize import describe, finish, prepare
 from ..domain.incremental import INDEX_COLUMNS, NO_CHANGES, audit, candidate_index, empty_audit, upsert
 from ..domain.labs.common import REJECT_COLUMNS, concat_rejects, ledger_types
 from ..storage import layout
-from ..storage.filesystem import Storage
+from ..storage.filesystem import Storage, parquet_bytes
 from ..storage.registry import load_parsed
 
 
@@ -180,3 +181,14 @@ def sort_ledger(ledger: pd.DataFrame) -> pd.DataFrame:
     out = ledger_types(ledger)
     keys = ["file", "sheet", "row", "column", "reason"]
     return out.sort_values(keys, kind="mergesort", na_position="first").reset_index(drop=True)
+
+
+def side_files(client: str, build: SilverBuild, run_id: str) -> list[tuple[str, bytes, int | None]]:
+    """The files published with a build's silver, in its commit (path, bytes, rows): the reject
+    ledger, and the audit of what an incremental build changed (when it changed anything)."""
+    rejects = conform(build.rejects, "silver_rejects")
+    files = [(layout.rejects_path(client), parquet_bytes(rejects), len(rejects))]
+    if len(build.audit):
+        stamp = f"{pd.Timestamp.now(tz='UTC'):%Y%m%dT%H%M%S}-{run_id[:8]}"
+        files.append((layout.audit_path(client, stamp), parquet_bytes(build.audit), len(build.audit)))
+    return files

@@ -13,7 +13,8 @@ previous files stay published, untouched.
 Steps 2 and 3 are one commit: the previous bytes of every path written are kept, and if any write
 of the output fails (a full disk, a folder that cannot be written, a file where a folder should be)
 every path is restored and the manifest part too, so the published files and the manifest still
-match. Silver's reject ledger is committed with silver (from its pending copy in silver/_state).
+match. Side files of an output (silver's reject ledger and audit: :func:`runstate.set_side_files`)
+are committed with it and listed in its manifest part.
 
 An output that is the *unchanged* placeholder (``runstate``: the inputs have the fingerprint of the
 published output) writes nothing. After a write, the input fingerprint of the output is recorded
@@ -35,7 +36,6 @@ from ..storage.publication import (
     PublicationError,
     asset_path,
     load_published,
-    parquet_rows,
     published_path,
     write_files,
 )
@@ -62,6 +62,7 @@ class LayoutIOManager(ConfigurableIOManager):
         run_id = _run_id(context)
         runstate.remember(run_id, store.uri, client, asset, obj)
         pending = runstate.pop_pending(run_id, client, asset)
+        side = runstate.pop_side_files(run_id, client, asset)
         if runstate.is_unchanged(obj) or runstate.is_kept(obj):
             # The published files are still right: nothing written; the fingerprint moves on when
             # new inputs gave the same output (limits kept by the refresh decision).
@@ -87,6 +88,7 @@ class LayoutIOManager(ConfigurableIOManager):
                 }
             else:
                 records, version = self._publish_table(commit, asset, client, obj)
+                records += write_files(commit, side)  # e.g. silver's reject ledger and audit
                 metadata = {
                     "path": store.display(records[0].path),
                     "sha256": records[0].sha256,
@@ -116,9 +118,6 @@ class LayoutIOManager(ConfigurableIOManager):
                 f"publishing {asset} of {client} failed ({type(exc).__name__}: {exc}); "
                 f"{restored} files restored to their previous version, the manifest matches them"
             ) from exc
-        if asset == "silver_harmonized":
-            with contextlib.suppress(FileNotFoundError):
-                store.delete(layout.rejects_pending_path(client))
         if pending is not None:  # last: the recorded fingerprint names files that exist
             runstate.write_state(store, client, asset, pending)
         context.add_output_metadata({**metadata, "manifest": store.display(manifest.manifest_path(client))})
@@ -153,15 +152,6 @@ class LayoutIOManager(ConfigurableIOManager):
             copies = [(p, data, len(obj)) for p in legacy.copy_paths(asset, client)]
             records += write_files(commit, copies, is_legacy=True)
         if asset == "silver_harmonized":
-            pending = layout.rejects_pending_path(client)
-            if store.exists(pending):  # the ledger of this build: committed with silver
-                rejects = store.read_bytes(pending)
-                records += write_files(
-                    commit, [(layout.rejects_path(client), rejects, parquet_rows(rejects))]
-                )
-            elif store.exists(layout.rejects_path(client)):
-                rejects = store.read_bytes(layout.rejects_path(client))
-                records.append(FileRecord.of(layout.rejects_path(client), rejects, parquet_rows(rejects)))
             return records, None
         version = _limits_version(obj)
         if version is None:

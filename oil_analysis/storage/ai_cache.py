@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from . import layout
-from .filesystem import Storage, new_run_token
+from .filesystem import Storage, new_run_token, parquet_bytes
+from .publication import publish_files
 
 CACHE_COLUMNS = [
     "key",
@@ -33,8 +34,9 @@ MAX_SHARDS = 8
 class AICache:
     """Generated texts by cache key, in parquet shards under ``gold/{client}/_ai_cache/``."""
 
-    def __init__(self, storage: Storage | None, client: str) -> None:
+    def __init__(self, storage: Storage | None, client: str, run_id: str = "no-run") -> None:
         self.storage, self.prefix = storage, layout.ai_cache_dir(client)
+        self.client, self.run_id = client, run_id
         self._entries: pd.DataFrame | None = None
         self.unreadable: list[str] = []
 
@@ -64,19 +66,25 @@ class AICache:
         return e[e.index.isin(list(keys))]
 
     def append(self, rows: list[dict]) -> None:
-        """Write the new entries as one shard; compact when shards pile up."""
+        """Write the new entries as one shard; compact when shards pile up. Both are publications
+        (manifest part ``ai_cache``, which lists every shard)."""
         if self.storage is None or not rows:
             return
         new = pd.DataFrame(rows, columns=CACHE_COLUMNS)
         new["generated_at"] = pd.to_datetime(new["generated_at"]).astype("datetime64[us]")
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-        self.storage.write_parquet(f"{self.prefix}/shard-{stamp}-{new_run_token()}.parquet", new)
+        self._publish([(f"{self.prefix}/shard-{stamp}-{new_run_token()}.parquet", new)], self._shards())
         self._entries = None
         shards = self._shards()
         if len(shards) > MAX_SHARDS:
             merged = self.entries().reset_index(drop=True)
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-            self.storage.write_parquet(f"{self.prefix}/shard-{stamp}-{new_run_token()}.parquet", merged)
-            for old in shards:  # readers in between see duplicates, which they drop
-                self.storage.delete(old)
+            # the old shards are deleted last: readers in between see duplicates, which they drop
+            self._publish([(f"{self.prefix}/shard-{stamp}-{new_run_token()}.parquet", merged)], [], shards)
             self._entries = None
+
+    def _publish(self, frames: list[tuple[str, pd.DataFrame]], listed: list[str], delete=()) -> None:
+        files = [(path, parquet_bytes(frame), len(frame)) for path, frame in frames]
+        publish_files(
+            self.storage, self.client, "ai_cache", files, run_id=self.run_id, listed=listed, delete=delete
+        )

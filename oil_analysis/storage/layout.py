@@ -56,12 +56,6 @@ def rejects_path(client: str) -> str:
     return f"silver/rejects/{client}.parquet"
 
 
-def rejects_pending_path(client: str) -> str:
-    """The ledger of a silver build not published yet: the IO manager moves it to
-    :func:`rejects_path` together with silver (a blocked silver leaves the published ledger)."""
-    return f"silver/_state/{client}/rejects.pending.parquet"
-
-
 def limits_dir(client: str, version: str) -> str:
     return f"silver/stewart_limits/{client}/{version}"
 

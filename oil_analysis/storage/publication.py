@@ -16,7 +16,7 @@ import io
 import pandas as pd
 import pyarrow.parquet as pq
 
-from . import layout
+from . import layout, manifest
 from .healing import read_limits_pointer
 from .manifest import FileRecord
 
@@ -96,3 +96,48 @@ def write_files(
 def parquet_rows(data: bytes) -> int:
     """Rows of a parquet file's bytes (from its footer)."""
     return pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
+
+
+def publish_files(
+    store,
+    client: str,
+    part: str,
+    files: list[tuple[str, bytes, int | None]],
+    *,
+    run_id: str,
+    limits_version: str | None = None,
+    listed: list[str] = (),
+    delete: list[str] = (),
+) -> list[FileRecord]:
+    """Publish side files of a client as one commit and list them in its manifest under ``part``.
+
+    ``files`` (path, bytes, rows) are written in order, each atomically; ``listed`` are files already
+    in place that the part also names (read for their sha256); ``delete`` are removed last (a
+    compaction). The part replaces the previous one of the same name. If any step fails, every path
+    is restored, the manifest republished from the restored parts, and :class:`PublicationError`
+    raised: readers never see a side file the manifest does not describe.
+    """
+    commit = Commit(store)
+    try:
+        records = write_files(commit, files)
+        for path in listed:
+            data, rows = store.read_bytes(path), None
+            if path.endswith(".parquet"):
+                with contextlib.suppress(Exception):  # a damaged file is listed as it is: no row count
+                    rows = parquet_rows(data)
+            records.append(FileRecord.of(path, data, rows))
+        for path in delete:
+            commit.keep(path)
+            store.delete(path)
+        commit.keep(layout.manifest_part_path(client, part))
+        manifest.write_part(store, client, part, records, run_id=run_id, limits_version=limits_version)
+    except BaseException as exc:
+        restored = commit.rollback()
+        if commit.previous:
+            with contextlib.suppress(Exception):
+                manifest.publish(store, client)
+        raise PublicationError(
+            f"publishing {part} of {client} failed ({type(exc).__name__}: {exc}); "
+            f"{restored} files restored to their previous version, the manifest matches them"
+        ) from exc
+    return records

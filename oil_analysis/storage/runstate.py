@@ -31,6 +31,7 @@ UNCHANGED = "unchanged_fingerprint"
 KEPT = "kept_as_published"
 _MEMO: dict[tuple, pd.DataFrame] = {}
 _PENDING: dict[tuple, dict] = {}
+_SIDE: dict[tuple, list] = {}
 _LOCK = threading.Lock()
 
 
@@ -103,6 +104,18 @@ def set_pending(run_id: str, client: str, asset: str, state: dict) -> None:
 def pop_pending(run_id: str, client: str, asset: str) -> dict | None:
     with _LOCK:
         return _PENDING.pop((run_id, client, asset), None)
+
+
+def set_side_files(run_id: str, client: str, asset: str, files: list[tuple[str, bytes, int | None]]) -> None:
+    """Side files (path, bytes, rows) the IO manager publishes in the same commit as this output
+    (same process, same step): a blocked output publishes none of them."""
+    with _LOCK:
+        _SIDE[(run_id, client, asset)] = files
+
+
+def pop_side_files(run_id: str, client: str, asset: str) -> list[tuple[str, bytes, int | None]]:
+    with _LOCK:
+        return _SIDE.pop((run_id, client, asset), [])
 
 
 def remember(run_id: str, root: str, client: str, asset: str, frame: pd.DataFrame) -> None:
