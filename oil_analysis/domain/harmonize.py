@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from . import contracts
 from .catalog import Catalog, load_catalog
 from .labs.common import CELL_CLEARED, concat_rejects, empty_rejects, reject_rows
 from .names import brands, component_columns, machine_name, unit_ids
@@ -32,68 +33,15 @@ DEFAULT_MIN_SAMPLE_DATE = pd.Timestamp("1990-01-01")
 # An hour meter beyond 10 million hours (over a thousand years) is a typo, not a reading.
 MAX_METER_HOURS = 1e7
 
-SILVER_METADATA = [
-    "client",
-    "sampleNumber",
-    "sampleDate",
-    "labDate",
-    "reportDate",
-    "site",
-    "unitId",
-    "machineName",
-    "machineModel",
-    "machineBrand",
-    "machineSerialNumber",
-    "machineHours",
-    "componentName",
-    "componentNameNormalized",
-    "componentSerialNumber",
-    "componentHours",
-    "oilMeter",
-    "oilHourRange",
-    "oilBrand",
-    "oilType",
-    "oilWeight",
-    "oilChanged",
-    "isoCode",
-    "particleCode",
-    "countPreventedByWater",
-    "censoredEssays",
-    "labVerdict",
-    "labComment",
-    "sourceFile",
-    "sourceRow",
-    "cellsCleared",
-]
-SILVER_LINKS = ["previousSampleNumber", "previousSampleDate", "daysSincePrevious"]
+# The silver columns and their types come from the contract (domain/contracts.py), the one source.
+SILVER_METADATA = [c.name for c in contracts.SILVER_META]
+SILVER_LINKS = [c.name for c in contracts.SILVER_LINKS]
 ORDER_KEYS = ["unitId", "componentName", "sampleDate", "reportDate", "sampleNumber"]
 
-STRING_COLUMNS = [
-    "client",
-    "sampleNumber",
-    "site",
-    "unitId",
-    "machineName",
-    "machineModel",
-    "machineBrand",
-    "machineSerialNumber",
-    "componentName",
-    "componentNameNormalized",
-    "componentSerialNumber",
-    "oilHourRange",
-    "oilBrand",
-    "oilType",
-    "oilWeight",
-    "isoCode",
-    "particleCode",
-    "censoredEssays",
-    "labVerdict",
-    "labComment",
-    "sourceFile",
-    "previousSampleNumber",
-]
-DATE_COLUMNS = ["sampleDate", "labDate", "reportDate", "previousSampleDate"]
-FLOAT_COLUMNS = ["machineHours", "componentHours", "oilMeter"]
+_ALL = contracts.SILVER_META + contracts.SILVER_LINKS
+STRING_COLUMNS = [c.name for c in _ALL if c.type == contracts.S]
+DATE_COLUMNS = [c.name for c in _ALL if c.type == contracts.TS]
+FLOAT_COLUMNS = [c.name for c in contracts.SILVER_META if c.type == contracts.F]  # essays: the catalog
 
 
 def silver_columns(catalog: Catalog | None = None) -> list[str]:
