@@ -1,7 +1,7 @@
 """Bronze: the raw lab files of each client, registered and parsed once per content."""
 
 import pandas as pd
-from dagster import AssetExecutionContext, Failure, MetadataValue, asset
+from dagster import AssetExecutionContext, Failure, MetadataValue
 
 from ..pipeline.bronze import ReaderLimits, ingest_client, unknown_client_folders
 from ..resources.storage import StorageResource
@@ -11,8 +11,7 @@ from ..storage.healing import check_writable, remove_stale_temps
 from ..storage.registry import READER_VERSION
 from .common import (
     CLIENTS,
-    OWNER,
-    client_partitions,
+    client_asset,
     md_table,
     scalar_metadata,
     versioned_output,
@@ -38,11 +37,8 @@ def registry_fingerprint(registry: pd.DataFrame) -> str:
     return runstate.fingerprint("bronze_lab_files", None, {"rows": rows})
 
 
-@asset(
-    group_name="bronze",
-    partitions_def=client_partitions,
-    io_manager_key="layout_io_manager",
-    owners=[OWNER],
+@client_asset(
+    "bronze",
     kinds={"parquet", "excel"},
     code_version="bronze-1",
     description="Raw lab files under bronze/{client}/ (any depth): one registry row per file with its "

@@ -17,6 +17,7 @@ from dagster import (
     MetadataValue,
     Output,
     StaticPartitionsDefinition,
+    asset,
 )
 
 from ..domain.checks import CheckOutcome
@@ -29,6 +30,14 @@ from ..storage.publication import published_path
 CLIENTS = load_clients()
 client_partitions = StaticPartitionsDefinition(sorted(CLIENTS))
 OWNER = "team:oil-analysis"
+
+
+def client_asset(group: str, *, table: bool = True, **kwargs):
+    """``@asset`` with the arguments every asset of the product shares: partitioned by client, owned
+    by the team, in ``group``; ``table``: its output is a table written by the layout IO manager."""
+    if table:
+        kwargs.setdefault("io_manager_key", "layout_io_manager")
+    return asset(group_name=group, partitions_def=client_partitions, owners=[OWNER], **kwargs)
 
 
 def md_table(df: pd.DataFrame, n: int = 8) -> MetadataValue:

@@ -1,7 +1,7 @@
 """Gold: a classified report per sample, the current status of every machine, limit quality."""
 
 import pandas as pd
-from dagster import AssetExecutionContext, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, MetadataValue, Output
 
 from ..domain import checks
 from ..domain.catalog import load_catalog
@@ -13,9 +13,8 @@ from ..report import status_over_time_markdown
 from ..resources.llm import LLMResource
 from ..resources.storage import StorageResource
 from .common import (
-    OWNER,
     check_specs,
-    client_partitions,
+    client_asset,
     md_table,
     publish_or_block,
     status_counts,
@@ -43,11 +42,8 @@ def ai_metadata(ai: dict) -> dict:
     }
 
 
-@asset(
-    group_name="gold",
-    partitions_def=client_partitions,
-    io_manager_key="layout_io_manager",
-    owners=[OWNER],
+@client_asset(
+    "gold",
     kinds={"pandas", "parquet", "openai"},
     code_version="classify-3",
     check_specs=check_specs(
@@ -135,11 +131,8 @@ def classified_reports(
     yield from publish_or_block("classified_reports", output, outcomes, context=context, fp=fp)
 
 
-@asset(
-    group_name="gold",
-    partitions_def=client_partitions,
-    io_manager_key="layout_io_manager",
-    owners=[OWNER],
+@client_asset(
+    "gold",
     kinds={"pandas", "parquet", "openai"},
     code_version="fleet-3",
     check_specs=check_specs("machine_status_current", ["machine_status_consistent"]),
@@ -184,11 +177,8 @@ def machine_status_current(
     yield from publish_or_block("machine_status_current", output, outcomes, context=context, fp=fp)
 
 
-@asset(
-    group_name="gold",
-    partitions_def=client_partitions,
-    io_manager_key="layout_io_manager",
-    owners=[OWNER],
+@client_asset(
+    "gold",
     kinds={"pandas", "parquet"},
     code_version="quality-1",
     description="How good the limits are (in the spirit of ASTM D7720): share of samples at each level "

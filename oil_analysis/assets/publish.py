@@ -1,7 +1,7 @@
 """The publish step of a client's gold: a dated history snapshot and the downstream notification."""
 
 import pandas as pd
-from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue
 
 from ..pipeline import publish as publication
 from ..resources.notify import (
@@ -16,14 +16,13 @@ from ..resources.notify import (
 )
 from ..resources.storage import StorageResource
 from ..storage import layout, runstate
-from .common import OWNER, client_partitions, status_counts, step_fingerprint
+from .common import client_asset, status_counts, step_fingerprint
 
 
-@asset(
-    group_name="gold",
-    partitions_def=client_partitions,
+@client_asset(
+    "gold",
+    table=False,
     deps=["classified_reports", "machine_status_current", "limit_quality", "fleet_report"],
-    owners=[OWNER],
     kinds={"s3", "sns"},
     code_version="publish-1",
     description="After the gold of a client is published: copies each gold file to "

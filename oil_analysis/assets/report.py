@@ -3,7 +3,7 @@
 import hashlib
 
 import pandas as pd
-from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue
 
 from ..domain.catalog import load_catalog
 from ..report import ReportParams, render_fleet_report
@@ -13,8 +13,7 @@ from ..storage import layout, runstate
 from ..storage.publication import load_published, publish_files
 from .common import (
     CLIENTS,
-    OWNER,
-    client_partitions,
+    client_asset,
     md_table,
     scalar_metadata,
     step_fingerprint,
@@ -22,10 +21,9 @@ from .common import (
 )
 
 
-@asset(
-    group_name="gold",
-    partitions_def=client_partitions,
-    owners=[OWNER],
+@client_asset(
+    "gold",
+    table=False,
     kinds={"html", "pandas"},
     code_version="fleet-report-1",
     description="Fleet report per client (gold/{client}/fleet_report.html, Spanish): fleet status "

@@ -1,7 +1,7 @@
 """Silver: the harmonized samples of each client, and its Stewart limits."""
 
 import pandas as pd
-from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, Config, MetadataValue, Output
 
 from ..domain import checks
 from ..domain.catalog import load_catalog
@@ -17,9 +17,8 @@ from ..storage.healing import read_limits_pointer
 from ..storage.publication import load_published
 from .common import (
     CLIENTS,
-    OWNER,
     check_specs,
-    client_partitions,
+    client_asset,
     md_table,
     publish_or_block,
     step_fingerprint,
@@ -44,11 +43,8 @@ class SilverConfig(Config):
     full_rebuild: bool = False
 
 
-@asset(
-    group_name="silver",
-    partitions_def=client_partitions,
-    io_manager_key="layout_io_manager",
-    owners=[OWNER],
+@client_asset(
+    "silver",
     kinds={"pandas", "parquet"},
     code_version="silver-1",
     check_specs=check_specs("silver_harmonized", SILVER_CHECKS),
@@ -179,11 +175,8 @@ def current_limits(store, client: str, repairs: list | None = None) -> pd.DataFr
     return store.read_parquet(path) if store.exists(path) else None
 
 
-@asset(
-    group_name="silver",
-    partitions_def=client_partitions,
-    io_manager_key="layout_io_manager",
-    owners=[OWNER],
+@client_asset(
+    "silver",
     kinds={"pandas", "parquet", "json"},
     code_version="limits-2",
     check_specs=check_specs("stewart_limits", LIMITS_CHECKS),
