@@ -6,9 +6,10 @@ from dagster import AssetExecutionContext, Config, MetadataValue, Output
 from ..domain import checks
 from ..domain.catalog import load_catalog
 from ..domain.labs.common import SAMPLE_REJECTED
-from ..domain.limits import LimitParams, compute_limits
+from ..domain.limits import LimitParams
 from ..domain.names import mapping_version
-from ..domain.refresh import RefreshParams, decide_refresh, limits_age
+from ..domain.refresh import RefreshParams, limits_age
+from ..pipeline.limits import refresh_limits
 from ..pipeline.silver import build_silver, save_state, side_files
 from ..resources.storage import StorageResource
 from ..settings import get_settings
@@ -165,16 +166,6 @@ class LimitsConfig(Config):
     force_limits_refresh: bool = False
 
 
-def current_limits(store, client: str, repairs: list | None = None) -> pd.DataFrame | None:
-    """The published limits of a client (``latest.json``), or None before the first publish.
-    A damaged pointer is rebuilt from the versions present (the repair goes to ``repairs``)."""
-    pointer = read_limits_pointer(store, client, repairs)
-    if pointer is None:
-        return None
-    path = str(pointer["path"]).rstrip("/") + "/stewart_limits.parquet"
-    return store.read_parquet(path) if store.exists(path) else None
-
-
 @client_asset(
     "silver",
     kinds={"pandas", "parquet", "json"},
@@ -229,28 +220,19 @@ def stewart_limits(
         return
     if runstate.is_unchanged(silver_harmonized):
         silver_harmonized = load_published(store, client.key, "silver_harmonized")
-    current = current_limits(store, client.key)
-    groups = {g: catalog.of_group(g) for g in set(catalog.table["group"])}
-    decision = decide_refresh(
+    limits, decision = refresh_limits(
+        store,
+        client.key,
         silver_harmonized,
-        current,
-        groups,
+        catalog,
+        params,
         refresh,
         force=force,
-        as_of=now,
+        now=now,
         refreshed_at=refreshed_at,
     )
     context.log.info(f"limits of {client.key}: {decision.summary()}")
-    if decision.refresh:
-        # computed_at is the newest sample date, not the wall clock: a re-run writes identical files.
-        newest = silver_harmonized["sampleDate"].max() if len(silver_harmonized) else None
-        limits = compute_limits(silver_harmonized, catalog, params, computed_at=newest)
-    else:
-        limits = runstate.kept(current)  # its files are published already: not written again
-    version = str(limits["version"].iloc[0]) if len(limits) else "empty"
-    limits.attrs["version"] = version
-    # The wall clock of the last recomputation (the age trigger's input); kept while the version stays.
-    limits.attrs["refreshed_at"] = now.isoformat() if decision.refresh else refreshed_at
+    version = limits.attrs["version"]
     outcomes = [checks.limits_monotone(limits), checks.limits_sample_count(limits, params.min_samples)]
     output = Output(
         limits,
