@@ -1,9 +1,11 @@
 """The per-client manifest: ``gold/{client}/_manifest.json`` lists every file the product published
-for a client (silver, limits, gold, legacy) with sha256, size, rows, schema and limits versions, run
+for a client (silver, limits, gold, legacy, and the side outputs: reject ledger, audit, change log,
+history, fleet report, advisor cache) with sha256, size, rows, schema and limits versions, run
 id and time, so a consumer can check what it downloaded.
 
 Concurrency: clients never share a manifest. Inside one client, assets may be written by parallel
-steps (multiprocess executor), so nobody edits the manifest in place. Each asset output writes its
+steps (multiprocess executor), so nobody edits the manifest in place. Each asset output (and each
+side output, :func:`oil_analysis.storage.publication.publish_files`) writes its
 own *part*, ``gold/{client}/_manifest.parts/{asset}.json`` (one writer per part); the manifest is a
 pure function of the parts, republished after every part and then verified: the writer reads the
 parts and the manifest again and republishes until they agree. The last writer therefore always
