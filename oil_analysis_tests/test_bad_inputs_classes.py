@@ -506,8 +506,9 @@ def test_class09_failed_write_inside_an_output_restores_its_files(tmp_path):
     a file where its folder should be) puts every file of the output back as it was."""
     from dagster import AssetKey, build_output_context
 
-    from oil_analysis.resources.io_manager import LayoutIOManager, PublicationError
+    from oil_analysis.resources.io_manager import LayoutIOManager
     from oil_analysis.resources.storage import StorageResource
+    from oil_analysis.storage.publication import PublicationError
 
     io_manager = LayoutIOManager(storage=StorageResource(data_root=str(tmp_path)))
     ctx = build_output_context(asset_key=AssetKey("limit_quality"), partition_key="cda")

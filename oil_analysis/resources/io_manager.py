@@ -33,7 +33,6 @@ from ..storage.manifest import FileRecord
 from ..storage.publication import (
     LIMITS_ASSET,
     Commit,
-    PublicationError,
     asset_path,
     load_published,
     published_path,
@@ -110,14 +109,7 @@ class LayoutIOManager(ConfigurableIOManager):
                     context.log.warning(f"manifest of {client} repaired: {repairs}")
                 metadata["manifest_repairs"] = MetadataValue.json(repairs)
         except BaseException as exc:
-            restored = commit.rollback()
-            if commit.previous:  # something was written: the manifest must match the restored files
-                with contextlib.suppress(Exception):
-                    manifest.publish(store, client)
-            raise PublicationError(
-                f"publishing {asset} of {client} failed ({type(exc).__name__}: {exc}); "
-                f"{restored} files restored to their previous version, the manifest matches them"
-            ) from exc
+            raise commit.abandon(client, asset, exc) from exc
         if pending is not None:  # last: the recorded fingerprint names files that exist
             runstate.write_state(store, client, asset, pending)
         context.add_output_metadata({**metadata, "manifest": store.display(manifest.manifest_path(client))})

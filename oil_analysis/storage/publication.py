@@ -69,6 +69,18 @@ class Commit:
         self.keep(path)
         self.store.write_bytes(path, data)
 
+    def abandon(self, client: str, what: str, exc: BaseException) -> PublicationError:
+        """Roll back after ``exc`` and republish the manifest from the restored parts; returns the
+        error to raise (``raise commit.abandon(...) from exc``)."""
+        restored = self.rollback()
+        if self.previous:  # something was written: the manifest must match the restored files
+            with contextlib.suppress(Exception):
+                manifest.publish(self.store, client)
+        return PublicationError(
+            f"publishing {what} of {client} failed ({type(exc).__name__}: {exc}); "
+            f"{restored} files restored to their previous version, the manifest matches them"
+        )
+
     def rollback(self) -> int:
         """Put every kept path back as it was (newest first); returns how many were restored."""
         restored = 0
@@ -132,12 +144,5 @@ def publish_files(
         commit.keep(layout.manifest_part_path(client, part))
         manifest.write_part(store, client, part, records, run_id=run_id, limits_version=limits_version)
     except BaseException as exc:
-        restored = commit.rollback()
-        if commit.previous:
-            with contextlib.suppress(Exception):
-                manifest.publish(store, client)
-        raise PublicationError(
-            f"publishing {part} of {client} failed ({type(exc).__name__}: {exc}); "
-            f"{restored} files restored to their previous version, the manifest matches them"
-        ) from exc
+        raise commit.abandon(client, part, exc) from exc
     return records
