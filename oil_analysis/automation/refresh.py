@@ -176,8 +176,6 @@ def drift_tests(
     side: columns machine, component, essay, n_old, n_new, ks (statistic D), p, q (BH-adjusted) and
     drift (q <= ``alpha``; the default is RefreshParams().ks_alpha)."""
     alpha = RefreshParams.ks_alpha if alpha is None else alpha
-    from scipy.stats import ks_2samp  # here, not at import: scipy.stats costs seconds
-
     records = []
     if len(new) and len(old) and essays:
         olds = dict(iter(old.groupby(DRIFT_KEYS, sort=True, observed=True)))
@@ -191,6 +189,10 @@ def drift_tests(
                 x, y = x[~np.isnan(x)], y[~np.isnan(y)]
                 if len(x) < min_samples or len(y) < min_samples:
                     continue
+                # Imported at the first test only: scipy.stats costs 1.5-3 s to import, and a monthly
+                # update usually has no group with enough new readings on both sides to test.
+                from scipy.stats import ks_2samp
+
                 res = ks_2samp(x, y)
                 records.append(
                     (key[0], key[1], essay, len(x), len(y), float(res.statistic), float(res.pvalue))

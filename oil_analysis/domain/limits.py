@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from .catalog import Catalog
+from .rankcorr import NEAR, spearman_by_group, spearman_by_group_exact
 
 LEVELS = ("marginal", "condemning", "critical")
 GROUP_KEYS = ["client", "machine", "component", "stratum"]
@@ -459,16 +460,20 @@ def _hours_rows(
     values = silver[essays].iloc[rows].reset_index(drop=True)
     # Spearman rho (Pearson of average ranks) of each essay with oil hours, per group, pairwise.
     rho = {}
+    codes, n_codes = (gid, int(gid.max()) + 1) if np.issubdtype(gid.dtype, np.integer) else (None, 0)
     for e in essays:
         v = values[e]
         ok = v.notna().to_numpy()
-        frame = pd.DataFrame({"g": gid[ok], "v": v.to_numpy(float)[ok], "h": h.to_numpy()[ok]})
-        if frame.empty:
+        if not ok.any():
             continue
-        frame["rv"] = frame.groupby("g")["v"].rank()
-        frame["rh"] = frame.groupby("g")["h"].rank()
-        r = frame.groupby("g")[["rv", "rh"]].corr().xs("rv", level=1)["rh"]
-        rho[e] = r
+        x, y = v.to_numpy(float)[ok], h.to_numpy()[ok]
+        if codes is not None and codes.min() >= 0:
+            r = spearman_by_group(codes[ok], x, y, n_codes)
+            # Only the comparison with the threshold matters: pandas decides the near ties.
+            if not (np.abs(r - params.hours_min_correlation) < NEAR).any():
+                rho[e] = pd.Series(r)
+                continue
+        rho[e] = spearman_by_group_exact(gid[ok], x, y)
     if not rho:
         return pd.DataFrame()
     rho = pd.DataFrame(rho)  # gid x essay
