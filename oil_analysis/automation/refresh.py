@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..domain.ks import ks_2samp
+
 DRIFT_KEYS = ["machineName", "componentNameNormalized"]
 
 
@@ -189,14 +191,8 @@ def drift_tests(
                 x, y = x[~np.isnan(x)], y[~np.isnan(y)]
                 if len(x) < min_samples or len(y) < min_samples:
                     continue
-                # Imported at the first test only: scipy.stats costs 1.5-3 s to import, and a monthly
-                # update usually has no group with enough new readings on both sides to test.
-                from scipy.stats import ks_2samp
-
-                res = ks_2samp(x, y)
-                records.append(
-                    (key[0], key[1], essay, len(x), len(y), float(res.statistic), float(res.pvalue))
-                )
+                statistic, pvalue = ks_2samp(x, y)  # scipy's figures, without importing scipy.stats
+                records.append((key[0], key[1], essay, len(x), len(y), statistic, pvalue))
     tests = pd.DataFrame(records, columns=["machine", "component", "essay", "n_old", "n_new", "ks", "p"])
     tests["q"] = bh_qvalues(tests["p"].to_numpy(float))
     tests["drift"] = tests["q"] <= alpha
