@@ -460,15 +460,17 @@ def _hours_rows(
     values = silver[essays].iloc[rows].reset_index(drop=True)
     # Spearman rho (Pearson of average ranks) of each essay with oil hours, per group, pairwise.
     rho = {}
-    codes, n_codes = (gid, int(gid.max()) + 1) if np.issubdtype(gid.dtype, np.integer) else (None, 0)
+    # Dense non-negative group codes (as _Groups makes them) allow the bincount path.
+    fast = np.issubdtype(gid.dtype, np.integer) and int(gid.min()) >= 0
+    n_codes = int(gid.max()) + 1 if fast else 0
     for e in essays:
         v = values[e]
         ok = v.notna().to_numpy()
         if not ok.any():
             continue
         x, y = v.to_numpy(float)[ok], h.to_numpy()[ok]
-        if codes is not None and codes.min() >= 0:
-            r = spearman_by_group(codes[ok], x, y, n_codes)
+        if fast:
+            r = spearman_by_group(gid[ok], x, y, n_codes)
             # Only the comparison with the threshold matters: pandas decides the near ties.
             if not (np.abs(r - params.hours_min_correlation) < NEAR).any():
                 rho[e] = pd.Series(r)
