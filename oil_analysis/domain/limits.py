@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from .catalog import Catalog
+from .rankcorr import NEAR, spearman_by_group, spearman_by_group_exact
 
 LEVELS = ("marginal", "condemning", "critical")
 LEVEL_RANK = {lv: i + 1 for i, lv in enumerate(LEVELS)}  # a breach level's severity (1: marginal)
@@ -460,16 +461,22 @@ def _hours_rows(
     values = silver[essays].iloc[rows].reset_index(drop=True)
     # Spearman rho (Pearson of average ranks) of each essay with oil hours, per group, pairwise.
     rho = {}
+    # Dense non-negative group codes (as _Groups makes them) allow the bincount path.
+    fast = np.issubdtype(gid.dtype, np.integer) and int(gid.min()) >= 0
+    n_codes = int(gid.max()) + 1 if fast else 0
     for e in essays:
         v = values[e]
         ok = v.notna().to_numpy()
-        frame = pd.DataFrame({"g": gid[ok], "v": v.to_numpy(float)[ok], "h": h.to_numpy()[ok]})
-        if frame.empty:
+        if not ok.any():
             continue
-        frame["rv"] = frame.groupby("g")["v"].rank()
-        frame["rh"] = frame.groupby("g")["h"].rank()
-        r = frame.groupby("g")[["rv", "rh"]].corr().xs("rv", level=1)["rh"]
-        rho[e] = r
+        x, y = v.to_numpy(float)[ok], h.to_numpy()[ok]
+        if fast:
+            r = spearman_by_group(gid[ok], x, y, n_codes)
+            # Only the comparison with the threshold matters: pandas decides the near ties.
+            if not (np.abs(r - params.hours_min_correlation) < NEAR).any():
+                rho[e] = pd.Series(r)
+                continue
+        rho[e] = spearman_by_group_exact(gid[ok], x, y)
     if not rho:
         return pd.DataFrame()
     rho = pd.DataFrame(rho)  # gid x essay

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..domain.ks import ks_2samp
+
 DRIFT_KEYS = ["machineName", "componentNameNormalized"]
 
 
@@ -176,8 +178,6 @@ def drift_tests(
     side: columns machine, component, essay, n_old, n_new, ks (statistic D), p, q (BH-adjusted) and
     drift (q <= ``alpha``; the default is RefreshParams().ks_alpha)."""
     alpha = RefreshParams.ks_alpha if alpha is None else alpha
-    from scipy.stats import ks_2samp  # here, not at import: scipy.stats costs seconds
-
     records = []
     if len(new) and len(old) and essays:
         olds = dict(iter(old.groupby(DRIFT_KEYS, sort=True, observed=True)))
@@ -191,10 +191,8 @@ def drift_tests(
                 x, y = x[~np.isnan(x)], y[~np.isnan(y)]
                 if len(x) < min_samples or len(y) < min_samples:
                     continue
-                res = ks_2samp(x, y)
-                records.append(
-                    (key[0], key[1], essay, len(x), len(y), float(res.statistic), float(res.pvalue))
-                )
+                statistic, pvalue = ks_2samp(x, y)  # scipy's figures, without importing scipy.stats
+                records.append((key[0], key[1], essay, len(x), len(y), statistic, pvalue))
     tests = pd.DataFrame(records, columns=["machine", "component", "essay", "n_old", "n_new", "ks", "p"])
     tests["q"] = bh_qvalues(tests["p"].to_numpy(float))
     tests["drift"] = tests["q"] <= alpha

@@ -39,6 +39,7 @@ import pyarrow as pa
 from ..domain.clients import Client
 from ..domain.labs import IGNORED_FILES, LAB_FORMATS, LabFileError, ReadResult
 from ..domain.labs.common import empty_rejects, ledger_types
+from ..domain.labs.preload import preload_readers
 from ..storage import layout
 from ..storage.filesystem import Storage, UnsafePathError, check_relative
 from ..storage.registry import (
@@ -153,6 +154,8 @@ def parse_isolated(
     """Parse ``(lab_format, path, timezone)`` tasks, each in its own child process, ``workers`` at a
     time. A child that dies (native abort, kill) yields an error for its file only."""
     opts = {"max_xml_mb": limits.max_xml_mb, "max_cells": limits.max_cells}
+    if tasks:
+        preload_readers({t[0] for t in tasks})  # inherited by every fork instead of loaded by each
     ctx = mp.get_context("fork")
     results: list = [None] * len(tasks)
     queue = list(range(len(tasks)))

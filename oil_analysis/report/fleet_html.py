@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
+from operator import itemgetter
 
 import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -398,11 +399,13 @@ def render_fleet_report(
     )
     # Plain Python lists and dicts from here on: pandas indexing per row or chart costs milliseconds.
     columns = {c: history[c].tolist() for c in history.columns}
-    groups: dict[tuple, dict[str, list]] = {}
+    positions: dict[tuple, list[int]] = {}
     for i, key in enumerate(zip(columns["unitId"], columns["componentName"], strict=True)):
-        group = groups.setdefault(key, {c: [] for c in columns})
-        for c, values in columns.items():
-            group[c].append(values[i])
+        positions.setdefault(key, []).append(i)
+    groups: dict[tuple, dict[str, list]] = {}
+    for key, rows in positions.items():
+        take = itemgetter(*rows, rows[0])  # two indices at least: always a tuple, last one dropped
+        groups[key] = {c: list(take(values)[:-1]) for c, values in columns.items()}
     ordered = flagged.sort_values(
         ["severity_score", "componentName"], ascending=[False, True], kind="mergesort"
     ).to_dict("records")
