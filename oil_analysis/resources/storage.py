@@ -1,33 +1,15 @@
 """The storage resource: where the layout lives (local folder, S3 prefix, or both during migration)."""
 
-import hashlib
 import os
 import threading
 
 from dagster import ConfigurableResource
 
-from ..settings import get_settings, storage_mode
+from ..settings import aws_identity, get_settings, storage_mode
 from ..storage.filesystem import DualStorage, Storage
 
-# The AWS chain variables that decide which identity S3 calls use: a change means a new client.
-_IDENTITY_VARS = (
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_PROFILE",
-    "AWS_SHARED_CREDENTIALS_FILE",
-    "AWS_CONFIG_FILE",
-    "AWS_ROLE_ARN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-)
 _OPEN: dict[tuple, Storage] = {}
 _LOCK = threading.Lock()
-
-
-def _identity() -> str:
-    """A digest of the credential chain's inputs, only used as a cache key (never shown)."""
-    raw = "\x00".join(os.environ.get(v, "") for v in _IDENTITY_VARS)
-    return hashlib.sha256(raw.encode()).hexdigest()
 
 
 class StorageResource(ConfigurableResource):
@@ -63,7 +45,7 @@ class StorageResource(ConfigurableResource):
         endpoint = self.aws_endpoint_url or s.aws_endpoint_url
         if mode == "local":
             return Storage.local(root)
-        key = (mode, root, bucket, prefix, region, endpoint, _identity())
+        key = (mode, root, bucket, prefix, region, endpoint, aws_identity())
         with _LOCK:
             store = _OPEN.get(key)
             if store is None:
