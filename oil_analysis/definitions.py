@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
+
 from dagster import (
     AssetSelection,
+    BetaWarning,
     Definitions,
     define_asset_job,
     in_process_executor,
     load_assets_from_modules,
+    with_source_code_references,
 )
 
 from .assets import bronze, gold, publish, report, silver
@@ -19,7 +23,13 @@ from .resources.llm import LLMResource
 from .resources.storage import StorageResource
 from .storage.io_manager import LayoutIOManager
 
-all_assets = load_assets_from_modules([bronze, silver, gold, report, publish])
+# Each asset links to the file and line of its function (the UI's "Source" of an asset); code
+# references are a Dagster beta feature: its warning is silenced here, once.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", BetaWarning)
+    all_assets = with_source_code_references(
+        load_assets_from_modules([bronze, silver, gold, report, publish])
+    )
 
 oil_analysis_job = define_asset_job(
     "oil_analysis_job",

@@ -14,6 +14,7 @@ from .common import (
     client_partitions,
     md_table,
     scalar_metadata,
+    storage_kinds,
     versioned_output,
     yield_unchanged,
 )
@@ -42,7 +43,7 @@ def registry_fingerprint(registry: pd.DataFrame) -> str:
     partitions_def=client_partitions,
     io_manager_key="layout_io_manager",
     owners=[OWNER],
-    kinds={"parquet", "excel"},
+    kinds={"parquet", "excel", *storage_kinds()},
     code_version="bronze-1",
     description="Raw lab files under bronze/{client}/ (any depth): one registry row per file with its "
     "sha256, status (ok / quarantined) and parse facts. Each content is parsed once, in its own "
@@ -104,6 +105,7 @@ def bronze_lab_files(context: AssetExecutionContext, storage: StorageResource):
     metadata = {
         "lab_format": client.lab_format,
         "files": len(reg),
+        "dagster/row_count": len(reg),
         "files_ok": int((reg["status"] == "ok").sum()),
         "files_quarantined": int((reg["status"] == "quarantined").sum()),
         "parsed_this_run": batch.parsed_now,

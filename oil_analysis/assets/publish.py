@@ -17,7 +17,7 @@ from ..automation.notify import (
 )
 from ..resources.storage import StorageResource
 from ..storage import layout, runstate
-from .common import OWNER, client_partitions, status_counts, step_fingerprint
+from .common import OWNER, client_partitions, notify_kinds, status_counts, step_fingerprint, storage_kinds
 
 GOLD_FILES = (
     "classified_reports.parquet",
@@ -32,7 +32,7 @@ GOLD_FILES = (
     partitions_def=client_partitions,
     deps=["classified_reports", "machine_status_current", "limit_quality", "fleet_report"],
     owners=[OWNER],
-    kinds={"s3", "sns"},
+    kinds={*storage_kinds(), *notify_kinds()},
     code_version="publish-1",
     description="After the gold of a client is published: copies each gold file to "
     "gold/{client}/_history/{YYYY-MM-DD}/ (a same-day publish replaces that day) and, when "

@@ -18,6 +18,7 @@ from .common import (
     md_table,
     scalar_metadata,
     step_fingerprint,
+    storage_kinds,
     unchanged_state,
 )
 
@@ -26,7 +27,7 @@ from .common import (
     group_name="gold",
     partitions_def=client_partitions,
     owners=[OWNER],
-    kinds={"html", "pandas"},
+    kinds={"html", "pandas", *storage_kinds()},
     code_version="fleet-report-1",
     description="Fleet report per client (gold/{client}/fleet_report.html, Spanish): fleet status "
     "summary, machines needing action by priority with their recommendation, trend charts of the "

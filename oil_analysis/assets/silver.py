@@ -24,6 +24,8 @@ from .common import (
     md_table,
     publish_or_block,
     step_fingerprint,
+    storage_kinds,
+    table_metadata,
     unchanged_state,
     yield_unchanged,
 )
@@ -50,7 +52,8 @@ class SilverConfig(Config):
     partitions_def=client_partitions,
     io_manager_key="layout_io_manager",
     owners=[OWNER],
-    kinds={"pandas", "parquet"},
+    kinds={"pandas", "parquet", *storage_kinds()},
+    metadata=table_metadata("silver_harmonized"),
     code_version="silver-1",
     check_specs=check_specs("silver_harmonized", SILVER_CHECKS),
     description="One harmonized sample table per client (silver/harmonized/{CLIENT}.parquet): metadata "
@@ -185,7 +188,8 @@ def current_limits(store, client: str, repairs: list | None = None) -> pd.DataFr
     partitions_def=client_partitions,
     io_manager_key="layout_io_manager",
     owners=[OWNER],
-    kinds={"pandas", "parquet", "json"},
+    kinds={"pandas", "parquet", "json", *storage_kinds()},
+    metadata=table_metadata("stewart_limits"),
     code_version="limits-2",
     check_specs=check_specs("stewart_limits", LIMITS_CHECKS),
     description="Stewart limits per client × machine × normalized component × essay: upper "
