@@ -99,3 +99,20 @@ def test_definitions_loaded_with_a_key_and_s3_show_those_kinds(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.splitlines() == ["openai pandas parquet s3", "s3 sns"]
+
+
+def test_resources_show_their_effective_configuration_with_secrets_masked(monkeypatch, tmp_path):
+    from oil_analysis.definitions import build_resources
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-never-shown")
+    monkeypatch.setenv("OIL_LLM_OFFLINE", "false")
+    monkeypatch.setenv("OIL_LLM_MODEL", "model-x")
+    resources = build_resources(str(tmp_path))
+    storage = resources["storage"].get_resource_definition().description
+    llm = resources["llm"].get_resource_definition().description
+    assert "Effective configuration" in storage and "- mode: `local`" in storage
+    assert f"- data_root: `{tmp_path}`" in storage
+    assert "- model: `model-x`" in llm and "- api_key: `***`" in llm and "sk-never-shown" not in llm
+    monkeypatch.setenv("OIL_LLM_OFFLINE", "true")
+    offline = build_resources(str(tmp_path))["llm"].get_resource_definition().description
+    assert "- advisor: `offline" in offline

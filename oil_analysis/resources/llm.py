@@ -14,9 +14,10 @@ from dagster import ConfigurableResource
 
 from ..advisor import LLMConfig
 from ..settings import get_settings
+from .effective import ShowsEffectiveConfig
 
 
-class LLMResource(ConfigurableResource):
+class LLMResource(ShowsEffectiveConfig, ConfigurableResource):
     """OpenAI-compatible chat endpoint for recommendations; empty fields take the settings."""
 
     api_key: str = ""
@@ -53,3 +54,21 @@ class LLMResource(ConfigurableResource):
             max_retries=pick(self.max_retries, s.llm_max_retries),
             max_calls=max_calls if max_calls and max_calls > 0 else None,
         )
+
+    def effective_config(self) -> dict[str, str]:
+        """The advisor in use and, for the LLM one, its endpoint settings (the key masked)."""
+        config = self.get_config()
+        if config is None:
+            return {"advisor": "offline (no OPENAI_API_KEY, or OIL_LLM_OFFLINE=true)"}
+        return {
+            "advisor": "LLM",
+            "api_key": "***",
+            "base_url": config.base_url or "api.openai.com",
+            "model": config.model,
+            "temperature": f"{config.temperature:g}",
+            "max_tokens": str(config.max_tokens),
+            "timeout_s": f"{config.timeout_s:g}",
+            "concurrency": str(config.concurrency),
+            "max_retries": str(config.max_retries),
+            "max_calls": str(config.max_calls or "no cap"),
+        }

@@ -7,13 +7,14 @@ from dagster import ConfigurableResource
 
 from ..settings import aws_identity, get_settings, storage_mode
 from ..storage.filesystem import DualStorage, Storage
+from .effective import ShowsEffectiveConfig
 
 _OPEN: dict[tuple, Storage] = {}
 _LOCK = threading.Lock()
 
 
-class StorageResource(ConfigurableResource):
-    """Local folder, S3 prefix, or both (``dual``). Empty fields fall back to the environment
+class StorageResource(ShowsEffectiveConfig, ConfigurableResource):
+    """Local folder, S3 prefix, or both (``dual``). Empty fields take the settings
     (``OIL_DATA_ROOT``, ``STORAGE_MODE`` / ``USE_S3``, ``S3_BUCKET``, ``S3_PREFIX``, ``AWS_REGION``,
     ``AWS_ENDPOINT_URL``, ``LEGACY_EXPORTS``; see docs/STORAGE.md). There is no credential field on
     purpose: S3 credentials come only from the standard AWS chain."""
@@ -61,3 +62,19 @@ class StorageResource(ConfigurableResource):
     def legacy_enabled(self) -> bool:
         """Whether the deprecated v1 paths (``processed/``, ``to_consume/``) are written too."""
         return self.legacy_exports if self.legacy_exports is not None else get_settings().legacy_exports
+
+    def effective_config(self) -> dict[str, str]:
+        """Mode, where the layout lives, and the limits this resource applies (no credential)."""
+        s = get_settings()
+        mode = self.storage_mode()
+        out = {"mode": mode}
+        if mode != "s3":
+            out["data_root"] = os.path.abspath(self.data_root or s.data_root)
+        if mode != "local":
+            prefix = self.s3_prefix if self.s3_prefix is not None else s.s3_prefix
+            out["s3"] = f"s3://{self.s3_bucket or s.s3_bucket}/{prefix.strip('/')}"
+            out["aws_region"] = self.aws_region or s.aws_region
+            out["aws_endpoint_url"] = self.aws_endpoint_url or s.aws_endpoint_url or "(AWS)"
+        out["max_raw_file_mb"] = f"{self.max_file_mb():g}"
+        out["legacy_exports"] = str(self.legacy_enabled()).lower()
+        return out
