@@ -93,13 +93,15 @@ def var(
     staging: str | None = None,
     prod: str | None = None,
     shown: str | None = None,
+    keep_empty: bool = False,
     **constraints: Any,
 ) -> Any:
     """Declare one variable: its name, typed default, description, section of the docs, and the
     values ``dev`` / ``staging`` / ``prod`` give it (as the string an env file would hold). ``shown`` is the
-    default as the docs print it when it is not a plain value."""
+    default as the docs print it when it is not a plain value. An empty value means unset (the
+    default), unless ``keep_empty``: then it is a value (``S3_PREFIX=`` is the bucket's root)."""
     per_env = {k: v for k, v in (("dev", dev), ("staging", staging), ("prod", prod)) if v is not None}
-    extra = {"section": section, "environments": per_env, "shown": shown}
+    extra = {"section": section, "environments": per_env, "shown": shown, "keep_empty": keep_empty}
     return Field(default, alias=name, description=description, json_schema_extra=extra, **constraints)
 
 
@@ -166,10 +168,11 @@ class Settings(BaseSettings):
     s3_prefix: str = var(
         "S3_PREFIX",
         "oil-analysis",
-        "prefix when on S3",
+        "prefix when on S3 (set empty: the bucket's root)",
         S_STORAGE,
         staging="oil-analysis",
         prod="oil-analysis",
+        keep_empty=True,
     )
     aws_region: str = var("AWS_REGION", "us-east-1", "S3 region (also the default SNS region)", S_STORAGE)
     aws_endpoint_url: str | None = var(
@@ -382,7 +385,7 @@ class Settings(BaseSettings):
         """Empty strings are unset; booleans go through :func:`parse_bool`; ``5e6`` is an integer."""
         if isinstance(value, str):
             value = value.strip()
-            if not value:
+            if not value and not _extra(cls.model_fields[info.field_name])["keep_empty"]:
                 return cls.model_fields[info.field_name].default
         annotation = cls.model_fields[info.field_name].annotation
         alias = cls.model_fields[info.field_name].alias or info.field_name
@@ -451,8 +454,8 @@ class _Layers(PydanticBaseSettingsSource):
         return None, field_name, False  # unused: __call__ answers for every field at once
 
     def __call__(self) -> dict[str, Any]:
-        names = {f.alias for f in Settings.model_fields.values()}
-        return {k: v for k, v in resolve().values.items() if k in names and v.strip()}
+        keep = {n: _extra(f)["keep_empty"] for n, f in declared().items()}
+        return {k: v for k, v in resolve().values.items() if k in keep and (v.strip() or keep[k])}
 
 
 @dataclass(frozen=True)

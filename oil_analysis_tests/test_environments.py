@@ -162,6 +162,9 @@ def test_settings_are_typed_and_a_wrong_value_names_its_variable(monkeypatch, tm
     ):
         monkeypatch.setenv("OIL_LLM_OFFLINE", raw)
         assert get_settings().llm_offline is expected, raw
+    monkeypatch.setenv("S3_PREFIX", "")  # empty is a value here (the bucket's root), not "unset"
+    monkeypatch.setenv("S3_BUCKET", "")  # elsewhere empty means unset: the default
+    assert (get_settings().s3_prefix, get_settings().s3_bucket) == ("", "mining-data-mesh")
     monkeypatch.setenv("OIL_MAX_SHEET_CELLS", "5e6")  # a whole number written as a float
     monkeypatch.setenv("OIL_LLM_TEMPERATURE", "0.5")
     s = get_settings()
