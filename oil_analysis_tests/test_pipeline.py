@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from dagster import DagsterInstance, materialize
 
+from oil_analysis.contracts import conform
 from oil_analysis.definitions import all_assets, build_resources, defs
 
 GOLD_COLUMNS = {"breached_essays", "severity_score", "report_status", "limits_version"}
@@ -48,6 +49,8 @@ def test_real_finning_workbooks_one_report_per_sample(real_cda_root):
     assert mats["classified_reports"]["dagster/row_count"].value == 1945
     assert mats["silver_harmonized"]["dagster/row_count"].value == 1945
     assert mats["bronze_lab_files"]["dagster/row_count"].value == 3
+    registry = pd.read_parquet(real_cda_root / "bronze/_registry/cda/registry.parquet")
+    conform(registry, "bronze_lab_files")  # the registry meets the contract its Columns tab shows
     preview = mats["classified_reports"]["preview"].value.splitlines()
     first_date = preview[2].split("|")[2].strip()
     assert pd.Timestamp(first_date) == reports["sampleDate"].max()

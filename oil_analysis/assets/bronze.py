@@ -15,6 +15,7 @@ from .common import (
     md_table,
     scalar_metadata,
     storage_kinds,
+    table_metadata,
     versioned_output,
     yield_unchanged,
 )
@@ -44,6 +45,7 @@ def registry_fingerprint(registry: pd.DataFrame) -> str:
     io_manager_key="layout_io_manager",
     owners=[OWNER],
     kinds={"parquet", "excel", *storage_kinds()},
+    metadata=table_metadata("bronze_lab_files"),
     code_version="bronze-1",
     description="Raw lab files under bronze/{client}/ (any depth): one registry row per file with its "
     "sha256, status (ok / quarantined) and parse facts. Each content is parsed once, in its own "
