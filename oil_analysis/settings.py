@@ -87,7 +87,6 @@ def var(
     name: str,
     default: Any,
     description: str,
-    section: str,
     *,
     dev: str | None = None,
     staging: str | None = None,
@@ -96,23 +95,13 @@ def var(
     keep_empty: bool = False,
     **constraints: Any,
 ) -> Any:
-    """Declare one variable: its name, typed default, description, section of the docs, and the
-    values ``dev`` / ``staging`` / ``prod`` give it (as the string an env file would hold). ``shown`` is the
-    default as the docs print it when it is not a plain value. An empty value means unset (the
-    default), unless ``keep_empty``: then it is a value (``S3_PREFIX=`` is the bucket's root)."""
+    """Declare one variable: its name, typed default, description, and the values ``dev`` /
+    ``staging`` / ``prod`` give it (as the string an env file would hold). ``shown`` is the default
+    as the docs print it when it is not a plain value. An empty value means unset (the default),
+    unless ``keep_empty``: then it is a value (``S3_PREFIX=`` is the bucket's root)."""
     per_env = {k: v for k, v in (("dev", dev), ("staging", staging), ("prod", prod)) if v is not None}
-    extra = {"section": section, "environments": per_env, "shown": shown, "keep_empty": keep_empty}
+    extra = {"environments": per_env, "shown": shown, "keep_empty": keep_empty}
     return Field(default, alias=name, description=description, json_schema_extra=extra, **constraints)
-
-
-S_ENV, S_STORAGE, S_INPUT, S_LIMITS = "environment", "storage", "clients and raw files", "limits refresh"
-S_AUTO, S_LLM, S_NOTIFY, S_API, S_DAGSTER = (
-    "sensors and schedules",
-    "advisor",
-    "notifications",
-    "read API",
-    "Dagster",
-)
 
 
 class Settings(BaseSettings):
@@ -127,24 +116,19 @@ class Settings(BaseSettings):
         "`dev` / `staging` / `prod`: the defaults of every variable below "
         "([docs/DEPLOYMENT.md](docs/DEPLOYMENT.md)); order: environment variable > env file "
         "(`OIL_ENV_FILE`, else `.env`) > `OIL_ENV` defaults",
-        S_ENV,
     )
     env_file: str | None = var(
         FILE_VAR,
         None,
         "env file read for unset variables (must exist when set; only read from the process environment)",
-        S_ENV,
         shown="(unset: `./.env` if present)",
     )
     # -- storage
-    data_root: str = var(
-        "OIL_DATA_ROOT", "./data", "root of the layout on local disk", S_STORAGE, dev="./data"
-    )
+    data_root: str = var("OIL_DATA_ROOT", "./data", "root of the layout on local disk", dev="./data")
     use_s3_setting: bool = var(
         "USE_S3",
         False,
         "`true`: the layout lives under `s3://{S3_BUCKET}/{S3_PREFIX}/`",
-        S_STORAGE,
         dev="false",
         staging="true",
         prod="true",
@@ -154,14 +138,12 @@ class Settings(BaseSettings):
         None,
         "`local`, `s3` or `dual` (migration: writes both, verifies they match); taken from the same "
         "layer as `USE_S3` — [docs/STORAGE.md](docs/STORAGE.md)",
-        S_STORAGE,
         shown="(unset: from `USE_S3`)",
     )
     s3_bucket: str = var(
         "S3_BUCKET",
         "mining-data-mesh",
         "bucket when on S3",
-        S_STORAGE,
         staging="mining-data-mesh-staging",
         prod="mining-data-mesh",
     )
@@ -169,77 +151,67 @@ class Settings(BaseSettings):
         "S3_PREFIX",
         "oil-analysis",
         "prefix when on S3 (set empty: the bucket's root)",
-        S_STORAGE,
         staging="oil-analysis",
         prod="oil-analysis",
         keep_empty=True,
     )
-    aws_region: str = var("AWS_REGION", "us-east-1", "S3 region (also the default SNS region)", S_STORAGE)
+    aws_region: str = var("AWS_REGION", "us-east-1", "S3 region (also the default SNS region)")
     aws_endpoint_url: str | None = var(
         "AWS_ENDPOINT_URL",
         None,
         "S3-compatible endpoint (e.g. `http://127.0.0.1:8333`); unset: AWS. Also used by SNS and by S3 "
         "compute logs",
-        S_STORAGE,
     )
     legacy_exports: bool = var(
         "LEGACY_EXPORTS",
         False,
         "`true`: also write the deprecated v1 paths `processed/…`, `to_consume/…`",
-        S_STORAGE,
     )
     # -- clients and raw files
     clients_file: str | None = var(
         "OIL_CLIENTS_FILE",
         None,
         "another clients registry file",
-        S_INPUT,
         shown="(packaged `clients.yaml`)",
     )
     max_raw_file_mb: float = var(
-        "OIL_MAX_RAW_FILE_MB", 200.0, "raw files over this size are quarantined", S_INPUT, gt=0
+        "OIL_MAX_RAW_FILE_MB", 200.0, "raw files over this size are quarantined", gt=0
     )
     max_sheet_xml_mb: float = var(
         "OIL_MAX_SHEET_XML_MB",
         256.0,
         "a workbook part (sheet XML, shared strings) or a parquet's column data inflating beyond this "
         "many MB is quarantined before parsing (zip bombs)",
-        S_INPUT,
         gt=0,
     )
     max_sheet_cells: int = var(
         "OIL_MAX_SHEET_CELLS",
         5_000_000,
         "a sheet whose declared or real extent (rows × columns) exceeds this is quarantined before parsing",
-        S_INPUT,
         gt=0,
     )
     parser_memory_mb: int = var(
         "OIL_PARSER_MEMORY_MB",
         1024,
         "memory one parser process may add; beyond it that file's parse fails and only it is quarantined",
-        S_INPUT,
         gt=0,
     )
     min_sample_date: str = var(
         "OIL_MIN_SAMPLE_DATE",
         "1990-01-01",
         "samples dated before this day are rejected (with a record); dates after the run day + 1 too",
-        S_INPUT,
     )
     freshness_days: int = var(
         "OIL_FRESHNESS_DAYS",
         40,
         "the freshness check warns when a client's newest sample is older; the fleet report lists units "
         "whose latest sample is older apart",
-        S_INPUT,
     )
     report_date_override: str | None = var(
         "OIL_REPORT_DATE",
         None,
         "the report date (YYYY-MM-DD) every age is measured against (fleet report, freshness check); "
         "set it to re-render a past report or in tests",
-        S_INPUT,
         shown="(unset: today, UTC)",
     )
     # -- limits refresh
@@ -247,7 +219,6 @@ class Settings(BaseSettings):
         "OIL_LIMITS_GROWTH",
         0.10,
         "limits refresh trigger: sample growth since the current version",
-        S_LIMITS,
         shown="`0.10`",
     )
     limits_ks_alpha: float = var(
@@ -255,53 +226,48 @@ class Settings(BaseSettings):
         0.01,
         "drift trigger: false discovery rate (Benjamini–Hochberg over every machine × component × essay "
         "KS test) — [docs/CLASSIFICATION.md](docs/CLASSIFICATION.md)",
-        S_LIMITS,
     )
     limits_ks_min_samples: int = var(
-        "OIL_LIMITS_KS_MIN_SAMPLES", 30, "drift trigger: minimum readings per side of one test", S_LIMITS
+        "OIL_LIMITS_KS_MIN_SAMPLES", 30, "drift trigger: minimum readings per side of one test"
     )
     limits_ks_min_effect: float = var(
-        "OIL_LIMITS_KS_MIN_EFFECT", 0.25, "drift trigger: minimum KS statistic D", S_LIMITS
+        "OIL_LIMITS_KS_MIN_EFFECT", 0.25, "drift trigger: minimum KS statistic D"
     )
     limits_max_age_days: int = var(
         "OIL_LIMITS_MAX_AGE_DAYS",
         7,
         "age trigger: limits computed this many days ago or more (calendar days, UTC) are recomputed",
-        S_LIMITS,
     )
     # -- sensors and schedules
     sensors_running: bool = var(
         "OIL_SENSORS_RUNNING",
         False,
         "`true`: the raw-file sensor of the backend in use starts running",
-        S_AUTO,
         dev="false",
         staging="true",
         prod="true",
     )
-    sensor_max_keys: int = var("OIL_SENSOR_MAX_KEYS", 20000, "keys listed per sensor tick", S_AUTO, gt=0)
-    sensor_max_runs: int = var("OIL_SENSOR_MAX_RUNS", 10, "run requests per sensor tick", S_AUTO, gt=0)
+    sensor_max_keys: int = var("OIL_SENSOR_MAX_KEYS", 20000, "keys listed per sensor tick", gt=0)
+    sensor_max_runs: int = var("OIL_SENSOR_MAX_RUNS", 10, "run requests per sensor tick", gt=0)
     sensor_max_files_per_run: int = var(
-        "OIL_SENSOR_MAX_FILES_PER_RUN", 500, "files named by one run request", S_AUTO, gt=0
+        "OIL_SENSOR_MAX_FILES_PER_RUN", 500, "files named by one run request", gt=0
     )
     sensor_interval_s: int = var(
         "OIL_SENSOR_INTERVAL_S",
         15,
         "seconds between two ticks of a raw-file sensor (15 keeps a new file's arrival → gold within ~45 s)",
-        S_AUTO,
         ge=1,
     )
     schedules_running: bool = var(
         "OIL_SCHEDULES_RUNNING",
         False,
         "`true`: the schedules `weekly_limits_refresh` and `gold_history_retention_schedule` start running",
-        S_AUTO,
         dev="false",
         staging="true",
         prod="true",
     )
     limits_refresh_cron: str = var(
-        "OIL_LIMITS_REFRESH_CRON", "0 6 * * 1", "cron (UTC) of the `weekly_limits_refresh` schedule", S_AUTO
+        "OIL_LIMITS_REFRESH_CRON", "0 6 * * 1", "cron (UTC) of the `weekly_limits_refresh` schedule"
     )
     # -- advisor
     openai_api_key: SecretStr | None = var(
@@ -309,26 +275,24 @@ class Settings(BaseSettings):
         None,
         "OpenAI (or compatible) key: set, the LLM advisor writes the recommendations in every "
         "environment, `dev` included — [docs/ADVISOR.md](docs/ADVISOR.md)",
-        S_LLM,
         shown="(unset → offline advisor)",
     )
     openai_base_url: str | None = var(
-        "OPENAI_BASE_URL", None, "any OpenAI-compatible endpoint", S_LLM, shown="api.openai.com"
+        "OPENAI_BASE_URL", None, "any OpenAI-compatible endpoint", shown="api.openai.com"
     )
     llm_offline: bool = var(
-        "OIL_LLM_OFFLINE", False, "`true` forces the offline advisor even with a key (tests, CI)", S_LLM
+        "OIL_LLM_OFFLINE", False, "`true` forces the offline advisor even with a key (tests, CI)"
     )
-    llm_model: str = var("OIL_LLM_MODEL", "gpt-4o-mini", "chat model of the LLM advisor", S_LLM)
-    llm_temperature: float = var("OIL_LLM_TEMPERATURE", 0.2, "sampling temperature", S_LLM, ge=0)
-    llm_max_tokens: int = var("OIL_LLM_MAX_TOKENS", 400, "maximum tokens of one answer", S_LLM, gt=0)
-    llm_timeout_s: float = var("OIL_LLM_TIMEOUT_S", 30.0, "request timeout (seconds)", S_LLM, gt=0)
-    llm_concurrency: int = var("OIL_LLM_CONCURRENCY", 16, "requests in flight", S_LLM, gt=0)
-    llm_max_retries: int = var("OIL_LLM_MAX_RETRIES", 4, "retries of one request", S_LLM, ge=0)
+    llm_model: str = var("OIL_LLM_MODEL", "gpt-4o-mini", "chat model of the LLM advisor")
+    llm_temperature: float = var("OIL_LLM_TEMPERATURE", 0.2, "sampling temperature", ge=0)
+    llm_max_tokens: int = var("OIL_LLM_MAX_TOKENS", 400, "maximum tokens of one answer", gt=0)
+    llm_timeout_s: float = var("OIL_LLM_TIMEOUT_S", 30.0, "request timeout (seconds)", gt=0)
+    llm_concurrency: int = var("OIL_LLM_CONCURRENCY", 16, "requests in flight", gt=0)
+    llm_max_retries: int = var("OIL_LLM_MAX_RETRIES", 4, "retries of one request", ge=0)
     llm_max_calls: int = var(
         "OIL_LLM_MAX_CALLS",
         5000,
         "cap on LLM requests per run, retries included; `0`: no cap",
-        S_LLM,
         staging="500",
         ge=0,
     )
@@ -337,38 +301,33 @@ class Settings(BaseSettings):
         "NOTIFY_SNS_TOPIC_ARN",
         None,
         "SNS topic told of every gold publish, failed run and failed blocking check",
-        S_NOTIFY,
     )
     aws_endpoint_url_sns: str | None = var(
         "AWS_ENDPOINT_URL_SNS",
         None,
         "SNS-compatible endpoint (tests use moto on loopback); unset: `AWS_ENDPOINT_URL`, then AWS",
-        S_NOTIFY,
     )
     alert_webhook_url: SecretStr | None = var(
         "OIL_ALERT_WEBHOOK_URL",
         None,
         "webhook (Slack incoming webhook or any JSON endpoint) told of the same events; a secret, never logged",
-        S_NOTIFY,
     )
     # -- read API
     api_host: str = var(
         "OIL_API_HOST",
         "127.0.0.1",
         "bind address of the read API (`make api`; docker-compose and Kubernetes set `0.0.0.0`)",
-        S_API,
     )
-    api_port: int = var("OIL_API_PORT", 8000, "port of the read API", S_API, gt=0, lt=65536)
+    api_port: int = var("OIL_API_PORT", 8000, "port of the read API", gt=0, lt=65536)
     api_keys_file: str | None = var(
         "OIL_API_KEYS_FILE",
         None,
         "API keys (SHA-256 only); default in the parent folder of `DAGSTER_HOME` (the repository root "
         "under the Makefile), else the working directory",
-        S_API,
         shown="`.oil_api_keys.yaml` beside the instance",
     )
     api_refresh_s: float = var(
-        "OIL_API_REFRESH_S", 5.0, "seconds between two checks of a client's manifest by the API", S_API, gt=0
+        "OIL_API_REFRESH_S", 5.0, "seconds between two checks of a client's manifest by the API", gt=0
     )
     # -- Dagster
     dagster_home: str = var(
@@ -376,7 +335,6 @@ class Settings(BaseSettings):
         ".dagster_home",
         "Dagster instance folder (read by Dagster too; the Makefile and `python -m oil_analysis` use "
         "`.dagster_home`)",
-        S_DAGSTER,
     )
 
     @field_validator("*", mode="before")

@@ -275,3 +275,16 @@ def test_columns_row_count_code_and_checks_in_the_catalog(server, page, ui_root)
     page.get_by_text("unique_sample_number", exact=True).first.click()
     page.get_by_text("sampleNumber is unique in silver", exact=False).first.wait_for()
     assert page.get_by_text("This is a non-blocking asset check.").count() == 0
+
+
+def test_resources_show_their_effective_configuration(server, page, ui_root):
+    """Deployment → Resources: the storage resource shows where the layout lives (its fields are
+    empty on purpose; the description carries what they resolve to), the advisor which one runs."""
+    page.goto(f"{server.url}/locations/__repository__@oil_analysis/resources/storage")
+    page.get_by_text("Effective configuration (at load):").first.wait_for()
+    body = page.inner_text("body")
+    assert "mode: local" in body and f"data_root: {ui_root}" in body, body[:3000]
+    page.goto(f"{server.url}/locations/__repository__@oil_analysis/resources/llm")
+    page.get_by_text("Effective configuration (at load):").first.wait_for()
+    assert "advisor: offline" in page.inner_text("body")
+    shot(page, "resource_llm")
