@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
@@ -90,7 +89,7 @@ def run(clients: list[str], ephemeral: bool = False) -> int:
             print("\n".join(summarize(store, client)))
     if not ephemeral:
         print(
-            f"\nruns recorded in the instance DAGSTER_HOME={os.environ['DAGSTER_HOME']} (`make ui` shows them)"
+            f"\nruns recorded in the instance DAGSTER_HOME={get_settings().instance_home()} (`make ui` shows them)"
         )
     return 1 if failed else 0
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
+
 from dagster import (
     AssetSelection,
+    BetaWarning,
     Definitions,
     define_asset_job,
     in_process_executor,
     load_assets_from_modules,
+    with_source_code_references,
 )
 
 from .assets import asset_modules
@@ -19,7 +23,11 @@ from .resources.io_manager import LayoutIOManager
 from .resources.llm import LLMResource
 from .resources.storage import StorageResource
 
-all_assets = load_assets_from_modules(asset_modules())
+# Each asset links to the file and line of its function (the UI's "Source" of an asset); code
+# references are a Dagster beta feature: its warning is silenced here, once.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", BetaWarning)
+    all_assets = with_source_code_references(load_assets_from_modules(asset_modules()))
 
 oil_analysis_job = define_asset_job(
     "oil_analysis_job",

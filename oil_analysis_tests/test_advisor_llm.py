@@ -357,14 +357,13 @@ def test_a_key_in_dev_means_the_llm_advisor_end_to_end(demo_root, server, monkey
     OpenAI-compatible server on 127.0.0.1), not from the offline advisor."""
     from dagster import DagsterInstance, materialize
 
-    from oil_analysis import environments
     from oil_analysis.definitions import all_assets, build_resources
 
     monkeypatch.delenv("OIL_LLM_OFFLINE", raising=False)
     monkeypatch.setenv("OIL_ENV", "dev")
     monkeypatch.setenv("OPENAI_API_KEY", "test-key")
     monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-    environments.export()  # what importing the package does: dev defaults must not switch it off
+    # The dev defaults must not switch it off.
     assert "OIL_LLM_OFFLINE" not in os.environ
     assert LLMResource().get_config().base_url == server.base_url
     with DagsterInstance.ephemeral() as instance:

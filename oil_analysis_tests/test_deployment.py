@@ -15,7 +15,7 @@ import tomllib
 import pytest
 import yaml
 
-from oil_analysis.environments import ENVIRONMENTS
+from oil_analysis.settings import ENVIRONMENTS
 
 from .conftest import REPO
 
@@ -392,7 +392,7 @@ def test_deployment_doc_names_every_deploy_file_and_service(compose):
         "Dockerfile",
         ".dockerignore",
         ".env.example",
-        "oil_analysis/environments.py",
+        "oil_analysis/settings.py",
     ):
         assert f"`{path}`" in doc, path
     for service in compose["services"]:

@@ -1,9 +1,9 @@
 """OIL_ENV environments and the override order (process environment > env file > environment defaults >
-code default); every variable the code or the deploy files read is in .env.example and the docs."""
+declared default); one typed settings object is the only reader of the environment; every variable
+is declared once and listed in .env.example and the docs."""
 
 from __future__ import annotations
 
-import ast
 import os
 import re
 import subprocess
@@ -12,8 +12,8 @@ import sys
 import pytest
 import yaml
 
-from oil_analysis import environments
-from oil_analysis.environments import ENVIRONMENTS, resolve
+from oil_analysis import settings as environments
+from oil_analysis.settings import ENVIRONMENTS, EXTERNAL, Settings, get_settings, resolve
 
 from .conftest import REPO
 
@@ -22,8 +22,6 @@ ENV_EXAMPLE = REPO / ".env.example"
 DOCS = (REPO / "README.md", REPO / "docs" / "DEPLOYMENT.md")
 DEPLOY_YAML = (REPO / "deploy" / "dagster.prod.yaml",)
 COMPOSE = REPO / "deploy" / "docker-compose.yaml"
-# Read by Dagster or the shell, not by a file of this repository.
-EXTERNAL = {"DAGSTER_HOME"}
 
 
 # -- the override order -------------------------------------------------------------------------
@@ -74,8 +72,6 @@ def test_storage_switches_come_from_one_layer(tmp_path, monkeypatch):
     for var in ("USE_S3", "STORAGE_MODE", "S3_BUCKET", "S3_PREFIX", "OIL_ENV_FILE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("OIL_ENV", "prod")
-    from oil_analysis.settings import get_settings
-
     assert get_settings().storage_mode == "s3"
     monkeypatch.setenv("STORAGE_MODE", "local")  # contradicts the prod default USE_S3=true: not an error
     assert get_settings().storage_mode == "local"
@@ -94,8 +90,6 @@ def test_get_settings_follows_oil_env(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for var in ("USE_S3", "STORAGE_MODE", "S3_BUCKET", "S3_PREFIX", "OIL_ENV_FILE"):
         monkeypatch.delenv(var, raising=False)
-    from oil_analysis.settings import get_settings
-
     monkeypatch.setenv("OIL_ENV", "staging")
     s = get_settings()
     assert (s.environment, s.storage_mode, s.s3_bucket, s.s3_prefix) == (
@@ -112,19 +106,24 @@ def test_get_settings_follows_oil_env(tmp_path, monkeypatch):
         get_settings()
 
 
-def test_a_fresh_process_exports_env_file_and_defaults_to_direct_readers(tmp_path):
-    """Modules that read os.environ directly (LLM resource, sensors) see the env file and the defaults
-    of OIL_ENV; variables of the process environment stay as they are."""
+def test_a_fresh_process_reads_the_env_file_and_never_writes_its_environment(tmp_path):
+    """The env file and the defaults of OIL_ENV reach every reader (LLM resource, sensors) through the
+    settings; importing the package and the definitions leaves os.environ exactly as it was."""
     env_file = tmp_path / "oil.env"
     env_file.write_text(
         "OIL_ENV=prod\nOIL_LLM_MODEL=model-from-file\nOPENAI_API_KEY=sk-from-file\nS3_PREFIX=p1\n"
     )
     code = (
-        "import os, oil_analysis.settings as s\n"
+        "import os\n"
+        "before = dict(os.environ)\n"
+        "import oil_analysis.definitions\n"
+        "from oil_analysis.settings import get_settings\n"
         "from oil_analysis.resources.llm import LLMResource\n"
+        "from oil_analysis.automation.schedule_status import schedule_status\n"
+        "s = get_settings()\n"
         "c = LLMResource().get_config()\n"
-        "print(s.get_settings().environment, os.environ['OIL_SENSORS_RUNNING'], c.model, c.api_key,"
-        " os.environ['S3_PREFIX'])\n"
+        "assert dict(os.environ) == before, set(os.environ) ^ set(before)\n"
+        "print(s.environment, s.sensors_running, schedule_status().value, c.model, c.api_key, s.s3_prefix)\n"
     )
     ours = ("OIL_", "S3_", "USE_S3", "STORAGE_MODE", "OPENAI_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
@@ -133,7 +132,59 @@ def test_a_fresh_process_exports_env_file_and_defaults_to_direct_readers(tmp_pat
         [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["prod", "true", "model-from-file", "sk-from-file", "from-process"]
+    assert out.stdout.split() == [
+        "prod",
+        "True",
+        "RUNNING",
+        "model-from-file",
+        "sk-from-file",
+        "from-process",
+    ]
+
+
+def test_settings_are_typed_and_a_wrong_value_names_its_variable(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OIL_SENSOR_MAX_RUNS", "ten")
+    with pytest.raises(ValueError, match="OIL_SENSOR_MAX_RUNS"):
+        get_settings()
+    monkeypatch.setenv("OIL_SENSOR_MAX_RUNS", "3")
+    monkeypatch.setenv("OIL_LLM_OFFLINE", "maybe")
+    with pytest.raises(ValueError, match="OIL_LLM_OFFLINE='maybe': expected true or false"):
+        get_settings()
+    # The one true/false parser: any case, surrounding blanks; empty is the default.
+    for raw, expected in (
+        ("YES", True),
+        (" on ", True),
+        ("1", True),
+        ("Off", False),
+        ("0", False),
+        ("", False),
+    ):
+        monkeypatch.setenv("OIL_LLM_OFFLINE", raw)
+        assert get_settings().llm_offline is expected, raw
+    monkeypatch.setenv("S3_PREFIX", "")  # empty is a value here (the bucket's root), not "unset"
+    monkeypatch.setenv("S3_BUCKET", "")  # elsewhere empty means unset: the default
+    assert (get_settings().s3_prefix, get_settings().s3_bucket) == ("", "mining-data-mesh")
+    monkeypatch.setenv("OIL_MAX_SHEET_CELLS", "5e6")  # a whole number written as a float
+    monkeypatch.setenv("OIL_LLM_TEMPERATURE", "0.5")
+    s = get_settings()
+    assert (s.sensor_max_runs, s.max_sheet_cells, s.llm_temperature) == (3, 5_000_000, 0.5)
+    monkeypatch.setenv("OIL_MAX_SHEET_CELLS", "1.5")
+    with pytest.raises(ValueError, match="OIL_MAX_SHEET_CELLS='1.5': expected a whole number"):
+        get_settings()
+    monkeypatch.delenv("OIL_MAX_SHEET_CELLS")
+    monkeypatch.setenv("OIL_SENSOR_INTERVAL_S", "0")
+    with pytest.raises(ValueError, match="OIL_SENSOR_INTERVAL_S"):
+        get_settings()
+
+
+def test_secrets_are_masked_in_the_settings_object(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-never-printed")
+    monkeypatch.setenv("OIL_ALERT_WEBHOOK_URL", "https://hooks.example/T0/B0/never-printed")
+    s = get_settings()
+    assert "never-printed" not in repr(s) and "never-printed" not in str(s.model_dump())
+    assert s.openai_api_key.get_secret_value() == "sk-never-printed"
 
 
 def test_env_example_as_env_file_changes_nothing(tmp_path):
@@ -178,14 +229,13 @@ def test_builtin_defaults_are_the_ones_of_env_example():
 
 
 def test_environments_command_in_a_fresh_process(tmp_path):
-    """``python -m oil_analysis.environments`` as documented: each layer named, secrets masked, and
-    the values the package exported at import still shown with their real layer."""
+    """``python -m oil_analysis.settings`` as documented: each layer named, secrets masked."""
     (tmp_path / ".env").write_text("S3_PREFIX=from-file\n")
     ours = ("OIL_", "S3_", "USE_S3", "STORAGE_MODE", "OPENAI_", "NOTIFY_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
     env |= {"OIL_ENV": "prod", "OPENAI_API_KEY": "sk-never-shown"}
     out = subprocess.run(
-        [sys.executable, "-m", "oil_analysis.environments"],
+        [sys.executable, "-m", "oil_analysis.settings"],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -202,124 +252,44 @@ def test_environments_command_in_a_fresh_process(tmp_path):
     assert re.search(r"OIL_FRESHNESS_DAYS\s+40\s+built-in default", out.stdout)
 
 
-# -- every variable read is documented ----------------------------------------------------------
+# -- every variable is declared once, read in one place, and documented --------------------------
 
-NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
-BASE_READERS = {"getenv": 0, "EnvVar": 0, "environ.get": 0}
-
-
-def _is_environ(node: ast.AST) -> bool:
-    return (isinstance(node, ast.Name) and node.id == "environ") or (
-        isinstance(node, ast.Attribute) and node.attr == "environ"
-    )
+ENVIRON_USE = re.compile(
+    r"\bos\.environ\b|\bgetenv\b|\bputenv\b|\bunsetenv\b|from os import [^\n]*\benviron\b"
+)
 
 
-def _callee(call: ast.Call) -> str | None:
-    f = call.func
-    if isinstance(f, ast.Name):
-        return f.id
-    if isinstance(f, ast.Attribute):
-        if f.attr in ("get", "setdefault", "pop") and _is_environ(f.value):
-            return "environ.get"
-        if isinstance(f.value, ast.Name) and f.value.id == "EnvVar":  # EnvVar.int("X")
-            return "EnvVar"
-        return f.attr
-    return None
-
-
-def _strings(node: ast.AST) -> list[str] | None:
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return [node.value]
-    if isinstance(node, ast.Tuple | ast.List | ast.Set):
-        out = [e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
-        return out if len(out) == len(node.elts) else None
-    return None
-
-
-def scan_env_reads(source: str) -> tuple[set[str], list[int]]:
-    """Names of the environment variables a module reads, and the lines of reads it cannot name.
-
-    A read is ``os.environ.get / [] / setdefault / in``, ``os.getenv``, ``EnvVar(…)`` (also on a local
-    ``environ`` mapping); the name is a literal, a module constant (string or tuple), the variable of a
-    loop over such a tuple, or a parameter of a helper — then each call of the helper is a read.
-    """
-    tree = ast.parse(source)
-    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
-    consts = {
-        n.targets[0].id: _strings(n.value)
-        for n in tree.body
-        if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name)
-    }
-    consts = {k: v for k, v in consts.items() if v}
-
-    def ancestors(node):
-        while node in parents:
-            node = parents[node]
-            yield node
-
-    def loop_values(name: str, at: ast.AST) -> list[str] | None:
-        for n in ancestors(at):
-            gens = []
-            if isinstance(n, ast.For | ast.AsyncFor):
-                gens = [(n.target, n.iter)]
-            elif isinstance(n, ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp):
-                gens = [(g.target, g.iter) for g in n.generators]
-            for target, it in gens:
-                if isinstance(target, ast.Name) and target.id == name:
-                    return consts.get(it.id) if isinstance(it, ast.Name) else _strings(it)
-        return None
-
-    readers = dict(BASE_READERS)
-    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
-    while True:  # helpers of helpers: until no new reader appears
-        found: set[str] = set()
-        unresolved: list[int] = []
-        grew = False
-        for call in calls:
-            name = _callee(call)
-            if name not in readers or len(call.args) <= readers[name]:
-                continue
-            arg = call.args[readers[name]]
-            values = _strings(arg) if isinstance(arg, ast.Constant) else None
-            if values is None and isinstance(arg, ast.Name):
-                values = consts.get(arg.id) or loop_values(arg.id, call)
-                fn = next((a for a in ancestors(call) if isinstance(a, ast.FunctionDef)), None)
-                params = [a.arg for a in fn.args.args] if fn else []
-                if values is None and arg.id in params:
-                    grew |= fn.name not in readers
-                    readers.setdefault(fn.name, params.index(arg.id))
-                    continue
-            if values is None:
-                unresolved.append(call.lineno)
-            else:
-                found.update(values)
-        if not grew:
-            break
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Subscript) and _is_environ(node.value) and isinstance(node.ctx, ast.Load):
-            values = _strings(node.slice) or (
-                consts.get(node.slice.id) if isinstance(node.slice, ast.Name) else None
-            )
-            found.update(values or [])
-            if values is None:
-                unresolved.append(node.lineno)
-        elif isinstance(node, ast.Compare) and any(_is_environ(c) for c in node.comparators):
-            found.update(_strings(node.left) or [])
-    return {f for f in found if NAME.match(f)}, unresolved
-
-
-def code_env_reads() -> dict[str, list[str]]:
-    """Variable → modules of oil_analysis/ that read it."""
-    out: dict[str, list[str]] = {}
+def test_nothing_but_the_settings_module_reads_or_writes_the_environment():
+    """Acceptance (issue 19): no ``os.environ`` / ``os.getenv`` outside ``oil_analysis/settings.py``."""
+    offenders = []
     for path in sorted(PACKAGE.rglob("*.py")):
-        names, unresolved = scan_env_reads(path.read_text(encoding="utf-8"))
-        rel = path.relative_to(REPO).as_posix()
-        assert not unresolved, (
-            f"{rel}: environment read(s) with a name the scan cannot see, lines {unresolved}"
-        )
-        for n in names:
-            out.setdefault(n, []).append(rel)
-    return out
+        if path.name == "settings.py" and path.parent == PACKAGE:
+            continue
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if ENVIRON_USE.search(line):
+                offenders.append(f"{path.relative_to(REPO)}:{n}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)
+    # The settings module reads it and never writes it.
+    source = (PACKAGE / "settings.py").read_text(encoding="utf-8")
+    assert ENVIRON_USE.search(source)
+    assert not re.search(r"os\.environ\[[^\]]+\]\s*=|os\.environ\.(update|setdefault|pop)|putenv", source)
+
+
+# OIL_ENV and OIL_ENV_FILE choose the layers themselves (settings.resolve reads them).
+RESOLVER_FIELDS = {"environment", "env_file"}
+
+
+def test_every_declared_variable_is_used_by_the_code():
+    """A declared variable nothing reads is stale: each field appears outside its declaration."""
+    sources = {p: p.read_text(encoding="utf-8") for p in PACKAGE.rglob("*.py")}
+    settings_source = sources.pop(PACKAGE / "settings.py")
+    rest = "\n".join(sources.values())
+    unused = [
+        name
+        for name in Settings.model_fields
+        if f".{name}" not in rest and f"self.{name}" not in settings_source and name not in RESOLVER_FIELDS
+    ]
+    assert not unused, unused
 
 
 def deploy_env_reads() -> set[str]:
@@ -346,83 +316,36 @@ def example_names() -> list[str]:
     return re.findall(r"^#?\s?([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(), flags=re.M)
 
 
-def test_scan_sees_every_way_of_reading_a_variable():
-    source = """
-import os
-from os import environ, getenv
-from dagster import EnvVar
-ONE = "V_CONST"
-MANY = ("V_TUPLE_A", "V_TUPLE_B")
-a = os.environ.get("V_GET", "x")
-b = os.environ["V_ITEM"]
-c = os.getenv("V_GETENV")
-d = EnvVar("V_ENVVAR")
-e = EnvVar.int("V_ENVVAR_INT")
-f = "V_IN" in os.environ
-g = os.environ.get(ONE)
-h = [os.environ.get(v) for v in MANY]
-for name in ("V_LOOP",):
-    os.environ.get(name)
-def _env(name, default=None):
-    return environ.get(name, default)
-def pick(value, env):
-    return value if value is not None else _env(env)
-i = _env("V_HELPER")
-j = pick(None, "V_HELPER_OF_HELPER")
-k = {"NOT_A_READ": 1}.get("NOT_A_READ")
-"""
-    names, unresolved = scan_env_reads(source)
-    assert names == {
-        "V_CONST",
-        "V_TUPLE_A",
-        "V_TUPLE_B",
-        "V_GET",
-        "V_ITEM",
-        "V_GETENV",
-        "V_ENVVAR",
-        "V_ENVVAR_INT",
-        "V_IN",
-        "V_LOOP",
-        "V_HELPER",
-        "V_HELPER_OF_HELPER",
-    }
-    assert not unresolved
-    assert scan_env_reads("import os\nx = os.environ.get(compute_name())\n")[1] == [2]
-
-
-def test_scan_finds_the_known_reads_of_the_package():
-    reads = code_env_reads()
-    assert {"OIL_ENV", "OIL_ENV_FILE", "USE_S3", "STORAGE_MODE", "OIL_DATA_ROOT"} <= set(reads)
-    assert {"OIL_LLM_MAX_CALLS", "OIL_LLM_OFFLINE", "OPENAI_API_KEY"} <= set(reads)  # via helpers
-    assert {"AWS_SESSION_TOKEN", "AWS_WEB_IDENTITY_TOKEN_FILE"} <= set(reads)  # via loops over tuples
-    assert {"OIL_SENSOR_MAX_KEYS", "OIL_CLIENTS_FILE"} <= set(reads)
-    assert {"DAGSTER_PG_PASSWORD", "DAGSTER_COMPUTE_LOGS_BUCKET", "OIL_IMAGE"} <= deploy_env_reads()
-
-
-def test_every_variable_read_is_in_env_example_and_the_docs():
-    reads = code_env_reads()
-    wanted = set(reads) | deploy_env_reads()
-    listed = set(example_names())
-    missing = sorted(wanted - listed)
-    assert not missing, f".env.example lacks {missing} (read in {[reads.get(m, 'deploy/') for m in missing]})"
-    docs = "\n".join(p.read_text(encoding="utf-8") for p in DOCS)
-    undocumented = sorted(v for v in wanted if f"`{v}`" not in docs)
-    assert not undocumented, f"README.md / docs/DEPLOYMENT.md do not document {undocumented}"
-
-
-def test_env_example_lists_each_variable_once_and_only_variables_something_reads():
+def test_every_variable_is_declared_once_and_in_env_example_and_the_docs():
+    declared = list(environments.declared()) + [e.name for e in EXTERNAL]
+    assert len(declared) == len(set(declared)), [n for n in declared if declared.count(n) > 1]
+    missing = sorted(deploy_env_reads() - set(declared))
+    assert not missing, f"the deploy files read undeclared variables {missing}"
     names = example_names()
     assert len(names) == len(set(names)), [n for n in names if names.count(n) > 1]
-    stale = sorted(set(names) - set(code_env_reads()) - deploy_env_reads() - EXTERNAL)
-    assert not stale, f".env.example lists variables nothing reads: {stale}"
+    assert set(names) == set(declared)
+    docs = "\n".join(p.read_text(encoding="utf-8") for p in DOCS)
+    undocumented = sorted(v for v in declared if f"`{v}`" not in docs)
+    assert not undocumented, f"README.md / docs/DEPLOYMENT.md do not document {undocumented}"
     # Every line is commented out: a copy of the example changes nothing until edited.
     active = [ln for ln in ENV_EXAMPLE.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
     assert not active, active
 
 
-def test_environment_defaults_name_variables_the_code_reads():
-    reads = set(code_env_reads())
+def test_readme_table_is_the_generated_one():
+    """README's variable table is generated from the declarations: regenerate it with
+    ``python -m oil_analysis.settings --write-readme``."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    assert environments.readme_with_table(text) == text, "run: python -m oil_analysis.settings --write-readme"
+    table = environments.readme_table()
+    assert table.count("\n| `") == len(Settings.model_fields)
+    assert "| `OIL_LLM_MAX_CALLS` | integer | `5000` (staging: `500`) |" in table
+    assert "| `USE_S3` | true/false | `false` (staging: `true`, prod: `true`) |" in table
+
+
+def test_environment_defaults_name_declared_variables():
+    names = set(environments.declared())
     for env in ENVIRONMENTS.values():
-        assert set(env.defaults) <= reads, (env.name, set(env.defaults) - reads)
+        assert set(env.defaults) <= names, (env.name, set(env.defaults) - names)
         assert (REPO / env.instance_yaml).is_file()
     assert set(ENVIRONMENTS) == {"dev", "staging", "prod"}

@@ -32,7 +32,7 @@ def test_large_samples_are_left_to_scipy_with_the_same_answer():
 def test_drift_tests_do_not_import_scipy_stats():
     code = (
         "import sys, numpy as np, pandas as pd\n"
-        "from oil_analysis.automation.refresh import drift_tests\n"
+        "from oil_analysis.domain.refresh import drift_tests\n"
         "rng = np.random.default_rng(1)\n"
         "def frame(n, shift):\n"
         "    return pd.DataFrame({'machineName': 'm', 'componentNameNormalized': 'c',\n"

@@ -9,6 +9,7 @@ import pytest
 from dagster import DagsterInstance, materialize
 
 from oil_analysis.definitions import all_assets, build_resources, defs
+from oil_analysis.domain.contracts import conform
 
 GOLD_COLUMNS = {"breached_essays", "severity_score", "report_status", "limits_version"}
 
@@ -44,6 +45,15 @@ def test_real_finning_workbooks_one_report_per_sample(real_cda_root):
     assert mats["classified_reports"]["limits_version"].value == latest["version"]
     assert "preview" in mats["silver_harmonized"] and mats["silver_harmonized"]["rows"].value == 1945
     assert mats["bronze_lab_files"]["files_ok"].value == 3
+    # Dagster-native row counts, and a preview of the latest reports (not the worst of all time).
+    assert mats["classified_reports"]["dagster/row_count"].value == 1945
+    assert mats["silver_harmonized"]["dagster/row_count"].value == 1945
+    assert mats["bronze_lab_files"]["dagster/row_count"].value == 3
+    registry = pd.read_parquet(real_cda_root / "bronze/_registry/cda/registry.parquet")
+    conform(registry, "bronze_lab_files")  # the registry meets the contract its Columns tab shows
+    preview = mats["classified_reports"]["preview"].value.splitlines()
+    first_date = preview[2].split("|")[2].strip()
+    assert pd.Timestamp(first_date) == reports["sampleDate"].max()
 
 
 @pytest.mark.parametrize("client", ["cda", "emin"])

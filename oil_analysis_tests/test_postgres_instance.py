@@ -19,7 +19,7 @@ import boto3
 import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
-from oil_analysis import environments
+from oil_analysis import settings
 
 from .conftest import DEMO_BRONZE, REPO
 from .dagster_dev import DagsterDev, free_port
@@ -72,7 +72,7 @@ def test_prod_instance_runs_the_graph_on_postgres_with_compute_logs_on_s3(
     from oil_analysis.settings import get_settings
 
     assert get_settings().environment == "prod" and get_settings().storage_mode == "s3"
-    assert environments.resolve().sources["USE_S3"] == "prod defaults"
+    assert settings.resolve().sources["USE_S3"] == "prod defaults"
     with DagsterInstance.from_config(str(prod_home)) as instance:
         assert isinstance(instance.run_storage, PostgresRunStorage)
         assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
@@ -171,12 +171,10 @@ def test_queued_runs_one_per_client_at_a_time_clients_in_parallel(
     s3_server,  # noqa: F811
     s3_env,  # noqa: F811
 ):
-    # The child's environment is the test's, minus what settings exported from the dev defaults, plus
-    # the prod advisor on a slow local LLM endpoint: a first run then lasts ~25 s (calls capped, one
+    # The child's environment is the test's plus the prod advisor on a slow local LLM endpoint: a first run then lasts ~25 s (calls capped, one
     # at a time), far longer than the start-up jitter of two runs launched together; later runs of
     # a client read the advisor cache and are quick.
-    skip = environments.exported()
-    env = {k: v for k, v in os.environ.items() if k not in skip} | {
+    env = settings.child_env() | {
         "PYTHONUNBUFFERED": "1",
         "OIL_LLM_OFFLINE": "false",
         "OPENAI_API_KEY": "test-key",

@@ -17,7 +17,7 @@ from oil_analysis.automation.arrivals import Cursor, RawObject, client_of, plan_
 from oil_analysis.automation.schedule_status import schedule_status
 from oil_analysis.automation.sensors import raw_files_local_sensor, raw_files_s3_sensor, weekly_limits_refresh
 from oil_analysis.definitions import defs
-from oil_analysis.environments import resolve
+from oil_analysis.settings import resolve
 
 from .builders import finning_row, write_finning
 from .conftest import DEMO_BRONZE

@@ -237,3 +237,54 @@ def test_fleet_report_opens_offline_with_trends_and_limits(ui_root, ui_run, page
     page.evaluate("document.querySelector('#tendencias').scrollIntoView()")
     shot(page, "fleet_report", publish=True)
     assert [r for r in requests if r != url] == []
+
+
+def _plain(markdown: str) -> str:
+    """A contract description as the UI renders it: markdown marks gone, blanks collapsed."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", markdown).replace("`", "").replace("**", "")
+    return " ".join(text.split())
+
+
+def test_columns_row_count_code_and_checks_in_the_catalog(server, page, ui_root):
+    """Dagster-native metadata (issue 19): the Columns of classified_reports are the contract's, with
+    their descriptions; the catalog shows the row count of the latest materialization, the source
+    file of the asset, and the checks with descriptions (warning-only ones non-blocking)."""
+    import pandas as pd
+
+    from oil_analysis.domain.contracts import tables
+
+    page.goto(f"{server.url}/assets/classified_reports?view=overview")
+    page.get_by_text("Column name", exact=True).first.wait_for()
+    page.get_by_text("Row count", exact=True).first.wait_for()
+    body = " ".join(page.inner_text("body").split())
+    rows = len(pd.read_parquet(ui_root / "gold" / CLIENT / "classified_reports.parquet"))
+    assert rows > 0 and re.search(rf"Row count {rows:,}\b", body), body[:2000]
+    lowered = body.lower()
+    columns = tables()["classified_reports"][1]
+    missing = [c.name for c in columns if c.name.lower() not in lowered]
+    assert not missing, missing
+    undescribed = [c.name for c in columns if _plain(c.description)[:60].lower() not in lowered]
+    assert not undescribed, undescribed
+    assert re.search(r"Source code Open gold\.py", body)
+    shot(page, "classified_reports_columns", full_page=True)
+
+    page.goto(f"{server.url}/assets/silver_harmonized?view=checks")
+    page.get_by_text("fresh_samples", exact=True).first.click()
+    page.get_by_text("This is a non-blocking asset check.").first.wait_for()
+    page.get_by_text("newest sample is at most OIL_FRESHNESS_DAYS old", exact=False).first.wait_for()
+    page.get_by_text("unique_sample_number", exact=True).first.click()
+    page.get_by_text("sampleNumber is unique in silver", exact=False).first.wait_for()
+    assert page.get_by_text("This is a non-blocking asset check.").count() == 0
+
+
+def test_resources_show_their_effective_configuration(server, page, ui_root):
+    """Deployment → Resources: the storage resource shows where the layout lives (its fields are
+    empty on purpose; the description carries what they resolve to), the advisor which one runs."""
+    page.goto(f"{server.url}/locations/__repository__@oil_analysis/resources/storage")
+    page.get_by_text("Effective configuration (at load):").first.wait_for()
+    body = page.inner_text("body")
+    assert "mode: local" in body and f"data_root: {ui_root}" in body, body[:3000]
+    page.goto(f"{server.url}/locations/__repository__@oil_analysis/resources/llm")
+    page.get_by_text("Effective configuration (at load):").first.wait_for()
+    assert "advisor: offline" in page.inner_text("body")
+    shot(page, "resource_llm")

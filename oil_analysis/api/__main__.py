@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from ..domain.clients import load_clients
+from ..settings import get_settings
 from . import keys as keystore
 
 HOST_VAR = "OIL_API_HOST"
@@ -19,8 +19,9 @@ def _serve(args) -> int:
     from .app import create_app
     from .logs import log_config
 
-    host = args.host or os.environ.get(HOST_VAR, "127.0.0.1")
-    port = int(args.port or os.environ.get(PORT_VAR, "8000"))
+    s = get_settings()
+    host = args.host or s.api_host
+    port = int(args.port or s.api_port)
     app = create_app()
     # uvloop and httptools (pinned dependencies): the fast event loop and HTTP parser.
     uvicorn.run(

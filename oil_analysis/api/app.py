@@ -44,7 +44,6 @@ from .snapshot import (
     published_at,
 )
 
-REFRESH_VAR = "OIL_API_REFRESH_S"
 PARQUET_TYPES = ("application/vnd.apache.parquet", "application/x-parquet", "application/parquet")
 HEALTH_TIMEOUT_S = 5.0
 MAX_PAGE = 10_000
@@ -149,7 +148,7 @@ def create_app(
     """The API over ``store`` (default: the product's storage settings) and the keys file."""
     store = store or Storage.from_settings(get_settings())
     if refresh_s is None:
-        refresh_s = float(os.environ.get(REFRESH_VAR, "5"))
+        refresh_s = get_settings().api_refresh_s
     keyring = KeyRing(keys_path or keys_file())
     cache = SnapshotCache(store, refresh_s=refresh_s)
     registered = load_clients()

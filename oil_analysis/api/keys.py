@@ -28,6 +28,8 @@ from pathlib import Path
 
 import yaml
 
+from ..settings import get_settings
+
 KEYS_FILE_VAR = "OIL_API_KEYS_FILE"
 DEFAULT_NAME = ".oil_api_keys.yaml"
 ALL = "*"
@@ -39,12 +41,10 @@ KEY_PATTERN = re.compile(re.escape(KEY_PREFIX) + r"[A-Za-z0-9_\-]{16,}")
 def keys_file() -> Path:
     """``OIL_API_KEYS_FILE``, else ``.oil_api_keys.yaml`` in the parent folder of ``DAGSTER_HOME``
     (the repository root under the Makefile), else in the working directory."""
-    explicit = os.environ.get(KEYS_FILE_VAR)
-    if explicit:
-        return Path(explicit).expanduser().resolve()
-    home = os.environ.get("DAGSTER_HOME")
-    base = Path(home).expanduser().resolve().parent if home else Path.cwd()
-    return base / DEFAULT_NAME
+    s = get_settings()
+    if s.api_keys_file:
+        return Path(s.api_keys_file).expanduser().resolve()
+    return s.instance_home().parent / DEFAULT_NAME
 
 
 def digest(key: str) -> str:

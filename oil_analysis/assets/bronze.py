@@ -14,6 +14,8 @@ from .common import (
     client_asset,
     md_table,
     scalar_metadata,
+    storage_kinds,
+    table_metadata,
     versioned_output,
     yield_unchanged,
 )
@@ -39,7 +41,8 @@ def registry_fingerprint(registry: pd.DataFrame) -> str:
 
 @client_asset(
     "bronze",
-    kinds={"parquet", "excel"},
+    kinds={"parquet", "excel", *storage_kinds()},
+    metadata=table_metadata("bronze_lab_files"),
     code_version="bronze-1",
     description="Raw lab files under bronze/{client}/ (any depth): one registry row per file with its "
     "sha256, status (ok / quarantined) and parse facts. Each content is parsed once, in its own "
@@ -101,6 +104,7 @@ def bronze_lab_files(context: AssetExecutionContext, storage: StorageResource):
     metadata = {
         "lab_format": client.lab_format,
         "files": len(reg),
+        "dagster/row_count": len(reg),
         "files_ok": int((reg["status"] == "ok").sum()),
         "files_quarantined": int((reg["status"] == "quarantined").sum()),
         "parsed_this_run": batch.parsed_now,

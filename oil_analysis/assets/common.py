@@ -17,13 +17,17 @@ from dagster import (
     MetadataValue,
     Output,
     StaticPartitionsDefinition,
+    TableColumn,
+    TableColumnConstraints,
+    TableSchema,
     asset,
 )
 
-from ..domain.checks import CheckOutcome
+from ..domain.checks import CHECK_SPECS, CheckOutcome
 from ..domain.classify import STATUSES
 from ..domain.clients import load_clients
 from ..resources import notify
+from ..settings import get_settings
 from ..storage import runstate
 from ..storage.publication import published_path
 
@@ -61,13 +65,60 @@ def status_counts(values: pd.Series) -> dict[str, int]:
     return {s: int(counts.get(s, 0)) for s in STATUSES}
 
 
-def check_specs(asset: str, names: list[str], blocking: bool = True) -> list[AssetCheckSpec]:
-    """Check specs of an asset: visible in the UI, executed with the asset in the same step."""
+def check_specs(asset: str, names: list[str]) -> list[AssetCheckSpec]:
+    """Check specs of an asset: visible in the UI with their description, executed with the asset in
+    the same step; blocking unless the check only warns (``CHECK_SPECS``)."""
     with warnings.catch_warnings():  # partitioned check specs are a Dagster "preview" feature
         warnings.simplefilter("ignore")
         return [
-            AssetCheckSpec(n, asset=asset, blocking=blocking, partitions_def=client_partitions) for n in names
+            AssetCheckSpec(
+                n,
+                asset=asset,
+                description=CHECK_SPECS[n][0],
+                blocking=not CHECK_SPECS[n][1],
+                partitions_def=client_partitions,
+            )
+            for n in names
         ]
+
+
+def column_schema(table: str) -> TableSchema:
+    """The contract of ``table`` (``contracts.py``) as Dagster's column schema (the UI's Columns tab)."""
+    from ..domain.contracts import tables
+
+    return TableSchema(
+        columns=[
+            TableColumn(
+                c.name,
+                type=str(c.type),
+                description=c.description,
+                constraints=TableColumnConstraints(nullable=c.nullable),
+            )
+            for c in tables()[table][1]
+        ]
+    )
+
+
+def table_metadata(table: str) -> dict:
+    """Definition metadata of a table asset: its column schema from the contract."""
+    return {"dagster/column_schema": column_schema(table)}
+
+
+def storage_kinds() -> set[str]:
+    """``s3`` when the layout lives on S3 (``s3`` or ``dual`` mode), else ``local`` (read when the
+    code location loads, like every definition)."""
+    return {"s3"} if get_settings().storage_mode != "local" else {"local"}
+
+
+def notify_kinds() -> set[str]:
+    """``sns`` only when an SNS topic is configured."""
+    return {"sns"} if get_settings().notify_sns_topic_arn else set()
+
+
+def advisor_kinds() -> set[str]:
+    """``openai`` only when the LLM advisor is on (a key and not ``OIL_LLM_OFFLINE``)."""
+    s = get_settings()
+    return {"openai"} if s.openai_api_key and not s.llm_offline else set()
 
 
 def check_results(asset: str, outcomes) -> list[AssetCheckResult]:
@@ -166,7 +217,8 @@ def publish_or_block(asset: str, output: Output, outcomes, *, context=None, fp: 
         try:
             value = conform(output.value, asset)
             value.attrs.update(output.value.attrs)  # markers (limits version, kept) survive
-            output = Output(value, metadata=output.metadata)
+            metadata = {**(output.metadata or {}), "dagster/row_count": len(value)}
+            output = Output(value, metadata={**metadata, **table_metadata(asset)})
         except ContractError as exc:
             raise Failure(description=f"{exc}; nothing was published") from None
     failed = blocking_failures(outcomes)

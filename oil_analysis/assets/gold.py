@@ -13,12 +13,15 @@ from ..report import status_over_time_markdown
 from ..resources.llm import LLMResource
 from ..resources.storage import StorageResource
 from .common import (
+    advisor_kinds,
     check_specs,
     client_asset,
     md_table,
     publish_or_block,
     status_counts,
     step_fingerprint,
+    storage_kinds,
+    table_metadata,
     unchanged_state,
     yield_unchanged,
 )
@@ -44,7 +47,8 @@ def ai_metadata(ai: dict) -> dict:
 
 @client_asset(
     "gold",
-    kinds={"pandas", "parquet", "openai"},
+    kinds={"pandas", "parquet", *storage_kinds(), *advisor_kinds()},
+    metadata=table_metadata("classified_reports"),
     code_version="classify-3",
     check_specs=check_specs(
         "classified_reports",
@@ -114,8 +118,9 @@ def classified_reports(
             ),
             "new_non_normal_samples": MetadataValue.json(changes["new_non_normal_samples"][:50]),
             **ai_metadata(ai),
+            # The latest reports first (most severe first within a day): what arrived, not all time.
             "preview": md_table(
-                reports.sort_values("severity_score", ascending=False)[
+                reports.sort_values(["sampleDate", "severity_score"], ascending=False)[
                     [
                         "sampleNumber",
                         "sampleDate",
@@ -133,7 +138,8 @@ def classified_reports(
 
 @client_asset(
     "gold",
-    kinds={"pandas", "parquet", "openai"},
+    kinds={"pandas", "parquet", *storage_kinds(), *advisor_kinds()},
+    metadata=table_metadata("machine_status_current"),
     code_version="fleet-3",
     check_specs=check_specs("machine_status_current", ["machine_status_consistent"]),
     description="Current status of every unit from the latest report of each of its components: "
@@ -179,7 +185,8 @@ def machine_status_current(
 
 @client_asset(
     "gold",
-    kinds={"pandas", "parquet"},
+    kinds={"pandas", "parquet", *storage_kinds()},
+    metadata=table_metadata("limit_quality"),
     code_version="quality-1",
     description="How good the limits are (in the spirit of ASTM D7720): share of samples at each level "
     "per essay and component, flag rates and, where the lab's verdicts exist, the agreement figures "

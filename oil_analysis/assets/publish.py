@@ -16,14 +16,21 @@ from ..resources.notify import (
 )
 from ..resources.storage import StorageResource
 from ..storage import layout, runstate
-from .common import client_asset, status_counts, step_fingerprint
+from .common import client_asset, notify_kinds, status_counts, step_fingerprint, storage_kinds
+
+GOLD_FILES = (
+    "classified_reports.parquet",
+    "machine_status_current.parquet",
+    "limit_quality.parquet",
+    "fleet_report.html",
+)
 
 
 @client_asset(
     "gold",
     table=False,
     deps=["classified_reports", "machine_status_current", "limit_quality", "fleet_report"],
-    kinds={"s3", "sns"},
+    kinds={*storage_kinds(), *notify_kinds()},
     code_version="publish-1",
     description="After the gold of a client is published: copies each gold file to "
     "gold/{client}/_history/{YYYY-MM-DD}/ (a same-day publish replaces that day) and, when "

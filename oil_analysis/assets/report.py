@@ -17,6 +17,7 @@ from .common import (
     md_table,
     scalar_metadata,
     step_fingerprint,
+    storage_kinds,
     unchanged_state,
 )
 
@@ -24,7 +25,7 @@ from .common import (
 @client_asset(
     "gold",
     table=False,
-    kinds={"html", "pandas"},
+    kinds={"html", "pandas", *storage_kinds()},
     code_version="fleet-report-1",
     description="Fleet report per client (gold/{client}/fleet_report.html, Spanish): fleet status "
     "summary, machines needing action by priority with their recommendation, trend charts of the "

@@ -23,6 +23,8 @@ from .common import (
     md_table,
     publish_or_block,
     step_fingerprint,
+    storage_kinds,
+    table_metadata,
     unchanged_state,
     yield_unchanged,
 )
@@ -46,7 +48,8 @@ class SilverConfig(Config):
 
 @client_asset(
     "silver",
-    kinds={"pandas", "parquet"},
+    kinds={"pandas", "parquet", *storage_kinds()},
+    metadata=table_metadata("silver_harmonized"),
     code_version="silver-1",
     check_specs=check_specs("silver_harmonized", SILVER_CHECKS),
     description="One harmonized sample table per client (silver/harmonized/{CLIENT}.parquet): metadata "
@@ -168,7 +171,8 @@ class LimitsConfig(Config):
 
 @client_asset(
     "silver",
-    kinds={"pandas", "parquet", "json"},
+    kinds={"pandas", "parquet", "json", *storage_kinds()},
+    metadata=table_metadata("stewart_limits"),
     code_version="limits-2",
     check_specs=check_specs("stewart_limits", LIMITS_CHECKS),
     description="Stewart limits per client × machine × normalized component × essay: upper "

@@ -25,6 +25,8 @@ from pathlib import Path
 
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
+from .settings import child_env, get_settings
+
 LOCATION_NAME = "oil_analysis"
 JOB_NAME = "oil_analysis_job"
 WORKSPACE_FILE = "workspace.yaml"
@@ -36,16 +38,15 @@ MINIMAL_INSTANCE_YAML = "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"
 
 def dagster_home(create: bool = True) -> Path:
     """``DAGSTER_HOME`` (absolute), default ``./.dagster_home``; with ``create``, the folder and its
-    ``dagster.yaml`` (a copy of ``./dagster.yaml`` when present) exist afterwards. The variable is
-    set for this process and its children (run workers, daemon)."""
-    home = Path(os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve()
+    ``dagster.yaml`` (a copy of ``./dagster.yaml`` when present) exist afterwards. Children that
+    need it (the daemon) get it in their environment (:func:`settings.child_env`)."""
+    home = get_settings().instance_home()
     if create:
         home.mkdir(parents=True, exist_ok=True)
         config = home / "dagster.yaml"
         if not config.exists():
             template = Path("dagster.yaml")
             config.write_text(template.read_text() if template.is_file() else MINIMAL_INSTANCE_YAML)
-    os.environ["DAGSTER_HOME"] = str(home)
     return home
 
 
@@ -53,8 +54,7 @@ def cli_instance(ephemeral: bool = False) -> DagsterInstance:
     """The persistent instance at :func:`dagster_home`, or a throw-away one (``ephemeral``)."""
     if ephemeral:
         return DagsterInstance.ephemeral()
-    dagster_home()
-    return DagsterInstance.get()
+    return DagsterInstance.from_config(str(dagster_home()))
 
 
 def daemon_alive(instance: DagsterInstance, now: float | None = None) -> bool:
@@ -75,11 +75,13 @@ def needs_daemon(instance: DagsterInstance) -> bool:
 def temporary_daemon(workspace: Path, log: Callable[[str], None]) -> Iterator[subprocess.Popen]:
     """``dagster-daemon run -w workspace`` in its own process group until the block ends."""
     exe = Path(sys.executable).parent / "dagster-daemon"
-    log_path = Path(os.environ["DAGSTER_HOME"]) / "backfill-daemon.log"
+    home = dagster_home()
+    log_path = home / "backfill-daemon.log"
     out = open(log_path, "w")  # noqa: SIM115 (closed when the daemon is stopped)
-    log(f"no daemon serves {os.environ['DAGSTER_HOME']}: starting `dagster-daemon run` (log {log_path})")
+    log(f"no daemon serves {home}: starting `dagster-daemon run` (log {log_path})")
     proc = subprocess.Popen(
         [str(exe), "run", "-w", str(workspace)],
+        env=child_env(DAGSTER_HOME=str(home)),
         stdout=out,
         stderr=subprocess.STDOUT,
         start_new_session=True,

@@ -10,7 +10,6 @@ the run queue keys on, and its run tags say which files started it.
 from __future__ import annotations
 
 import hashlib
-import os
 
 from dagster import (
     DefaultSensorStatus,
@@ -32,18 +31,11 @@ from .arrivals import Cursor, RawObject, file_tag_key, plan_tick, run_key
 from .schedule_status import schedule_status
 
 JOB_NAME = "oil_analysis_job"
-MAX_KEYS_PER_TICK = int(os.environ.get("OIL_SENSOR_MAX_KEYS", "20000"))
-MAX_RUNS_PER_TICK = int(os.environ.get("OIL_SENSOR_MAX_RUNS", "10"))
-MAX_FILES_PER_RUN = int(os.environ.get("OIL_SENSOR_MAX_FILES_PER_RUN", "500"))
-# Seconds between two ticks of a raw-file sensor. 15 s keeps arrival → gold within 45 s (one tick of
-# waiting at worst plus a run of ~10-15 s); a tick lists bronze/ once (a few LIST calls on S3).
-SENSOR_INTERVAL_S = max(1, int(os.environ.get("OIL_SENSOR_INTERVAL_S", "15")))
-LIMITS_REFRESH_CRON = os.environ.get("OIL_LIMITS_REFRESH_CRON", "0 6 * * 1")
 
 
 def _default_status(kind: str) -> DefaultSensorStatus:
     """Sensors start stopped unless OIL_SENSORS_RUNNING=true (then the one of the backend in use)."""
-    if os.environ.get("OIL_SENSORS_RUNNING", "").lower() not in ("1", "true", "yes"):
+    if not get_settings().sensors_running:
         return DefaultSensorStatus.STOPPED
     return (
         DefaultSensorStatus.RUNNING
@@ -115,14 +107,15 @@ def _already_requested(context: SensorEvaluationContext):
 
 def _evaluate(context: SensorEvaluationContext, listing, source: str) -> SensorResult | SkipReason:
     cursor = Cursor.load(context.cursor)
+    s = get_settings()
     plan = plan_tick(
         listing(cursor),
         cursor,
         load_clients(),
         _already_requested(context),
-        max_keys=MAX_KEYS_PER_TICK,
-        max_runs=MAX_RUNS_PER_TICK,
-        max_files_per_run=MAX_FILES_PER_RUN,
+        max_keys=s.sensor_max_keys,
+        max_runs=s.sensor_max_runs,
+        max_files_per_run=s.sensor_max_files_per_run,
     )
     for key, reason in plan.skipped[:50]:
         context.log.info(f"skipped {key}: {reason}")
@@ -145,18 +138,20 @@ def _evaluate(context: SensorEvaluationContext, listing, source: str) -> SensorR
     return SensorResult(run_requests=requests, cursor=plan.cursor.dump())
 
 
+# Definition-time values (tick interval, default status, cron) are read when the code location loads:
+# Dagster fixes them with the definitions; a change takes a reload. Per-tick limits are read per tick.
 @sensor(
     job_name=JOB_NAME,
-    minimum_interval_seconds=SENSOR_INTERVAL_S,
+    minimum_interval_seconds=get_settings().sensor_interval_s,
     default_status=_default_status("s3"),
     description="New or changed raw lab files under s3://{S3_BUCKET}/{S3_PREFIX}/bronze/{client}/ → one "
     "run of oil_analysis_job per affected client (run key = object key and ETag).",
 )
 def raw_files_s3_sensor(context: SensorEvaluationContext):
-    import boto3  # here, not at import: only the S3 sensor needs it
+    from dagster_aws.s3 import S3Resource  # here, not at import: only the S3 sensor needs boto3
 
     s = get_settings()
-    client = boto3.session.Session().client("s3", region_name=s.aws_region, endpoint_url=s.aws_endpoint_url)
+    client = S3Resource(region_name=s.aws_region, endpoint_url=s.aws_endpoint_url).get_client()
     return _evaluate(
         context, lambda cursor: s3_listing(client, s.s3_bucket, s.s3_prefix), "raw_files_s3_sensor"
     )
@@ -164,7 +159,7 @@ def raw_files_s3_sensor(context: SensorEvaluationContext):
 
 @sensor(
     job_name=JOB_NAME,
-    minimum_interval_seconds=SENSOR_INTERVAL_S,
+    minimum_interval_seconds=get_settings().sensor_interval_s,
     default_status=_default_status("local"),
     description="New or changed raw lab files under OIL_DATA_ROOT/bronze/{client}/ (modification time, "
     "size and content hash) → one run of oil_analysis_job per affected client.",
@@ -176,7 +171,7 @@ def raw_files_local_sensor(context: SensorEvaluationContext):
 
 @schedule(
     job_name=JOB_NAME,
-    cron_schedule=LIMITS_REFRESH_CRON,
+    cron_schedule=get_settings().limits_refresh_cron,
     execution_timezone="UTC",
     default_status=schedule_status(),
     description="Weekly: every client's chain runs; its Stewart limits are recomputed only when a trigger "

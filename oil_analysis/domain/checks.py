@@ -262,3 +262,36 @@ def machine_status_consistent(machines: pd.DataFrame, reports: pd.DataFrame) -> 
 
 def blocking_failures(outcomes: list[CheckOutcome]) -> list[CheckOutcome]:
     return [o for o in outcomes if not o.passed and not o.warn_only]
+
+
+# Every check with what it asserts (its description in the Dagster UI) and whether a failure only
+# warns (warn_only: the output is published anyway, severity WARN, not blocking).
+CHECK_SPECS: dict[str, tuple[str, bool]] = {
+    "unique_sample_number": ("sampleNumber is unique in silver (the key of a sample).", False),
+    "dates_valid": ("sampleDate is present and not after the run day + 1.", False),
+    "essays_in_physical_range": ("Every essay value lies within the catalog's physical range.", False),
+    "component_hours_le_machine_hours": (
+        "Warning only: componentHours <= machineHours (lab meters are often inconsistent).",
+        True,
+    ),
+    "required_columns": ("The required silver columns are present and filled.", False),
+    "fresh_samples": (
+        "Warning only: the client's newest sample is at most OIL_FRESHNESS_DAYS old (report date).",
+        True,
+    ),
+    "limits_monotone": (
+        "Upper limits: marginal < condemning < critical; lower limits: the reverse.",
+        False,
+    ),
+    "limits_sample_count": ("Statistical limits rest on enough readings per group.", False),
+    "every_sample_classified_once": ("One classified report per silver sample, none extra.", False),
+    "status_consistent_with_score": (
+        "report_status follows the score cut-offs; the score is the sum of the breach points.",
+        False,
+    ),
+    "recommendation_present": ("A recommendation for every non-Normal report.", False),
+    "machine_status_consistent": (
+        "Machine status = its worst latest component report; components list their latest report.",
+        False,
+    ),
+}

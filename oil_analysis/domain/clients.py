@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -10,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
+from ..settings import get_settings
 from .labs import LAB_FORMATS
 
 CLIENT_KEY = re.compile(r"^[a-z0-9_]{1,32}$")
@@ -41,7 +41,7 @@ def _validate(entry: dict, where: str) -> Client:
 
 def load_clients(path: str | None = None) -> dict[str, Client]:
     """Read and validate the registry; keys are unique lowercase partition keys."""
-    path = path or os.environ.get("OIL_CLIENTS_FILE")
+    path = path or get_settings().clients_file
     if path:
         with open(path, encoding="utf-8") as f:
             doc, where = yaml.safe_load(f), path

@@ -219,6 +219,29 @@ LIMIT_QUALITY = [
 ]
 
 
+# The bronze registry: one row per raw file of a client (ingest.py), the table of bronze_lab_files.
+BRONZE_REGISTRY = [
+    Column("key", S, "Raw file path under the data root (`bronze/{client}/…`); the key.", False),
+    Column("sha256", S, "SHA-256 of the file's bytes: one content is parsed once.", False),
+    Column("size", I64, "File size in bytes."),
+    Column("lab_format", S, "Lab format of the client (`finning`, `als`)."),
+    Column(
+        "status",
+        S,
+        "`ok` (parsed) or `quarantined` (copied to `bronze/_quarantine/{client}/` with a `.reason.json`).",
+        False,
+    ),
+    Column("rows_parsed", I64, "Samples the reader returned."),
+    Column("rows_rejected", I64, "Rows the reader rejected (listed in `silver/rejects/{client}.parquet`)."),
+    Column("parse_seconds", F, "Seconds the parse took."),
+    Column("reason", S, "Why the file was quarantined; null when it was parsed."),
+    Column("parsed_path", S, "Where the parsed table of this content is kept; null when quarantined."),
+    Column("mtime_ns", I64, "Modification time (ns) when listed: an untouched file is not read again."),
+    Column("cells_cleared", I64, "Cells the reader cleared (the sample kept without that value)."),
+    Column("reader_version", S, "Rules of the readers of the parse; another version means a new parse."),
+]
+
+
 REJECTS = [
     Column(
         "file",
@@ -266,6 +289,7 @@ def silver_columns() -> list[Column]:
 def tables() -> dict[str, tuple[str, list[Column]]]:
     """Table name → (path pattern, columns)."""
     return {
+        "bronze_lab_files": ("bronze/_registry/{client}/registry.parquet", BRONZE_REGISTRY),
         "silver_harmonized": ("silver/harmonized/{CLIENT}.parquet", silver_columns()),
         "stewart_limits": ("silver/stewart_limits/{client}/{version}/stewart_limits.parquet", LIMITS),
         "classified_reports": (

@@ -25,13 +25,13 @@ workbooks replayed month by month, and on the same data with shuffled dates: doc
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from ..domain.ks import ks_2samp
+from ..settings import get_settings
 
 DRIFT_KEYS = ["machineName", "componentNameNormalized"]
 
@@ -51,12 +51,13 @@ class RefreshParams:
 
     @classmethod
     def from_env(cls) -> RefreshParams:
+        s = get_settings()
         return cls(
-            growth=float(os.environ.get("OIL_LIMITS_GROWTH", cls.growth)),
-            ks_alpha=float(os.environ.get("OIL_LIMITS_KS_ALPHA", cls.ks_alpha)),
-            ks_min_samples=int(os.environ.get("OIL_LIMITS_KS_MIN_SAMPLES", cls.ks_min_samples)),
-            max_age_days=int(os.environ.get("OIL_LIMITS_MAX_AGE_DAYS", cls.max_age_days)),
-            ks_min_effect=float(os.environ.get("OIL_LIMITS_KS_MIN_EFFECT", cls.ks_min_effect)),
+            growth=s.limits_growth,
+            ks_alpha=s.limits_ks_alpha,
+            ks_min_samples=s.limits_ks_min_samples,
+            max_age_days=s.limits_max_age_days,
+            ks_min_effect=s.limits_ks_min_effect,
         )
 
 

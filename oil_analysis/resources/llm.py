@@ -1,43 +1,24 @@
 """The LLM resource: which OpenAI-compatible endpoint writes the maintenance recommendations.
 
-Empty fields fall back to the environment, then to the defaults below (same pattern as the storage
+Empty fields take the settings (``oil_analysis/settings.py``; same pattern as the storage
 resource). No API key, or ``OIL_LLM_OFFLINE=true``, means the offline advisor: ``get_config()``
 returns ``None``. Keep the key out of run config: leave ``api_key`` empty and set
 ``OPENAI_API_KEY`` in the environment.
 
-| variable | default | field |
-|---|---|---|
-| ``OPENAI_API_KEY`` | (unset → offline) | api_key |
-| ``OPENAI_BASE_URL`` | api.openai.com | base_url |
-| ``OIL_LLM_OFFLINE`` | ``false`` | offline |
-| ``OIL_LLM_MODEL`` | ``gpt-4o-mini`` | model |
-| ``OIL_LLM_TEMPERATURE`` | ``0.2`` | temperature |
-| ``OIL_LLM_MAX_TOKENS`` | ``400`` | max_tokens |
-| ``OIL_LLM_TIMEOUT_S`` | ``30`` | request_timeout_s |
-| ``OIL_LLM_CONCURRENCY`` | ``16`` | concurrency |
-| ``OIL_LLM_MAX_RETRIES`` | ``4`` | max_retries |
-| ``OIL_LLM_MAX_CALLS`` | ``5000`` (0: no cap) | max_calls_per_run |
+The variables, their defaults and descriptions: ``Settings`` (``llm_*`` and ``openai_*`` fields).
 """
 
 from __future__ import annotations
 
-import os
-
 from dagster import ConfigurableResource
 
+from ..settings import get_settings
+from .effective import ShowsEffectiveConfig
 from .llm_client import LLMConfig
 
-TRUE = {"1", "true", "yes", "on"}
-DEFAULTS = LLMConfig(api_key="")
 
-
-def _env(name: str, cast, default):
-    raw = os.environ.get(name, "").strip()
-    return cast(raw) if raw else default
-
-
-class LLMResource(ConfigurableResource):
-    """OpenAI-compatible chat endpoint for recommendations; ``None`` fields read the environment."""
+class LLMResource(ShowsEffectiveConfig, ConfigurableResource):
+    """OpenAI-compatible chat endpoint for recommendations; empty fields take the settings."""
 
     api_key: str = ""
     base_url: str = ""
@@ -52,27 +33,42 @@ class LLMResource(ConfigurableResource):
 
     def get_config(self) -> LLMConfig | None:
         """The endpoint's settings, or ``None`` for the offline advisor (no key, or offline set)."""
-        offline = (
-            self.offline
-            if self.offline is not None
-            else _env("OIL_LLM_OFFLINE", lambda v: v.lower() in TRUE, False)
-        )
-        key = self.api_key or os.environ.get("OPENAI_API_KEY", "").strip()
+        s = get_settings()
+        offline = self.offline if self.offline is not None else s.llm_offline
+        key = self.api_key or (s.openai_api_key.get_secret_value() if s.openai_api_key else "")
         if offline or not key:
             return None
 
-        def pick(value, env: str, cast, default):
-            return value if value is not None else _env(env, cast, default)
+        def pick(value, default):
+            return value if value is not None else default
 
-        max_calls = pick(self.max_calls_per_run, "OIL_LLM_MAX_CALLS", int, DEFAULTS.max_calls)
+        max_calls = pick(self.max_calls_per_run, s.llm_max_calls)
         return LLMConfig(
             api_key=key,
-            base_url=self.base_url or os.environ.get("OPENAI_BASE_URL", "").strip() or None,
-            model=self.model or _env("OIL_LLM_MODEL", str, DEFAULTS.model),
-            temperature=pick(self.temperature, "OIL_LLM_TEMPERATURE", float, DEFAULTS.temperature),
-            max_tokens=pick(self.max_tokens, "OIL_LLM_MAX_TOKENS", int, DEFAULTS.max_tokens),
-            timeout_s=pick(self.request_timeout_s, "OIL_LLM_TIMEOUT_S", float, DEFAULTS.timeout_s),
-            concurrency=pick(self.concurrency, "OIL_LLM_CONCURRENCY", int, DEFAULTS.concurrency),
-            max_retries=pick(self.max_retries, "OIL_LLM_MAX_RETRIES", int, DEFAULTS.max_retries),
+            base_url=self.base_url or s.openai_base_url,
+            model=self.model or s.llm_model,
+            temperature=pick(self.temperature, s.llm_temperature),
+            max_tokens=pick(self.max_tokens, s.llm_max_tokens),
+            timeout_s=pick(self.request_timeout_s, s.llm_timeout_s),
+            concurrency=pick(self.concurrency, s.llm_concurrency),
+            max_retries=pick(self.max_retries, s.llm_max_retries),
             max_calls=max_calls if max_calls and max_calls > 0 else None,
         )
+
+    def effective_config(self) -> dict[str, str]:
+        """The advisor in use and, for the LLM one, its endpoint settings (the key masked)."""
+        config = self.get_config()
+        if config is None:
+            return {"advisor": "offline (no OPENAI_API_KEY, or OIL_LLM_OFFLINE=true)"}
+        return {
+            "advisor": "LLM",
+            "api_key": "***",
+            "base_url": config.base_url or "api.openai.com",
+            "model": config.model,
+            "temperature": f"{config.temperature:g}",
+            "max_tokens": str(config.max_tokens),
+            "timeout_s": f"{config.timeout_s:g}",
+            "concurrency": str(config.concurrency),
+            "max_retries": str(config.max_retries),
+            "max_calls": str(config.max_calls or "no cap"),
+        }

@@ -17,13 +17,13 @@ path): logs and metadata show only its scheme and host.
 from __future__ import annotations
 
 import json
-import os
 import time
 import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
 
 from ..domain.classify import RANK
+from ..settings import get_settings
 
 MAX_LISTED_MACHINES = 10  # machines listed in a publication message; the rest are counted
 ERROR_CHARS = 600  # error text kept per failed step
@@ -34,11 +34,12 @@ class NotificationError(RuntimeError):
 
 
 def topic_arn() -> str | None:
-    return os.environ.get("NOTIFY_SNS_TOPIC_ARN") or None
+    return get_settings().notify_sns_topic_arn
 
 
 def webhook_url() -> str | None:
-    return os.environ.get("OIL_ALERT_WEBHOOK_URL", "").strip() or None
+    url = get_settings().alert_webhook_url
+    return url.get_secret_value() if url else None
 
 
 def configured() -> bool:
@@ -229,7 +230,7 @@ def publish_sns(arn: str, message: dict, subject: str | None = None) -> str:
     """Publish to SNS (endpoint from AWS_ENDPOINT_URL_SNS or AWS_ENDPOINT_URL); returns the MessageId."""
     import boto3  # here, not at import: boto3 costs a second to load and most runs never publish
 
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_SNS") or os.environ.get("AWS_ENDPOINT_URL") or None
+    endpoint = get_settings().sns_endpoint_url
     sns = boto3.session.Session().client(
         "sns", region_name=arn.split(":")[3] if arn.count(":") >= 5 else None, endpoint_url=endpoint
     )

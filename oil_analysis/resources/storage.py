@@ -1,37 +1,20 @@
 """The storage resource: where the layout lives (local folder, S3 prefix, or both during migration)."""
 
-import hashlib
 import os
 import threading
 
 from dagster import ConfigurableResource
 
-from ..settings import get_settings, storage_mode
+from ..settings import aws_identity, get_settings, storage_mode
 from ..storage.filesystem import DualStorage, Storage
+from .effective import ShowsEffectiveConfig
 
-# The AWS chain variables that decide which identity S3 calls use: a change means a new client.
-_IDENTITY_VARS = (
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_PROFILE",
-    "AWS_SHARED_CREDENTIALS_FILE",
-    "AWS_CONFIG_FILE",
-    "AWS_ROLE_ARN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-)
 _OPEN: dict[tuple, Storage] = {}
 _LOCK = threading.Lock()
 
 
-def _identity() -> str:
-    """A digest of the credential chain's inputs, only used as a cache key (never shown)."""
-    raw = "\x00".join(os.environ.get(v, "") for v in _IDENTITY_VARS)
-    return hashlib.sha256(raw.encode()).hexdigest()
-
-
-class StorageResource(ConfigurableResource):
-    """Local folder, S3 prefix, or both (``dual``). Empty fields fall back to the environment
+class StorageResource(ShowsEffectiveConfig, ConfigurableResource):
+    """Local folder, S3 prefix, or both (``dual``). Empty fields take the settings
     (``OIL_DATA_ROOT``, ``STORAGE_MODE`` / ``USE_S3``, ``S3_BUCKET``, ``S3_PREFIX``, ``AWS_REGION``,
     ``AWS_ENDPOINT_URL``, ``LEGACY_EXPORTS``; see docs/STORAGE.md). There is no credential field on
     purpose: S3 credentials come only from the standard AWS chain."""
@@ -63,7 +46,7 @@ class StorageResource(ConfigurableResource):
         endpoint = self.aws_endpoint_url or s.aws_endpoint_url
         if mode == "local":
             return Storage.local(root)
-        key = (mode, root, bucket, prefix, region, endpoint, _identity())
+        key = (mode, root, bucket, prefix, region, endpoint, aws_identity())
         with _LOCK:
             store = _OPEN.get(key)
             if store is None:
@@ -79,3 +62,19 @@ class StorageResource(ConfigurableResource):
     def legacy_enabled(self) -> bool:
         """Whether the deprecated v1 paths (``processed/``, ``to_consume/``) are written too."""
         return self.legacy_exports if self.legacy_exports is not None else get_settings().legacy_exports
+
+    def effective_config(self) -> dict[str, str]:
+        """Mode, where the layout lives, and the limits this resource applies (no credential)."""
+        s = get_settings()
+        mode = self.storage_mode()
+        out = {"mode": mode}
+        if mode != "s3":
+            out["data_root"] = os.path.abspath(self.data_root or s.data_root)
+        if mode != "local":
+            prefix = self.s3_prefix if self.s3_prefix is not None else s.s3_prefix
+            out["s3"] = f"s3://{self.s3_bucket or s.s3_bucket}/{prefix.strip('/')}"
+            out["aws_region"] = self.aws_region or s.aws_region
+            out["aws_endpoint_url"] = self.aws_endpoint_url or s.aws_endpoint_url or "(AWS)"
+        out["max_raw_file_mb"] = f"{self.max_file_mb():g}"
+        out["legacy_exports"] = str(self.legacy_enabled()).lower()
+        return out

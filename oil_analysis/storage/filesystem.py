@@ -29,6 +29,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from ..settings import secret_values
+
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "write_statistics": True}
 CONTENT_TYPES = {
     ".parquet": "application/vnd.apache.parquet",
@@ -91,10 +93,8 @@ _WHY = [
 
 def _redacted(text: str) -> str:
     """Defence in depth: no credential of the environment survives in an error text."""
-    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-        value = os.environ.get(var, "")
-        if len(value) >= 4:
-            text = text.replace(value, "***")
+    for value in secret_values():
+        text = text.replace(value, "***")
     return text
 
 

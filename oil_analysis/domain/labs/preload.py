@@ -1,6 +1,6 @@
 """Load once, in the parent, what every reader loads on its first call.
 
-The bronze step parses each file in a forked child (:func:`oil_analysis.ingest.parse_isolated`).
+The bronze step parses each file in a forked child (:func:`oil_analysis.pipeline.bronze.parse_isolated`).
 A fork inherits the parent's memory: what the parent has loaded before forking (the essay catalog,
 each format's column maps, pandas/pyarrow modules imported lazily on a first conversion) is not
 loaded again by every child. In a fresh process (a CLI or sensor-launched run, where bronze is the
