@@ -38,6 +38,7 @@ from oil_analysis.domain.harmonize import harmonize  # noqa: E402
 from oil_analysis.domain.labs import read_finning_workbook  # noqa: E402
 from oil_analysis.domain.limits import compute_limits  # noqa: E402
 from oil_analysis.domain.refresh import RefreshParams, decide_refresh  # noqa: E402
+from oil_analysis.pipeline.limits import refresh_params  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "finning"
 
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shuffles", type=int, default=20)
     ap.add_argument("--markdown", action="store_true")
     a = ap.parse_args(argv)
-    params = RefreshParams.from_env()
+    params = refresh_params()
     silver = shared_silver()
     last = silver["sampleDate"].max()
     months = pd.date_range(pd.Timestamp(a.start) + pd.offsets.MonthEnd(0), last, freq="ME")

@@ -13,6 +13,7 @@ from oil_analysis.domain.refresh import (
     drift_tests,
     samples_behind,
 )
+from oil_analysis.pipeline.limits import refresh_params
 
 GROUPS = {"wear": ["fe"], "contaminant": ["si"]}
 
@@ -134,7 +135,7 @@ def test_limits_older_than_the_max_age_are_recomputed(refreshed_at, age, expecte
 def test_max_age_is_configurable_and_unknown_age_counts_as_too_old(monkeypatch):
     s = silver(200)
     monkeypatch.setenv("OIL_LIMITS_MAX_AGE_DAYS", "30")
-    params = RefreshParams.from_env()
+    params = refresh_params()
     assert params.max_age_days == 30
     d = decide_refresh(s, limits_of(s), GROUPS, params, as_of=NOW, refreshed_at="2026-11-01T00:00:00Z")
     assert not d.refresh and d.details["limits_age_days"] == 29

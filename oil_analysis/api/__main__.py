@@ -40,7 +40,7 @@ def _serve(args) -> int:
 def _keys(args) -> int:
     path = keystore.keys_file()
     if args.verb == "add":
-        registered = load_clients()
+        registered = load_clients(get_settings().clients_file)
         if args.all:
             clients = [keystore.ALL]
         else:

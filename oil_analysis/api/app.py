@@ -151,7 +151,7 @@ def create_app(
         refresh_s = get_settings().api_refresh_s
     keyring = KeyRing(keys_path or keys_file())
     cache = SnapshotCache(store, refresh_s=refresh_s)
-    registered = load_clients()
+    registered = load_clients(get_settings().clients_file)
     metrics = Metrics()
 
     # Swagger UI and ReDoc served from the package (fastapi-offline), not a CDN: /docs works offline.

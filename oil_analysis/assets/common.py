@@ -31,7 +31,7 @@ from ..settings import get_settings
 from ..storage import runstate
 from ..storage.publication import published_path
 
-CLIENTS = load_clients()
+CLIENTS = load_clients(get_settings().clients_file)
 client_partitions = StaticPartitionsDefinition(sorted(CLIENTS))
 OWNER = "team:oil-analysis"
 

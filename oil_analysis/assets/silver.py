@@ -8,8 +8,8 @@ from ..domain.catalog import load_catalog
 from ..domain.labs.common import SAMPLE_REJECTED
 from ..domain.limits import LimitParams
 from ..domain.names import mapping_version
-from ..domain.refresh import RefreshParams, limits_age
-from ..pipeline.limits import refresh_limits
+from ..domain.refresh import limits_age
+from ..pipeline.limits import refresh_limits, refresh_params
 from ..pipeline.silver import build_silver, save_state, side_files
 from ..resources.storage import StorageResource
 from ..settings import get_settings
@@ -193,7 +193,7 @@ def stewart_limits(
     force = (
         config.force_limits_refresh or str(context.run.tags.get("force_limits_refresh", "")).lower() == "true"
     )
-    params, refresh = LimitParams(), RefreshParams.from_env()
+    params, refresh = LimitParams(), refresh_params()
     fp = step_fingerprint(
         context, store, ["silver_harmonized"], params=params, refresh=refresh, catalog=catalog.version
     )

@@ -7,6 +7,7 @@ from dagster import Config, OpExecutionContext, ScheduleDefinition, job, op
 from ..domain.clients import load_clients
 from ..domain.retention import snapshots_to_keep
 from ..resources.storage import StorageResource
+from ..settings import get_settings
 from ..storage import layout
 from .schedule_status import schedule_status
 
@@ -24,7 +25,7 @@ def prune_gold_history(
     store = storage.get()
     today = dt.date.fromisoformat(config.today) if config.today else dt.datetime.now(dt.UTC).date()
     summary = {}
-    for client in sorted(load_clients()):
+    for client in sorted(load_clients(get_settings().clients_file)):
         entries = store.list_files(layout.history_dir(client) + "/")
         by_day: dict[dt.date, list[str]] = {}
         for e in entries:

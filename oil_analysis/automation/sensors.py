@@ -111,7 +111,7 @@ def _evaluate(context: SensorEvaluationContext, listing, source: str) -> SensorR
     plan = plan_tick(
         listing(cursor),
         cursor,
-        load_clients(),
+        load_clients(get_settings().clients_file),
         _already_requested(context),
         max_keys=s.sensor_max_keys,
         max_runs=s.sensor_max_runs,
@@ -180,7 +180,7 @@ def raw_files_local_sensor(context: SensorEvaluationContext):
 )
 def weekly_limits_refresh(context: ScheduleEvaluationContext):
     day = context.scheduled_execution_time.strftime("%Y-%m-%d")
-    for client in sorted(load_clients()):
+    for client in sorted(load_clients(get_settings().clients_file)):
         yield RunRequest(
             run_key=f"limits-refresh-{day}-{client}",
             partition_key=client,

@@ -9,7 +9,6 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
-from ..settings import get_settings
 from .labs import LAB_FORMATS
 
 CLIENT_KEY = re.compile(r"^[a-z0-9_]{1,32}$")
@@ -40,8 +39,8 @@ def _validate(entry: dict, where: str) -> Client:
 
 
 def load_clients(path: str | None = None) -> dict[str, Client]:
-    """Read and validate the registry; keys are unique lowercase partition keys."""
-    path = path or get_settings().clients_file
+    """Read and validate the registry at ``path`` (the bundled ``reference/clients.yaml`` when None;
+    callers pass the ``OIL_CLIENTS_FILE`` setting); keys are unique lowercase partition keys."""
     if path:
         with open(path, encoding="utf-8") as f:
             doc, where = yaml.safe_load(f), path

@@ -31,7 +31,6 @@ import numpy as np
 import pandas as pd
 
 from ..domain.ks import ks_2samp
-from ..settings import get_settings
 
 DRIFT_KEYS = ["machineName", "componentNameNormalized"]
 
@@ -48,17 +47,6 @@ class RefreshParams:
     # Essay groups tested for drift (flags and visual codes are levels, not distributions).
     ks_groups: tuple[str, ...] = ("wear", "contaminant", "physicochemical", "particle")
     max_age_days: int = 7
-
-    @classmethod
-    def from_env(cls) -> RefreshParams:
-        s = get_settings()
-        return cls(
-            growth=s.limits_growth,
-            ks_alpha=s.limits_ks_alpha,
-            ks_min_samples=s.limits_ks_min_samples,
-            max_age_days=s.limits_max_age_days,
-            ks_min_effect=s.limits_ks_min_effect,
-        )
 
 
 @dataclass

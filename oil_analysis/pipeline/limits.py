@@ -12,9 +12,22 @@ import pandas as pd
 from ..domain.catalog import Catalog
 from ..domain.limits import LimitParams, compute_limits
 from ..domain.refresh import RefreshDecision, RefreshParams, decide_refresh
+from ..settings import get_settings
 from ..storage import runstate
 from ..storage.filesystem import Storage
 from ..storage.healing import read_limits_pointer
+
+
+def refresh_params() -> RefreshParams:
+    """The refresh decision's parameters from the settings (``OIL_LIMITS_*``)."""
+    s = get_settings()
+    return RefreshParams(
+        growth=s.limits_growth,
+        ks_alpha=s.limits_ks_alpha,
+        ks_min_samples=s.limits_ks_min_samples,
+        max_age_days=s.limits_max_age_days,
+        ks_min_effect=s.limits_ks_min_effect,
+    )
 
 
 def current_limits(store, client: str, repairs: list | None = None) -> pd.DataFrame | None:

@@ -130,8 +130,11 @@ class LayoutIOManager(ConfigurableIOManager):
         records = write_files(commit, files)
         if self.storage.legacy_enabled():
             from ..domain.clients import load_clients
+            from ..settings import get_settings
 
-            records += legacy.publish_shared_limits(commit.store, sorted(load_clients()))
+            records += legacy.publish_shared_limits(
+                commit.store, sorted(load_clients(get_settings().clients_file))
+            )
         return records, version
 
     def _publish_table(
