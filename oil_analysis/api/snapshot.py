@@ -281,8 +281,8 @@ class BreachStore:
     """``breached_essays`` (a JSON list per report, ~430 B at 1 M samples: a third of the table) kept
     LZ4-compressed in blocks of :data:`BLOCK` rows, read in batches so it never exists decoded in
     full. Each block is the UTF-8 bytes of its rows back to back; ``starts`` and ``sizes`` locate a
-    row inside its block (size -1: null). A page decompresses only the blocks of its rows (~3 µs
-    each) and slices its rows' bytes out of them, ready to splice into the JSON items."""
+    row inside its block (size -1: null or empty). A page decompresses only the blocks of its rows
+    (~3 µs each) and slices its rows' bytes out of them, ready to splice into the JSON items."""
 
     def __init__(self, data: bytes) -> None:
         self.blocks: list[tuple[bytes, int]] = []
@@ -305,7 +305,8 @@ class BreachStore:
                     self.blocks.append((_CODEC.compress(raw, asbytes=True), len(raw)))
                     rows = slice(i, i + BLOCK)
                     starts.append(offsets[rows] - lo)
-                    sizes.append(np.where(valid[rows], np.diff(offsets[i : i + BLOCK + 1]), -1))
+                    size = np.diff(offsets[i : i + BLOCK + 1])
+                    sizes.append(np.where(valid[rows] & (size > 0), size, -1))  # "" reads as null
         self.starts = np.concatenate(starts).astype(np.int32) if starts else np.empty(0, np.int32)
         self.sizes = np.concatenate(sizes).astype(np.int32) if sizes else np.empty(0, np.int32)
 
