@@ -9,7 +9,8 @@ served and the problems are reported (``/health``). The manifest is re-read at m
 
 Tables stay in Arrow (compact strings, no per-row Python objects). Reports are sorted once, newest
 first, with integer codes for status, unit and component and a position index per unit, so a filtered
-page is a few numpy comparisons and one ``take`` of the page's rows.
+page is a few numpy comparisons, numpy takes of the page's rows column by column and one
+``orjson.dumps`` (:meth:`ReportStore.page_json`).
 """
 
 from __future__ import annotations
@@ -165,8 +166,8 @@ class ReportStore:
     """The classified reports of a snapshot, in file order, in the layout a page is cheapest to build
     from: text columns as integer codes (numpy) plus their distinct values, essays as one row-major
     float grid (NaN = null) read one column at a time, ``breached_essays`` in a :class:`BreachStore`,
-    and the remaining columns (dates, numbers, unique texts) in Arrow. ``table(rows)`` gives back the
-    file's exact columns."""
+    and the remaining columns (dates, numbers, unique texts) in Arrow, the fixed-width ones also seen
+    through zero-copy numpy views for pages. ``table(rows)`` gives back the file's exact columns."""
 
     def __init__(self, data: bytes, essays_known: list[str]) -> None:
         self.schema = pq.read_schema(io.BytesIO(data)).remove_metadata()
