@@ -15,9 +15,11 @@
 3. **Load**: 16 concurrent clients (16 processes, one keep-alive ``http.client`` connection each) send ``--requests`` requests to
    ``/clients/scale/machines`` (100 rows, priority order), then as many to a filtered reports page:
    ``/reports?unit=<random unit>&status=Alerta&status=Anormal&date_from=<random date>&limit=100``.
-   Latency is taken per request on the client side; p50 / p95 per endpoint, and the mean time inside
-   the service (its own ``oil_api_request_duration_seconds`` in ``/metrics``). The load average
-   before and after is printed: on a shared 2-core machine other work inflates every figure.
+   Latency is taken per request on the client side; p50 / p95 per endpoint, the mean time inside
+   the service (its own ``oil_api_request_duration_seconds`` in ``/metrics``), and the server's CPU
+   time per request and share of a core over the phase (``/proc``). The load average before and
+   after is printed: on a shared 2-core machine other work inflates every latency (the server's
+   share of a core drops); the CPU time per request is the service's own cost.
 4. **Memory**: the server's RSS after the load and its peak (``VmHWM``), from ``/proc``.
 
 Targets (issue 18): machines p95 ≤ 50 ms, reports page p95 ≤ 150 ms, memory < 2 GB. Prints one
@@ -160,6 +162,12 @@ def proc_memory(pid: int) -> dict[str, float]:
     return out
 
 
+def proc_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process has used, from ``/proc``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
@@ -264,9 +272,9 @@ def run(args) -> dict:
         # warm-up (connections, code paths), not measured
         load(api.url, key, machines_paths[:64] + report_paths[:64], args.concurrency)
         before = server_means(api.url, key)
-        m_times, m_codes = load(api.url, key, machines_paths, args.concurrency)
+        m_times, m_codes, m_cpu = timed_load(api, key, machines_paths, args.concurrency)
         mid = server_means(api.url, key)
-        r_times, r_codes = load(api.url, key, report_paths, args.concurrency)
+        r_times, r_codes, r_cpu = timed_load(api, key, report_paths, args.concurrency)
         after = server_means(api.url, key)
         sample = httpx.get(api.url + report_paths[0], headers={"Authorization": f"Bearer {key}"}).json()
         mem = proc_memory(api.proc.pid)
@@ -278,9 +286,12 @@ def run(args) -> dict:
         "requests_per_endpoint": args.requests,
         "snapshot_load_s": round(load_s, 2),
         "memory_mb": {"idle": idle.get("VmRSS"), "after_snapshot": after_load.get("VmRSS"), **mem},
-        "machines": _stats(m_times, m_codes) | {"in_service_mean_ms": _mean(before, mid, MACHINES_ROUTE)},
+        "machines": _stats(m_times, m_codes)
+        | {"in_service_mean_ms": _mean(before, mid, MACHINES_ROUTE)}
+        | m_cpu,
         "reports_page": _stats(r_times, r_codes)
         | {"in_service_mean_ms": _mean(mid, after, REPORTS_ROUTE)}
+        | r_cpu
         | {"rows_in_a_page": len(sample["items"]), "example_total": sample["total"]},
     }
     doc["targets"] = {
@@ -289,6 +300,23 @@ def run(args) -> dict:
         "memory_lt_2gb": mem["VmHWM"] < 2048,
     }
     return doc
+
+
+def timed_load(api, key: str, paths: list[str], concurrency: int) -> tuple[list[float], list[int], dict]:
+    """:func:`load`, plus the server's CPU time per request and the share of a core it got over the
+    phase (a share well below 1 while 16 clients wait means other work on the machine took the
+    CPU: the latencies then measure the machine, the CPU time per request still the service)."""
+    cpu0, wall0 = proc_cpu_s(api.proc.pid), time.perf_counter()
+    times, codes = load(api.url, key, paths, concurrency)
+    cpu, wall = proc_cpu_s(api.proc.pid) - cpu0, time.perf_counter() - wall0 - 1.0  # 1 s start gate
+    return (
+        times,
+        codes,
+        {
+            "server_cpu_ms_per_request": round(cpu / len(paths) * 1000, 2),
+            "server_cpu_share": round(cpu / wall, 2),
+        },
+    )
 
 
 MACHINES_ROUTE = "/clients/{client}/machines"
@@ -319,9 +347,10 @@ def line(doc: dict) -> str:
         f"api_bench: {doc['published']['samples']:,} samples, {doc['published']['units']} units, "
         f"{doc['concurrency']} concurrent clients, {doc['requests_per_endpoint']} requests each: "
         f"machines p50 {m['p50_ms']} ms / p95 {m['p95_ms']} ms (target ≤ 50: {ok(t['machines_p95_le_50ms'])}; "
-        f"{m['in_service_mean_ms']} ms in the service); "
+        f"{m['in_service_mean_ms']} ms in the service, {m['server_cpu_ms_per_request']} ms CPU); "
         f"filtered 100-row reports page p50 {r['p50_ms']} ms / p95 {r['p95_ms']} ms (target ≤ 150: "
-        f"{ok(t['reports_p95_le_150ms'])}; {r['in_service_mean_ms']} ms in the service); load average "
+        f"{ok(t['reports_p95_le_150ms'])}; {r['in_service_mean_ms']} ms in the service, "
+        f"{r['server_cpu_ms_per_request']} ms CPU; server on {r['server_cpu_share']} of a core); load average "
         f"{doc['load_average'][0]:.1f} → {doc['load_average'][1]:.1f}; server RSS {mem['VmRSS']:.0f} MB, peak {mem['VmHWM']:.0f} MB "
         f"(target < 2048: {ok(t['memory_lt_2gb'])}); snapshot load {doc['snapshot_load_s']} s"
     )
