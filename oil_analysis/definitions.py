@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 from dagster import (
+    AnchorBasedFilePathMapping,
     AssetSelection,
     BetaWarning,
     Definitions,
     define_asset_job,
     in_process_executor,
+    link_code_references_to_git,
     load_assets_from_modules,
     with_source_code_references,
 )
@@ -22,12 +25,30 @@ from .automation.sensors import raw_files_local_sensor, raw_files_s3_sensor, wee
 from .resources.io_manager import LayoutIOManager
 from .resources.llm import LLMResource
 from .resources.storage import StorageResource
+from .settings import get_settings
 
-# Each asset links to the file and line of its function (the UI's "Source" of an asset); code
-# references are a Dagster beta feature: its warning is silenced here, once.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", BetaWarning)
-    all_assets = with_source_code_references(load_assets_from_modules(asset_modules()))
+
+def _with_code_references(assets: list) -> list:
+    """Each asset linked to the file and line of its function (the UI's "Source" of an asset), on
+    the hosted repository when ``OIL_CODE_GIT_URL`` is set. Code references are a Dagster beta
+    feature: its warning is silenced here, once."""
+    settings = get_settings()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BetaWarning)
+        assets = with_source_code_references(assets)
+        if settings.code_git_url:
+            assets = link_code_references_to_git(
+                assets,
+                git_url=settings.code_git_url,
+                git_branch=settings.code_git_branch,
+                file_path_mapping=AnchorBasedFilePathMapping(
+                    local_file_anchor=Path(__file__).parent, file_anchor_path_in_repository="oil_analysis/"
+                ),
+            )
+    return list(assets)
+
+
+all_assets = _with_code_references(load_assets_from_modules(asset_modules()))
 
 oil_analysis_job = define_asset_job(
     "oil_analysis_job",

@@ -330,6 +330,15 @@ class Settings(BaseSettings):
         "OIL_API_REFRESH_S", 5.0, "seconds between two checks of a client's manifest by the API", gt=0
     )
     # -- Dagster
+    code_git_url: str | None = var(
+        "OIL_CODE_GIT_URL",
+        None,
+        "GitHub/GitLab URL of this repository: set, the UI's source links of the assets open the "
+        "file there (branch `OIL_CODE_GIT_BRANCH`) instead of a local path",
+    )
+    code_git_branch: str = var(
+        "OIL_CODE_GIT_BRANCH", "main", "branch (or commit) the source links of `OIL_CODE_GIT_URL` point at"
+    )
     dagster_home: str = var(
         "DAGSTER_HOME",
         ".dagster_home",

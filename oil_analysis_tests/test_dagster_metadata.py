@@ -116,3 +116,23 @@ def test_resources_show_their_effective_configuration_with_secrets_masked(monkey
     monkeypatch.setenv("OIL_LLM_OFFLINE", "true")
     offline = build_resources(str(tmp_path))["llm"].get_resource_definition().description
     assert "- advisor: `offline" in offline
+
+
+def test_code_references_point_at_the_hosted_repository_when_configured(tmp_path):
+    code = (
+        "from dagster import AssetKey\n"
+        "from oil_analysis.definitions import defs\n"
+        "meta = defs.resolve_asset_graph().get(AssetKey('classified_reports')).metadata\n"
+        "print(meta['dagster/code_references'].code_references[0].url)\n"
+    )
+    env = dict(os.environ, OIL_CODE_GIT_URL="https://github.com/acme/oil-analysis", OIL_CODE_GIT_BRANCH="v1")
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    url = out.stdout.strip()
+    assert url.startswith("https://github.com/acme/oil-analysis/tree/v1/oil_analysis/assets/gold.py#L"), url
+    line = int(url.rsplit("#L", 1)[1])
+    source = (REPO / "oil_analysis" / "assets" / "gold.py").read_text().splitlines()
+    assert source[line - 1].startswith("@asset(")  # the decorator of the asset's function
+    assert "def classified_reports(" in "\n".join(source[line - 1 : line + 25])
