@@ -30,7 +30,7 @@ LAYERS = [
     ("pipeline", 4, ["oil_analysis.pipeline"]),
     ("storage", 3, ["oil_analysis.storage"]),
     ("core", 2, ["oil_analysis.domain", "oil_analysis.report"]),
-    ("settings", 1, ["oil_analysis", "oil_analysis.settings", "oil_analysis.environments"]),
+    ("settings", 1, ["oil_analysis", "oil_analysis.settings"]),
     ("reference", 0, ["oil_analysis.reference"]),
 ]
 DAGSTER_FREE = ("domain", "pipeline", "storage", "report")

@@ -219,7 +219,7 @@ LIMIT_QUALITY = [
 ]
 
 
-# The bronze registry: one row per raw file of a client (ingest.py), the table of bronze_lab_files.
+# The bronze registry: one row per raw file of a client (pipeline/bronze.py), the table of bronze_lab_files.
 BRONZE_REGISTRY = [
     Column("key", S, "Raw file path under the data root (`bronze/{client}/…`); the key.", False),
     Column("sha256", S, "SHA-256 of the file's bytes: one content is parsed once.", False),
