@@ -25,7 +25,7 @@ from pathlib import Path
 
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
-from .settings import child_env, get_settings
+from ..settings import child_env, get_settings
 
 LOCATION_NAME = "oil_analysis"
 JOB_NAME = "oil_analysis_job"
