@@ -134,5 +134,5 @@ def test_code_references_point_at_the_hosted_repository_when_configured(tmp_path
     assert url.startswith("https://github.com/acme/oil-analysis/tree/v1/oil_analysis/assets/gold.py#L"), url
     line = int(url.rsplit("#L", 1)[1])
     source = (REPO / "oil_analysis" / "assets" / "gold.py").read_text().splitlines()
-    assert source[line - 1].startswith("@asset(")  # the decorator of the asset's function
+    assert source[line - 1].startswith("@client_asset(")  # the decorator of the asset's function
     assert "def classified_reports(" in "\n".join(source[line - 1 : line + 25])
