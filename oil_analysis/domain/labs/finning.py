@@ -444,13 +444,15 @@ def _parse_rows(
                 reject(out[dst].isna().to_numpy(), src, "sample date is empty")
             else:
                 has = clear(np.where(bad_rows, None, problem), src)
-                out[dst] = out[dst].mask(has)
+                if has.any():  # most columns have no bad cell: no copy
+                    out[dst] = out[dst].mask(has)
         else:
             out[dst] = pd.Series(pd.NaT, index=index, dtype="datetime64[us]")
     for src, dst in TEXT_COLUMNS.items():
         if src in position and src not in IDENTITY_TEXT:
             has = clear(np.where(bad_rows, None, text_errors(src)), src)
-            out[dst] = out[dst].mask(pd.Series(has, index=out[dst].index))
+            if has.any():
+                out[dst] = out[dst].mask(pd.Series(has, index=out[dst].index))
     out["labDate"] = out["reportDate"]
 
     # Every numeric cell (meters and the copies of each essay column) parsed in one pass.
