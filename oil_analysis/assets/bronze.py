@@ -109,6 +109,9 @@ def bronze_lab_files(context: AssetExecutionContext, storage: StorageResource):
         "files_quarantined": int((reg["status"] == "quarantined").sum()),
         "parsed_this_run": batch.parsed_now,
         "reused_from_cache": batch.reused,
+        # rows of re-sent (cumulative) files taken from their previous parse, and rows parsed now
+        "rows_reused": batch.rows_reused,
+        "raw_rows_parsed_this_run": batch.rows_parsed,
         "rows_parsed": int(reg["rows_parsed"].sum()),
         "quarantined_this_run": MetadataValue.json(batch.quarantined_now),
         "cells_cleared": int(reg["cells_cleared"].sum()),

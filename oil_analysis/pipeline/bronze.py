@@ -38,7 +38,7 @@ import pyarrow as pa
 
 from ..domain.clients import Client
 from ..domain.labs import IGNORED_FILES, LAB_FORMATS, LabFileError, ReadResult
-from ..domain.labs.common import empty_rejects, ledger_types
+from ..domain.labs.common import RowCache, empty_rejects, ledger_types
 from ..domain.labs.preload import preload_readers
 from ..storage import layout
 from ..storage.filesystem import Storage, UnsafePathError, check_relative
@@ -73,6 +73,8 @@ class BronzeBatch:
     quarantined_now: list[dict]
     warnings: list[str] = field(default_factory=list)
     repairs: list[dict] = field(default_factory=list)
+    rows_reused: int = 0  # raw rows of re-sent files taken from their previous parse
+    rows_parsed: int = 0  # raw rows parsed this run
 
 
 def _parse_one(
@@ -151,8 +153,9 @@ def _crash_reason(path: str, exitcode: int | None) -> dict:
 def parse_isolated(
     tasks: list[tuple[str, str, str]], *, workers: int, limits: ReaderLimits
 ) -> list[tuple[ReadResult | None, dict | None, float]]:
-    """Parse ``(lab_format, path, timezone)`` tasks, each in its own child process, ``workers`` at a
-    time. A child that dies (native abort, kill) yields an error for its file only."""
+    """Parse ``(lab_format, path, timezone[, reader_kwargs])`` tasks, each in its own child process,
+    ``workers`` at a time. A child that dies (native abort, kill) yields an error for its file only.
+    ``reader_kwargs`` (e.g. ``previous``, a row cache) reach the child by the fork, not by a pipe."""
     opts = {"max_xml_mb": limits.max_xml_mb, "max_cells": limits.max_cells}
     if tasks:
         preload_readers({t[0] for t in tasks})  # inherited by every fork instead of loaded by each
@@ -164,8 +167,12 @@ def parse_isolated(
         while queue or running:
             while queue and len(running) < max(1, workers):
                 i = queue.pop(0)
+                lab_format, path, timezone, *extra = tasks[i]
+                kwargs = {**opts, **(extra[0] if extra else {})}
                 receive, send = ctx.Pipe(duplex=False)
-                proc = ctx.Process(target=_child, args=(send, *tasks[i], opts, limits.memory_mb))
+                proc = ctx.Process(
+                    target=_child, args=(send, lab_format, path, timezone, kwargs, limits.memory_mb)
+                )
                 proc.start()
                 send.close()
                 running[i] = (proc, receive, time.perf_counter())
@@ -349,10 +356,16 @@ def ingest_client(
         todo.append((key, sha, size, local, is_tmp))
 
     parsed_now = 0
+    rows_reused = rows_reparsed = 0
     if todo:
+        tasks = []
+        for key, *_, local, _ in todo:
+            cache = _row_cache(storage, by_key.get(key), warning)
+            extra = ({"previous": cache},) if cache is not None else ()
+            tasks.append((client.lab_format, local, client.timezone, *extra))
         try:
             results = parse_isolated(
-                [(client.lab_format, local, client.timezone) for _, _, _, local, _ in todo],
+                tasks,
                 workers=workers,
                 limits=limits,
             )
@@ -372,6 +385,10 @@ def ingest_client(
             storage.write_parquet(parsed, result.samples.assign(sourceFile=key))
             rej = ledger_types(result.rejects.assign(file=key)) if len(result.rejects) else empty_rejects()
             storage.write_parquet(parsed.replace(".parquet", ".rejects.parquet"), rej)
+            if result.row_cache is not None:
+                _write_row_cache(storage, parsed, result.row_cache)
+            rows_reused += int(result.info.get("rows_reused", 0))
+            rows_reparsed += int(result.info.get("rows_parsed", result.info.get("rows_read", 0)))
             parsed_now += 1
             cleared = int(result.samples["cellsCleared"].sum()) if "cellsCleared" in result.samples else 0
             rows.append(
@@ -399,8 +416,58 @@ def ingest_client(
     for c in ("key", "sha256", "lab_format", "status", "reason", "parsed_path", "reader_version"):
         registry[c] = registry[c].astype("string")
     return BronzeBatch(
-        registry, parsed_now, len(rows) - parsed_now - len(quarantined), quarantined, warnings, repairs
+        registry,
+        parsed_now,
+        len(rows) - parsed_now - len(quarantined),
+        quarantined,
+        warnings,
+        repairs,
+        rows_reused,
+        rows_reparsed,
     )
+
+
+def _row_cache_paths(parsed: str) -> tuple[str, str]:
+    """The row digests and the ledger order of a cached parse, beside its samples."""
+    return parsed.replace(".parquet", ".rows.parquet"), parsed.replace(".parquet", ".rejects_order.parquet")
+
+
+def _write_row_cache(storage: Storage, parsed: str, cache: RowCache) -> None:
+    rows_path, order_path = _row_cache_paths(parsed)
+    storage.write_parquet(rows_path, cache.rows.assign(context=cache.context))
+    storage.write_parquet(order_path, pd.DataFrame({"call": cache.reject_calls.astype("int64")}))
+
+
+def _row_cache(storage: Storage, previous, warning) -> RowCache | None:
+    """The row cache of the previous parse of a file key (same reader version), or None.
+
+    A cumulative workbook re-sent with more rows is then parsed only for its new or changed rows.
+    A cache that cannot be read only costs a full parse (with a warning).
+    """
+    if previous is None or previous.status != "ok" or not previous.parsed_path:
+        return None
+    rows_path, order_path = _row_cache_paths(previous.parsed_path)
+    try:
+        if not (storage.exists(rows_path) and storage.exists(order_path)):
+            return None
+        rows = storage.read_parquet(rows_path)
+        rej_path = previous.parsed_path.replace(".parquet", ".rejects.parquet")
+        rejects = storage.read_parquet(rej_path) if storage.exists(rej_path) else empty_rejects()
+        calls = storage.read_parquet(order_path)["call"].to_numpy()
+        if len(calls) != len(rejects) or not len(rows):
+            raise ValueError("the row cache does not match its parse")
+        return RowCache(
+            str(rows["context"].iloc[0]),
+            rows[["row", "hash"]],
+            storage.read_parquet(previous.parsed_path),
+            ledger_types(rejects),
+            calls,
+        )
+    except Exception as exc:
+        warning(
+            f"{previous.key}: row cache not used ({type(exc).__name__}: {exc}); the file is parsed in full"
+        )
+        return None
 
 
 def unknown_client_folders(storage: Storage, clients) -> list[str]:

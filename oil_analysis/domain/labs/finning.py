@@ -11,6 +11,7 @@ The ``COOLANT`` sheet is not oil: it is ignored and its sample count reported in
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import zipfile
 
@@ -24,10 +25,12 @@ from .common import (
     EXCEL_ERRORS,
     LabFileError,
     ReadResult,
+    RowCache,
     censored_json,
     concat_rejects,
     excel_error,
     identifier_text,
+    ledger_types,
     parse_dates,
     parse_flags,
     parse_number_cells,
@@ -79,6 +82,13 @@ IDENTITY_EMPTY = {
 DEFAULT_MAX_XML_MB = 256.0
 DEFAULT_MAX_CELLS = 5_000_000
 PARTICLE_FIELD = "ISO"
+# Bump when a row's parse changes in a way the catalog version does not show (drops the row caches).
+ROW_CACHE_VERSION = "finning-rows-1"
+_DISAGREES = "repeated column disagrees with "
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def _dedupe_header(header: list) -> list[str]:
@@ -110,13 +120,19 @@ def _sheet_rows(wb: CalamineWorkbook, name: str, sheet: str) -> list[list]:
         raise LabFileError(name, f"sheet cannot be read ({type(exc).__name__}: {exc})", sheet=sheet) from None
 
 
-def _dates(cells: np.ndarray, index: pd.Index) -> tuple[pd.Series, np.ndarray]:
+def _all_dates(cells) -> bool:
+    """True when a column holds only date cells and blanks (the fast path of :func:`_dates`)."""
+    return all(v is None or v == "" or isinstance(v, dt.date) for v in cells)
+
+
+def _dates(cells: np.ndarray, index: pd.Index, fast: bool | None = None) -> tuple[pd.Series, np.ndarray]:
     """Date cells → naive timestamps and the problem of each bad cell (None when fine).
 
     Fast path for the usual column of date cells and blanks; any other physical type (text in
     day-first or ISO form, Excel serial or epoch numbers) goes through :func:`parse_dates`.
+    ``fast``: the path chosen over the whole column (when only some of its rows are parsed here).
     """
-    if all(v is None or isinstance(v, dt.date) for v in cells):
+    if fast if fast is not None else _all_dates(cells):
         out = pd.Series(np.array(cells, dtype="datetime64[us]"), index=index)
         return out, np.full(len(cells), None, dtype=object)
     out, problem = parse_dates(pd.Series(cells, index=index, dtype=object))
@@ -166,6 +182,7 @@ def read_finning_workbook(
     *,
     max_xml_mb: float = DEFAULT_MAX_XML_MB,
     max_cells: int = DEFAULT_MAX_CELLS,
+    previous: RowCache | None = None,
 ) -> ReadResult:
     """Read one Finning workbook into tidy samples.
 
@@ -180,6 +197,12 @@ def read_finning_workbook(
 
     The sheet is handled column by column as plain arrays (calamine's rows transposed once), and
     every numeric column is parsed in one pass: a workbook costs little more than calamine's read.
+
+    ``previous``: the :class:`RowCache` of an earlier parse of the same file (a lab re-sends its
+    cumulative workbook with more rows). Raw rows identical to rows of that parse (same cells, same
+    header and rules) take their samples and ledger records from it, under their new row numbers;
+    only the other rows are parsed. The result is the same as a full parse (``info``:
+    ``rows_reused``, ``rows_parsed``); the result's ``row_cache`` serves the next re-send.
     """
     catalog = catalog or load_catalog()
     name = os.path.basename(path)
@@ -225,8 +248,101 @@ def read_finning_workbook(
     if not kept_rows:
         raise LabFileError(name, "no sample rows below the header", sheet=OIL_SHEET, row=FIRST_DATA_ROW)
     position = {h: j for j, h in enumerate(header)}
-    columns = list(zip(*kept_rows, strict=True))
+    # The reader's column-wide choices are part of every row's context: a change re-parses all rows.
+    date_fast = {
+        src: _all_dates([r[position[src]] for r in kept_rows]) for src in DATE_COLUMNS if src in position
+    }
+    context = _digest(repr((ROW_CACHE_VERSION, catalog.version, header, sorted(date_fast.items()))))
+    hashes = [_digest(repr(r)) for r in kept_rows]
+    rows_at = index.to_numpy()
+    old_row: dict[str, int] = {}
+    if previous is not None and previous.context == context:
+        old_row = dict(zip(previous.rows["hash"], previous.rows["row"].astype("int64"), strict=True))
+    reuse = np.array([h in old_row for h in hashes], dtype=bool)
+    parts, ledgers, orders, rows_rejected = [], [], [], 0
+    if not reuse.all():
+        fresh = [r for r, u in zip(kept_rows, reuse, strict=True) if not u]
+        kept, rej, order, rows_rejected = _parse_rows(name, header, fresh, index[~reuse], catalog, date_fast)
+        parts.append(kept)
+        ledgers.append(rej)
+        orders.append(order)
     del kept_rows
+    if reuse.any():
+        pairs = pd.DataFrame(
+            {"old": [old_row[h] for h, u in zip(hashes, reuse, strict=True) if u], "new": rows_at[reuse]}
+        )
+        old = previous.samples.reset_index(drop=True)
+        old_at = pd.Series(np.arange(len(old)), index=old["sourceRow"].to_numpy())
+        had = pairs["old"].isin(old_at.index)
+        again = old.iloc[old_at[pairs["old"][had]].to_numpy()].reset_index(drop=True)
+        again["sourceRow"] = pairs["new"][had].to_numpy().astype("int64")
+        parts.append(again)
+        rows_rejected += int((~had).sum())  # a non-blank row without a sample was rejected
+        old_rej = previous.rejects.assign(_call=previous.reject_calls).reset_index(drop=True)
+        moved = old_rej.merge(pairs, left_on="row", right_on="old", how="inner", sort=False)
+        moved["row"] = moved["new"]
+        ledgers.append(moved.drop(columns=["_call", "old", "new"]))
+        orders.append(moved["_call"].to_numpy())
+    samples = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+    if len(parts) > 1:
+        wanted = parts[0].dtypes
+        changed = {c: t for c, t in wanted.items() if samples[c].dtype != t}
+        if changed:  # e.g. a column with no value in one part
+            samples = samples.astype(changed)
+        samples = samples.sort_values("sourceRow", kind="mergesort").reset_index(drop=True)
+    samples["sourceFile"] = name
+    rejects = concat_rejects(ledgers)
+    calls = np.concatenate(orders) if orders else np.zeros(0, dtype="int64")
+    if len(rejects):
+        rejects["file"] = name
+        by = np.lexsort((rejects["row"].to_numpy(), calls[: len(rejects)]))
+        calls = calls[by]
+        rejects = ledger_types(rejects.iloc[by].reset_index(drop=True))
+    info = {
+        "file": name,
+        "lab_format": LAB_FORMAT,
+        "rows_read": int(len(index)),
+        "empty_rows_skipped": int(n_empty),
+        "samples": int(len(samples)),
+        "rows_rejected": rows_rejected,
+        "cells_cleared": int(samples["cellsCleared"].sum()),
+        "excel_error_cells": int(len(oil_scan.errors)) if oil_scan else 0,
+        "coolant_samples_ignored": int(coolant),
+        "repeated_column_disagreements": _disagreements(rejects),
+        "rows_reused": int(reuse.sum()),
+        "rows_parsed": int((~reuse).sum()),
+    }
+    cache = RowCache(
+        context, pd.DataFrame({"row": rows_at.astype("int64"), "hash": hashes}), samples, rejects, calls
+    )
+    return ReadResult(samples=samples, rejects=rejects, info=info, row_cache=cache)
+
+
+def _disagreements(rejects: pd.DataFrame) -> dict[str, int]:
+    """``{"Si/Si.1": n}``: samples whose repeated element columns disagree, from the ledger."""
+    out: dict[str, int] = {}
+    if not len(rejects):
+        return out
+    for column, reason in zip(rejects["column"], rejects["reason"], strict=True):
+        if isinstance(reason, str) and reason.startswith(_DISAGREES):
+            first = reason[len(_DISAGREES) :].split("'", 2)[1]
+            key = f"{first}/{column}"
+            out[key] = out.get(key, 0) + 1
+    return out
+
+
+def _parse_rows(
+    name: str, header: list[str], kept_rows: list[list], index: pd.Index, catalog: Catalog, date_fast: dict
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, int]:
+    """The reader's per-row work on some non-blank rows (Excel row numbers in ``index``).
+
+    Every result of a row depends only on that row and the header (column-wide choices come in
+    ``date_fast``). Returns the kept samples, the ledger, the call number of each ledger record
+    (its order key with the row) and the number of rejected rows.
+    """
+
+    position = {h: j for j, h in enumerate(header)}
+    columns = list(zip(*kept_rows, strict=True))
     cache: dict[str, np.ndarray] = {}
 
     def cells(column: str) -> np.ndarray:
@@ -243,9 +359,15 @@ def read_finning_workbook(
     cleared = np.zeros(n, dtype="int64")
     sample_ids = pd.Series([None] * n, dtype="string")
 
+    # Each reject/clear call has its number, the same in every parse of the same header: the ledger
+    # is in (call, row) order, so the records of rows parsed at different times merge in that order.
+    calls: list[np.ndarray] = []
+    call = [0]
+
     def reject(mask: np.ndarray, column: str, reason) -> None:
         """Reject whole samples (invalid identity); one reason per sample: the first found."""
         nonlocal bad_rows
+        call[0] += 1
         mask = mask & ~bad_rows
         if mask.any():
             rows_at = pd.Series(index[mask], dtype="int64")
@@ -254,10 +376,12 @@ def read_finning_workbook(
             part = reject_rows(name, OIL_SHEET, rows_at, column, values, "", sample_numbers=sample_ids[mask])
             part["reason"] = why
             records.append(part)
+            calls.append(np.full(len(part), call[0]))
             bad_rows = bad_rows | mask
 
     def clear(problem: np.ndarray, column: str) -> np.ndarray:
         """Record the cells of ``column`` with a problem (cleared, sample kept); returns the mask."""
+        call[0] += 1
         mask = np.array([p is not None for p in problem], dtype=bool)
         if mask.any():
             part = reject_rows(
@@ -272,6 +396,7 @@ def read_finning_workbook(
             )
             part["reason"] = [f"{p}; cell cleared, sample kept" for p in problem[mask]]
             records.append(part)
+            calls.append(np.full(len(part), call[0]))
             cleared[mask] += 1
         return mask
 
@@ -312,20 +437,22 @@ def read_finning_workbook(
         reject(out[dst].isna().to_numpy(), src, IDENTITY_EMPTY[dst])
     for src, dst in DATE_COLUMNS.items():
         if src in position:
-            out[dst], problem = _dates(cells(src), index)
+            out[dst], problem = _dates(cells(src), index, date_fast.get(src))
             if dst == "sampleDate":
                 has = np.array([p is not None for p in problem], dtype=bool)
                 reject(has, src, problem)
                 reject(out[dst].isna().to_numpy(), src, "sample date is empty")
             else:
                 has = clear(np.where(bad_rows, None, problem), src)
-                out[dst] = out[dst].mask(has)
+                if has.any():  # most columns have no bad cell: no copy
+                    out[dst] = out[dst].mask(has)
         else:
             out[dst] = pd.Series(pd.NaT, index=index, dtype="datetime64[us]")
     for src, dst in TEXT_COLUMNS.items():
         if src in position and src not in IDENTITY_TEXT:
             has = clear(np.where(bad_rows, None, text_errors(src)), src)
-            out[dst] = out[dst].mask(pd.Series(has, index=out[dst].index))
+            if has.any():
+                out[dst] = out[dst].mask(pd.Series(has, index=out[dst].index))
     out["labDate"] = out["reportDate"]
 
     # Every numeric cell (meters and the copies of each essay column) parsed in one pass.
@@ -379,10 +506,10 @@ def read_finning_workbook(
             differ = ~np.isnan(value) & ~np.isnan(v2) & (value != v2) & ~bad_rows
             if differ.any():
                 disagreements[f"{copies[0]}/{extra}"] = int(differ.sum())
-                why = np.where(
-                    differ, f"repeated column disagrees with {copies[0]!r} ({essay} unknown)", None
-                )
+                why = np.where(differ, f"{_DISAGREES}{copies[0]!r} ({essay} unknown)", None)
                 clear(why, extra)
+            else:
+                call[0] += 1  # the same call numbers whether or not these rows disagree
             value = np.where(np.isnan(value), v2, value)
             value[differ] = np.nan
         essays[essay] = value
@@ -423,21 +550,9 @@ def read_finning_workbook(
     frame["cellsCleared"] = cleared
     kept = frame[~bad_rows].reset_index(drop=True)
     rejects = concat_rejects(records)
+    order = np.concatenate(calls) if calls else np.zeros(0, dtype="int64")
     if len(rejects):  # a rejected sample's record is its identity reason, not its other cells
         dropped = set(index[bad_rows])
-        rejects = rejects[~((rejects["action"] == CELL_CLEARED) & rejects["row"].isin(dropped))].reset_index(
-            drop=True
-        )
-    info = {
-        "file": name,
-        "lab_format": LAB_FORMAT,
-        "rows_read": int(n),
-        "empty_rows_skipped": int(n_empty),
-        "samples": int(len(kept)),
-        "rows_rejected": int(bad_rows.sum()),
-        "cells_cleared": int(cleared[~bad_rows].sum()),
-        "excel_error_cells": int(len(oil_scan.errors)) if oil_scan else 0,
-        "coolant_samples_ignored": int(coolant),
-        "repeated_column_disagreements": disagreements,
-    }
-    return ReadResult(samples=kept, rejects=rejects, info=info)
+        drop = ((rejects["action"] == CELL_CLEARED) & rejects["row"].isin(dropped)).to_numpy()
+        rejects, order = rejects[~drop].reset_index(drop=True), order[~drop]
+    return kept, rejects, order, int(bad_rows.sum())

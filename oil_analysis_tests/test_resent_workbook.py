@@ -1,0 +1,129 @@
+"""A cumulative workbook re-sent with more rows: its unchanged rows are not parsed again, and the
+result (samples, reject ledger, silver) is exactly that of a full parse."""
+
+from __future__ import annotations
+
+import pandas as pd
+from dagster import DagsterInstance, materialize
+
+from oil_analysis.definitions import all_assets, build_resources
+from oil_analysis.domain.labs.finning import read_finning_workbook
+
+from .builders import finning_row, write_finning
+
+SAMPLE = "No. de control de laboratorio"
+
+
+def month_one() -> list[dict]:
+    rows = [finning_row(i) for i in range(8)]
+    rows[2]["Horas"] = "mil"  # a bad cell: cleared, recorded
+    rows[3]["ID de equipo"] = None  # an invalid identity: the sample is rejected
+    rows[4]["Fe.1"] = 99  # repeated Fe copies disagree: Fe cleared, recorded
+    rows[5]["Cu"] = "<1"  # a censored reading
+    return rows
+
+
+def month_two() -> list[dict]:
+    rows = month_one()
+    rows[1]["Si"] = 40  # a correction of an old row
+    rows += [finning_row(8), finning_row(9, Cu="#VALUE!"), finning_row(10, **{"Fe.1": 7})]
+    return rows
+
+
+def write(path, rows):
+    return write_finning(path, rows, dup_keys=True)
+
+
+def with_fe_copies(rows: list[dict]) -> list[dict]:
+    """``dup_keys`` reads the second Fe/Si from ``Fe.1``/``Si.1``: the copies agree unless set."""
+    for r in rows:
+        r.setdefault("Fe.1", r["Fe"])
+        r.setdefault("Si.1", r["Si"])
+    return rows
+
+
+def test_resent_workbook_reuses_unchanged_rows_and_equals_a_full_parse(tmp_path):
+    path = tmp_path / "T-01.xlsx"
+    write(path, with_fe_copies(month_one()))
+    first = read_finning_workbook(str(path))
+    assert first.info["rows_reused"] == 0 and first.info["rows_parsed"] == 8
+    write(path, with_fe_copies(month_two()))
+    full = read_finning_workbook(str(path))
+    again = read_finning_workbook(str(path), previous=first.row_cache)
+    pd.testing.assert_frame_equal(again.samples, full.samples)
+    pd.testing.assert_frame_equal(again.rejects, full.rejects)
+    counters = ("rows_reused", "rows_parsed")
+    assert {k: v for k, v in again.info.items() if k not in counters} == {
+        k: v for k, v in full.info.items() if k not in counters
+    }
+    # 7 old rows unchanged (the rejected one, the cleared cells and the disagreement included);
+    # the corrected row and the 3 new ones parsed.
+    assert (again.info["rows_reused"], again.info["rows_parsed"]) == (7, 4)
+    assert full.info["repeated_column_disagreements"] == {"Fe/Fe.1": 2}
+    reasons = set(zip(full.rejects["row"].astype(int), full.rejects["column"], strict=True))
+    assert {(6, "ID de equipo"), (5, "Horas"), (7, "Fe.1"), (12, "Cu"), (13, "Fe.1")} <= reasons
+    samples = again.samples.set_index("sampleNumber")
+    assert samples.loc["R120-00000-0001", "si"] == 40
+    # The row cache of a partly reused parse serves the next re-send: nothing parsed.
+    third = read_finning_workbook(str(path), previous=again.row_cache)
+    assert (third.info["rows_reused"], third.info["rows_parsed"]) == (11, 0)
+    pd.testing.assert_frame_equal(third.samples, full.samples)
+    pd.testing.assert_frame_equal(third.rejects, full.rejects)
+
+
+def test_rows_moved_or_header_changed(tmp_path):
+    path = tmp_path / "T-01.xlsx"
+    rows = with_fe_copies(month_one())
+    write(path, rows)
+    first = read_finning_workbook(str(path))
+    write(path, [with_fe_copies([finning_row(20)])[0], *rows])  # a row inserted on top: rows move
+    moved = read_finning_workbook(str(path), previous=first.row_cache)
+    full = read_finning_workbook(str(path))
+    assert (moved.info["rows_reused"], moved.info["rows_parsed"]) == (8, 1)
+    pd.testing.assert_frame_equal(moved.samples, full.samples)
+    pd.testing.assert_frame_equal(moved.rejects, full.rejects)
+    # Another header (a column more): every row is parsed again.
+    from .builders import FINNING_HEADER
+
+    write_finning(path, rows, header=[*FINNING_HEADER, "Na"], dup_keys=True)
+    other = read_finning_workbook(str(path), previous=first.row_cache)
+    assert other.info["rows_reused"] == 0
+
+
+def run(root, instance, **config):
+    run_config = {"ops": {"silver_harmonized": {"config": config}}} if config else None
+    result = materialize(
+        all_assets,
+        partition_key="cda",
+        instance=instance,
+        resources=build_resources(str(root)),
+        run_config=run_config,
+    )
+    assert result.success
+    return {
+        e.asset_key.path[-1]: e.step_materialization_data.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
+
+
+def test_resent_workbook_through_the_graph_equals_a_full_build(data_root, tmp_path, monkeypatch):
+    # Two trucks, so the limits have groups; one workbook re-sent with a correction and new rows.
+    path = write(data_root / "bronze/cda/T-01.xlsx", with_fe_copies(month_one()))
+    other = [finning_row(i, **{SAMPLE: f"R121-00000-{i:04d}", "ID de equipo": "T-02"}) for i in range(8)]
+    write(data_root / "bronze/cda/T-02.xlsx", with_fe_copies(other))
+    with DagsterInstance.ephemeral() as instance:
+        run(data_root, instance)
+        write(path, with_fe_copies(month_two()))
+        meta = run(data_root, instance)
+    bronze = meta["bronze_lab_files"]
+    assert (bronze["rows_reused"].value, bronze["raw_rows_parsed_this_run"].value) == (7, 4)
+    fresh = tmp_path / "fresh"
+    (fresh / "bronze/cda").mkdir(parents=True)
+    for name in ("T-01.xlsx", "T-02.xlsx"):
+        (fresh / "bronze/cda" / name).write_bytes((data_root / "bronze/cda" / name).read_bytes())
+    monkeypatch.setenv("OIL_DATA_ROOT", str(fresh))
+    with DagsterInstance.ephemeral() as instance:
+        cold = run(fresh, instance)
+    assert cold["bronze_lab_files"]["rows_reused"].value == 0
+    for name in ("silver/harmonized/CDA.parquet", "silver/rejects/cda.parquet"):
+        assert (data_root / name).read_bytes() == (fresh / name).read_bytes(), name
