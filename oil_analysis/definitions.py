@@ -17,7 +17,11 @@ from .automation.retention import gold_history_retention, gold_history_retention
 from .automation.sensors import raw_files_local_sensor, raw_files_s3_sensor, weekly_limits_refresh
 from .resources.io_manager import LayoutIOManager
 from .resources.llm import LLMResource
+from .resources.sqlite_instance import install as install_sqlite_instance_tuning
 from .resources.storage import StorageResource
+
+# Every process that runs our steps writes its events into the local instance cheaply (see module).
+install_sqlite_instance_tuning()
 
 all_assets = load_assets_from_modules(asset_modules())
 
