@@ -24,6 +24,7 @@ from .automation.retention import gold_history_retention, gold_history_retention
 from .automation.sensors import raw_files_local_sensor, raw_files_s3_sensor, weekly_limits_refresh
 from .resources.io_manager import LayoutIOManager
 from .resources.llm import LLMResource
+from .resources.sqlite_instance import install as install_sqlite_instance_tuning
 from .resources.storage import StorageResource
 from .settings import get_settings
 
@@ -47,6 +48,9 @@ def _with_code_references(assets: list) -> list:
             )
     return list(assets)
 
+
+# Every process that runs our steps writes its events into the local instance cheaply (see module).
+install_sqlite_instance_tuning()
 
 all_assets = _with_code_references(load_assets_from_modules(asset_modules()))
 
