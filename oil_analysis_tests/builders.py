@@ -147,3 +147,25 @@ def als_frame(samples: list[dict]) -> pd.DataFrame:
         if c.endswith(("_test_translation_name", "_resultValue", "_test_order")):
             df[c] = df[c].astype("string")
     return df
+
+
+def run_cda(root, instance, **config) -> dict:
+    """Materialize every asset of ``cda`` under ``root`` (``config``: the silver step's) and return
+    each asset's materialization metadata by asset name; the run must succeed."""
+    from dagster import materialize
+
+    from oil_analysis.definitions import all_assets, build_resources
+
+    run_config = {"ops": {"silver_harmonized": {"config": config}}} if config else None
+    result = materialize(
+        all_assets,
+        partition_key="cda",
+        instance=instance,
+        resources=build_resources(str(root)),
+        run_config=run_config,
+    )
+    assert result.success
+    return {
+        e.asset_key.path[-1]: e.step_materialization_data.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }

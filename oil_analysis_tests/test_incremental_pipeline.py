@@ -13,6 +13,7 @@ from dagster import DagsterInstance, materialize
 from oil_analysis.definitions import all_assets, build_resources
 
 from .builders import finning_row, write_finning
+from .builders import run_cda as run
 from .conftest import DEMO_BRONZE
 
 DATA_FILES = [
@@ -22,22 +23,6 @@ DATA_FILES = [
     "gold/cda/limit_quality.parquet",
     "silver/stewart_limits/cda/latest.json",
 ]
-
-
-def run(root, instance, **config):
-    run_config = {"ops": {"silver_harmonized": {"config": config}}} if config else None
-    result = materialize(
-        all_assets,
-        partition_key="cda",
-        instance=instance,
-        resources=build_resources(str(root)),
-        run_config=run_config,
-    )
-    assert result.success
-    return {
-        e.asset_key.path[-1]: e.step_materialization_data.materialization.metadata
-        for e in result.get_asset_materialization_events()
-    }
 
 
 def digests(root) -> dict[str, str]:

@@ -4,12 +4,12 @@ result (samples, reject ledger, silver) is exactly that of a full parse."""
 from __future__ import annotations
 
 import pandas as pd
-from dagster import DagsterInstance, materialize
+from dagster import DagsterInstance
 
-from oil_analysis.definitions import all_assets, build_resources
 from oil_analysis.domain.labs.finning import read_finning_workbook
 
 from .builders import finning_row, write_finning
+from .builders import run_cda as run
 
 SAMPLE = "No. de control de laboratorio"
 
@@ -88,22 +88,6 @@ def test_rows_moved_or_header_changed(tmp_path):
     write_finning(path, rows, header=[*FINNING_HEADER, "Na"], dup_keys=True)
     other = read_finning_workbook(str(path), previous=first.row_cache)
     assert other.info["rows_reused"] == 0
-
-
-def run(root, instance, **config):
-    run_config = {"ops": {"silver_harmonized": {"config": config}}} if config else None
-    result = materialize(
-        all_assets,
-        partition_key="cda",
-        instance=instance,
-        resources=build_resources(str(root)),
-        run_config=run_config,
-    )
-    assert result.success
-    return {
-        e.asset_key.path[-1]: e.step_materialization_data.materialization.metadata
-        for e in result.get_asset_materialization_events()
-    }
 
 
 def test_resent_workbook_through_the_graph_equals_a_full_build(data_root, tmp_path, monkeypatch):
