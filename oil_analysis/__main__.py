@@ -32,7 +32,7 @@ def summarize(store: Storage, client: str) -> list[str]:
     lines = [f"== {client} ({CLIENTS[client].display_name}, {CLIENTS[client].lab_format})"]
     silver = store.read_parquet(layout.harmonized_path(client))
     latest = read_limits_pointer(store, client)  # a damaged pointer is rebuilt from the versions present
-    limits = store.read_parquet(f"{latest['path']}/stewart_limits.parquet")
+    limits = store.read_parquet(layout.limits_file(latest["path"]))
     reports = store.read_parquet(layout.gold_path(client, "classified_reports"))
     machines = store.read_parquet(layout.gold_path(client, "machine_status_current"))
     rc, mc = status_counts(reports["report_status"]), status_counts(machines["machine_status"])
@@ -50,8 +50,8 @@ def summarize(store: Storage, client: str) -> list[str]:
             lines.append(f"    needs attention: {r.unitId} {r.machine_status} (score {r.machine_score:g})")
     paths = [
         layout.harmonized_path(client),
-        f"{latest['path']}/stewart_limits.parquet",
-        f"{latest['path']}/stewart_limits.json",
+        layout.limits_file(latest["path"]),
+        layout.limits_file(latest["path"], "json"),
         layout.limits_latest(client),
         layout.gold_path(client, "classified_reports"),
         layout.gold_path(client, "machine_status_current"),

@@ -835,7 +835,7 @@ def past_limits(store: Storage, client: str, version: str) -> pd.DataFrame | Non
     """
     if not VERSION_RE.match(version):
         return None
-    path = f"{layout.limits_dir(client, version)}/stewart_limits.parquet"
+    path = layout.limits_file(layout.limits_dir(client, version))
     if not store.exists(path):
         return None
     df = store.read_parquet(path)

@@ -92,7 +92,7 @@ def limits_of_reports(store, client: str, previous, limits: pd.DataFrame) -> pd.
     version = str(previous["limits_version"].iloc[0])
     if version == str(limits["version"].iloc[0]):
         return None
-    path = f"{layout.limits_dir(client, version)}/stewart_limits.parquet"
+    path = layout.limits_file(layout.limits_dir(client, version))
     return store.read_parquet(path) if store.exists(path) else None
 
 

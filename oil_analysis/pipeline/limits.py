@@ -13,7 +13,7 @@ from ..domain.catalog import Catalog
 from ..domain.limits import LimitParams, compute_limits
 from ..domain.refresh import RefreshDecision, RefreshParams, decide_refresh
 from ..settings import get_settings
-from ..storage import runstate
+from ..storage import layout, runstate
 from ..storage.filesystem import Storage
 from ..storage.healing import read_limits_pointer
 
@@ -36,7 +36,7 @@ def current_limits(store, client: str, repairs: list | None = None) -> pd.DataFr
     pointer = read_limits_pointer(store, client, repairs)
     if pointer is None:
         return None
-    path = str(pointer["path"]).rstrip("/") + "/stewart_limits.parquet"
+    path = layout.limits_file(pointer["path"])
     return store.read_parquet(path) if store.exists(path) else None
 
 

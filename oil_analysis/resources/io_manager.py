@@ -123,8 +123,8 @@ class LayoutIOManager(ConfigurableIOManager):
         if obj.attrs.get("refreshed_at"):  # when the limits were last computed (age trigger)
             pointer["refreshed_at"] = str(obj.attrs["refreshed_at"])
         files = [
-            (f"{folder}/stewart_limits.parquet", parquet_bytes(_without_clock(obj)), len(obj)),
-            (f"{folder}/stewart_limits.json", json_bytes(limits_to_nested(obj)), len(obj)),
+            (layout.limits_file(folder), parquet_bytes(_without_clock(obj)), len(obj)),
+            (layout.limits_file(folder, "json"), json_bytes(limits_to_nested(obj)), len(obj)),
             (layout.limits_latest(client), json_bytes(pointer), None),  # last: names complete files
         ]
         records = write_files(commit, files)

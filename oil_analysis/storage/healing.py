@@ -130,7 +130,7 @@ def read_limits_pointer(store: Storage, client: str, repairs: list[dict] | None 
             doc = store.read_json(path)
             if not isinstance(doc, dict) or not {"version", "path"} <= set(doc):
                 raise ValueError("expected an object with 'version' and 'path'")
-            if store.exists(f"{str(doc['path']).rstrip('/')}/stewart_limits.parquet"):
+            if store.exists(layout.limits_file(doc["path"])):
                 return doc
             raise FileNotFoundError(f"it names {doc['path']}, whose stewart_limits.parquet is missing")
         except Exception as exc:

@@ -62,6 +62,12 @@ def limits_dir(client: str, version: str) -> str:
     return f"silver/stewart_limits/{client}/{version}"
 
 
+def limits_file(folder: str, ext: str = "parquet") -> str:
+    """The limits table of one version folder (``limits_dir`` or a ``latest.json``'s ``path``):
+    ``{folder}/stewart_limits.parquet``, or its nested ``.json`` twin."""
+    return f"{str(folder).rstrip('/')}/stewart_limits.{ext}"
+
+
 def limits_latest(client: str) -> str:
     return f"silver/stewart_limits/{client}/latest.json"
 
@@ -129,3 +135,25 @@ def history_path(client: str, day: str, name: str) -> str:
 
 def history_dir(client: str) -> str:
     return f"gold/{client}/_history"
+
+
+# Deprecated v1 paths, written only with LEGACY_EXPORTS=true (storage/legacy.py).
+LEGACY_LIMITS_JSON = "processed/stewart_limits.json"
+LEGACY_LIMITS_PARQUET = "processed/stewart_limits.parquet"
+
+
+def legacy_classified_path(client: str) -> str:
+    return f"processed/{client}_classified.parquet"
+
+
+def legacy_machine_status_path(client: str) -> str:
+    return f"processed/{client}_machine_status.parquet"
+
+
+def legacy_silver_path(client: str) -> str:
+    return f"to_consume/{client.upper()}.parquet"
+
+
+def legacy_consumer_path(client: str, table: str) -> str:
+    """The original consumers' fixed path of a gold table: ``to_consume/{client}/{table}.parquet``."""
+    return f"to_consume/{client}/{table}.parquet"

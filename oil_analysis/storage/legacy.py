@@ -23,8 +23,8 @@ from . import layout
 from .filesystem import Storage, json_bytes, parquet_bytes
 from .manifest import FileRecord, backoff
 
-LIMITS_JSON = "processed/stewart_limits.json"
-LIMITS_PARQUET = "processed/stewart_limits.parquet"
+LIMITS_JSON = layout.LEGACY_LIMITS_JSON
+LIMITS_PARQUET = layout.LEGACY_LIMITS_PARQUET
 V1_COLUMNS = [
     "client",
     "machine",
@@ -37,21 +37,11 @@ V1_COLUMNS = [
 PUBLISH_ATTEMPTS = 12
 
 
-def classified_path(client: str) -> str:
-    return f"processed/{client}_classified.parquet"
-
-
-def machine_status_path(client: str) -> str:
-    return f"processed/{client}_machine_status.parquet"
-
-
-def to_consume_path(client: str) -> str:
-    return f"to_consume/{client.upper()}.parquet"
-
-
-def consumer_path(client: str, table: str) -> str:
-    """The original consumers' fixed path of a gold table: ``to_consume/{client}/{table}.parquet``."""
-    return f"to_consume/{client}/{table}.parquet"
+# The v1 paths are declared in layout (every path of the product is); the short names stay here.
+classified_path = layout.legacy_classified_path
+machine_status_path = layout.legacy_machine_status_path
+to_consume_path = layout.legacy_silver_path
+consumer_path = layout.legacy_consumer_path
 
 
 _COPIES = {
@@ -114,9 +104,7 @@ def _sources(store: Storage, clients: list[str]) -> dict[str, dict]:
 
 
 def _render(store: Storage, sources: dict[str, dict]) -> tuple[bytes, bytes, int]:
-    ours = [
-        v1_limits(store.read_parquet(f"{doc['path']}/stewart_limits.parquet")) for doc in sources.values()
-    ]
+    ours = [v1_limits(store.read_parquet(layout.limits_file(doc["path"]))) for doc in sources.values()]
     keys = {c.upper() for c in sources}
     if store.exists(LIMITS_PARQUET):
         old = store.read_parquet(LIMITS_PARQUET)

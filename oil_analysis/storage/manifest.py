@@ -144,8 +144,8 @@ def _asset_files(store: Storage, client: str, asset: str) -> list[str] | None:
             return []
         folder = str(pointer["path"]).rstrip("/")
         return [
-            f"{folder}/stewart_limits.parquet",
-            f"{folder}/stewart_limits.json",
+            layout.limits_file(folder),
+            layout.limits_file(folder, "json"),
             layout.limits_latest(client),
         ]
     if asset in ("classified_reports", "machine_status_current", "limit_quality"):

@@ -40,7 +40,7 @@ def load_published(store, client: str, asset: str) -> pd.DataFrame:
             raise FileNotFoundError(
                 f"no limits published for {client}: {store.display(layout.limits_latest(client))}"
             )
-        return store.read_parquet(f"{latest['path']}/stewart_limits.parquet")
+        return store.read_parquet(layout.limits_file(latest["path"]))
     return store.read_parquet(asset_path(asset, client))
 
 
