@@ -149,9 +149,9 @@ def als_frame(samples: list[dict]) -> pd.DataFrame:
     return df
 
 
-def run_cda(root, instance, **config) -> dict:
-    """Materialize every asset of ``cda`` under ``root`` (``config``: the silver step's) and return
-    each asset's materialization metadata by asset name; the run must succeed."""
+def run_cda(root, instance, tags=None, **config) -> dict:
+    """Materialize every asset of ``cda`` under ``root`` (``config``: the silver step's; ``tags``: the
+    run's) and return each asset's materialization metadata by asset name; the run must succeed."""
     from dagster import materialize
 
     from oil_analysis.definitions import all_assets, build_resources
@@ -163,6 +163,7 @@ def run_cda(root, instance, **config) -> dict:
         instance=instance,
         resources=build_resources(str(root)),
         run_config=run_config,
+        tags=tags,
     )
     assert result.success
     return {

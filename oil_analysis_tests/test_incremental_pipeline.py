@@ -8,9 +8,7 @@ import shutil
 
 import pandas as pd
 import pytest
-from dagster import DagsterInstance, materialize
-
-from oil_analysis.definitions import all_assets, build_resources
+from dagster import DagsterInstance
 
 from .builders import finning_row, write_finning
 from .builders import run_cda as run
@@ -128,21 +126,10 @@ GOLD_FILES = [*DATA_FILES, "gold/cda/fleet_report.html"]
 
 
 def run_tagged(root, instance, tags=None, **config):
-    run_config = {"ops": {"silver_harmonized": {"config": config}}} if config else None
-    result = materialize(
-        all_assets,
-        partition_key="cda",
-        instance=instance,
-        resources=build_resources(str(root)),
-        run_config=run_config,
-        tags=tags,
-    )
-    assert result.success
+    """:func:`run` with run tags; the metadata as plain values."""
     return {
-        e.asset_key.path[-1]: {
-            k: v.value for k, v in e.step_materialization_data.materialization.metadata.items()
-        }
-        for e in result.get_asset_materialization_events()
+        asset: {k: v.value for k, v in meta.items()}
+        for asset, meta in run(root, instance, tags=tags, **config).items()
     }
 
 
