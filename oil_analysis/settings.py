@@ -602,8 +602,40 @@ def get_settings() -> Settings:
 
     AWS credentials are deliberately absent: the AWS SDKs read them from the standard chain
     (environment, profile, instance role), so they never pass through our code or config.
+    Settings are frozen, so one object serves every call with the same inputs: the declared
+    variables of the process environment, the env file's path and stamp, and the working directory
+    (a run asks for them a few hundred times; building them costs ~1 ms each).
     """
-    return Settings()
+    key = _settings_key()
+    cached = _SETTINGS.get(key)
+    if cached is None:
+        cached = Settings()
+        _SETTINGS.clear()  # only the latest inputs are kept: tests and CLIs change them
+        _SETTINGS[key] = cached
+    return cached
+
+
+_SETTINGS: dict[tuple, Settings] = {}
+_WATCHED: tuple[str, ...] = ()
+
+
+def _settings_key() -> tuple:
+    """What :func:`get_settings` depends on, cheap to compute."""
+    global _WATCHED
+    if not _WATCHED:
+        _WATCHED = (ENV_VAR, FILE_VAR, *(n for n in declared() if n not in (ENV_VAR, FILE_VAR)))
+    environ = os.environ
+    values = tuple(environ.get(n) for n in _WATCHED)
+    cwd = os.getcwd()
+    try:
+        env_file = _env_file(environ, cwd)
+    except FileNotFoundError:
+        env_file = None  # Settings() raises the clear error itself
+    stamp = None
+    if env_file is not None:
+        st = env_file.stat()
+        stamp = (str(env_file.resolve()), st.st_mtime_ns, st.st_size)
+    return values, cwd, stamp
 
 
 def child_env(**overrides: str) -> dict[str, str]:

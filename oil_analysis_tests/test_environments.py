@@ -106,6 +106,28 @@ def test_get_settings_follows_oil_env(tmp_path, monkeypatch):
         get_settings()
 
 
+def test_get_settings_is_reused_until_an_input_changes(tmp_path, monkeypatch):
+    """One frozen object per inputs (a run asks hundreds of times); any input change is seen at once:
+    a declared variable, the env file's content, the working directory."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("OIL_ENV_FILE", raising=False)
+    monkeypatch.delenv("OIL_DATA_ROOT", raising=False)
+    first = get_settings()
+    assert get_settings() is first
+    monkeypatch.setenv("OIL_DATA_ROOT", str(tmp_path / "a"))
+    assert get_settings().data_root == str(tmp_path / "a")
+    monkeypatch.delenv("OIL_DATA_ROOT")
+    env = tmp_path / ".env"
+    env.write_text(f"OIL_DATA_ROOT={tmp_path / 'b'}\n")
+    assert get_settings().data_root == str(tmp_path / "b")
+    env.write_text(f"OIL_DATA_ROOT={tmp_path / 'longer-name'}\n")
+    assert get_settings().data_root == str(tmp_path / "longer-name")
+    other = tmp_path / "other"
+    other.mkdir()
+    monkeypatch.chdir(other)
+    assert get_settings().data_root != str(tmp_path / "longer-name")
+
+
 def test_a_fresh_process_reads_the_env_file_and_never_writes_its_environment(tmp_path):
     """The env file and the defaults of OIL_ENV reach every reader (LLM resource, sensors) through the
     settings; importing the package and the definitions leaves os.environ exactly as it was."""
