@@ -315,9 +315,55 @@ def _summary(stats: dict, sources: pd.Series, rows: int) -> dict:
     }
 
 
-def _records(frame: pd.DataFrame, rows) -> dict[int, dict]:
-    rows = sorted(set(int(r) for r in rows))
-    return dict(zip(rows, frame.iloc[rows].to_dict("records"), strict=True))
+class _Columns:
+    """A frame's columns as object arrays, each converted on its first use (values as
+    ``DataFrame.to_dict("records")`` gives them). The advisors read a dozen of ~100 columns."""
+
+    def __init__(self, frame: pd.DataFrame):
+        self.frame = frame
+        self.names = list(frame.columns)
+        self.known = set(self.names)
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def value(self, column: str, row: int):
+        arr = self.arrays.get(column)
+        if arr is None:
+            col = self.frame[column]
+            if col.dtype.kind in "mM":
+                arr = np.array(list(col), dtype=object)  # Timestamp / Timedelta, as to_dict boxes them
+            else:
+                arr = col.to_numpy(dtype=object)
+            self.arrays[column] = arr
+        return arr[row]
+
+
+class _Row(Mapping):
+    """One row of a frame as a read-only mapping over :class:`_Columns` (no copy of the row)."""
+
+    __slots__ = ("_cols", "_row")
+
+    def __init__(self, cols: _Columns, row: int):
+        self._cols, self._row = cols, row
+
+    def __getitem__(self, column: str):
+        if column not in self._cols.known:
+            raise KeyError(column)
+        return self._cols.value(column, self._row)
+
+    def __contains__(self, column: object) -> bool:
+        return column in self._cols.known
+
+    def __iter__(self):
+        return iter(self._cols.names)
+
+    def __len__(self) -> int:
+        return len(self._cols.names)
+
+
+def _records(frame: pd.DataFrame, rows) -> dict[int, Mapping]:
+    """Row position → the row as a mapping, for the given positions."""
+    cols = _Columns(frame)
+    return {r: _Row(cols, r) for r in sorted(set(int(r) for r in rows))}
 
 
 # -- public API -----------------------------------------------------------------------------------

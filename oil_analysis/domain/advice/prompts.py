@@ -105,11 +105,20 @@ def _text(v) -> str | None:
     return None if v is None or not str(v).strip() else str(v).strip()
 
 
+_LABELS: dict[tuple[str, str], str] = {}
+
+
 def _essay_label(essay: str, catalog: Catalog) -> str:
-    if essay not in catalog.table.index:
-        return essay
-    name, unit = catalog.name_es(essay), catalog.unit(essay).replace("level", "nivel")
-    return name if name.endswith(unit) else f"{name} ({unit})"
+    key = (catalog.version, essay)  # a few dozen essays, asked once per breach of every report
+    label = _LABELS.get(key)
+    if label is None:
+        if essay not in catalog.table.index:
+            label = essay
+        else:
+            name, unit = catalog.name_es(essay), catalog.unit(essay).replace("level", "nivel")
+            label = name if name.endswith(unit) else f"{name} ({unit})"
+        _LABELS[key] = label
+    return label
 
 
 def _is_additive(b: Mapping, catalog: Catalog) -> bool:
@@ -127,7 +136,8 @@ def report_inputs(report_row: Mapping, previous_row: Mapping | None, catalog: Ca
     Additive breaches are listed apart, as information.
     """
     breaches, additives = [], []
-    for b in parse_breaches(report_row.get("breached_essays")):
+    parsed = parse_breaches(report_row.get("breached_essays"))
+    for b in parsed:
         essay = str(b.get("essay", ""))
         level, direction = str(b.get("level", "")), str(b.get("direction", "upper") or "upper")
         if _is_additive(b, catalog):
@@ -162,12 +172,13 @@ def report_inputs(report_row: Mapping, previous_row: Mapping | None, catalog: Ca
         )
     oil = " ".join(t for t in (_text(report_row.get("oilType")), _text(report_row.get("oilWeight"))) if t)
     prev_date = _date(previous_row.get("sampleDate")) if previous_row is not None else None
+    sample_date = _date(report_row.get("sampleDate"))
     days = None
-    if prev_date and _date(report_row.get("sampleDate")):
-        days = (pd.Timestamp(_date(report_row.get("sampleDate"))) - pd.Timestamp(prev_date)).days
+    if prev_date and sample_date:
+        days = (pd.Timestamp(sample_date) - pd.Timestamp(prev_date)).days
     action = graded_action(
         _text(report_row.get("report_status")) or "Normal",
-        parse_breaches(report_row.get("breached_essays")),
+        parsed,  # read only, here and above
         _text(report_row.get("componentName")),
     )
     water = _clean(report_row.get("countPreventedByWater"))
@@ -180,7 +191,7 @@ def report_inputs(report_row: Mapping, previous_row: Mapping | None, catalog: Ca
         "water_blocks_count": bool(water) if water is not None else False,
         "oil_hours": _float(report_row.get("oilMeter")),
         "oil": oil or None,
-        "sample_date": _date(report_row.get("sampleDate")),
+        "sample_date": sample_date,
         "previous_date": prev_date,
         "days_since_previous": days,
         "status": _text(report_row.get("report_status")),
