@@ -56,7 +56,11 @@ def gold_publication(context: AssetExecutionContext, storage: StorageResource) -
             data_version=DataVersion(fp),
         )
     day = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d")
-    reports = store.read_parquet(layout.gold_path(client, "classified_reports"))
+    # What the message needs of the reports: counts, version and the breaches of changed machines.
+    reports = store.read_parquet(
+        layout.gold_path(client, "classified_reports"),
+        columns=["sampleNumber", "report_status", "breached_essays", "limits_version"],
+    )
     machines = store.read_parquet(layout.gold_path(client, "machine_status_current"))
     version = str(reports["limits_version"].iloc[0]) if len(reports) else ""
     files = publication.snapshot_history(store, client, day, context.run_id, version or None)

@@ -288,8 +288,9 @@ class Storage:
         data = parquet_bytes(df)
         return self.write_bytes(path, data), len(data)
 
-    def read_parquet(self, path: str) -> pd.DataFrame:
-        return pq.read_table(io.BytesIO(self.read_bytes(path))).to_pandas()
+    def read_parquet(self, path: str, columns: list[str] | None = None) -> pd.DataFrame:
+        """The table at ``path`` (only ``columns`` when given: the others are not decoded)."""
+        return pq.read_table(io.BytesIO(self.read_bytes(path)), columns=columns).to_pandas()
 
     def write_json(self, path: str, doc) -> tuple[str, int]:
         data = json_bytes(doc)
