@@ -329,10 +329,8 @@ class _Columns:
         arr = self.arrays.get(column)
         if arr is None:
             col = self.frame[column]
-            if col.dtype.kind in "mM":
-                arr = np.array(list(col), dtype=object)  # Timestamp / Timedelta, as to_dict boxes them
-            else:
-                arr = col.to_numpy(dtype=object)
+            # Timestamps and Timedeltas boxed as to_dict boxes them; other dtypes as plain objects.
+            arr = np.array(list(col), dtype=object) if col.dtype.kind in "mM" else col.to_numpy(dtype=object)
             self.arrays[column] = arr
         return arr[row]
 
