@@ -22,6 +22,7 @@ from .assets.common import client_partitions
 from .automation.failures import run_failure_notification
 from .automation.retention import gold_history_retention, gold_history_retention_schedule
 from .automation.sensors import raw_files_local_sensor, raw_files_s3_sensor, weekly_limits_refresh
+from .resources.heap import freeze_imports, quick_exit_gc
 from .resources.io_manager import LayoutIOManager
 from .resources.llm import LLMResource
 from .resources.sqlite_instance import install as install_sqlite_instance_tuning
@@ -49,6 +50,8 @@ def _with_code_references(assets: list) -> list:
     return list(assets)
 
 
+# Registered first so it runs last at exit: no final walk of the imported heap (see module).
+quick_exit_gc()
 # Every process that runs our steps writes its events into the local instance cheaply (see module).
 install_sqlite_instance_tuning()
 
@@ -79,3 +82,5 @@ defs = Definitions(
     # Parallelism between clients comes from concurrent runs (docs/ARCHITECTURE.md, "Executor").
     executor=in_process_executor,
 )
+# Built once per process and kept to its end: later collections skip them (see module).
+freeze_imports()
