@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 from oil_analysis.domain.clients import load_clients
 from oil_analysis.pipeline.bronze import ingest_client
@@ -140,3 +141,27 @@ def test_corrupt_registry_reported_and_rebuilt_from_bronze(data_root):
     (repair,) = batch.repairs
     assert repair["path"].endswith("bronze/_registry/cda/registry.parquet") and "rebuilt" in repair["action"]
     assert any("registry.parquet could not be read" in w for w in batch.warnings)
+
+
+def test_replaced_file_of_same_size_and_old_modification_time_is_read_again(data_root, tmp_path):
+    """A re-sent file copied in with its sender's old modification time (``cp -p``, ``rsync -t``) and,
+    by chance, the same size as the previous one is still read: its arrival time changed."""
+    target = data_root / "bronze/cda/T-01.xlsx"
+    write_finning(target, [finning_row(i, Cu=10) for i in range(3)])
+    sizes = {}
+    for v in range(11, 40):  # another value with the same compressed size
+        other = write_finning(tmp_path / f"v{v}.xlsx", [finning_row(i, Cu=v) for i in range(3)])
+        sizes.setdefault(other.stat().st_size, other)
+    replacement = sizes[target.stat().st_size]
+    store = Storage.local(str(data_root))
+    store.write_parquet(
+        "bronze/_registry/cda/registry.parquet", ingest_client(store, CDA, workers=1).registry
+    )
+    stamp = target.stat().st_mtime_ns
+    replacement.replace(target)
+    os.utime(target, ns=(stamp, stamp))
+    assert target.stat().st_mtime_ns == stamp
+    batch = ingest_client(store, CDA, workers=1)
+    assert batch.parsed_now == 1
+    samples, _ = load_parsed(store, batch.registry)
+    assert samples[0]["cu"].tolist() != [10.0, 10.0, 10.0]

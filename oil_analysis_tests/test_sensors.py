@@ -119,6 +119,28 @@ def test_local_sensor_same_rules(data_root, tmp_path):
         assert [r.partition_key for r in requests] == ["cda"]
 
 
+def test_a_copy_that_keeps_an_old_modification_time_still_triggers(data_root):
+    """``cp -p``, ``rsync -t`` and unzip keep the sender's modification time, older than anything the
+    sensor has seen: the file's arrival (its status-change time) is what counts."""
+    shutil.copytree(DEMO_BRONZE / "cda", data_root / "bronze/cda")
+    with DagsterInstance.ephemeral() as instance:
+        requests, cursor = tick(raw_files_local_sensor, instance, None)
+        execute(instance, requests[0])
+        assert tick(raw_files_local_sensor, instance, cursor)[0] == []
+        sent = small_workbook(data_root.parent / "outbox" / "T-79.xlsx", 5)
+        month_ago = sent.stat().st_mtime - 30 * 86400
+        os.utime(sent, (month_ago, month_ago))  # as the lab's machine stamped it
+        arrived = data_root / "bronze/cda/T-79.xlsx"
+        shutil.copy2(sent, arrived)  # keeps the old modification time
+        assert arrived.stat().st_mtime == month_ago
+        requests, cursor = tick(raw_files_local_sensor, instance, cursor)
+        assert [r.partition_key for r in requests] == ["cda"]
+        assert any(v for k, v in requests[0].tags.items() if k.startswith("oil/file."))
+        execute(instance, requests[0])
+        reports = pd.read_parquet(data_root / "gold/cda/classified_reports.parquet")
+        assert reports["sampleNumber"].astype(str).str.startswith("R777-00005-").sum() == 4
+
+
 def test_product_outputs_and_foreign_keys_never_trigger():
     assert client_of("bronze/_quarantine/cda/x.xlsx", ["cda"])[1] == "product output (registry or quarantine)"
     assert client_of("bronze/acme/x.xlsx", ["cda"])[1] == "unknown client 'acme'"

@@ -73,7 +73,7 @@ def bronze_lab_files(context: AssetExecutionContext, storage: StorageResource):
         "bronze_listing",
         context.assets_def.code_versions_by_key.get(context.asset_key),
         {
-            "files": [(e.path, e.size, e.mtime_ns) for e in entries],
+            "files": [(e.path, e.size, e.arrived_ns) for e in entries],
             "max_file_mb": storage.max_file_mb(),
             "reader_version": READER_VERSION,
             "reader_limits": repr(limits),

@@ -77,16 +77,17 @@ def s3_listing(client, bucket: str, prefix: str):
 
 
 def local_listing(store: Storage, hashed_since: float):
-    """``listing(after, limit)`` over ``OIL_DATA_ROOT/bronze/``; the tag of a file modified since
-    ``hashed_since`` is its content hash (older files are not read)."""
+    """``listing(after, limit)`` over ``OIL_DATA_ROOT/bronze/``; the tag of a file arrived since
+    ``hashed_since`` is its content hash (older files are not read). A file's time is when it
+    arrived (``FileEntry.arrived_ns``): a copy that keeps an old modification time is still new."""
 
     def listing(after: str | None, limit: int) -> tuple[list[RawObject], bool]:
         entries = [e for e in store.list_files(layout.BRONZE + "/") if after is None or e.path > after]
         page = entries[:limit]
         out = []
         for e in page:
-            mtime = e.mtime_ns / 1e9
-            tag = f"{e.size}-{e.mtime_ns}"
+            mtime = e.arrived_ns / 1e9
+            tag = f"{e.size}-{e.arrived_ns}"
             if mtime >= hashed_since and e.path.split("/")[1] not in layout.RESERVED_BRONZE:
                 tag = hashlib.sha256(store.read_bytes(e.path)).hexdigest()[:40]
             out.append(RawObject(e.path, tag, mtime, e.size))

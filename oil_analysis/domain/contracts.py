@@ -236,7 +236,12 @@ BRONZE_REGISTRY = [
     Column("parse_seconds", F, "Seconds the parse took."),
     Column("reason", S, "Why the file was quarantined; null when it was parsed."),
     Column("parsed_path", S, "Where the parsed table of this content is kept; null when quarantined."),
-    Column("mtime_ns", I64, "Modification time (ns) when listed: an untouched file is not read again."),
+    Column(
+        "mtime_ns",
+        I64,
+        "Arrival time (ns) when listed: the later of the modification and status-change times, so a "
+        "copy that keeps an old modification time counts as new; an untouched file is not read again.",
+    ),
     Column("cells_cleared", I64, "Cells the reader cleared (the sample kept without that value)."),
     Column("reader_version", S, "Rules of the readers of the parse; another version means a new parse."),
 ]

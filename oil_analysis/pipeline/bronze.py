@@ -289,7 +289,7 @@ def ingest_client(
         warning(f"skipped {s}")
     for entry in entries:
         key = entry.path
-        mtimes[key] = entry.mtime_ns
+        mtimes[key] = entry.arrived_ns
         name = posixpath.basename(key)
         try:
             check_relative(key)
@@ -315,7 +315,7 @@ def ingest_client(
                     "parse_seconds": 0.0,
                     "reason": "not a sample file of this lab format (equipment metadata)",
                     "parsed_path": None,
-                    "mtime_ns": entry.mtime_ns,
+                    "mtime_ns": entry.arrived_ns,
                     "cells_cleared": 0,
                     "reader_version": READER_VERSION,
                 }
@@ -325,7 +325,7 @@ def ingest_client(
         if (
             same is not None
             and same.size == entry.size
-            and same.mtime_ns == entry.mtime_ns
+            and same.mtime_ns == entry.arrived_ns
             and (same.status == "quarantined" or (same.parsed_path and storage.exists(same.parsed_path)))
         ):
             rows.append(same._asdict())  # unchanged since the last run: not even read
@@ -341,7 +341,7 @@ def ingest_client(
         ):
             if is_tmp:
                 os.unlink(local)
-            rows.append({**known._asdict(), "key": key, "mtime_ns": entry.mtime_ns})
+            rows.append({**known._asdict(), "key": key, "mtime_ns": entry.arrived_ns})
             continue
         if not name.lower().endswith(suffixes):
             if is_tmp:

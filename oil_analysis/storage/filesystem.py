@@ -44,6 +44,14 @@ class FileEntry:
     path: str  # relative to the root
     size: int
     mtime_ns: int
+    # Local files: the inode's status-change time. Creating, copying in or renaming a file sets it to
+    # now even when the copy keeps an old modification time (``cp -p``, ``rsync -t``, unzip).
+    ctime_ns: int = 0
+
+    @property
+    def arrived_ns(self) -> int:
+        """When the file got its current content or place, as far as the backend tells."""
+        return max(self.mtime_ns, self.ctime_ns)
 
 
 class UnsafePathError(ValueError):
@@ -304,6 +312,10 @@ def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
+def _entry(path: str, st: os.stat_result) -> FileEntry:
+    return FileEntry(path, int(st.st_size), int(st.st_mtime_ns), int(st.st_ctime_ns))
+
+
 def _walk_local(base: str, start: str, skipped: list[str] | None) -> list[FileEntry]:
     """Files under ``start`` without leaving ``base``: real folders first, then linked folders whose
     target is inside the root and not listed yet; links out of the root and cycles are skipped."""
@@ -341,13 +353,13 @@ def _walk_local(base: str, start: str, skipped: list[str] | None) -> list[FileEn
                         linked.append(e.path)
                     elif os.path.isfile(target) and not e.name.startswith(".tmp-"):
                         st = os.stat(e.path)
-                        out.append(FileEntry(rel(e.path), int(st.st_size), int(st.st_mtime_ns)))
+                        out.append(_entry(rel(e.path), st))
                     continue
                 if e.is_dir(follow_symlinks=False):
                     stack.append(e.path)
                 elif e.is_file(follow_symlinks=False) and not e.name.startswith(".tmp-"):
                     st = e.stat(follow_symlinks=False)
-                    out.append(FileEntry(rel(e.path), int(st.st_size), int(st.st_mtime_ns)))
+                    out.append(_entry(rel(e.path), st))
             except FileNotFoundError:  # vanished while listing
                 continue
     return sorted(out, key=lambda e: e.path)
