@@ -211,3 +211,24 @@ def test_unchanged_rerun_reads_and_writes_no_table(cda_root, monkeypatch):
     assert tables == []
     assert all(m["unchanged"] for m in meta.values())
     assert meta["fleet_report"]["unchanged_since_run"] == meta["classified_reports"]["unchanged_since_run"]
+
+
+def test_a_published_file_edited_or_removed_by_hand_is_built_again(cda_root):
+    """The unchanged short-cut trusts a published file only while it is the one published (its size
+    and arrival time as stamped in its manifest part, else its sha256): an edit or a deletion by hand
+    is repaired by the next run, a touch that leaves the bytes alone is not work."""
+    with DagsterInstance.ephemeral() as instance:
+        run(cda_root, instance)
+        before = digests(cda_root)
+        reports = cda_root / "gold/cda/classified_reports.parquet"
+        edited = pd.read_parquet(reports).head(3)
+        edited.to_parquet(reports)  # someone "fixed" the gold by hand
+        (cda_root / "gold/cda/limit_quality.parquet").unlink()
+        html = cda_root / "gold/cda/fleet_report.html"
+        html.write_bytes(html.read_bytes())  # rewritten with the same bytes: a new arrival time
+        meta = run(cda_root, instance)
+    assert digests(cda_root) == before
+    assert meta["classified_reports"]["unchanged"].value is False
+    assert meta["limit_quality"]["unchanged"].value is False
+    assert meta["silver_harmonized"]["unchanged"].value is True
+    assert meta["fleet_report"]["unchanged"].value is True

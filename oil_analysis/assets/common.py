@@ -21,6 +21,7 @@ from dagster import (
     TableColumnConstraints,
     TableSchema,
     asset,
+    get_dagster_logger,
 )
 
 from ..domain.checks import CHECK_SPECS, CheckOutcome
@@ -28,7 +29,7 @@ from ..domain.classify import STATUSES
 from ..domain.clients import load_clients
 from ..resources import notify
 from ..settings import get_settings
-from ..storage import runstate
+from ..storage import manifest, runstate
 from ..storage.publication import published_path
 
 CLIENTS = load_clients(get_settings().clients_file)
@@ -157,13 +158,21 @@ def step_fingerprint(context, store, upstream: list[str], **params) -> str:
 
 def unchanged_state(store, client: str, asset: str, fp: str, path: str | None = None) -> dict | None:
     """The recorded state when the published output of ``asset`` already has fingerprint ``fp``
-    and its file (``path``, default: its IO manager path) is still there; None when the step has
-    work to do."""
+    and its files are as published (size and sha256 of its manifest part; without a part, its file
+    ``path``, default its IO manager path, exists); None when the step has work to do."""
     state = runstate.read_state(store, client, asset)
-    where = path or published_path(client, asset)
-    if state and state.get("fingerprint") == fp and store.exists(where):
-        return state
-    return None
+    if not state or state.get("fingerprint") != fp:
+        return None
+    problems = manifest.part_problems(store, client, asset)
+    if problems:
+        get_dagster_logger().warning(
+            f"{asset} of {client}: inputs unchanged but its published files changed since run "
+            f"{state.get('run_id')} ({'; '.join(problems[:3])}): built again"
+        )
+        return None
+    if problems is None and not store.exists(path or published_path(client, asset)):
+        return None
+    return state
 
 
 def scalar_metadata(metadata: dict) -> dict:

@@ -19,6 +19,7 @@ import json
 import os
 import posixpath
 import re
+import stat
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -198,12 +199,24 @@ class Storage:
             self.fs.get_file_info(pafs.FileSelector(self.base, recursive=False, allow_not_found=True))
 
     def exists(self, path: str) -> bool:
+        return self.stat(path) is not None
+
+    def stat(self, path: str) -> FileEntry | None:
+        """Size and times of the file at ``path`` (None when there is none), without reading it."""
         full = self.full(path)
+        if self.is_local:
+            with self._errors("reading", path):
+                try:
+                    st = os.stat(full)
+                except (FileNotFoundError, NotADirectoryError):
+                    return None
+            return _entry(path, st) if stat.S_ISREG(st.st_mode) else None
         with self._errors("reading", path):
             try:
-                return self.fs.get_file_info(full).type == pafs.FileType.File
+                info = self.fs.get_file_info(full)
+                return _info_entry(path, info) if info.type == pafs.FileType.File else None
             except OSError as exc:
-                if self.is_local or "ACCESS_DENIED" not in str(exc):
+                if "ACCESS_DENIED" not in str(exc):
                     raise
         # AWS answers a HEAD of a missing key with 403, not 404, when s3:ListBucket is granted only
         # under a prefix (deploy/iam-product-policy.json): look the key up in its folder instead.
@@ -213,7 +226,8 @@ class Storage:
         )
         with self._errors("listing", parent):
             infos = self.fs.get_file_info(sel)
-        return any(i.path == full and i.type == pafs.FileType.File for i in infos)
+        found = [i for i in infos if i.path == full and i.type == pafs.FileType.File]
+        return _info_entry(path, found[0]) if found else None
 
     def read_bytes(self, path: str) -> bytes:
         with self._errors("reading", path), self.fs.open_input_stream(self.full(path)) as f:
@@ -275,7 +289,7 @@ class Storage:
             rel = info.path[len(self.base) + 1 :]
             if posixpath.basename(rel).startswith(".tmp-"):
                 continue
-            out.append(FileEntry(rel, int(info.size or 0), int(info.mtime_ns or 0)))
+            out.append(_info_entry(rel, info))
         return sorted(out, key=lambda e: e.path)
 
     def local_copy(self, path: str, data: bytes | None = None) -> tuple[str, bool]:
@@ -314,6 +328,10 @@ def _inside(path: str, root: str) -> bool:
 
 def _entry(path: str, st: os.stat_result) -> FileEntry:
     return FileEntry(path, int(st.st_size), int(st.st_mtime_ns), int(st.st_ctime_ns))
+
+
+def _info_entry(path: str, info: pafs.FileInfo) -> FileEntry:
+    return FileEntry(path, int(info.size or 0), int(info.mtime_ns or 0))
 
 
 def _walk_local(base: str, start: str, skipped: list[str] | None) -> list[FileEntry]:

@@ -80,6 +80,13 @@ def write_part(
         "schema_version": SCHEMA_VERSION,
         "limits_version": limits_version,
         "files": [asdict(f) for f in sorted(files, key=lambda f: f.path)],
+        # Size and arrival time of each file as written: a later run sees from a stat, without
+        # reading it, that a file is still the one published (``part_problems``).
+        "stamps": {
+            f.path: [st.size, st.arrived_ns]
+            for f in files
+            if not f.shared and (st := store.stat(f.path)) is not None
+        },
     }
     store.write_bytes(part_path(client, asset), json_bytes(part))
     return publish(store, client, repairs)
@@ -251,15 +258,41 @@ def verify(store: Storage, client: str) -> list[str]:
     doc = read_manifest(store, client)
     if doc is None:
         return [f"no manifest at {store.display(manifest_path(client))}"]
+    return [p for f in doc["files"] if (p := _file_problem(store, f))]
+
+
+def _file_problem(store: Storage, f: dict) -> str | None:
+    """What is wrong with one listed file as stored now (None: as published)."""
+    if not store.exists(f["path"]):
+        return f"missing: {f['path']}"
+    if f.get("shared"):
+        return None
+    data = store.read_bytes(f["path"])
+    sha = hashlib.sha256(data).hexdigest()
+    if sha != f["sha256"] or len(data) != f["bytes"]:
+        return f"differs: {f['path']} (manifest {f['sha256'][:12]}, stored {sha[:12]})"
+    return None
+
+
+def part_problems(store: Storage, client: str, asset: str) -> list[str] | None:
+    """The files of one asset's part that are missing or differ from what was published (an edit
+    by hand, a restore of another day's copy); None when the asset has no readable part.
+
+    A file whose size and arrival time are those stamped at publication is not read; any other is
+    read and its sha256 compared (a file touched but identical is fine)."""
+    path = part_path(client, asset)
+    try:
+        part = store.read_json(path)
+        files, stamps = part["files"], part.get("stamps") or {}
+    except (FileNotFoundError, ValueError, KeyError, TypeError, AttributeError):
+        return None
     problems = []
-    for f in doc["files"]:
-        if not store.exists(f["path"]):
+    for f in files:
+        st = store.stat(f["path"])
+        if st is None:
             problems.append(f"missing: {f['path']}")
+        elif f.get("shared") or stamps.get(f["path"]) == [st.size, st.arrived_ns]:
             continue
-        if f.get("shared"):
-            continue
-        data = store.read_bytes(f["path"])
-        sha = hashlib.sha256(data).hexdigest()
-        if sha != f["sha256"] or len(data) != f["bytes"]:
-            problems.append(f"differs: {f['path']} (manifest {f['sha256'][:12]}, stored {sha[:12]})")
+        elif problem := _file_problem(store, f):
+            problems.append(problem)
     return problems
