@@ -18,7 +18,6 @@ from dagster import (
 )
 
 from .assets import asset_modules
-from .assets.common import client_partitions
 from .automation.failures import run_failure_notification
 from .automation.retention import gold_history_retention, gold_history_retention_schedule
 from .automation.sensors import raw_files_local_sensor, raw_files_s3_sensor, weekly_limits_refresh
@@ -59,8 +58,7 @@ all_assets = _with_code_references(load_assets_from_modules(asset_modules()))
 
 oil_analysis_job = define_asset_job(
     "oil_analysis_job",
-    selection=AssetSelection.all(),
-    partitions_def=client_partitions,
+    selection=AssetSelection.all(),  # partitioned per client: inferred from the assets
     description="Bronze → silver → gold for one client partition.",
 )
 

@@ -7,6 +7,7 @@ so that limits and classifications can say which catalog they were computed with
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass
 from functools import cache, cached_property
 from importlib import resources
@@ -78,7 +79,7 @@ def load_catalog() -> Catalog:
     """Load the shipped essay catalog (cached; it is immutable data)."""
     raw = resources.files("oil_analysis.reference").joinpath("essays.csv").read_bytes()
     table = pd.read_csv(
-        resources.files("oil_analysis.reference").joinpath("essays.csv").open("rb"),
+        io.BytesIO(raw),  # the bytes the version is computed from (and no file left open)
         dtype={"finning_column": "string", "als_test_name": "string"},
         keep_default_na=False,
         na_values={"min_value": [""], "max_value": [""], "finning_column": [""], "als_test_name": [""]},
