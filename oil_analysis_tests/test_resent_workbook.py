@@ -3,10 +3,14 @@ result (samples, reject ledger, silver) is exactly that of a full parse."""
 
 from __future__ import annotations
 
+import datetime as dt
+import subprocess
+import sys
+
 import pandas as pd
 from dagster import DagsterInstance
 
-from oil_analysis.domain.labs.finning import read_finning_workbook
+from oil_analysis.domain.labs.finning import _row_digests, read_finning_workbook
 
 from .builders import finning_row, write_finning
 from .builders import run_cda as run
@@ -88,6 +92,36 @@ def test_rows_moved_or_header_changed(tmp_path):
     write_finning(path, rows, header=[*FINNING_HEADER, "Na"], dup_keys=True)
     other = read_finning_workbook(str(path), previous=first.row_cache)
     assert other.info["rows_reused"] == 0
+
+
+ROWS = [
+    [1],
+    [1.0],
+    [True],
+    ["1"],
+    [0.0],
+    [-0.0],
+    [dt.date(2024, 1, 2)],
+    [dt.datetime(2024, 1, 2)],
+    ["", ""],
+    [None, ""],
+    ["a", "b"],
+    ["b", "a"],
+]
+
+
+def test_row_digests_tell_types_apart_and_are_stable_across_processes():
+    here = _row_digests(ROWS)
+    assert len(set(here)) == len(ROWS)  # 1, 1.0, True, "1", dates and datetimes all differ
+    # Equal cells held by one object or by two give the same digest (no pickle memo).
+    shared, copy = "ab" * 3, "".join(["ab"] * 3)
+    assert _row_digests([[shared, shared]]) == _row_digests([[shared, copy]])
+    code = (
+        "import datetime as dt, json; from oil_analysis.domain.labs.finning import _row_digests; "
+        "from oil_analysis_tests.test_resent_workbook import ROWS; print(json.dumps(_row_digests(ROWS)))"
+    )
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert other.stdout.strip() == str(here).replace("'", '"')
 
 
 def test_resent_workbook_through_the_graph_equals_a_full_build(data_root, tmp_path, monkeypatch):

@@ -179,8 +179,39 @@ def parse_number_cells(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     None for a good or empty cell, else the reason the cell cannot be used (the caller clears it and
     records the reason). Empty cells and "not determined" markers (:data:`NOT_DETERMINED`) are NaN
     without a problem; Excel error cells, text and non-finite numbers are problems. Decimal commas
-    and signs are kept. One ``to_numeric`` pass for the whole block, then text cells by unique value.
+    and signs are kept. Text cells are parsed once per distinct text (a lab column repeats a few
+    values thousands of times), other cells one by one: :func:`_number_cells`.
     """
+    cells = np.asarray(cells, dtype=object)
+    codes, uniques = pd.factorize(cells)
+    # Only text is parsed by distinct value: numbers, booleans and dates, which Python may find equal
+    # across types (1 == 1.0 == True), stay cell by cell. The one parse sees every kind of value of
+    # the block (and an empty cell when it has one), so ``to_numeric`` decides as over the block.
+    uniques = np.asarray(uniques, dtype=object)
+    is_text = np.fromiter((type(u) is str for u in uniques), dtype=bool, count=len(uniques))
+    present = codes >= 0
+    text = present.copy()
+    text[present] = is_text[codes[present]]
+    other = present & ~text
+    k = int(is_text.sum())
+    block = [uniques[is_text], cells[other]]
+    if not present.all():
+        block.append(np.array([None], dtype=object))
+    v, c, p = _number_cells(np.concatenate(block))
+    at = np.full(len(uniques), -1, dtype=np.int64)
+    at[is_text] = np.arange(k)
+    value = np.full(len(cells), np.nan)
+    censor = np.full(len(cells), "", dtype=object)
+    problem = np.full(len(cells), None, dtype=object)
+    pick = at[codes[text]]
+    value[text], censor[text], problem[text] = v[pick], c[pick], p[pick]
+    rest = slice(k, k + int(other.sum()))
+    value[other], censor[other], problem[other] = v[rest], c[rest], p[rest]
+    return value, censor, problem
+
+
+def _number_cells(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`parse_number_cells` cell by cell: one ``to_numeric`` pass, then text by unique value."""
     cells = np.asarray(cells, dtype=object)
     value = np.array(pd.to_numeric(pd.Series(cells, dtype=object), errors="coerce"), dtype=float)
     censor = np.full(len(cells), "", dtype=object)

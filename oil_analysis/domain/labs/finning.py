@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import os
+import pickle
 import zipfile
 
 import numpy as np
@@ -83,12 +85,32 @@ DEFAULT_MAX_XML_MB = 256.0
 DEFAULT_MAX_CELLS = 5_000_000
 PARTICLE_FIELD = "ISO"
 # Bump when a row's parse changes in a way the catalog version does not show (drops the row caches).
-ROW_CACHE_VERSION = "finning-rows-1"
+ROW_CACHE_VERSION = "finning-rows-2"
 _DISAGREES = "repeated column disagrees with "
 
 
 def _digest(text: str) -> str:
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def _row_digests(rows: list[list]) -> list[str]:
+    """A digest of each raw row: its cells' types and values exactly (``1``, ``1.0``, ``True`` and
+    ``"1"`` differ, a date differs from a datetime), the same in every process and run.
+
+    The row is pickled in fast mode (no memo): the bytes depend on the cells' types and values only,
+    never on which cells happen to share one object. About three times cheaper than ``repr``.
+    """
+    buf = io.BytesIO()
+    pickler = pickle.Pickler(buf, protocol=5)
+    pickler.fast = True
+    out = []
+    for r in rows:
+        buf.seek(0)
+        buf.truncate()
+        pickler.dump(r)
+        with buf.getbuffer() as view:
+            out.append(hashlib.blake2b(view, digest_size=16).hexdigest())
+    return out
 
 
 def _dedupe_header(header: list) -> list[str]:
@@ -253,7 +275,7 @@ def read_finning_workbook(
         src: _all_dates([r[position[src]] for r in kept_rows]) for src in DATE_COLUMNS if src in position
     }
     context = _digest(repr((ROW_CACHE_VERSION, catalog.version, header, sorted(date_fast.items()))))
-    hashes = [_digest(repr(r)) for r in kept_rows]
+    hashes = _row_digests(kept_rows)
     rows_at = index.to_numpy()
     old_row: dict[str, int] = {}
     if previous is not None and previous.context == context:
