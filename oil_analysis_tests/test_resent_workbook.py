@@ -75,6 +75,48 @@ def test_resent_workbook_reuses_unchanged_rows_and_equals_a_full_parse(tmp_path)
     pd.testing.assert_frame_equal(third.rejects, full.rejects)
 
 
+def test_ingest_reuses_the_earlier_parse_and_a_broken_one_costs_a_full_parse(tmp_path):
+    """Through the bronze intake (parse children): the earlier parse is read by the parent and
+    decoded by the child; one that cannot be decoded is a warning naming the file and a full parse,
+    with the same stored samples and ledger."""
+    from oil_analysis.domain.clients import load_clients
+    from oil_analysis.pipeline.bronze import ingest_client
+    from oil_analysis.storage import layout
+    from oil_analysis.storage.filesystem import Storage
+
+    store, client = Storage.local(str(tmp_path)), load_clients()["cda"]
+    path = tmp_path / "bronze" / "cda" / "T-01.xlsx"
+    stored = {}
+    for label in ("first", "resent", "broken"):
+        if label == "first":
+            write(path, with_fe_copies(month_one()))
+        elif label == "resent":
+            write(path, with_fe_copies(month_two()))
+        else:  # the same workbook re-sent again, its earlier parse's row digests broken
+            first = store.read_parquet(layout.registry_path("cda"))
+            rows_file = tmp_path / first["parsed_path"].iloc[0].replace(".parquet", ".rows.parquet")
+            rows_file.write_bytes(b"not parquet")
+            # A registry that no longer knows this content: the file is parsed again.
+            store.write_parquet(layout.registry_path("cda"), first.assign(sha256="other", size=0))
+        batch = ingest_client(store, client)
+        store.write_parquet(layout.registry_path("cda"), batch.registry)
+        parsed = batch.registry["parsed_path"].iloc[0]
+        stored[label] = (
+            store.read_parquet(parsed),
+            store.read_parquet(parsed.replace(".parquet", ".rejects.parquet")),
+        )
+        if label == "resent":
+            assert (batch.rows_reused, batch.rows_parsed) == (7, 4)
+            assert batch.warnings == []
+        if label == "broken":
+            assert (batch.rows_reused, batch.rows_parsed) == (0, 11)
+            assert len(batch.warnings) == 1
+            assert batch.warnings[0].startswith("bronze/cda/T-01.xlsx: row cache not used (")
+            assert batch.warnings[0].endswith("the file is parsed in full")
+    for a, b in zip(stored["resent"], stored["broken"], strict=True):
+        pd.testing.assert_frame_equal(a, b)
+
+
 def test_rows_moved_or_header_changed(tmp_path):
     path = tmp_path / "T-01.xlsx"
     rows = with_fe_copies(month_one())
