@@ -244,21 +244,25 @@ def parse_numbers(values: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
     )
 
 
+def flag_value(v) -> tuple[float, str | None]:
+    """One letter-flag cell → ``(level, problem)``: level NaN when empty or bad."""
+    if not_determined(v):
+        return np.nan, None
+    err = excel_error(v)
+    if err:
+        return np.nan, f"Excel error cell {err}"
+    t = str(v).strip().upper()
+    if t in FLAG_LEVELS:
+        return FLAG_LEVELS[t], None
+    return np.nan, "expected a flag letter N, T, P or E"
+
+
 def parse_flags(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Letter flags (N/T/P/E, case-insensitive) → ordinal 0..3. Returns ``(level, problem)``."""
     level = np.full(len(values), np.nan)
     problem = np.full(len(values), None, dtype=object)
     for i, v in enumerate(values.to_numpy(dtype=object)):
-        if not_determined(v):
-            continue
-        err = excel_error(v)
-        t = str(v).strip().upper()
-        if err:
-            problem[i] = f"Excel error cell {err}"
-        elif t in FLAG_LEVELS:
-            level[i] = FLAG_LEVELS[t]
-        else:
-            problem[i] = "expected a flag letter N, T, P or E"
+        level[i], problem[i] = flag_value(v)
     return pd.Series(level, index=values.index), pd.Series(problem, index=values.index, dtype=object)
 
 

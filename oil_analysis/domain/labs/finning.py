@@ -31,10 +31,10 @@ from .common import (
     censored_json,
     concat_rejects,
     excel_error,
+    flag_value,
     identifier_text,
     ledger_types,
     parse_dates,
-    parse_flags,
     parse_number_cells,
     reject_rows,
 )
@@ -170,17 +170,60 @@ def _text_value(v):
     return s if s else None
 
 
+def _text_cell(v):
+    return (v.strip() or None) if type(v) is str else _text_value(v)
+
+
+def _by_value(cells: np.ndarray, fn) -> np.ndarray:
+    """``[fn(v) for v in cells]`` as an object array, with ``fn`` called once per distinct text.
+
+    A lab column repeats a few texts hundreds of times. Only text cells share a result: numbers,
+    booleans and dates (which Python may find equal across types: ``1 == 1.0 == True``) and empty
+    cells other than None go through ``fn`` one by one.
+    """
+    codes, uniques = pd.factorize(cells)
+    is_text = np.fromiter((type(u) is str for u in uniques), dtype=bool, count=len(uniques))
+    results = np.empty(len(uniques) + 1, dtype=object)
+    for k, (u, t) in enumerate(zip(uniques, is_text, strict=True)):
+        if t:
+            results[k] = fn(u)
+    results[-1] = fn(None)  # code -1: an empty cell
+    out = results[codes]
+    odd = np.append(~is_text, False)[codes]
+    empty = np.flatnonzero(codes < 0)
+    if len(empty):
+        odd[empty] = [v is not None for v in cells[empty]]  # NaN, NaT: not None
+    for i in np.flatnonzero(odd):
+        out[i] = fn(cells[i])
+    return out
+
+
+def _present(problem: np.ndarray) -> np.ndarray:
+    """Mask of the cells with a problem (a reason, not None)."""
+    return np.not_equal(problem, None)
+
+
 def _text(values) -> pd.Series:
     """Cells → trimmed strings; whole-number floats lose their ``.0`` (Fluid Weight 60.0 → '60')."""
-    index = values.index if isinstance(values, pd.Series) else None
-    texts = [(v.strip() or None) if type(v) is str else _text_value(v) for v in values]
-    return pd.Series(texts, index=index, dtype="string")
+    return pd.Series(_by_value(np.asarray(values, dtype=object), _text_cell), dtype="string")
 
 
 def _flags(cells: np.ndarray, index: pd.Index) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`parse_flags` as arrays: ``(level, problem)``."""
-    level, problem = parse_flags(pd.Series(cells, index=index, dtype=object))
-    return level.to_numpy(float), problem.to_numpy(dtype=object)
+    """:func:`parse_flags` as arrays: ``(level, problem)``, by distinct value."""
+    pairs = _by_value(cells, flag_value)
+    level = np.fromiter((p[0] for p in pairs), dtype=float, count=len(pairs))
+    problem = np.empty(len(pairs), dtype=object)
+    problem[:] = [p[1] for p in pairs]
+    return level, problem
+
+
+def _text_error(v) -> str | None:
+    """The problem of a text cell: an Excel error only (any other text is a valid text)."""
+    if type(v) is str and v.lstrip()[:1] == "#":
+        err = excel_error(v)
+        if err:
+            return f"Excel error cell {err}"
+    return None
 
 
 _SOURCES: dict[tuple[str, str], dict[str, str]] = {}
@@ -248,7 +291,10 @@ def read_finning_workbook(
             column=missing[0],
         )
     width = len(header)
-    body = [r + [""] * (width - len(r)) if len(r) < width else r[:width] for r in rows[1:]]
+    body = [
+        r if len(r) == width else r + [""] * (width - len(r)) if len(r) < width else r[:width]
+        for r in rows[1:]
+    ]
     del rows
     # calamine reads Excel error cells as empty strings: put the error code back (from the XML scan)
     # so each cell is judged like any other bad value and recorded.
@@ -364,13 +410,14 @@ def _parse_rows(
     """
 
     position = {h: j for j, h in enumerate(header)}
-    columns = list(zip(*kept_rows, strict=True))
     cache: dict[str, np.ndarray] = {}
 
     def cells(column: str) -> np.ndarray:
-        """The column's cells as an object array, empty cells as None."""
+        """The column's cells as an object array, empty cells as None (only the columns read)."""
         if column not in cache:
-            a = np.array(columns[position[column]], dtype=object)
+            j = position[column]
+            a = np.empty(len(kept_rows), dtype=object)
+            a[:] = [r[j] for r in kept_rows]
             a[a == ""] = None
             cache[column] = a
         return cache[column]
@@ -404,7 +451,7 @@ def _parse_rows(
     def clear(problem: np.ndarray, column: str) -> np.ndarray:
         """Record the cells of ``column`` with a problem (cleared, sample kept); returns the mask."""
         call[0] += 1
-        mask = np.array([p is not None for p in problem], dtype=bool)
+        mask = _present(problem)
         if mask.any():
             part = reject_rows(
                 name,
@@ -427,15 +474,7 @@ def _parse_rows(
     def text_errors(column: str) -> np.ndarray:
         """Problems of a text column: Excel error cells only (any other text is a valid text)."""
         if column not in errors_of:
-            errors_of[column] = np.array(
-                [
-                    f"Excel error cell {excel_error(v)}"
-                    if type(v) is str and v.lstrip()[:1] == "#" and excel_error(v)
-                    else None
-                    for v in cells(column)
-                ],
-                dtype=object,
-            )
+            errors_of[column] = _by_value(cells(column), _text_error)
         return errors_of[column]
 
     out: dict[str, object] = {}
@@ -444,24 +483,25 @@ def _parse_rows(
             out[dst] = pd.Series([None] * n, dtype="string")
             continue
         problem = text_errors(src)
-        text = _text(cells(src))
-        bad = np.array([p is not None for p in problem], dtype=bool)
         if src in IDENTITY_TEXT:
+            bad = _present(problem)
             ids = {v: identifier_text(v) for v in set(cells(src)) if v is not None}
             text = pd.Series([ids.get(v) for v in cells(src)], dtype="string")
             text[bad] = pd.NA
+        else:
+            text = _text(cells(src))
         out[dst] = text
     sample_ids[:] = out["sampleNumber"].to_numpy()
     for src, dst in IDENTITY_TEXT.items():
         problem = text_errors(src)
-        has = np.array([p is not None for p in problem], dtype=bool)
+        has = _present(problem)
         reject(has, src, problem)
         reject(out[dst].isna().to_numpy(), src, IDENTITY_EMPTY[dst])
     for src, dst in DATE_COLUMNS.items():
         if src in position:
             out[dst], problem = _dates(cells(src), index, date_fast.get(src))
             if dst == "sampleDate":
-                has = np.array([p is not None for p in problem], dtype=bool)
+                has = _present(problem)
                 reject(has, src, problem)
                 reject(out[dst].isna().to_numpy(), src, "sample date is empty")
             else:
