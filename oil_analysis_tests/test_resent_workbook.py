@@ -117,6 +117,26 @@ def test_ingest_reuses_the_earlier_parse_and_a_broken_one_costs_a_full_parse(tmp
         pd.testing.assert_frame_equal(a, b)
 
 
+def test_a_cell_the_reader_does_not_read_changes_no_row(tmp_path):
+    """A row's digest covers the columns the reader reads: a note edited in another column leaves
+    the row reused, and the result is still that of a full parse."""
+    from .builders import FINNING_HEADER
+
+    path = tmp_path / "T-01.xlsx"
+    header = [*FINNING_HEADER, "Notas"]
+    rows = with_fe_copies(month_one())
+    write_finning(path, rows, header=header, dup_keys=True)
+    first = read_finning_workbook(str(path))
+    rows[0]["Notas"] = "re-muestreado"
+    rows[1]["Fe"] = 55  # a column the reader reads: that row is parsed again
+    write_finning(path, rows, header=header, dup_keys=True)
+    again = read_finning_workbook(str(path), previous=first.row_cache)
+    full = read_finning_workbook(str(path))
+    assert (again.info["rows_reused"], again.info["rows_parsed"]) == (7, 1)
+    pd.testing.assert_frame_equal(again.samples, full.samples)
+    pd.testing.assert_frame_equal(again.rejects, full.rejects)
+
+
 def test_rows_moved_or_header_changed(tmp_path):
     path = tmp_path / "T-01.xlsx"
     rows = with_fe_copies(month_one())

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
+import operator
 import os
 import pickle
 import zipfile
@@ -93,9 +94,10 @@ def _digest(text: str) -> str:
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
-def _row_digests(rows: list[list]) -> list[str]:
-    """A digest of each raw row: its cells' types and values exactly (``1``, ``1.0``, ``True`` and
-    ``"1"`` differ, a date differs from a datetime), the same in every process and run.
+def _row_digests(rows: list) -> list[str]:
+    """A digest of each raw row (the cells it reads): their types and values exactly (``1``,
+    ``1.0``, ``True`` and ``"1"`` differ, a date differs from a datetime), the same in every process
+    and run.
 
     The row is pickled in fast mode (no memo): the bytes depend on the cells' types and values only,
     never on which cells happen to share one object. About three times cheaper than ``repr``.
@@ -237,6 +239,29 @@ def _sources(catalog: Catalog, method: str) -> dict[str, str]:
     return _SOURCES[key]
 
 
+def _essay_copies(header: list[str], catalog: Catalog) -> dict[str, list[str]]:
+    """Essay → the header's copies of its source column, in sheet order (``Si``, ``Si.1``...)."""
+    position = {h: j for j, h in enumerate(header)}
+    by_source: dict[str, list[str]] = {}
+    for c in header:  # "Si", "Si.1", "Si.2" are copies of source column "Si"
+        base, _, suffix = c.rpartition(".")
+        by_source.setdefault(c, []).append(c)
+        if base and suffix.isdigit():
+            by_source.setdefault(base, []).append(c)
+    return {
+        essay: sorted(by_source.get(src, []), key=position.__getitem__)
+        for src, essay in _sources(catalog, "percentile").items()
+        if src != PARTICLE_FIELD
+    }
+
+
+def _columns_read(header: list[str], catalog: Catalog, copies_of: dict[str, list[str]]) -> list[str]:
+    """The header's columns a row's parse reads, in sheet order: its result depends on these only."""
+    read = {*TEXT_COLUMNS, *DATE_COLUMNS, *METER_COLUMNS, OIL_CHANGED_COLUMN, PARTICLE_FIELD}
+    read |= set(_sources(catalog, "flag")) | {c for copies in copies_of.values() for c in copies}
+    return [h for h in header if h in read]
+
+
 def _is_blank_row(row: list) -> bool:
     return all(v == "" or v is None or (isinstance(v, float) and v != v) for v in row)
 
@@ -315,13 +340,17 @@ def read_finning_workbook(
         del crows
     if not kept_rows:
         raise LabFileError(name, "no sample rows below the header", sheet=OIL_SHEET, row=FIRST_DATA_ROW)
-    position = {h: j for j, h in enumerate(header)}
+    # A row's parse reads some columns only: they are taken out of the rows once (C-level), and a
+    # row's digest covers them (a re-sent row that changed elsewhere parses the same).
+    copies_of = _essay_copies(header, catalog)
+    columns = _columns_read(header, catalog, copies_of)
+    picked = list(map(operator.itemgetter(*(header.index(c) for c in columns)), kept_rows))
+    del kept_rows
+    at = {c: k for k, c in enumerate(columns)}
     # The reader's column-wide choices are part of every row's context: a change re-parses all rows.
-    date_fast = {
-        src: _all_dates([r[position[src]] for r in kept_rows]) for src in DATE_COLUMNS if src in position
-    }
+    date_fast = {src: _all_dates([r[at[src]] for r in picked]) for src in DATE_COLUMNS if src in at}
     context = _digest(repr((ROW_CACHE_VERSION, catalog.version, header, sorted(date_fast.items()))))
-    hashes = _row_digests(kept_rows)
+    hashes = _row_digests(picked)
     rows_at = index.to_numpy()
     old_row: dict[str, int] = {}
     if previous is not None and previous.context == context:
@@ -329,12 +358,14 @@ def read_finning_workbook(
     reuse = np.array([h in old_row for h in hashes], dtype=bool)
     parts, ledgers, orders, rows_rejected = [], [], [], 0
     if not reuse.all():
-        fresh = [r for r, u in zip(kept_rows, reuse, strict=True) if not u]
-        kept, rej, order, rows_rejected = _parse_rows(name, header, fresh, index[~reuse], catalog, date_fast)
+        fresh = [r for r, u in zip(picked, reuse, strict=True) if not u]
+        kept, rej, order, rows_rejected = _parse_rows(
+            name, header, columns, fresh, index[~reuse], catalog, date_fast, copies_of
+        )
         parts.append(kept)
         ledgers.append(rej)
         orders.append(order)
-    del kept_rows
+    del picked
     if reuse.any():
         pairs = pd.DataFrame(
             {"old": [old_row[h] for h, u in zip(hashes, reuse, strict=True) if u], "new": rows_at[reuse]}
@@ -400,27 +431,32 @@ def _disagreements(rejects: pd.DataFrame) -> dict[str, int]:
 
 
 def _parse_rows(
-    name: str, header: list[str], kept_rows: list[list], index: pd.Index, catalog: Catalog, date_fast: dict
+    name: str,
+    header: list[str],
+    columns: list[str],
+    rows: list[tuple],
+    index: pd.Index,
+    catalog: Catalog,
+    date_fast: dict,
+    copies_of: dict[str, list[str]],
 ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, int]:
     """The reader's per-row work on some non-blank rows (Excel row numbers in ``index``).
 
-    Every result of a row depends only on that row and the header (column-wide choices come in
-    ``date_fast``). Returns the kept samples, the ledger, the call number of each ledger record
-    (its order key with the row) and the number of rejected rows.
+    ``rows``: the cells of ``columns`` (:func:`_columns_read`) of each row. Every result of a row
+    depends only on those cells and the header (column-wide choices come in ``date_fast``). Returns
+    the kept samples, the ledger, the call number of each ledger record (its order key with the
+    row) and the number of rejected rows.
     """
 
     position = {h: j for j, h in enumerate(header)}
-    cache: dict[str, np.ndarray] = {}
+    at = {c: k for k, c in enumerate(columns)}
+    table = np.empty((len(rows), len(columns)), dtype=object)
+    table[:] = rows
+    table[table == ""] = None  # empty cells as None
 
     def cells(column: str) -> np.ndarray:
-        """The column's cells as an object array, empty cells as None (only the columns read)."""
-        if column not in cache:
-            j = position[column]
-            a = np.empty(len(kept_rows), dtype=object)
-            a[:] = [r[j] for r in kept_rows]
-            a[a == ""] = None
-            cache[column] = a
-        return cache[column]
+        """The column's cells as an object array (a column outside ``columns`` is a KeyError)."""
+        return table[:, at[column]]
 
     n = len(index)
     records: list[pd.DataFrame] = []
@@ -518,17 +554,6 @@ def _parse_rows(
     out["labDate"] = out["reportDate"]
 
     # Every numeric cell (meters and the copies of each essay column) parsed in one pass.
-    by_source: dict[str, list[str]] = {}
-    for c in header:  # "Si", "Si.1", "Si.2" are copies of source column "Si"
-        base, _, suffix = c.rpartition(".")
-        by_source.setdefault(c, []).append(c)
-        if base and suffix.isdigit():
-            by_source.setdefault(base, []).append(c)
-    copies_of = {
-        essay: sorted(by_source.get(src, []), key=position.__getitem__)
-        for src, essay in _sources(catalog, "percentile").items()
-        if src != PARTICLE_FIELD
-    }
     numeric = [c for c in METER_COLUMNS if c in position]
     numeric += [c for copies in copies_of.values() for c in copies]
     parsed = {}
