@@ -29,6 +29,7 @@ from .common import (
     LabFileError,
     ReadResult,
     RowCache,
+    by_value,
     censored_json,
     concat_rejects,
     excel_error,
@@ -176,30 +177,6 @@ def _text_cell(v):
     return (v.strip() or None) if type(v) is str else _text_value(v)
 
 
-def _by_value(cells: np.ndarray, fn) -> np.ndarray:
-    """``[fn(v) for v in cells]`` as an object array, with ``fn`` called once per distinct text.
-
-    A lab column repeats a few texts hundreds of times. Only text cells share a result: numbers,
-    booleans and dates (which Python may find equal across types: ``1 == 1.0 == True``) and empty
-    cells other than None go through ``fn`` one by one.
-    """
-    codes, uniques = pd.factorize(cells)
-    is_text = np.fromiter((type(u) is str for u in uniques), dtype=bool, count=len(uniques))
-    results = np.empty(len(uniques) + 1, dtype=object)
-    for k, (u, t) in enumerate(zip(uniques, is_text, strict=True)):
-        if t:
-            results[k] = fn(u)
-    results[-1] = fn(None)  # code -1: an empty cell
-    out = results[codes]
-    odd = np.append(~is_text, False)[codes]
-    empty = np.flatnonzero(codes < 0)
-    if len(empty):
-        odd[empty] = [v is not None for v in cells[empty]]  # NaN, NaT: not None
-    for i in np.flatnonzero(odd):
-        out[i] = fn(cells[i])
-    return out
-
-
 def _present(problem: np.ndarray) -> np.ndarray:
     """Mask of the cells with a problem (a reason, not None)."""
     return np.not_equal(problem, None)
@@ -207,12 +184,12 @@ def _present(problem: np.ndarray) -> np.ndarray:
 
 def _text(values) -> pd.Series:
     """Cells → trimmed strings; whole-number floats lose their ``.0`` (Fluid Weight 60.0 → '60')."""
-    return pd.Series(_by_value(np.asarray(values, dtype=object), _text_cell), dtype="string")
+    return pd.Series(by_value(np.asarray(values, dtype=object), _text_cell), dtype="string")
 
 
 def _flags(cells: np.ndarray, index: pd.Index) -> tuple[np.ndarray, np.ndarray]:
     """:func:`parse_flags` as arrays: ``(level, problem)``, by distinct value."""
-    pairs = _by_value(cells, flag_value)
+    pairs = by_value(cells, flag_value)
     level = np.fromiter((p[0] for p in pairs), dtype=float, count=len(pairs))
     problem = np.empty(len(pairs), dtype=object)
     problem[:] = [p[1] for p in pairs]
@@ -239,8 +216,21 @@ def _sources(catalog: Catalog, method: str) -> dict[str, str]:
     return _SOURCES[key]
 
 
+_COPIES: dict[tuple, dict[str, list[str]]] = {}
+
+
 def _essay_copies(header: list[str], catalog: Catalog) -> dict[str, list[str]]:
-    """Essay → the header's copies of its source column, in sheet order (``Si``, ``Si.1``...)."""
+    """Essay → the header's copies of its source column, in sheet order (``Si``, ``Si.1``...);
+    computed once per header and catalog version (a lab's workbooks share one header)."""
+    key = (catalog.version, tuple(header))
+    if key not in _COPIES:
+        if len(_COPIES) > 64:
+            _COPIES.clear()
+        _COPIES[key] = _copies(header, catalog)
+    return {essay: list(copies) for essay, copies in _COPIES[key].items()}
+
+
+def _copies(header: list[str], catalog: Catalog) -> dict[str, list[str]]:
     position = {h: j for j, h in enumerate(header)}
     by_source: dict[str, list[str]] = {}
     for c in header:  # "Si", "Si.1", "Si.2" are copies of source column "Si"
@@ -510,7 +500,7 @@ def _parse_rows(
     def text_errors(column: str) -> np.ndarray:
         """Problems of a text column: Excel error cells only (any other text is a valid text)."""
         if column not in errors_of:
-            errors_of[column] = _by_value(cells(column), _text_error)
+            errors_of[column] = by_value(cells(column), _text_error)
         return errors_of[column]
 
     out: dict[str, object] = {}
@@ -622,19 +612,20 @@ def _parse_rows(
             out[c] = particles[c]
 
     # ``.array`` keeps the extension dtypes (string, boolean) of the columns built as Series.
+    # One construction (a column set on a wide frame afterwards costs as much as the frame).
     frame = pd.DataFrame(
         {
             **{k: v.array if isinstance(v, pd.Series) else v for k, v in out.items()},
             **{e: essays[e] for e in catalog.essays},
+            "censoredEssays": censored_json(censors, index).array,
+            "machineName": pd.array([pd.NA] * n, dtype="string"),
+            "machineBrand": "caterpillar",
+            "sourceFile": name,
+            "sourceRow": index.to_numpy().astype("int64"),
+            "cellsCleared": cleared,
         },
         index=index,
     )
-    frame["censoredEssays"] = censored_json(censors, index)
-    frame["machineName"] = pd.Series(pd.NA, index=index, dtype="string")
-    frame["machineBrand"] = "caterpillar"
-    frame["sourceFile"] = name
-    frame["sourceRow"] = index.astype("int64")
-    frame["cellsCleared"] = cleared
     kept = frame[~bad_rows].reset_index(drop=True)
     rejects = concat_rejects(records)
     order = np.concatenate(calls) if calls else np.zeros(0, dtype="int64")
