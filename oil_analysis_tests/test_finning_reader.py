@@ -139,7 +139,7 @@ def test_by_value_equals_cell_by_cell_across_types():
     cells = np.array(MIXED * 3, dtype=object)
     assert list(by_value(cells, repr)) == [repr(v) for v in cells]
     calls = []
-    by_value(np.array(["N"] * 50 + ["T"] * 50, dtype=object), lambda v: calls.append(v))
+    by_value(np.array(["N"] * 50 + [None] * 9 + ["T"] * 50, dtype=object), lambda v: calls.append(v))
     assert len(calls) == 3 and set(calls) == {None, "N", "T"}  # once per distinct text, once for empty
 
 

@@ -234,28 +234,31 @@ def _number_cells(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return value, censor, problem
 
 
-def by_value(cells: np.ndarray, fn) -> np.ndarray:
+def by_value(cells, fn) -> np.ndarray:
     """``[fn(v) for v in cells]`` as an object array, with ``fn`` called once per distinct text.
 
-    A lab column repeats a few texts hundreds of times. Only text cells share a result: numbers,
-    booleans and dates (which Python may find equal across types: ``1 == 1.0 == True``) and empty
-    cells other than None go through ``fn`` one by one.
+    A lab column repeats a few texts hundreds of times. Only text cells share a result (and None
+    cells, one call): numbers, booleans and dates (which Python may find equal across types:
+    ``1 == 1.0 == True``) and other empty cells (NaN) go through ``fn`` one by one.
     """
-    codes, uniques = pd.factorize(cells)
-    is_text = np.fromiter((type(u) is str for u in uniques), dtype=bool, count=len(uniques))
-    results = np.empty(len(uniques) + 1, dtype=object)
-    for k, (u, t) in enumerate(zip(uniques, is_text, strict=True)):
-        if t:
-            results[k] = fn(u)
-    results[-1] = fn(None)  # code -1: an empty cell
-    out = results[codes]
-    odd = np.append(~is_text, False)[codes]
-    empty = np.flatnonzero(codes < 0)
-    if len(empty):
-        odd[empty] = [v is not None for v in cells[empty]]  # NaN, NaT: not None
-    for i in np.flatnonzero(odd):
-        out[i] = fn(cells[i])
-    return out
+    memo: dict = {}
+    get = memo.get
+    none = memo  # not computed yet
+    out = []
+    append = out.append
+    for v in cells:
+        if type(v) is str:
+            r = get(v, memo)
+            if r is memo:
+                r = memo[v] = fn(v)
+        elif v is None:
+            if none is memo:
+                none = fn(None)
+            r = none
+        else:
+            r = fn(v)
+        append(r)
+    return np.fromiter(out, dtype=object, count=len(out))
 
 
 def parse_numbers(values: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
