@@ -374,8 +374,8 @@ def read_finning_workbook(
         orders.append(moved["_call"].to_numpy())
     samples = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
     if len(parts) > 1:
-        wanted = parts[0].dtypes
-        changed = {c: t for c, t in wanted.items() if samples[c].dtype != t}
+        wanted, have = parts[0].dtypes, samples.dtypes
+        changed = {c: t for c, t in wanted.items() if have[c] != t}
         if changed:  # e.g. a column with no value in one part
             samples = samples.astype(changed)
         samples = samples.sort_values("sourceRow", kind="mergesort").reset_index(drop=True)
