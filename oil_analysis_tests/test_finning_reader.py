@@ -10,7 +10,13 @@ import pandas as pd
 import pytest
 from python_calamine import CalamineWorkbook
 
-from oil_analysis.domain.labs.common import by_value, parse_flags, parse_number_cells, parse_numbers
+from oil_analysis.domain.labs.common import (
+    by_value,
+    identifier_text,
+    parse_flags,
+    parse_number_cells,
+    parse_numbers,
+)
 from oil_analysis.domain.labs.finning import read_finning_workbook
 from oil_analysis.domain.labs.particles import parse_particle_field
 
@@ -153,6 +159,27 @@ def test_number_cells_by_distinct_text_equal_a_cell_by_cell_parse():
         fast, slow = parse_number_cells(block), _number_cells(block)
         np.testing.assert_array_equal(fast[0], slow[0])
         assert list(fast[1]) == list(slow[1]) and list(fast[2]) == list(slow[2])
+
+
+def test_identifier_text_fast_path_follows_the_general_rules():
+    class Text(str):  # not exactly str: takes the general path
+        pass
+
+    for v in [
+        "R120-1",
+        "  R120  1 ",
+        "",
+        "  ",
+        "N/D",
+        " n/d ",
+        "#N/A",
+        " #n/a ",
+        "#N /A",
+        "\u00a0X\u2003Y ",
+        "nan",
+        "--",
+    ]:
+        assert identifier_text(v) == identifier_text(Text(v)), repr(v)
 
 
 def test_flag_parsing():

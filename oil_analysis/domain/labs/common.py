@@ -301,6 +301,12 @@ def identifier_text(value) -> str | None:
 
     A numeric export turns ``2210022514`` into the float ``2210022514.0``; the id is the digits.
     """
+    if type(value) is str:  # the usual cell, in one pass (the same rules as below)
+        text = " ".join(value.split())
+        # An Excel error code has no inner space: the folded text is the stripped one.
+        if text.lower() in NOT_DETERMINED or text.upper() in EXCEL_ERRORS:
+            return None
+        return text
     if not_determined(value) or excel_error(value):
         return None
     if isinstance(value, bool | np.bool_):

@@ -20,6 +20,7 @@ import zipfile
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from python_calamine import CalamineError, CalamineWorkbook
 
 from ..catalog import Catalog, load_catalog
@@ -184,7 +185,15 @@ def _present(problem: np.ndarray) -> np.ndarray:
 
 def _text(values) -> pd.Series:
     """Cells → trimmed strings; whole-number floats lose their ``.0`` (Fluid Weight 60.0 → '60')."""
-    return pd.Series(by_value(np.asarray(values, dtype=object), _text_cell), dtype="string")
+    return pd.Series(_strings(by_value(np.asarray(values, dtype=object), _text_cell)))
+
+
+def _strings(texts: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """str/None cells → the ``string`` array pandas would build (its Arrow storage directly: the
+    cells are already text, pandas' per-cell check is not needed)."""
+    if pd.StringDtype().storage != "pyarrow":
+        return pd.array(texts, dtype="string")
+    return pd.arrays.ArrowStringArray(pa.array(texts, type=pa.large_string(), from_pandas=False))
 
 
 def _flags(cells: np.ndarray, index: pd.Index) -> tuple[np.ndarray, np.ndarray]:
