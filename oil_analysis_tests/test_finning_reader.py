@@ -182,6 +182,15 @@ def test_identifier_text_fast_path_follows_the_general_rules():
         assert identifier_text(v) == identifier_text(Text(v)), repr(v)
 
 
+def test_oil_changed_cells_read_like_upper_cased_text():
+    from oil_analysis.domain.labs.finning import _oil_changed, _text
+
+    cells = np.array(["Y", "y", " n ", "N", "x", "", None, "ñ", "ẙ", "ŉ", "YES", 1.0, True], dtype=object)
+    expected = _text(cells).str.upper().map({"Y": True, "N": False}).astype("boolean")
+    got = pd.array(by_value(cells, _oil_changed), dtype="boolean")
+    pd.testing.assert_extension_array_equal(got, expected.array)
+
+
 def test_flag_parsing():
     level, bad = parse_flags(pd.Series(["N", "t", "P", "E", None, "X"]))
     assert level.tolist()[:4] == [0, 1, 2, 3] and np.isnan(level[4])

@@ -205,6 +205,15 @@ def _flags(cells: np.ndarray, index: pd.Index) -> tuple[np.ndarray, np.ndarray]:
     return level, problem
 
 
+def _oil_changed(v) -> bool | None:
+    """``Fluido Cambiado``: Y → True, N → False (any case, trimmed), anything else unknown."""
+    text = _text_cell(v)
+    return None if text is None else _YES_NO.get(text.upper())
+
+
+_YES_NO = {"Y": True, "N": False}
+
+
 def _text_error(v) -> str | None:
     """The problem of a text cell: an Excel error only (any other text is a valid text)."""
     if type(v) is str and v.lstrip()[:1] == "#":
@@ -569,8 +578,7 @@ def _parse_rows(
         else:
             out[dst] = np.full(n, np.nan)
     if OIL_CHANGED_COLUMN in position:
-        changed = _text(cells(OIL_CHANGED_COLUMN)).str.upper()
-        out["oilChanged"] = changed.map({"Y": True, "N": False}).astype("boolean")
+        out["oilChanged"] = pd.array(by_value(cells(OIL_CHANGED_COLUMN), _oil_changed), dtype="boolean")
     else:
         out["oilChanged"] = pd.array([pd.NA] * n, dtype="boolean")
 
