@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import numpy as np
@@ -9,7 +10,13 @@ import pandas as pd
 import pytest
 from python_calamine import CalamineWorkbook
 
-from oil_analysis.domain.labs.common import parse_flags, parse_numbers
+from oil_analysis.domain.labs.common import (
+    by_value,
+    identifier_text,
+    parse_flags,
+    parse_number_cells,
+    parse_numbers,
+)
 from oil_analysis.domain.labs.finning import read_finning_workbook
 from oil_analysis.domain.labs.particles import parse_particle_field
 
@@ -114,6 +121,74 @@ def test_number_parsing_keeps_censoring_signs_and_commas():
     assert censor.tolist()[:4] == ["<", ">", "", ""]
     assert [b is not None for b in bad] == [False, False, False, False, False, True, False]
     assert bad[5] == "expected a number"
+
+
+# Cells Python finds equal across types (1 == 1.0 == True, a date and a datetime hash alike).
+MIXED = [
+    "7",
+    "7",
+    7.0,
+    7,
+    True,
+    1,
+    1.0,
+    " 7 ",
+    None,
+    float("nan"),
+    "",
+    dt.date(2024, 1, 2),
+    dt.datetime(2024, 1, 2),
+]
+
+
+def test_by_value_equals_cell_by_cell_across_types():
+    cells = np.array(MIXED * 3, dtype=object)
+    assert list(by_value(cells, repr)) == [repr(v) for v in cells]
+    calls = []
+    by_value(np.array(["N"] * 50 + [None] * 9 + ["T"] * 50, dtype=object), lambda v: calls.append(v))
+    assert len(calls) == 3 and set(calls) == {None, "N", "T"}  # once per distinct text, once for empty
+
+
+def test_number_cells_by_distinct_text_equal_a_cell_by_cell_parse():
+    from oil_analysis.domain.labs.common import _number_cells
+
+    cells = np.array(
+        [*MIXED, "<0.05", "1,5", "abc", "inf", "1e400", "#N/A", "N/D", "9007199254740993"] * 2, dtype=object
+    )
+    for block in (cells, cells[cells != None], np.array(["12", "9007199254740993"], dtype=object)):  # noqa: E711
+        fast, slow = parse_number_cells(block), _number_cells(block)
+        np.testing.assert_array_equal(fast[0], slow[0])
+        assert list(fast[1]) == list(slow[1]) and list(fast[2]) == list(slow[2])
+
+
+def test_identifier_text_fast_path_follows_the_general_rules():
+    class Text(str):  # not exactly str: takes the general path
+        pass
+
+    for v in [
+        "R120-1",
+        "  R120  1 ",
+        "",
+        "  ",
+        "N/D",
+        " n/d ",
+        "#N/A",
+        " #n/a ",
+        "#N /A",
+        "\u00a0X\u2003Y ",
+        "nan",
+        "--",
+    ]:
+        assert identifier_text(v) == identifier_text(Text(v)), repr(v)
+
+
+def test_oil_changed_cells_read_like_upper_cased_text():
+    from oil_analysis.domain.labs.finning import _oil_changed, _text
+
+    cells = np.array(["Y", "y", " n ", "N", "x", "", None, "ñ", "ẙ", "ŉ", "YES", 1.0, True], dtype=object)
+    expected = _text(cells).str.upper().map({"Y": True, "N": False}).astype("boolean")
+    got = pd.array(by_value(cells, _oil_changed), dtype="boolean")
+    pd.testing.assert_extension_array_equal(got, expected.array)
 
 
 def test_flag_parsing():

@@ -3,10 +3,14 @@ result (samples, reject ledger, silver) is exactly that of a full parse."""
 
 from __future__ import annotations
 
+import datetime as dt
+import subprocess
+import sys
+
 import pandas as pd
 from dagster import DagsterInstance
 
-from oil_analysis.domain.labs.finning import read_finning_workbook
+from oil_analysis.domain.labs.finning import _row_digests, read_finning_workbook
 
 from .builders import finning_row, write_finning
 from .builders import run_cda as run
@@ -71,6 +75,68 @@ def test_resent_workbook_reuses_unchanged_rows_and_equals_a_full_parse(tmp_path)
     pd.testing.assert_frame_equal(third.rejects, full.rejects)
 
 
+def test_ingest_reuses_the_earlier_parse_and_a_broken_one_costs_a_full_parse(tmp_path):
+    """Through the bronze intake (parse children): the earlier parse is read by the parent and
+    decoded by the child; one that cannot be decoded is a warning naming the file and a full parse,
+    with the same stored samples and ledger."""
+    from oil_analysis.domain.clients import load_clients
+    from oil_analysis.pipeline.bronze import ingest_client
+    from oil_analysis.storage import layout
+    from oil_analysis.storage.filesystem import Storage
+
+    store, client = Storage.local(str(tmp_path)), load_clients()["cda"]
+    path = tmp_path / "bronze" / "cda" / "T-01.xlsx"
+    stored = {}
+    for label in ("first", "resent", "broken"):
+        if label == "first":
+            write(path, with_fe_copies(month_one()))
+        elif label == "resent":
+            write(path, with_fe_copies(month_two()))
+        else:  # the same workbook re-sent again, its earlier parse's row digests broken
+            first = store.read_parquet(layout.registry_path("cda"))
+            rows_file = tmp_path / first["parsed_path"].iloc[0].replace(".parquet", ".rows.parquet")
+            rows_file.write_bytes(b"not parquet")
+            # A registry that no longer knows this content: the file is parsed again.
+            store.write_parquet(layout.registry_path("cda"), first.assign(sha256="other", size=0))
+        batch = ingest_client(store, client)
+        store.write_parquet(layout.registry_path("cda"), batch.registry)
+        parsed = batch.registry["parsed_path"].iloc[0]
+        stored[label] = (
+            store.read_parquet(parsed),
+            store.read_parquet(parsed.replace(".parquet", ".rejects.parquet")),
+        )
+        if label == "resent":
+            assert (batch.rows_reused, batch.rows_parsed) == (7, 4)
+            assert batch.warnings == []
+        if label == "broken":
+            assert (batch.rows_reused, batch.rows_parsed) == (0, 11)
+            assert len(batch.warnings) == 1
+            assert batch.warnings[0].startswith("bronze/cda/T-01.xlsx: row cache not used (")
+            assert batch.warnings[0].endswith("the file is parsed in full")
+    for a, b in zip(stored["resent"], stored["broken"], strict=True):
+        pd.testing.assert_frame_equal(a, b)
+
+
+def test_a_cell_the_reader_does_not_read_changes_no_row(tmp_path):
+    """A row's digest covers the columns the reader reads: a note edited in another column leaves
+    the row reused, and the result is still that of a full parse."""
+    from .builders import FINNING_HEADER
+
+    path = tmp_path / "T-01.xlsx"
+    header = [*FINNING_HEADER, "Notas"]
+    rows = with_fe_copies(month_one())
+    write_finning(path, rows, header=header, dup_keys=True)
+    first = read_finning_workbook(str(path))
+    rows[0]["Notas"] = "re-muestreado"
+    rows[1]["Fe"] = 55  # a column the reader reads: that row is parsed again
+    write_finning(path, rows, header=header, dup_keys=True)
+    again = read_finning_workbook(str(path), previous=first.row_cache)
+    full = read_finning_workbook(str(path))
+    assert (again.info["rows_reused"], again.info["rows_parsed"]) == (7, 1)
+    pd.testing.assert_frame_equal(again.samples, full.samples)
+    pd.testing.assert_frame_equal(again.rejects, full.rejects)
+
+
 def test_rows_moved_or_header_changed(tmp_path):
     path = tmp_path / "T-01.xlsx"
     rows = with_fe_copies(month_one())
@@ -88,6 +154,36 @@ def test_rows_moved_or_header_changed(tmp_path):
     write_finning(path, rows, header=[*FINNING_HEADER, "Na"], dup_keys=True)
     other = read_finning_workbook(str(path), previous=first.row_cache)
     assert other.info["rows_reused"] == 0
+
+
+ROWS = [
+    [1],
+    [1.0],
+    [True],
+    ["1"],
+    [0.0],
+    [-0.0],
+    [dt.date(2024, 1, 2)],
+    [dt.datetime(2024, 1, 2)],
+    ["", ""],
+    [None, ""],
+    ["a", "b"],
+    ["b", "a"],
+]
+
+
+def test_row_digests_tell_types_apart_and_are_stable_across_processes():
+    here = _row_digests(ROWS)
+    assert len(set(here)) == len(ROWS)  # 1, 1.0, True, "1", dates and datetimes all differ
+    # Equal cells held by one object or by two give the same digest (no pickle memo).
+    shared, copy = "ab" * 3, "".join(["ab"] * 3)
+    assert _row_digests([[shared, shared]]) == _row_digests([[shared, copy]])
+    code = (
+        "import datetime as dt, json; from oil_analysis.domain.labs.finning import _row_digests; "
+        "from oil_analysis_tests.test_resent_workbook import ROWS; print(json.dumps(_row_digests(ROWS)))"
+    )
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert other.stdout.strip() == str(here).replace("'", '"')
 
 
 def test_resent_workbook_through_the_graph_equals_a_full_build(data_root, tmp_path, monkeypatch):

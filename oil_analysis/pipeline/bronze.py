@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import functools
 import hashlib
+import io
 import multiprocessing as mp
 import multiprocessing.connection
 import os
@@ -35,13 +37,14 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ..domain.clients import Client
 from ..domain.labs import IGNORED_FILES, LAB_FORMATS, LabFileError, ReadResult
 from ..domain.labs.common import RowCache, empty_rejects, ledger_types
 from ..domain.labs.preload import preload_readers
 from ..storage import layout
-from ..storage.filesystem import Storage, UnsafePathError, check_relative
+from ..storage.filesystem import Storage, UnsafePathError, check_relative, parquet_bytes
 from ..storage.registry import (
     INT_COLUMNS,
     READER_VERSION,
@@ -113,7 +116,9 @@ def _data_size() -> int:
     return 0
 
 
-def _child(conn, lab_format: str, path: str, timezone: str, limits: dict, memory_mb: int) -> None:
+def _child(
+    conn, lab_format: str, path: str, timezone: str, limits: dict, memory_mb: int, finish=None
+) -> None:
     """Child process body: cap the memory it may add, parse, send the outcome, exit."""
     faulthandler.disable()  # a crash here is reported by the parent, per file, not as a traceback dump
     if memory_mb > 0:
@@ -126,8 +131,16 @@ def _child(conn, lab_format: str, path: str, timezone: str, limits: dict, memory
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))
     try:
-        outcome = _parse_one(lab_format, path, timezone, limits)
-        conn.send(outcome)
+        notes: list[str] = []
+        previous = limits.get("previous")
+        if isinstance(previous, EarlierParse):  # its tables are decoded here, in parallel, not by the parent
+            limits = {**limits, "previous": previous.decode(notes)}
+            if limits["previous"] is None:
+                del limits["previous"]
+        result, error, seconds = _parse_one(lab_format, path, timezone, limits)
+        if result is not None and finish is not None:
+            result = finish(result, notes)  # the partial of this file's task
+        conn.send((result, error, seconds))
     except BaseException as exc:  # the outcome could not be sent (e.g. too big to pickle in memory)
         conn.send((None, _error(path, f"the parse result could not be returned ({type(exc).__name__})"), 0.0))
     finally:
@@ -151,11 +164,19 @@ def _crash_reason(path: str, exitcode: int | None) -> dict:
 
 
 def parse_isolated(
-    tasks: list[tuple[str, str, str]], *, workers: int, limits: ReaderLimits
-) -> list[tuple[ReadResult | None, dict | None, float]]:
+    tasks: list[tuple], *, workers: int, limits: ReaderLimits, finish=None
+) -> list[tuple[object | None, dict | None, float]]:
     """Parse ``(lab_format, path, timezone[, reader_kwargs])`` tasks, each in its own child process,
     ``workers`` at a time. A child that dies (native abort, kill) yields an error for its file only.
-    ``reader_kwargs`` (e.g. ``previous``, a row cache) reach the child by the fork, not by a pipe."""
+
+    ``reader_kwargs`` (e.g. ``previous``, a row cache) reach the child by the fork, not by a pipe;
+    a callable instead of a dict is called in the parent just before that file's child starts (what
+    it reads is held for the running files only). ``previous`` may be an :class:`EarlierParse`
+    (the bytes of an earlier parse), decoded in the child. ``finish(index, result, notes)``, when
+    given, runs in the child on a successful :class:`ReadResult` of task ``index`` and its return
+    value is sent instead (e.g. the tables already encoded: work done in parallel, and bytes are
+    cheap to send); ``notes`` are the child's warnings (an earlier parse it could not decode).
+    """
     opts = {"max_xml_mb": limits.max_xml_mb, "max_cells": limits.max_cells}
     if tasks:
         preload_readers({t[0] for t in tasks})  # inherited by every fork instead of loaded by each
@@ -163,18 +184,30 @@ def parse_isolated(
     results: list = [None] * len(tasks)
     queue = list(range(len(tasks)))
     running: dict[int, tuple] = {}
+    done: list = []  # children whose outcome arrived: reaped later, so the next file starts at once
     try:
         while queue or running:
             while queue and len(running) < max(1, workers):
                 i = queue.pop(0)
                 lab_format, path, timezone, *extra = tasks[i]
-                kwargs = {**opts, **(extra[0] if extra else {})}
+                more = extra[0] if extra else {}
+                kwargs = {**opts, **(more() if callable(more) else more)}
                 receive, send = ctx.Pipe(duplex=False)
                 proc = ctx.Process(
-                    target=_child, args=(send, lab_format, path, timezone, kwargs, limits.memory_mb)
+                    target=_child,
+                    args=(
+                        send,
+                        lab_format,
+                        path,
+                        timezone,
+                        kwargs,
+                        limits.memory_mb,
+                        functools.partial(finish, i) if finish is not None else None,
+                    ),
                 )
                 proc.start()
                 send.close()
+                del kwargs  # the parent keeps no copy of what the child was given (start() drops its own)
                 running[i] = (proc, receive, time.perf_counter())
             waitables = [r[1] for r in running.values()] + [r[0].sentinel for r in running.values()]
             ready = set(mp.connection.wait(waitables))
@@ -189,12 +222,17 @@ def parse_isolated(
                         outcome = None
                 elif proc.is_alive():
                     continue
-                proc.join(timeout=30)
                 if outcome is None:
+                    proc.join(timeout=30)
                     outcome = (None, _crash_reason(tasks[i][1], proc.exitcode), time.perf_counter() - started)
+                else:
+                    done.append(proc)
                 results[i] = outcome
                 receive.close()
                 del running[i]
+            done = [p for p in done if p.exitcode is None]  # exitcode polls: reaps the ones that ended
+        for proc in done:
+            proc.join(timeout=30)
     finally:
         for proc, receive, _ in running.values():  # only on an error of this loop itself
             proc.kill()
@@ -358,16 +396,23 @@ def ingest_client(
     parsed_now = 0
     rows_reused = rows_reparsed = 0
     if todo:
-        tasks = []
-        for key, *_, local, _ in todo:
-            cache = _row_cache(storage, by_key.get(key), warning)
-            extra = ({"previous": cache},) if cache is not None else ()
-            tasks.append((client.lab_format, local, client.timezone, *extra))
+        # An earlier parse of a file key is read just before that file's child starts (the parent
+        # holds the running files' bytes only) and decoded by the child, in parallel.
+        tasks = [
+            (
+                client.lab_format,
+                local,
+                client.timezone,
+                functools.partial(_earlier, storage, by_key.get(key), warning),
+            )
+            for key, *_, local, _ in todo
+        ]
         try:
             results = parse_isolated(
                 tasks,
                 workers=workers,
                 limits=limits,
+                finish=lambda i, result, notes: EncodedParse.of(result, todo[i][0], notes),
             )
         finally:
             for *_, local, is_tmp in todo:
@@ -381,16 +426,18 @@ def ingest_client(
                 error["file"] = posixpath.basename(key)
                 bad(key, sha, size, error)
                 continue
+            for note in result.notes:
+                warning(note)
             parsed = layout.parsed_path(client.key, sha)
-            storage.write_parquet(parsed, result.samples.assign(sourceFile=key))
-            rej = ledger_types(result.rejects.assign(file=key)) if len(result.rejects) else empty_rejects()
-            storage.write_parquet(parsed.replace(".parquet", ".rejects.parquet"), rej)
-            if result.row_cache is not None:
-                _write_row_cache(storage, parsed, result.row_cache)
+            rows_path, order_path = _row_cache_paths(parsed)
+            storage.write_bytes(parsed, result.samples)
+            storage.write_bytes(parsed.replace(".parquet", ".rejects.parquet"), result.rejects)
+            if result.rows is not None:
+                storage.write_bytes(rows_path, result.rows)
+                storage.write_bytes(order_path, result.order)
             rows_reused += int(result.info.get("rows_reused", 0))
             rows_reparsed += int(result.info.get("rows_parsed", result.info.get("rows_read", 0)))
             parsed_now += 1
-            cleared = int(result.samples["cellsCleared"].sum()) if "cellsCleared" in result.samples else 0
             rows.append(
                 {
                     "key": key,
@@ -398,13 +445,13 @@ def ingest_client(
                     "size": size,
                     "lab_format": client.lab_format,
                     "status": "ok",
-                    "rows_parsed": int(len(result.samples)),
-                    "rows_rejected": int(result.info.get("rows_rejected", len(result.rejects))),
+                    "rows_parsed": result.n_samples,
+                    "rows_rejected": int(result.info.get("rows_rejected", result.n_rejects)),
                     "parse_seconds": round(seconds, 3),
                     "reason": None,
                     "parsed_path": parsed,
                     "mtime_ns": mtimes.get(key, 0),
-                    "cells_cleared": cleared,
+                    "cells_cleared": result.cells_cleared,
                     "reader_version": READER_VERSION,
                 }
             )
@@ -432,42 +479,105 @@ def _row_cache_paths(parsed: str) -> tuple[str, str]:
     return parsed.replace(".parquet", ".rows.parquet"), parsed.replace(".parquet", ".rejects_order.parquet")
 
 
-def _write_row_cache(storage: Storage, parsed: str, cache: RowCache) -> None:
-    rows_path, order_path = _row_cache_paths(parsed)
-    storage.write_parquet(rows_path, cache.rows.assign(context=cache.context))
-    storage.write_parquet(order_path, pd.DataFrame({"call": cache.reject_calls.astype("int64")}))
+@dataclass
+class EncodedParse:
+    """A parse as the registry stores it: the parquet bytes of its files (made in the parse child,
+    in parallel; the parent only writes them) and the figures the registry row needs."""
+
+    samples: bytes
+    rejects: bytes
+    rows: bytes | None  # the row cache (row digests and ledger order), for the next re-send
+    order: bytes | None
+    n_samples: int
+    n_rejects: int
+    cells_cleared: int
+    info: dict
+    notes: list[str]
+
+    @classmethod
+    def of(cls, result: ReadResult, key: str, notes: list[str]) -> EncodedParse:
+        """Encode ``result`` of the raw file ``key`` (the bytes ``Storage.write_parquet`` writes)."""
+        samples = result.samples
+        rej = ledger_types(result.rejects.assign(file=key)) if len(result.rejects) else empty_rejects()
+        cache = result.row_cache
+        return cls(
+            parquet_bytes(samples.assign(sourceFile=key)),
+            parquet_bytes(rej),
+            parquet_bytes(cache.rows.assign(context=cache.context)) if cache is not None else None,
+            parquet_bytes(pd.DataFrame({"call": cache.reject_calls.astype("int64")}))
+            if cache is not None
+            else None,
+            int(len(samples)),
+            int(len(result.rejects)),
+            int(samples["cellsCleared"].sum()) if "cellsCleared" in samples else 0,
+            result.info,
+            notes,
+        )
 
 
-def _row_cache(storage: Storage, previous, warning) -> RowCache | None:
-    """The row cache of the previous parse of a file key (same reader version), or None.
+@dataclass
+class EarlierParse:
+    """The files of an earlier parse of a file key, as bytes: read by the parent (storage access
+    stays in the parent), decoded into a :class:`RowCache` by the parse child."""
 
-    A cumulative workbook re-sent with more rows is then parsed only for its new or changed rows.
-    A cache that cannot be read only costs a full parse (with a warning).
-    """
+    key: str
+    rows: bytes
+    samples: bytes
+    rejects: bytes | None
+    order: bytes
+
+    def decode(self, notes: list[str]) -> RowCache | None:
+        """The row cache; None (and a note) when it cannot be used: the file is then parsed in full."""
+        try:
+            rows = _frame(self.rows)
+            rejects = _frame(self.rejects) if self.rejects is not None else empty_rejects()
+            calls = _frame(self.order)["call"].to_numpy()
+            if len(calls) != len(rejects) or not len(rows):
+                raise ValueError("the row cache does not match its parse")
+            return RowCache(
+                str(rows["context"].iloc[0]),
+                rows[["row", "hash"]],
+                _frame(self.samples),
+                ledger_types(rejects),
+                calls,
+            )
+        except Exception as exc:
+            notes.append(
+                f"{self.key}: row cache not used ({type(exc).__name__}: {exc}); the file is parsed in full"
+            )
+            return None
+
+
+def _frame(data: bytes) -> pd.DataFrame:
+    """Parquet bytes → frame, as :meth:`Storage.read_parquet` reads them."""
+    return pq.read_table(io.BytesIO(data)).to_pandas()
+
+
+def _earlier(storage: Storage, previous, warning) -> dict:
+    """Reader arguments of a file: ``previous``, the bytes of the earlier parse of its key (same
+    reader version), when there is one. A re-sent cumulative workbook is then parsed only for its
+    new or changed rows. Files that cannot be read only cost a full parse (with a warning)."""
     if previous is None or previous.status != "ok" or not previous.parsed_path:
-        return None
+        return {}
     rows_path, order_path = _row_cache_paths(previous.parsed_path)
     try:
         if not (storage.exists(rows_path) and storage.exists(order_path)):
-            return None
-        rows = storage.read_parquet(rows_path)
+            return {}
         rej_path = previous.parsed_path.replace(".parquet", ".rejects.parquet")
-        rejects = storage.read_parquet(rej_path) if storage.exists(rej_path) else empty_rejects()
-        calls = storage.read_parquet(order_path)["call"].to_numpy()
-        if len(calls) != len(rejects) or not len(rows):
-            raise ValueError("the row cache does not match its parse")
-        return RowCache(
-            str(rows["context"].iloc[0]),
-            rows[["row", "hash"]],
-            storage.read_parquet(previous.parsed_path),
-            ledger_types(rejects),
-            calls,
-        )
+        return {
+            "previous": EarlierParse(
+                previous.key,
+                storage.read_bytes(rows_path),
+                storage.read_bytes(previous.parsed_path),
+                storage.read_bytes(rej_path) if storage.exists(rej_path) else None,
+                storage.read_bytes(order_path),
+            )
+        }
     except Exception as exc:
         warning(
             f"{previous.key}: row cache not used ({type(exc).__name__}: {exc}); the file is parsed in full"
         )
-        return None
+        return {}
 
 
 def unknown_client_folders(storage: Storage, clients) -> list[str]:

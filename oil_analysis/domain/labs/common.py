@@ -179,8 +179,39 @@ def parse_number_cells(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     None for a good or empty cell, else the reason the cell cannot be used (the caller clears it and
     records the reason). Empty cells and "not determined" markers (:data:`NOT_DETERMINED`) are NaN
     without a problem; Excel error cells, text and non-finite numbers are problems. Decimal commas
-    and signs are kept. One ``to_numeric`` pass for the whole block, then text cells by unique value.
+    and signs are kept. Text cells are parsed once per distinct text (a lab column repeats a few
+    values thousands of times), other cells one by one: :func:`_number_cells`.
     """
+    cells = np.asarray(cells, dtype=object)
+    codes, uniques = pd.factorize(cells)
+    # Only text is parsed by distinct value: numbers, booleans and dates, which Python may find equal
+    # across types (1 == 1.0 == True), stay cell by cell. The one parse sees every kind of value of
+    # the block (and an empty cell when it has one), so ``to_numeric`` decides as over the block.
+    uniques = np.asarray(uniques, dtype=object)
+    is_text = np.fromiter((type(u) is str for u in uniques), dtype=bool, count=len(uniques))
+    present = codes >= 0
+    text = present.copy()
+    text[present] = is_text[codes[present]]
+    other = present & ~text
+    k = int(is_text.sum())
+    block = [uniques[is_text], cells[other]]
+    if not present.all():
+        block.append(np.array([None], dtype=object))
+    v, c, p = _number_cells(np.concatenate(block))
+    at = np.full(len(uniques), -1, dtype=np.int64)
+    at[is_text] = np.arange(k)
+    value = np.full(len(cells), np.nan)
+    censor = np.full(len(cells), "", dtype=object)
+    problem = np.full(len(cells), None, dtype=object)
+    pick = at[codes[text]]
+    value[text], censor[text], problem[text] = v[pick], c[pick], p[pick]
+    rest = slice(k, k + int(other.sum()))
+    value[other], censor[other], problem[other] = v[rest], c[rest], p[rest]
+    return value, censor, problem
+
+
+def _number_cells(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`parse_number_cells` cell by cell: one ``to_numeric`` pass, then text by unique value."""
     cells = np.asarray(cells, dtype=object)
     value = np.array(pd.to_numeric(pd.Series(cells, dtype=object), errors="coerce"), dtype=float)
     censor = np.full(len(cells), "", dtype=object)
@@ -203,6 +234,33 @@ def parse_number_cells(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     return value, censor, problem
 
 
+def by_value(cells, fn) -> np.ndarray:
+    """``[fn(v) for v in cells]`` as an object array, with ``fn`` called once per distinct text.
+
+    A lab column repeats a few texts hundreds of times. Only text cells share a result (and None
+    cells, one call): numbers, booleans and dates (which Python may find equal across types:
+    ``1 == 1.0 == True``) and other empty cells (NaN) go through ``fn`` one by one.
+    """
+    memo: dict = {}
+    get = memo.get
+    none = memo  # not computed yet
+    out = []
+    append = out.append
+    for v in cells:
+        if type(v) is str:
+            r = get(v, memo)
+            if r is memo:
+                r = memo[v] = fn(v)
+        elif v is None:
+            if none is memo:
+                none = fn(None)
+            r = none
+        else:
+            r = fn(v)
+        append(r)
+    return np.fromiter(out, dtype=object, count=len(out))
+
+
 def parse_numbers(values: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
     """:func:`parse_number_cells` on a Series: ``(value, censor, problem)`` aligned with it."""
     value, censor, problem = parse_number_cells(values.to_numpy(dtype=object))
@@ -213,21 +271,25 @@ def parse_numbers(values: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
     )
 
 
+def flag_value(v) -> tuple[float, str | None]:
+    """One letter-flag cell → ``(level, problem)``: level NaN when empty or bad."""
+    if not_determined(v):
+        return np.nan, None
+    err = excel_error(v)
+    if err:
+        return np.nan, f"Excel error cell {err}"
+    t = str(v).strip().upper()
+    if t in FLAG_LEVELS:
+        return FLAG_LEVELS[t], None
+    return np.nan, "expected a flag letter N, T, P or E"
+
+
 def parse_flags(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Letter flags (N/T/P/E, case-insensitive) → ordinal 0..3. Returns ``(level, problem)``."""
     level = np.full(len(values), np.nan)
     problem = np.full(len(values), None, dtype=object)
     for i, v in enumerate(values.to_numpy(dtype=object)):
-        if not_determined(v):
-            continue
-        err = excel_error(v)
-        t = str(v).strip().upper()
-        if err:
-            problem[i] = f"Excel error cell {err}"
-        elif t in FLAG_LEVELS:
-            level[i] = FLAG_LEVELS[t]
-        else:
-            problem[i] = "expected a flag letter N, T, P or E"
+        level[i], problem[i] = flag_value(v)
     return pd.Series(level, index=values.index), pd.Series(problem, index=values.index, dtype=object)
 
 
@@ -239,6 +301,12 @@ def identifier_text(value) -> str | None:
 
     A numeric export turns ``2210022514`` into the float ``2210022514.0``; the id is the digits.
     """
+    if type(value) is str:  # the usual cell, in one pass (the same rules as below)
+        text = " ".join(value.split())
+        # An Excel error code has no inner space: the folded text is the stripped one.
+        if text.lower() in NOT_DETERMINED or text.upper() in EXCEL_ERRORS:
+            return None
+        return text
     if not_determined(value) or excel_error(value):
         return None
     if isinstance(value, bool | np.bool_):

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
+import operator
 import os
+import pickle
 import zipfile
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from python_calamine import CalamineError, CalamineWorkbook
 
 from ..catalog import Catalog, load_catalog
@@ -26,13 +30,14 @@ from .common import (
     LabFileError,
     ReadResult,
     RowCache,
+    by_value,
     censored_json,
     concat_rejects,
     excel_error,
+    flag_value,
     identifier_text,
     ledger_types,
     parse_dates,
-    parse_flags,
     parse_number_cells,
     reject_rows,
 )
@@ -83,12 +88,33 @@ DEFAULT_MAX_XML_MB = 256.0
 DEFAULT_MAX_CELLS = 5_000_000
 PARTICLE_FIELD = "ISO"
 # Bump when a row's parse changes in a way the catalog version does not show (drops the row caches).
-ROW_CACHE_VERSION = "finning-rows-1"
+ROW_CACHE_VERSION = "finning-rows-2"
 _DISAGREES = "repeated column disagrees with "
 
 
 def _digest(text: str) -> str:
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def _row_digests(rows: list) -> list[str]:
+    """A digest of each raw row (the cells it reads): their types and values exactly (``1``,
+    ``1.0``, ``True`` and ``"1"`` differ, a date differs from a datetime), the same in every process
+    and run.
+
+    The row is pickled in fast mode (no memo): the bytes depend on the cells' types and values only,
+    never on which cells happen to share one object. About three times cheaper than ``repr``.
+    """
+    buf = io.BytesIO()
+    pickler = pickle.Pickler(buf, protocol=5)
+    pickler.fast = True
+    out = []
+    for r in rows:
+        buf.seek(0)
+        buf.truncate()
+        pickler.dump(r)
+        with buf.getbuffer() as view:
+            out.append(hashlib.blake2b(view, digest_size=16).hexdigest())
+    return out
 
 
 def _dedupe_header(header: list) -> list[str]:
@@ -148,17 +174,53 @@ def _text_value(v):
     return s if s else None
 
 
+def _text_cell(v):
+    return (v.strip() or None) if type(v) is str else _text_value(v)
+
+
+def _present(problem: np.ndarray) -> np.ndarray:
+    """Mask of the cells with a problem (a reason, not None)."""
+    return np.not_equal(problem, None)
+
+
 def _text(values) -> pd.Series:
     """Cells → trimmed strings; whole-number floats lose their ``.0`` (Fluid Weight 60.0 → '60')."""
-    index = values.index if isinstance(values, pd.Series) else None
-    texts = [(v.strip() or None) if type(v) is str else _text_value(v) for v in values]
-    return pd.Series(texts, index=index, dtype="string")
+    return pd.Series(_strings(by_value(np.asarray(values, dtype=object), _text_cell)))
+
+
+def _strings(texts: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """str/None cells → the ``string`` array pandas would build (its Arrow storage directly: the
+    cells are already text, pandas' per-cell check is not needed)."""
+    if pd.StringDtype().storage != "pyarrow":
+        return pd.array(texts, dtype="string")
+    return pd.arrays.ArrowStringArray(pa.array(texts, type=pa.large_string(), from_pandas=False))
 
 
 def _flags(cells: np.ndarray, index: pd.Index) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`parse_flags` as arrays: ``(level, problem)``."""
-    level, problem = parse_flags(pd.Series(cells, index=index, dtype=object))
-    return level.to_numpy(float), problem.to_numpy(dtype=object)
+    """:func:`parse_flags` as arrays: ``(level, problem)``, by distinct value."""
+    pairs = by_value(cells, flag_value)
+    level = np.fromiter((p[0] for p in pairs), dtype=float, count=len(pairs))
+    problem = np.empty(len(pairs), dtype=object)
+    problem[:] = [p[1] for p in pairs]
+    return level, problem
+
+
+def _oil_changed(v) -> bool | None:
+    """``Fluido Cambiado``: Y → True, N → False (any case, trimmed), anything else unknown."""
+    text = _text_cell(v)
+    return None if text is None else _YES_NO.get(text.upper())
+
+
+_YES_NO = {"Y": True, "N": False}
+
+
+def _text_error(v) -> str | None:
+    """The problem of a text cell: an Excel error only (any other text is a valid text)."""
+    if type(v) is str and v.lstrip()[:1] == "#":
+        err = excel_error(v)
+        if err:
+            return f"Excel error cell {err}"
+    return None
 
 
 _SOURCES: dict[tuple[str, str], dict[str, str]] = {}
@@ -170,6 +232,42 @@ def _sources(catalog: Catalog, method: str) -> dict[str, str]:
     if key not in _SOURCES:
         _SOURCES[key] = catalog.source_columns(LAB_FORMAT, method)
     return _SOURCES[key]
+
+
+_COPIES: dict[tuple, dict[str, list[str]]] = {}
+
+
+def _essay_copies(header: list[str], catalog: Catalog) -> dict[str, list[str]]:
+    """Essay → the header's copies of its source column, in sheet order (``Si``, ``Si.1``...);
+    computed once per header and catalog version (a lab's workbooks share one header)."""
+    key = (catalog.version, tuple(header))
+    if key not in _COPIES:
+        if len(_COPIES) > 64:
+            _COPIES.clear()
+        _COPIES[key] = _copies(header, catalog)
+    return {essay: list(copies) for essay, copies in _COPIES[key].items()}
+
+
+def _copies(header: list[str], catalog: Catalog) -> dict[str, list[str]]:
+    position = {h: j for j, h in enumerate(header)}
+    by_source: dict[str, list[str]] = {}
+    for c in header:  # "Si", "Si.1", "Si.2" are copies of source column "Si"
+        base, _, suffix = c.rpartition(".")
+        by_source.setdefault(c, []).append(c)
+        if base and suffix.isdigit():
+            by_source.setdefault(base, []).append(c)
+    return {
+        essay: sorted(by_source.get(src, []), key=position.__getitem__)
+        for src, essay in _sources(catalog, "percentile").items()
+        if src != PARTICLE_FIELD
+    }
+
+
+def _columns_read(header: list[str], catalog: Catalog, copies_of: dict[str, list[str]]) -> list[str]:
+    """The header's columns a row's parse reads, in sheet order: its result depends on these only."""
+    read = {*TEXT_COLUMNS, *DATE_COLUMNS, *METER_COLUMNS, OIL_CHANGED_COLUMN, PARTICLE_FIELD}
+    read |= set(_sources(catalog, "flag")) | {c for copies in copies_of.values() for c in copies}
+    return [h for h in header if h in read]
 
 
 def _is_blank_row(row: list) -> bool:
@@ -226,7 +324,10 @@ def read_finning_workbook(
             column=missing[0],
         )
     width = len(header)
-    body = [r + [""] * (width - len(r)) if len(r) < width else r[:width] for r in rows[1:]]
+    body = [
+        r if len(r) == width else r + [""] * (width - len(r)) if len(r) < width else r[:width]
+        for r in rows[1:]
+    ]
     del rows
     # calamine reads Excel error cells as empty strings: put the error code back (from the XML scan)
     # so each cell is judged like any other bad value and recorded.
@@ -247,13 +348,17 @@ def read_finning_workbook(
         del crows
     if not kept_rows:
         raise LabFileError(name, "no sample rows below the header", sheet=OIL_SHEET, row=FIRST_DATA_ROW)
-    position = {h: j for j, h in enumerate(header)}
+    # A row's parse reads some columns only: they are taken out of the rows once (C-level), and a
+    # row's digest covers them (a re-sent row that changed elsewhere parses the same).
+    copies_of = _essay_copies(header, catalog)
+    columns = _columns_read(header, catalog, copies_of)
+    picked = list(map(operator.itemgetter(*(header.index(c) for c in columns)), kept_rows))
+    del kept_rows
+    at = {c: k for k, c in enumerate(columns)}
     # The reader's column-wide choices are part of every row's context: a change re-parses all rows.
-    date_fast = {
-        src: _all_dates([r[position[src]] for r in kept_rows]) for src in DATE_COLUMNS if src in position
-    }
+    date_fast = {src: _all_dates([r[at[src]] for r in picked]) for src in DATE_COLUMNS if src in at}
     context = _digest(repr((ROW_CACHE_VERSION, catalog.version, header, sorted(date_fast.items()))))
-    hashes = [_digest(repr(r)) for r in kept_rows]
+    hashes = _row_digests(picked)
     rows_at = index.to_numpy()
     old_row: dict[str, int] = {}
     if previous is not None and previous.context == context:
@@ -261,12 +366,14 @@ def read_finning_workbook(
     reuse = np.array([h in old_row for h in hashes], dtype=bool)
     parts, ledgers, orders, rows_rejected = [], [], [], 0
     if not reuse.all():
-        fresh = [r for r, u in zip(kept_rows, reuse, strict=True) if not u]
-        kept, rej, order, rows_rejected = _parse_rows(name, header, fresh, index[~reuse], catalog, date_fast)
+        fresh = [r for r, u in zip(picked, reuse, strict=True) if not u]
+        kept, rej, order, rows_rejected = _parse_rows(
+            name, header, columns, fresh, index[~reuse], catalog, date_fast, copies_of
+        )
         parts.append(kept)
         ledgers.append(rej)
         orders.append(order)
-    del kept_rows
+    del picked
     if reuse.any():
         pairs = pd.DataFrame(
             {"old": [old_row[h] for h, u in zip(hashes, reuse, strict=True) if u], "new": rows_at[reuse]}
@@ -285,8 +392,8 @@ def read_finning_workbook(
         orders.append(moved["_call"].to_numpy())
     samples = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
     if len(parts) > 1:
-        wanted = parts[0].dtypes
-        changed = {c: t for c, t in wanted.items() if samples[c].dtype != t}
+        wanted, have = parts[0].dtypes, samples.dtypes
+        changed = {c: t for c, t in wanted.items() if have[c] != t}
         if changed:  # e.g. a column with no value in one part
             samples = samples.astype(changed)
         samples = samples.sort_values("sourceRow", kind="mergesort").reset_index(drop=True)
@@ -332,26 +439,32 @@ def _disagreements(rejects: pd.DataFrame) -> dict[str, int]:
 
 
 def _parse_rows(
-    name: str, header: list[str], kept_rows: list[list], index: pd.Index, catalog: Catalog, date_fast: dict
+    name: str,
+    header: list[str],
+    columns: list[str],
+    rows: list[tuple],
+    index: pd.Index,
+    catalog: Catalog,
+    date_fast: dict,
+    copies_of: dict[str, list[str]],
 ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, int]:
     """The reader's per-row work on some non-blank rows (Excel row numbers in ``index``).
 
-    Every result of a row depends only on that row and the header (column-wide choices come in
-    ``date_fast``). Returns the kept samples, the ledger, the call number of each ledger record
-    (its order key with the row) and the number of rejected rows.
+    ``rows``: the cells of ``columns`` (:func:`_columns_read`) of each row. Every result of a row
+    depends only on those cells and the header (column-wide choices come in ``date_fast``). Returns
+    the kept samples, the ledger, the call number of each ledger record (its order key with the
+    row) and the number of rejected rows.
     """
 
     position = {h: j for j, h in enumerate(header)}
-    columns = list(zip(*kept_rows, strict=True))
-    cache: dict[str, np.ndarray] = {}
+    at = {c: k for k, c in enumerate(columns)}
+    table = np.empty((len(rows), len(columns)), dtype=object)
+    table[:] = rows
+    table[table == ""] = None  # empty cells as None
 
     def cells(column: str) -> np.ndarray:
-        """The column's cells as an object array, empty cells as None."""
-        if column not in cache:
-            a = np.array(columns[position[column]], dtype=object)
-            a[a == ""] = None
-            cache[column] = a
-        return cache[column]
+        """The column's cells as an object array (a column outside ``columns`` is a KeyError)."""
+        return table[:, at[column]]
 
     n = len(index)
     records: list[pd.DataFrame] = []
@@ -382,7 +495,7 @@ def _parse_rows(
     def clear(problem: np.ndarray, column: str) -> np.ndarray:
         """Record the cells of ``column`` with a problem (cleared, sample kept); returns the mask."""
         call[0] += 1
-        mask = np.array([p is not None for p in problem], dtype=bool)
+        mask = _present(problem)
         if mask.any():
             part = reject_rows(
                 name,
@@ -405,15 +518,7 @@ def _parse_rows(
     def text_errors(column: str) -> np.ndarray:
         """Problems of a text column: Excel error cells only (any other text is a valid text)."""
         if column not in errors_of:
-            errors_of[column] = np.array(
-                [
-                    f"Excel error cell {excel_error(v)}"
-                    if type(v) is str and v.lstrip()[:1] == "#" and excel_error(v)
-                    else None
-                    for v in cells(column)
-                ],
-                dtype=object,
-            )
+            errors_of[column] = by_value(cells(column), _text_error)
         return errors_of[column]
 
     out: dict[str, object] = {}
@@ -422,24 +527,25 @@ def _parse_rows(
             out[dst] = pd.Series([None] * n, dtype="string")
             continue
         problem = text_errors(src)
-        text = _text(cells(src))
-        bad = np.array([p is not None for p in problem], dtype=bool)
         if src in IDENTITY_TEXT:
+            bad = _present(problem)
             ids = {v: identifier_text(v) for v in set(cells(src)) if v is not None}
             text = pd.Series([ids.get(v) for v in cells(src)], dtype="string")
             text[bad] = pd.NA
+        else:
+            text = _text(cells(src))
         out[dst] = text
     sample_ids[:] = out["sampleNumber"].to_numpy()
     for src, dst in IDENTITY_TEXT.items():
         problem = text_errors(src)
-        has = np.array([p is not None for p in problem], dtype=bool)
+        has = _present(problem)
         reject(has, src, problem)
         reject(out[dst].isna().to_numpy(), src, IDENTITY_EMPTY[dst])
     for src, dst in DATE_COLUMNS.items():
         if src in position:
             out[dst], problem = _dates(cells(src), index, date_fast.get(src))
             if dst == "sampleDate":
-                has = np.array([p is not None for p in problem], dtype=bool)
+                has = _present(problem)
                 reject(has, src, problem)
                 reject(out[dst].isna().to_numpy(), src, "sample date is empty")
             else:
@@ -456,17 +562,6 @@ def _parse_rows(
     out["labDate"] = out["reportDate"]
 
     # Every numeric cell (meters and the copies of each essay column) parsed in one pass.
-    by_source: dict[str, list[str]] = {}
-    for c in header:  # "Si", "Si.1", "Si.2" are copies of source column "Si"
-        base, _, suffix = c.rpartition(".")
-        by_source.setdefault(c, []).append(c)
-        if base and suffix.isdigit():
-            by_source.setdefault(base, []).append(c)
-    copies_of = {
-        essay: sorted(by_source.get(src, []), key=position.__getitem__)
-        for src, essay in _sources(catalog, "percentile").items()
-        if src != PARTICLE_FIELD
-    }
     numeric = [c for c in METER_COLUMNS if c in position]
     numeric += [c for copies in copies_of.values() for c in copies]
     parsed = {}
@@ -483,8 +578,7 @@ def _parse_rows(
         else:
             out[dst] = np.full(n, np.nan)
     if OIL_CHANGED_COLUMN in position:
-        changed = _text(cells(OIL_CHANGED_COLUMN)).str.upper()
-        out["oilChanged"] = changed.map({"Y": True, "N": False}).astype("boolean")
+        out["oilChanged"] = pd.array(by_value(cells(OIL_CHANGED_COLUMN), _oil_changed), dtype="boolean")
     else:
         out["oilChanged"] = pd.array([pd.NA] * n, dtype="boolean")
 
@@ -535,19 +629,20 @@ def _parse_rows(
             out[c] = particles[c]
 
     # ``.array`` keeps the extension dtypes (string, boolean) of the columns built as Series.
+    # One construction (a column set on a wide frame afterwards costs as much as the frame).
     frame = pd.DataFrame(
         {
             **{k: v.array if isinstance(v, pd.Series) else v for k, v in out.items()},
             **{e: essays[e] for e in catalog.essays},
+            "censoredEssays": censored_json(censors, index).array,
+            "machineName": pd.array([pd.NA] * n, dtype="string"),
+            "machineBrand": "caterpillar",
+            "sourceFile": name,
+            "sourceRow": index.to_numpy().astype("int64"),
+            "cellsCleared": cleared,
         },
         index=index,
     )
-    frame["censoredEssays"] = censored_json(censors, index)
-    frame["machineName"] = pd.Series(pd.NA, index=index, dtype="string")
-    frame["machineBrand"] = "caterpillar"
-    frame["sourceFile"] = name
-    frame["sourceRow"] = index.astype("int64")
-    frame["cellsCleared"] = cleared
     kept = frame[~bad_rows].reset_index(drop=True)
     rejects = concat_rejects(records)
     order = np.concatenate(calls) if calls else np.zeros(0, dtype="int64")

@@ -25,7 +25,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from .common import excel_error, not_determined
+from .common import by_value, excel_error, not_determined
 
 _ISO = re.compile(r"^\s*(\d{1,2})\s*/\s*(\d{1,2})\s*/\s*(\d{1,2})\s*$")
 _TOKEN = re.compile(r"^([A-Z])-?(N?M)-?(\d?)$")
@@ -90,37 +90,33 @@ def parse_particle_field(value: str) -> tuple:
     return (None, "/".join(tokens), np.nan, np.nan, np.nan, magnetic, nonmagnetic, water)
 
 
+def _particle_cell(v) -> tuple[tuple, str | None]:
+    """One cell → ``(row of PARTICLE_COLUMNS values, problem or None)``."""
+    if not_determined(v):
+        return _EMPTY, None
+    u = str(v).strip()
+    if not u:
+        return _EMPTY, None
+    try:
+        return parse_particle_field(u), None
+    except ValueError:
+        err = excel_error(u)
+        return _EMPTY, f"Excel error cell {err}" if err else PARTICLE_PROBLEM
+
+
+_EMPTY = (None, None, np.nan, np.nan, np.nan, np.nan, np.nan, False)
+
+
 def parse_particle_column(values: pd.Series) -> tuple[pd.DataFrame, pd.Series]:
-    """Parse a whole column (via its unique values). Returns ``(frame, problem)``.
+    """Parse a whole column (once per distinct text). Returns ``(frame, problem)``.
 
     ``frame`` has ``PARTICLE_COLUMNS``; ``problem`` is None for good or empty cells (including the
     "not determined" markers) and the reason for cells that could not be parsed (they are cleared).
     """
-    raw = values.to_numpy(dtype=object)
-    text = pd.Series(
-        [None if not_determined(v) else str(v).strip() for v in raw], index=values.index, dtype="string"
-    )
-    present = (text.notna() & (text != "")).to_numpy(dtype=bool, na_value=False)
-    n = len(values)
-    empty = (None, None, np.nan, np.nan, np.nan, np.nan, np.nan, False)
-    parsed: dict[str, tuple | None] = {}
-    rows = []
-    bad = np.full(n, None, dtype=object)
-    for i, (u, here) in enumerate(zip(text.to_numpy(dtype=object, na_value=None), present, strict=True)):
-        if not here:
-            rows.append(empty)
-            continue
-        if u not in parsed:
-            try:
-                parsed[u] = parse_particle_field(u)
-            except ValueError:
-                parsed[u] = None
-        row = parsed[u]
-        if row is None:
-            err = excel_error(u)
-            bad[i] = f"Excel error cell {err}" if err else PARTICLE_PROBLEM
-            row = empty
-        rows.append(row)
+    pairs = by_value(values.to_numpy(dtype=object), _particle_cell)
+    rows = [p[0] for p in pairs]
+    bad = np.empty(len(pairs), dtype=object)
+    bad[:] = [p[1] for p in pairs]
     cols = list(zip(*rows, strict=True)) if rows else [()] * len(PARTICLE_COLUMNS)
     out = pd.DataFrame(
         {
