@@ -19,18 +19,140 @@ state that makes that check possible; it is stored beside silver.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+from pandas.api.types import is_float_dtype
 
 from .catalog import Catalog, load_catalog
 from .harmonize import ORDER_KEYS, SILVER_LINKS, _resolve_duplicates, _types, link_previous, silver_columns
 
 AUDIT_COLUMNS = ["sampleNumber", "column", "old_value", "new_value", "file", "changed_at"]
 INDEX_COLUMNS = ["sampleNumber", "sourceFile"]
+# Beside each candidate: where it sat and the digest of its parsed row (see :func:`raw_row_hashes`),
+# what lets a re-sent file's unchanged rows skip ``prepare`` (:func:`reuse_prepared`).
+RAW_HASH = "rawHash"
+ROW_COLUMNS = ["sourceRow", RAW_HASH]
 
 
 def candidate_index(candidates: pd.DataFrame) -> pd.DataFrame:
-    idx = candidates[INDEX_COLUMNS].astype("string").drop_duplicates()
-    return idx.sort_values(INDEX_COLUMNS, kind="mergesort").reset_index(drop=True)
+    """(sampleNumber, sourceFile) of every prepared row, winners and losers, with its sourceRow and
+    the digest of its parsed row when the candidates carry one (:data:`RAW_HASH`)."""
+    idx = candidates[INDEX_COLUMNS].astype("string")
+    if RAW_HASH in candidates:
+        idx = idx.assign(
+            sourceRow=candidates["sourceRow"].astype("Int64").to_numpy(),
+            rawHash=candidates[RAW_HASH].astype("UInt64").to_numpy(),
+        )
+    idx = idx.drop_duplicates()
+    return idx.sort_values(list(idx.columns), kind="mergesort").reset_index(drop=True)
+
+
+def among(values: pd.Series, pool) -> np.ndarray:
+    """``values.isin(pool)`` as a boolean array, through a Python set: for thousands of sample
+    numbers pandas' ``isin`` on Arrow-backed strings costs ~50× more."""
+    members = set(pool)
+    return np.fromiter((v in members for v in values.to_numpy(object)), dtype=bool, count=len(values))
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer, element-wise on uint64 (wrapping arithmetic)."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _words(col: pd.Series) -> np.ndarray:
+    """One uint64 per value: the bits of a plain numeric, boolean or date value; a stable text hash
+    (pandas' ``hash_array``) of anything else (strings, nullable types)."""
+    dtype = col.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "fiumMb":
+        a = col.to_numpy()
+        if dtype.kind == "f":
+            return a.astype(np.float64).view(np.uint64)
+        return a.astype(np.uint64) if dtype.kind == "b" else a.view(np.int64).astype(np.uint64)
+    return pd.util.hash_array(col.to_numpy(dtype=object))
+
+
+def raw_row_hashes(samples: pd.DataFrame, context: str) -> np.ndarray:
+    """A 64-bit digest of each parsed row (one file's tidy samples) over every column but where the
+    row sits (``sourceRow``, ``sourceFile``), salted with ``context`` (the versions of the rules
+    ``prepare`` applies), the column names and types: equal digests, equal inputs to ``prepare``.
+
+    Each value is mixed (splitmix64) and weighted by an odd constant of its column, and the row is
+    their sum: a row that differs from another in one value always gets another digest."""
+    cols = sorted(c for c in samples.columns if c not in PROVENANCE)
+    salt = repr((context, [(c, str(samples[c].dtype)) for c in cols]))
+    seed = pd.util.hash_array(np.array([salt], dtype=object))[0]
+    if not len(samples):
+        return np.zeros(0, dtype=np.uint64)
+    words = _mix(np.column_stack([_words(samples[c]) for c in cols]))
+    weights = _mix(np.arange(1, len(cols) + 1, dtype=np.uint64) ^ seed) | np.uint64(1)
+    with np.errstate(over="ignore"):
+        return _mix((words * weights).sum(axis=1, dtype=np.uint64) ^ seed)
+
+
+def reuse_prepared(
+    samples: list[pd.DataFrame],
+    previous: pd.DataFrame,
+    index: pd.DataFrame,
+    ledger: pd.DataFrame,
+    as_of: pd.Timestamp,
+    floor: pd.Timestamp,
+) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """Split the parsed rows of new and changed files (each with :data:`RAW_HASH`) into the rows
+    whose ``prepare`` result is already in ``previous`` silver and the rows to prepare.
+
+    A row is reused when the same file had a parsed row with the same digest (same content, same
+    rules) that won its sampleNumber in ``previous`` and that ``prepare`` left as it was (no cell
+    cleared by harmonization: no ``harmonize`` record of it in ``ledger``), and when its dates pass
+    the run-date rules of ``prepare`` at ``as_of`` and ``floor`` (the only rules that depend on the
+    day). Its candidate is its previous silver row (without the links) under its new ``sourceRow``:
+    exactly what ``prepare`` would give. Returns ``(reused candidates, rows to prepare per file)``.
+    """
+    frames = [s for s in samples if len(s)]
+    if not frames or not set(ROW_COLUMNS) <= set(index.columns) or index[RAW_HASH].isna().all():
+        return previous.iloc[0:0].drop(columns=SILVER_LINKS), samples
+    raw = pd.concat([s[["sourceFile", "sourceRow", RAW_HASH]] for s in frames], ignore_index=True)
+    raw["sourceFile"] = raw["sourceFile"].astype("string")
+    raw["_pos"] = np.arange(len(raw))
+    known = index.dropna(subset=ROW_COLUMNS).drop_duplicates(["sourceFile", RAW_HASH])
+    known = known.astype({RAW_HASH: "uint64", "sourceRow": "int64"})
+    hit = raw.astype({RAW_HASH: "uint64"}).merge(
+        known.rename(columns={"sourceRow": "oldRow"}), on=["sourceFile", RAW_HASH], how="inner"
+    )
+    prev = pd.DataFrame(
+        {
+            "sampleNumber": previous["sampleNumber"].astype("string").to_numpy(),
+            "sourceFile": previous["sourceFile"].astype("string").to_numpy(),
+            "oldRow": previous["sourceRow"].astype("int64").to_numpy(),
+            "_at": np.arange(len(previous)),
+        }
+    )
+    hit = hit.merge(prev, on=["sampleNumber", "sourceFile", "oldRow"], how="inner")
+    cleared = ledger[ledger["stage"].astype("string") == "harmonize"]
+    touched = pd.MultiIndex.from_frame(cleared[["file", "sampleNumber"]].astype("string"))
+    if len(touched):
+        hit = hit[~pd.MultiIndex.from_frame(hit[["sourceFile", "sampleNumber"]]).isin(touched)]
+    cand = previous.iloc[hit["_at"].to_numpy()].drop(columns=SILVER_LINKS).reset_index(drop=True)
+    cand["sourceRow"] = hit["sourceRow"].to_numpy().astype("int64")
+    cand[RAW_HASH] = hit[RAW_HASH].to_numpy()
+    # The rules of prepare that depend on the day: a date in the future or before the floor.
+    day = pd.Timedelta(days=1)
+    ok = ((cand["sampleDate"] <= as_of + day) & (cand["sampleDate"] >= floor)).fillna(False)
+    for col in ("reportDate", "labDate"):
+        wrong = (cand[col] < cand["sampleDate"] - day) | (cand[col] < floor) | (cand[col] > as_of + day)
+        ok &= ~wrong.fillna(False)
+    ok = ok.to_numpy(bool)
+    cand = cand[ok].reset_index(drop=True)
+    reused = np.zeros(len(raw), dtype=bool)
+    reused[hit["_pos"].to_numpy()[ok]] = True
+    rest, start = [], 0
+    for s in samples:
+        rest.append(s[~reused[start : start + len(s)]] if len(s) else s)
+        start += len(s)
+    return cand, rest
 
 
 def upsert(
@@ -50,7 +172,7 @@ def upsert(
     touched = set(dropped_files) | set(new_candidates["sourceFile"].astype(str))
     leaving = index[index["sourceFile"].isin(dropped_files)]
     staying = index[~index["sourceFile"].isin(touched)]
-    if leaving["sampleNumber"].isin(staying["sampleNumber"]).any():
+    if among(leaving["sampleNumber"], staying["sampleNumber"]).any():
         return None
     kept = previous[~previous["sourceFile"].isin(touched)]
     gone = previous[previous["sourceFile"].isin(touched)]
@@ -108,7 +230,14 @@ def audit(
     ]
     records = []
     a, b = prev.loc[both, watched], cur.loc[both, watched]
+    # Float columns compared as one array: only the columns with a difference are looked at.
+    floats = [c for c in watched if is_float_dtype(a[c]) and is_float_dtype(b[c])]
+    x_all, y_all = a[floats].to_numpy(float), b[floats].to_numpy(float)
+    same = (x_all == y_all) | (np.isnan(x_all) & np.isnan(y_all))
+    quiet = {c for c, ok in zip(floats, same.all(axis=0), strict=True) if ok}
     for col in watched:
+        if col in quiet:
+            continue
         x, y = a[col], b[col]
         differ = ~((x == y).fillna(False) | (x.isna() & y.isna()))
         if differ.any():
@@ -252,9 +381,9 @@ def classify_incremental(
             "limit_groups_changed": None if changed_groups is None else len(changed_groups),
         }
     need = set(silver.loc[redo, "sampleNumber"]) | set(silver.loc[redo, "previousSampleNumber"].dropna())
-    context = silver[silver["sampleNumber"].isin(need)]
+    context = silver[among(silver["sampleNumber"], need)]
     fresh = classify(context.reset_index(drop=True))
-    fresh = fresh[fresh["sampleNumber"].isin(set(silver.loc[redo, "sampleNumber"]))]
+    fresh = fresh[among(fresh["sampleNumber"], silver.loc[redo, "sampleNumber"])]
     extra = [c for c in fresh.columns if c not in silver.columns]
     reused = silver[~redo].merge(
         previous[["sampleNumber", *extra]], on="sampleNumber", how="left", validate="one_to_one"
