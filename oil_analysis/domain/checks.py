@@ -195,8 +195,12 @@ def status_consistent_with_score(reports: pd.DataFrame, params: ClassificationPa
         score >= params.anormal_cut, "Anormal", np.where(score >= params.alerta_cut, "Alerta", "Normal")
     )
     bad = reports["report_status"].to_numpy() != expected
-    points = reports["breached_essays"].map(lambda t: sum(b["points"] for b in json.loads(t or "[]")))
-    untraceable = ~np.isclose(points.to_numpy(float), score.to_numpy(float))
+    # Each distinct breach list parsed once (most reports share the empty list).
+    texts = reports["breached_essays"]
+    codes, uniq = pd.factorize(texts, use_na_sentinel=True)
+    sums = np.array([sum(b["points"] for b in json.loads(t or "[]")) for t in uniq] + [0.0], dtype=float)
+    points = sums[codes]
+    untraceable = ~np.isclose(points, score.to_numpy(float))
     return CheckOutcome(
         "status_consistent_with_score",
         not bad.any() and not untraceable.any(),

@@ -268,10 +268,35 @@ def audit(
     return table, summary
 
 
-def row_hashes(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
-    """A content hash of each row over ``columns``, indexed by sampleNumber."""
-    h = pd.util.hash_pandas_object(frame[columns], index=False)
-    return pd.Series(h.to_numpy(), index=frame["sampleNumber"].to_numpy())
+def rows_differ(current: pd.DataFrame, previous: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """Per row of ``current``: True when ``previous`` has no row of its sampleNumber (both unique)
+    or that row holds another value in one of ``columns`` (two missing values are equal).
+
+    Float columns are compared as one array; the others one by one."""
+    at = pd.Index(previous["sampleNumber"].to_numpy(object)).get_indexer(
+        current["sampleNumber"].to_numpy(object)
+    )
+    known = at >= 0
+    take = at[known]
+    differ = np.zeros(int(known.sum()), dtype=bool)
+    floats = [c for c in columns if is_float_dtype(current[c]) and is_float_dtype(previous[c])]
+    if floats:
+        x = current[floats].to_numpy(float)[known]
+        y = previous[floats].to_numpy(float)[take]
+        differ |= ~((x == y) | (np.isnan(x) & np.isnan(y))).all(axis=1)
+    for c in columns:
+        if c in floats:
+            continue
+        x = current[c].iloc[np.flatnonzero(known)].reset_index(drop=True)
+        y = previous[c].iloc[take].reset_index(drop=True)
+        try:
+            same = (x == y).fillna(False).to_numpy(bool) | (x.isna() & y.isna()).to_numpy(bool)
+        except TypeError:  # types that do not compare (a column retyped): every row differs
+            same = np.zeros(len(x), dtype=bool)
+        differ |= ~same
+    out = np.ones(len(current), dtype=bool)
+    out[known] = differ
+    return out
 
 
 # The columns of a limit row that classification reads: a group whose rows differ only elsewhere
@@ -334,13 +359,7 @@ def reports_to_redo(
     cols = [c for c in silver_columns(catalog) if c not in PROVENANCE]
     if any(c not in previous.columns for c in cols):
         return pd.Series(True, index=silver.index)
-    old = row_hashes(previous, cols)
-    new = row_hashes(silver, cols)
-    changed = ~pd.Series(new.index.isin(old.index), index=silver.index)
-    same_id = ~changed
-    changed[same_id] = (
-        old.reindex(new.index[same_id.to_numpy()]).to_numpy() != new[same_id.to_numpy()].to_numpy()
-    )
+    changed = pd.Series(rows_differ(silver, previous, cols), index=silver.index)
     dirty = set(silver.loc[changed, "sampleNumber"])
     redo = changed | silver["previousSampleNumber"].isin(dirty).fillna(False)
     if new_version and changed_groups:
