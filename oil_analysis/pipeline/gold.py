@@ -16,7 +16,7 @@ from ..domain.changes import machine_changes, report_changes
 from ..domain.classify import ClassificationParams, classify_reports
 from ..domain.fleet import FleetParams
 from ..domain.fleet import machine_status_current as build_machine_status
-from ..domain.incremental import classify_incremental
+from ..domain.incremental import among, classify_incremental
 from ..storage import layout, runstate
 from ..storage.filesystem import Storage, json_bytes
 from ..storage.publication import load_published, publish_files
@@ -48,17 +48,18 @@ def recommend_incremental(
     ai_cols = [c for c in (previous.columns if previous is not None else []) if c.startswith("ai_")]
     if redo is None or not ai_cols:
         return recommend_reports(reports, store, client, llm, load_catalog(), run_id)
-    need = redo | set(reports.loc[reports["sampleNumber"].isin(redo), "previousSampleNumber"].dropna())
+    need = redo | set(reports.loc[among(reports["sampleNumber"], redo), "previousSampleNumber"].dropna())
     fresh, ai = recommend_reports(
-        reports[reports["sampleNumber"].isin(need)].reset_index(drop=True),
+        reports[among(reports["sampleNumber"], need)].reset_index(drop=True),
         store,
         client,
         llm,
         load_catalog(),
         run_id,
     )
-    fresh = fresh[fresh["sampleNumber"].isin(redo)].set_index("sampleNumber")[ai_cols]
-    kept = previous.set_index("sampleNumber").loc[lambda d: ~d.index.isin(redo), ai_cols]
+    fresh = fresh[among(fresh["sampleNumber"], redo)].set_index("sampleNumber")[ai_cols]
+    previous_texts = previous[["sampleNumber", *ai_cols]]  # the text columns, not a copy of all
+    kept = previous_texts[~among(previous_texts["sampleNumber"], redo)].set_index("sampleNumber")
     texts = pd.concat([kept, fresh]).reindex(reports["sampleNumber"])
     out = reports.copy()
     for c in ai_cols:
