@@ -75,22 +75,25 @@ def _words(col: pd.Series) -> np.ndarray:
     return pd.util.hash_array(col.to_numpy(dtype=object))
 
 
+def row_digests(frame: pd.DataFrame, columns: list[str], seed: int = 0) -> np.ndarray:
+    """A 64-bit digest of each row over ``columns``: each value is mixed (splitmix64) and weighted
+    by an odd constant of its column, and the row is their sum, so a row that differs from another
+    in one value always gets another digest."""
+    if not len(frame):
+        return np.zeros(0, dtype=np.uint64)
+    words = _mix(np.column_stack([_words(frame[c]) for c in columns]))
+    weights = _mix(np.arange(1, len(columns) + 1, dtype=np.uint64) ^ np.uint64(seed)) | np.uint64(1)
+    with np.errstate(over="ignore"):
+        return _mix((words * weights).sum(axis=1, dtype=np.uint64) ^ np.uint64(seed))
+
+
 def raw_row_hashes(samples: pd.DataFrame, context: str) -> np.ndarray:
     """A 64-bit digest of each parsed row (one file's tidy samples) over every column but where the
     row sits (``sourceRow``, ``sourceFile``), salted with ``context`` (the versions of the rules
-    ``prepare`` applies), the column names and types: equal digests, equal inputs to ``prepare``.
-
-    Each value is mixed (splitmix64) and weighted by an odd constant of its column, and the row is
-    their sum: a row that differs from another in one value always gets another digest."""
+    ``prepare`` applies), the column names and types: equal digests, equal inputs to ``prepare``."""
     cols = sorted(c for c in samples.columns if c not in PROVENANCE)
     salt = repr((context, [(c, str(samples[c].dtype)) for c in cols]))
-    seed = pd.util.hash_array(np.array([salt], dtype=object))[0]
-    if not len(samples):
-        return np.zeros(0, dtype=np.uint64)
-    words = _mix(np.column_stack([_words(samples[c]) for c in cols]))
-    weights = _mix(np.arange(1, len(cols) + 1, dtype=np.uint64) ^ seed) | np.uint64(1)
-    with np.errstate(over="ignore"):
-        return _mix((words * weights).sum(axis=1, dtype=np.uint64) ^ seed)
+    return row_digests(samples, cols, int(pd.util.hash_array(np.array([salt], dtype=object))[0]))
 
 
 def reuse_prepared(
@@ -272,7 +275,8 @@ def rows_differ(current: pd.DataFrame, previous: pd.DataFrame, columns: list[str
     """Per row of ``current``: True when ``previous`` has no row of its sampleNumber (both unique)
     or that row holds another value in one of ``columns`` (two missing values are equal).
 
-    Float columns are compared as one array; the others one by one."""
+    Float columns are compared as one array; the others by a digest of their values per row
+    (:func:`row_digests`)."""
     at = pd.Index(previous["sampleNumber"].to_numpy(object)).get_indexer(
         current["sampleNumber"].to_numpy(object)
     )
@@ -284,16 +288,9 @@ def rows_differ(current: pd.DataFrame, previous: pd.DataFrame, columns: list[str
         x = current[floats].to_numpy(float)[known]
         y = previous[floats].to_numpy(float)[take]
         differ |= ~((x == y) | (np.isnan(x) & np.isnan(y))).all(axis=1)
-    for c in columns:
-        if c in floats:
-            continue
-        x = current[c].iloc[np.flatnonzero(known)].reset_index(drop=True)
-        y = previous[c].iloc[take].reset_index(drop=True)
-        try:
-            same = (x == y).fillna(False).to_numpy(bool) | (x.isna() & y.isna()).to_numpy(bool)
-        except TypeError:  # types that do not compare (a column retyped): every row differs
-            same = np.zeros(len(x), dtype=bool)
-        differ |= ~same
+    others = [c for c in columns if c not in floats]
+    if others:
+        differ |= row_digests(current, others)[known] != row_digests(previous, others)[take]
     out = np.ones(len(current), dtype=bool)
     out[known] = differ
     return out
