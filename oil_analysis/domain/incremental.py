@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pandas.api.types import is_float_dtype
 
 from .catalog import Catalog, load_catalog
@@ -275,8 +277,7 @@ def rows_differ(current: pd.DataFrame, previous: pd.DataFrame, columns: list[str
     """Per row of ``current``: True when ``previous`` has no row of its sampleNumber (both unique)
     or that row holds another value in one of ``columns`` (two missing values are equal).
 
-    Float columns are compared as one array; the others by a digest of their values per row
-    (:func:`row_digests`)."""
+    Float columns are compared as one array; the others one by one in Arrow."""
     at = pd.Index(previous["sampleNumber"].to_numpy(object)).get_indexer(
         current["sampleNumber"].to_numpy(object)
     )
@@ -288,9 +289,16 @@ def rows_differ(current: pd.DataFrame, previous: pd.DataFrame, columns: list[str
         x = current[floats].to_numpy(float)[known]
         y = previous[floats].to_numpy(float)[take]
         differ |= ~((x == y) | (np.isnan(x) & np.isnan(y))).all(axis=1)
-    others = [c for c in columns if c not in floats]
-    if others:
-        differ |= row_digests(current, others)[known] != row_digests(previous, others)[take]
+    rows_now, rows_before = pa.array(np.flatnonzero(known)), pa.array(take)
+    for c in columns:
+        if c in floats:
+            continue
+        x = pa.array(current[c].array).take(rows_now)
+        y = pa.array(previous[c].array).take(rows_before)
+        if x.type != y.type:  # retyped: compared as text
+            x, y = x.cast(pa.large_string()), y.cast(pa.large_string())
+        same = pc.or_(pc.fill_null(pc.equal(x, y), False), pc.and_(x.is_null(), y.is_null()))
+        differ |= ~same.to_numpy(zero_copy_only=False)
     out = np.ones(len(current), dtype=bool)
     out[known] = differ
     return out
