@@ -65,6 +65,9 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
+_MISSING_TEXT = np.uint64(0x9E3779B97F4A7C15)  # the word of a missing text
+
+
 def _words(col: pd.Series) -> np.ndarray:
     """One uint64 per value: the bits of a plain numeric, boolean or date value; a stable text hash
     (pandas' ``hash_array``) of anything else (strings, nullable types)."""
@@ -74,6 +77,15 @@ def _words(col: pd.Series) -> np.ndarray:
         if dtype.kind == "f":
             return a.astype(np.float64).view(np.uint64)
         return a.astype(np.uint64) if dtype.kind == "b" else a.view(np.int64).astype(np.uint64)
+    if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
+        # Arrow strings: each distinct text hashed once (Arrow's dictionary encoding), then spread.
+        coded = pc.dictionary_encode(pa.array(col.array))
+        if isinstance(coded, pa.ChunkedArray):
+            coded = coded.combine_chunks()
+        texts = pd.util.hash_array(np.array(coded.dictionary.to_pylist(), dtype=object))
+        texts = np.append(texts, _MISSING_TEXT)
+        at = coded.indices.fill_null(len(texts) - 1).to_numpy(zero_copy_only=False)
+        return texts[at.astype(np.intp)]
     return pd.util.hash_array(col.to_numpy(dtype=object))
 
 
