@@ -62,6 +62,18 @@ def test_incremental_equals_full_rebuild_at_every_step():
         previous_files = files
 
 
+def test_every_file_resent_equals_a_full_rebuild():
+    """The whole fleet re-sends its cumulative workbooks: no row is kept, every pair is relinked."""
+    cand, _, _ = prepare([A1, B1, C1], "cda", as_of=D("2025-01-01"))
+    silver, _, _ = finish(cand)
+    again, _, _ = prepare([A2, B1, C1], "cda", as_of=D("2025-01-01"))
+    out = upsert(silver, candidate_index(cand), again, {"A.xlsx", "B.xlsx", "C.xlsx"})
+    assert out is not None
+    pd.testing.assert_frame_equal(out[0], full({"A": A2, "B": B1, "C": C1}))
+    pd.testing.assert_frame_equal(out[1], candidate_index(again))
+    assert out[3]["rows_relinked"] == len(out[0])
+
+
 def test_late_sample_fixes_previous_links_only_of_its_pair():
     cand, _, _ = prepare([A1, B1], "cda", as_of=D("2025-01-01"))
     before, _, _ = finish(cand)

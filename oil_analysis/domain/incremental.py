@@ -26,7 +26,15 @@ import pyarrow.compute as pc
 from pandas.api.types import is_float_dtype
 
 from .catalog import Catalog, load_catalog
-from .harmonize import ORDER_KEYS, SILVER_LINKS, _resolve_duplicates, _types, link_previous, silver_columns
+from .harmonize import (
+    ORDER_KEYS,
+    SILVER_LINKS,
+    _resolve_duplicates,
+    _types,
+    finish,
+    link_previous,
+    silver_columns,
+)
 
 AUDIT_COLUMNS = ["sampleNumber", "column", "old_value", "new_value", "file", "changed_at"]
 INDEX_COLUMNS = ["sampleNumber", "sourceFile"]
@@ -192,6 +200,13 @@ def upsert(
     if among(leaving["sampleNumber"], staying["sampleNumber"]).any():
         return None
     kept = previous[~previous["sourceFile"].isin(touched)]
+    if kept.empty:
+        # Every file changed (a fleet re-sending its cumulative workbooks): nothing to keep, so the
+        # rows are those of a full build of the candidates (the links of every pair recomputed).
+        silver, dup_rejects, dup_info = finish(new_candidates, catalog)
+        pairs = silver[["unitId", "componentName"]].drop_duplicates()
+        info = {**dup_info, "pairs_relinked": int(len(pairs)), "rows_relinked": int(len(silver))}
+        return silver, candidate_index(new_candidates), dup_rejects, info
     gone = previous[previous["sourceFile"].isin(touched)]
     union = pd.concat([kept.drop(columns=SILVER_LINKS), new_candidates], ignore_index=True)
     merged, dup_rejects, dup_info = _resolve_duplicates(union, catalog.essays)
