@@ -136,47 +136,66 @@ def reuse_prepared(
     day). Its candidate is its previous silver row (without the links) under its new ``sourceRow``:
     exactly what ``prepare`` would give. Returns ``(reused candidates, rows to prepare per file)``.
     """
+    columns = [c for c in previous.columns if c not in SILVER_LINKS]
     frames = [s for s in samples if len(s)]
     if not frames or not set(ROW_COLUMNS) <= set(index.columns) or index[RAW_HASH].isna().all():
-        return previous.iloc[0:0].drop(columns=SILVER_LINKS), samples
-    raw = pd.concat([s[["sourceFile", "sourceRow", RAW_HASH]] for s in frames], ignore_index=True)
-    raw["sourceFile"] = raw["sourceFile"].astype("string")
-    raw["_pos"] = np.arange(len(raw))
-    known = index.dropna(subset=ROW_COLUMNS).drop_duplicates(["sourceFile", RAW_HASH])
-    known = known.astype({RAW_HASH: "uint64", "sourceRow": "int64"})
-    hit = raw.astype({RAW_HASH: "uint64"}).merge(
-        known.rename(columns={"sourceRow": "oldRow"}), on=["sourceFile", RAW_HASH], how="inner"
+        return previous.iloc[0:0][columns], samples
+    # Plain dicts (a few thousand keys): the row each digest of a file sat on, and where the
+    # previous silver holds the row of a file and Excel row.
+    known = index.dropna(subset=ROW_COLUMNS)
+    sat_on = dict(
+        zip(
+            zip(known["sourceFile"].tolist(), known[RAW_HASH].tolist(), strict=True),
+            known["sourceRow"].tolist(),
+            strict=True,
+        )
     )
-    prev = pd.DataFrame(
-        {
-            "sampleNumber": previous["sampleNumber"].astype("string").to_numpy(),
-            "sourceFile": previous["sourceFile"].astype("string").to_numpy(),
-            "oldRow": previous["sourceRow"].astype("int64").to_numpy(),
-            "_at": np.arange(len(previous)),
-        }
-    )
-    hit = hit.merge(prev, on=["sampleNumber", "sourceFile", "oldRow"], how="inner")
-    cleared = ledger[ledger["stage"].astype("string") == "harmonize"]
-    touched = pd.MultiIndex.from_frame(cleared[["file", "sampleNumber"]].astype("string"))
-    if len(touched):
-        hit = hit[~pd.MultiIndex.from_frame(hit[["sourceFile", "sampleNumber"]]).isin(touched)]
-    cand = previous.iloc[hit["_at"].to_numpy()].drop(columns=SILVER_LINKS).reset_index(drop=True)
-    cand["sourceRow"] = hit["sourceRow"].to_numpy().astype("int64")
-    cand[RAW_HASH] = hit[RAW_HASH].to_numpy()
+    held = {
+        key: i
+        for i, key in enumerate(
+            zip(previous["sourceFile"].astype(str).tolist(), previous["sourceRow"].tolist(), strict=True)
+        )
+    }
+    cleared_rows = ledger[ledger["stage"].astype("string") == "harmonize"]
+    cleared = set(zip(cleared_rows["file"].tolist(), cleared_rows["sampleNumber"].tolist(), strict=True))
+    numbers = previous["sampleNumber"].tolist()
+    at, rows, digests, reused = [], [], [], []
+    for s in samples:
+        mine = np.zeros(len(s), dtype=bool)
+        for j, (file, row, digest) in enumerate(
+            zip(
+                s["sourceFile"].astype(str).tolist(),
+                s["sourceRow"].tolist(),
+                s[RAW_HASH].tolist(),
+                strict=True,
+            )
+        ):
+            i = held.get((file, sat_on.get((file, digest))))
+            if i is not None and (file, numbers[i]) not in cleared:
+                at.append(i)
+                rows.append(row)
+                digests.append(digest)
+                mine[j] = True
+        reused.append(mine)
+    at = np.asarray(at, dtype=np.intp)
     # The rules of prepare that depend on the day: a date in the future or before the floor.
+    dates = previous[["sampleDate", "reportDate", "labDate"]].iloc[at]
     day = pd.Timedelta(days=1)
-    ok = ((cand["sampleDate"] <= as_of + day) & (cand["sampleDate"] >= floor)).fillna(False)
+    ok = ((dates["sampleDate"] <= as_of + day) & (dates["sampleDate"] >= floor)).fillna(False)
     for col in ("reportDate", "labDate"):
-        wrong = (cand[col] < cand["sampleDate"] - day) | (cand[col] < floor) | (cand[col] > as_of + day)
+        wrong = (dates[col] < dates["sampleDate"] - day) | (dates[col] < floor) | (dates[col] > as_of + day)
         ok &= ~wrong.fillna(False)
     ok = ok.to_numpy(bool)
-    cand = cand[ok].reset_index(drop=True)
-    reused = np.zeros(len(raw), dtype=bool)
-    reused[hit["_pos"].to_numpy()[ok]] = True
-    rest, start = [], 0
-    for s in samples:
-        rest.append(s[~reused[start : start + len(s)]] if len(s) else s)
-        start += len(s)
+    # One take of the wide rows, only those reused.
+    cand = previous.iloc[at[ok], [previous.columns.get_loc(c) for c in columns]].reset_index(drop=True)
+    cand["sourceRow"] = np.asarray(rows, dtype="int64")[ok]
+    cand[RAW_HASH] = pd.array(np.asarray(digests, dtype=np.uint64)[ok], dtype="UInt64")
+    rest, k = [], 0
+    for s, mine in zip(samples, reused, strict=True):
+        taken = mine.copy()
+        taken[mine] = ok[k : k + int(mine.sum())]  # a reused row whose dates fail is prepared
+        k += int(mine.sum())
+        rest.append(s[~taken])
     return cand, rest
 
 
