@@ -14,6 +14,7 @@ import pandas as pd
 
 from .catalog import Catalog
 from .classify import RANK, ClassificationParams
+from .quality import breaches_frame
 
 REQUIRED_SILVER = [
     "client",
@@ -175,8 +176,9 @@ def limits_sample_count(limits: pd.DataFrame, min_samples: int) -> CheckOutcome:
 # -- gold -----------------------------------------------------------------------------------------
 def every_sample_classified_once(reports: pd.DataFrame, silver: pd.DataFrame) -> CheckOutcome:
     r, s = reports["sampleNumber"], silver["sampleNumber"]
-    missing = sorted(set(s) - set(r))
-    extra = sorted(set(r) - set(s))
+    known, wanted = set(r.to_numpy(object)), set(s.to_numpy(object))
+    missing = sorted(wanted - known)
+    extra = sorted(known - wanted)
     dup = int(r.duplicated().sum())
     return CheckOutcome(
         "every_sample_classified_once",
@@ -197,11 +199,13 @@ def status_consistent_with_score(reports: pd.DataFrame, params: ClassificationPa
         score >= params.anormal_cut, "Anormal", np.where(score >= params.alerta_cut, "Alerta", "Normal")
     )
     bad = reports["report_status"].to_numpy() != expected
-    # Each distinct breach list parsed once (most reports share the empty list).
-    texts = reports["breached_essays"]
-    codes, uniq = pd.factorize(texts, use_na_sentinel=True)
-    sums = np.array([sum(b["points"] for b in json.loads(t or "[]")) for t in uniq] + [0.0], dtype=float)
-    points = sums[codes]
+    # The breach lists parsed by Arrow's JSON reader (one pass over the column), summed per report.
+    b = breaches_frame(reports[["breached_essays"]])
+    points = (
+        np.bincount(b["row"].to_numpy(int), weights=b["points"].to_numpy(float), minlength=len(reports))
+        if len(b)
+        else np.zeros(len(reports))
+    )
     untraceable = ~np.isclose(points, score.to_numpy(float))
     return CheckOutcome(
         "status_consistent_with_score",
