@@ -7,7 +7,7 @@ import pytest
 
 from oil_analysis.domain.catalog import load_catalog
 from oil_analysis.domain.harmonize import finish, harmonize, prepare
-from oil_analysis.domain.incremental import audit, candidate_index, upsert
+from oil_analysis.domain.incremental import audit, candidate_index, rows_differ, upsert
 
 from .test_harmonize import tidy
 
@@ -60,6 +60,18 @@ def test_incremental_equals_full_rebuild_at_every_step():
             silver, index, _, _ = out
         pd.testing.assert_frame_equal(silver, full(files))
         previous_files = files
+
+
+def test_every_file_resent_equals_a_full_rebuild():
+    """The whole fleet re-sends its cumulative workbooks: no row is kept, every pair is relinked."""
+    cand, _, _ = prepare([A1, B1, C1], "cda", as_of=D("2025-01-01"))
+    silver, _, _ = finish(cand)
+    again, _, _ = prepare([A2, B1, C1], "cda", as_of=D("2025-01-01"))
+    out = upsert(silver, candidate_index(cand), again, {"A.xlsx", "B.xlsx", "C.xlsx"})
+    assert out is not None
+    pd.testing.assert_frame_equal(out[0], full({"A": A2, "B": B1, "C": C1}))
+    pd.testing.assert_frame_equal(out[1], candidate_index(again))
+    assert out[3]["rows_relinked"] == len(out[0])
 
 
 def test_late_sample_fixes_previous_links_only_of_its_pair():
@@ -176,3 +188,20 @@ def test_limits_change_on_some_groups_reclassifies_only_those(tmp_path):
     assert not out.loc[in_group.to_numpy(), "breached_essays"].equals(
         previous.loc[in_group.to_numpy(), "breached_essays"]
     )
+
+
+def test_rows_differ_finds_exactly_the_changed_and_new_rows():
+    """What reclassification reads: a row differs when any compared value changed (a missing value
+    equals a missing value), or when its sample is new; rows in another order are matched by id."""
+    cand, _, _ = prepare([A1, B1], "cda", as_of=D("2025-01-01"))
+    before, _, _ = finish(cand)
+    after = before.iloc[::-1].reset_index(drop=True).copy()
+    cols = [c for c in before.columns if c not in ("sourceFile", "sourceRow")]
+    after.loc[after["sampleNumber"] == "M2", "fe"] = 99.0  # a float
+    after.loc[after["sampleNumber"] == "T3", "labComment"] = "otro"  # a text (was missing)
+    after.loc[after["sampleNumber"] == "M4", "sourceRow"] = 77  # not compared
+    extra = after[after["sampleNumber"] == "M5"].assign(sampleNumber="M9")
+    after = pd.concat([after, extra], ignore_index=True)
+    got = set(after.loc[rows_differ(after, before, cols), "sampleNumber"])
+    assert got == {"M2", "T3", "M9"}
+    assert not rows_differ(before, before, cols).any()

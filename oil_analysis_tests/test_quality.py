@@ -146,3 +146,26 @@ def test_limit_quality_lists_oil_age_limits_once_per_essay():
     assert len(row) == 1
     assert row["share_condemning"].iloc[0] == pytest.approx(1 / 6)  # 1 of the 6 Fe readings
     assert len(table[table["kind"] == "level"]) == 2
+
+
+def test_top_breached_counts_every_breach_of_the_non_normal_reports():
+    from oil_analysis.pipeline.gold import top_breached
+
+    def b(essay: str) -> dict:
+        return {"essay": essay, "group": "wear", "value": 1.0, "limit": 0.5, "level": "marginal",
+                "direction": "upper", "kind": "level", "points": 1.0}  # fmt: skip
+
+    reports = pd.DataFrame(
+        {
+            "report_status": ["Alerta", "Normal", "Anormal", "Alerta"],
+            "breached_essays": [
+                json.dumps([b("fe"), b("cu")]),
+                json.dumps([b("si")]),  # a Normal report: not counted
+                json.dumps([b("cu"), b("fe"), b("al")]),
+                "[]",
+            ],
+        }
+    )
+    assert top_breached(reports) == {"cu": 2, "fe": 2, "al": 1}
+    assert top_breached(reports, n=1) == {"cu": 2}
+    assert top_breached(reports.iloc[:0]) == {}

@@ -26,6 +26,15 @@ GOLD_FILES = (
 )
 
 
+def _published(store, client: str, run_id: str, asset: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """The published table of ``asset``: the frame this run wrote, when it ran in this process
+    (no read back), else its file (only ``columns`` when given)."""
+    frame = runstate.recall(run_id, store.uri, client, asset)
+    if frame is None or runstate.is_unchanged(frame):
+        return store.read_parquet(layout.gold_path(client, asset), columns=columns)
+    return frame
+
+
 @client_asset(
     "gold",
     table=False,
@@ -57,11 +66,14 @@ def gold_publication(context: AssetExecutionContext, storage: StorageResource) -
         )
     day = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d")
     # What the message needs of the reports: counts, version and the breaches of changed machines.
-    reports = store.read_parquet(
-        layout.gold_path(client, "classified_reports"),
+    reports = _published(
+        store,
+        client,
+        context.run_id,
+        "classified_reports",
         columns=["sampleNumber", "report_status", "breached_essays", "limits_version"],
     )
-    machines = store.read_parquet(layout.gold_path(client, "machine_status_current"))
+    machines = _published(store, client, context.run_id, "machine_status_current")
     version = str(reports["limits_version"].iloc[0]) if len(reports) else ""
     files = publication.snapshot_history(store, client, day, context.run_id, version or None)
     changes = status_changes(

@@ -6,6 +6,8 @@ import pandas as pd
 
 from .classify import RANK, STATUSES
 
+_WATCHED = ("severity_score", "report_status", "breached_essays", "limits_version")
+
 
 def _transitions(old: pd.Series, new: pd.Series) -> dict[str, int]:
     both = old.index.intersection(new.index)
@@ -16,6 +18,10 @@ def _transitions(old: pd.Series, new: pd.Series) -> dict[str, int]:
 
 def report_changes(previous: pd.DataFrame | None, current: pd.DataFrame, *, max_listed: int = 200) -> dict:
     """Counts before/after, samples added/updated/removed, status transitions, new non-Normal samples."""
+    # Only the columns read here (the reports are wide: every essay, texts).
+    read = ["sampleNumber", "unitId", "componentName", *_WATCHED]
+    current = current[[c for c in read if c in current]]
+    previous = None if previous is None else previous[[c for c in read if c in previous]]
     # A broken key (duplicates) is reported by the checks; the change log counts each sample once.
     cur = current.drop_duplicates("sampleNumber", keep="last").set_index("sampleNumber")
     prev = (
@@ -26,9 +32,7 @@ def report_changes(previous: pd.DataFrame | None, current: pd.DataFrame, *, max_
     added = cur.index.difference(prev.index)
     removed = prev.index.difference(cur.index)
     both = cur.index.intersection(prev.index)
-    watched = [
-        c for c in ("severity_score", "report_status", "breached_essays", "limits_version") if c in prev
-    ]
+    watched = [c for c in _WATCHED if c in prev]
     updated = (
         both[(prev.loc[both, watched].astype(str) != cur.loc[both, watched].astype(str)).any(axis=1)]
         if len(both) and watched

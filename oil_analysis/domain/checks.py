@@ -14,6 +14,7 @@ import pandas as pd
 
 from .catalog import Catalog
 from .classify import RANK, ClassificationParams
+from .quality import breaches_frame
 
 REQUIRED_SILVER = [
     "client",
@@ -64,18 +65,20 @@ def dates_valid(silver: pd.DataFrame, as_of: pd.Timestamp | None = None) -> Chec
 
 
 def essays_in_physical_range(silver: pd.DataFrame, catalog: Catalog) -> CheckOutcome:
-    out_of_range: dict[str, int] = {}
-    for essay, row in catalog.table.iterrows():
-        if essay not in silver:
-            continue
-        v = silver[essay]
-        bad = pd.Series(False, index=v.index)
-        if pd.notna(row["min_value"]):
-            bad |= v < row["min_value"]
-        if pd.notna(row["max_value"]):
-            bad |= v > row["max_value"]
-        if bad.any():
-            out_of_range[essay] = int(bad.sum())
+    table = catalog.table[catalog.table.index.isin(silver.columns)]
+    essays = list(table.index)
+    # One array of every essay column (a column that is not numeric is compared as numbers).
+    values = (
+        np.column_stack(
+            [pd.to_numeric(silver[e], errors="coerce").to_numpy(float, na_value=np.nan) for e in essays]
+        )
+        if len(essays)
+        else np.zeros((len(silver), 0))
+    )
+    with np.errstate(invalid="ignore"):
+        bad = (values < table["min_value"].to_numpy(float)) | (values > table["max_value"].to_numpy(float))
+    counts = bad.sum(axis=0)
+    out_of_range = {e: int(n) for e, n in zip(essays, counts, strict=True) if n}
     return CheckOutcome(
         "essays_in_physical_range",
         not out_of_range,
@@ -173,8 +176,9 @@ def limits_sample_count(limits: pd.DataFrame, min_samples: int) -> CheckOutcome:
 # -- gold -----------------------------------------------------------------------------------------
 def every_sample_classified_once(reports: pd.DataFrame, silver: pd.DataFrame) -> CheckOutcome:
     r, s = reports["sampleNumber"], silver["sampleNumber"]
-    missing = sorted(set(s) - set(r))
-    extra = sorted(set(r) - set(s))
+    known, wanted = set(r.to_numpy(object)), set(s.to_numpy(object))
+    missing = sorted(wanted - known)
+    extra = sorted(known - wanted)
     dup = int(r.duplicated().sum())
     return CheckOutcome(
         "every_sample_classified_once",
@@ -195,8 +199,14 @@ def status_consistent_with_score(reports: pd.DataFrame, params: ClassificationPa
         score >= params.anormal_cut, "Anormal", np.where(score >= params.alerta_cut, "Alerta", "Normal")
     )
     bad = reports["report_status"].to_numpy() != expected
-    points = reports["breached_essays"].map(lambda t: sum(b["points"] for b in json.loads(t or "[]")))
-    untraceable = ~np.isclose(points.to_numpy(float), score.to_numpy(float))
+    # The breach lists parsed by Arrow's JSON reader (one pass over the column), summed per report.
+    b = breaches_frame(reports[["breached_essays"]])
+    points = (
+        np.bincount(b["row"].to_numpy(int), weights=b["points"].to_numpy(float), minlength=len(reports))
+        if len(b)
+        else np.zeros(len(reports))
+    )
+    untraceable = ~np.isclose(points, score.to_numpy(float))
     return CheckOutcome(
         "status_consistent_with_score",
         not bad.any() and not untraceable.any(),
@@ -233,9 +243,8 @@ def machine_status_consistent(machines: pd.DataFrame, reports: pd.DataFrame) -> 
     for unit, text in zip(machines["unitId"], machines["component_status"], strict=True):
         comps = [c for c in json.loads(text) if c.get("counted", True)]
         worst[unit] = max((RANK[c["status"]] for c in comps), default=0)
-    order = reports.sort_values(
-        ["unitId", "componentName", "sampleDate", "reportDate", "sampleNumber"], kind="mergesort"
-    )
+    keys = ["unitId", "componentName", "sampleDate", "reportDate", "sampleNumber"]
+    order = reports[[*keys, "report_status"]].sort_values(keys, kind="mergesort")
     latest = order.drop_duplicates(["unitId", "componentName"], keep="last").set_index("sampleNumber")
     listed_ok = True
     for text in machines["component_status"]:

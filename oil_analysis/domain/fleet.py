@@ -59,8 +59,10 @@ class FleetParams:
 def latest_reports(classified: pd.DataFrame) -> pd.DataFrame:
     """The latest report of every (unitId, componentName), deterministic on ties."""
     cols = [c for c in _ORDER if c in classified.columns]
-    df = classified.sort_values(cols, kind="mergesort", na_position="first")
-    return df.drop_duplicates(["unitId", "componentName"], keep="last").reset_index(drop=True)
+    # Sorted on the key columns alone, then the chosen rows taken: the wide table is never sorted.
+    keys = classified[cols].reset_index(drop=True).sort_values(cols, kind="mergesort", na_position="first")
+    last = ~keys.duplicated(["unitId", "componentName"], keep="last").to_numpy()
+    return classified.iloc[keys.index.to_numpy()[last]].reset_index(drop=True)
 
 
 def _component_json(latest: pd.DataFrame) -> pd.Series:

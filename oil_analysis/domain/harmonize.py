@@ -19,8 +19,11 @@ Rules (each a documented choice, see docs/DATA_CONTRACTS.md):
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
+from pandas.api.types import is_float_dtype
 
 from . import contracts
 from .catalog import Catalog, load_catalog
@@ -50,12 +53,21 @@ def silver_columns(catalog: Catalog | None = None) -> list[str]:
 
 
 def _clean_text(s: pd.Series) -> pd.Series:
-    # Through the unique values: a column repeats a handful of texts, and the regex is per value.
+    # Through the unique values: a column repeats a handful of texts, and the rule is per value.
     s = s.astype("string")
-    uniq = pd.Series(s.dropna().unique(), dtype="string")
-    clean = uniq.str.strip().str.replace(r"\s+", " ", regex=True)
-    clean = clean.mask(clean.isin(["", "nan", "None", "-"]))
-    return s.map(dict(zip(uniq, clean, strict=True))).astype("string")
+    codes, uniq = pd.factorize(s, use_na_sentinel=True)
+    clean = np.array([_clean_value(u) for u in uniq] + [pd.NA], dtype=object)
+    return pd.Series(pd.array(clean[codes], dtype=s.dtype), index=s.index, name=s.name)
+
+
+_SPACES = re.compile(r"\s+")
+_EMPTY_TEXTS = frozenset({"", "nan", "None", "-"})
+
+
+def _clean_value(text: str):
+    """Trimmed, inner whitespace folded to one space; empty and placeholder texts are missing."""
+    clean = _SPACES.sub(" ", text.strip())
+    return pd.NA if clean in _EMPTY_TEXTS else clean
 
 
 def oil_hour_range(oil_meter: pd.Series) -> pd.Series:
@@ -76,6 +88,20 @@ def link_previous(silver: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def _bounds(catalog: Catalog) -> list[tuple[str, float, float]]:
+    """(column, min, max) of every range-checked column: the catalog's essays, then the meters."""
+    found = _BOUNDS.get(catalog.version)
+    if found is None:
+        found = [(essay, row["min_value"], row["max_value"]) for essay, row in catalog.table.iterrows()]
+        found += [(c, 0.0, MAX_METER_HOURS) for c in FLOAT_COLUMNS]
+        _BOUNDS[catalog.version] = found
+    return found
+
+
+# Range bounds per catalog version (a catalog is immutable for its version).
+_BOUNDS: dict[str, list[tuple[str, float, float]]] = {}
+
+
 def _clear_out_of_range(df: pd.DataFrame, catalog: Catalog) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Readings outside the catalog's physical range (a negative ppm, a million ppm, ``inf``) and
     meters beyond :data:`MAX_METER_HOURS` are cleared, not kept.
@@ -88,33 +114,46 @@ def _clear_out_of_range(df: pd.DataFrame, catalog: Catalog) -> tuple[pd.DataFram
     if "cellsCleared" not in df:
         df["cellsCleared"] = 0
     df["cellsCleared"] = df["cellsCleared"].fillna(0).astype("int64")
-    bounds = [(essay, row["min_value"], row["max_value"]) for essay, row in catalog.table.iterrows()]
-    bounds += [(c, 0.0, MAX_METER_HOURS) for c in FLOAT_COLUMNS]
-    for column, lo, hi in bounds:
-        v = pd.to_numeric(df[column], errors="coerce").astype(float)
-        bad = pd.Series(~np.isfinite(v.to_numpy()) & v.notna().to_numpy(), index=df.index)
-        if pd.notna(lo):
-            bad |= v < lo
-        if pd.notna(hi):
-            bad |= v > hi
-        if bad.any():
-            b = df[bad]
-            rng = f"[{'' if pd.isna(lo) else f'{lo:g}'}, {'' if pd.isna(hi) else f'{hi:g}'}]"
-            parts.append(
-                reject_rows(
-                    "",
-                    None,
-                    b["sourceRow"],
-                    column,
-                    v[bad].astype(str),
-                    f"value outside the physical range {rng}; cell cleared, sample kept",
-                    action=CELL_CLEARED,
-                    sample_numbers=b["sampleNumber"],
-                    stage="harmonize",
-                ).assign(file=b["sourceFile"].to_numpy())
-            )
-            df.loc[bad, column] = np.nan
-            df.loc[bad, "cellsCleared"] += 1
+    bounds = _bounds(catalog)
+    # One array of every bounded column: only the columns with a bad cell are handled one by one.
+    columns = [c for c, _, _ in bounds]
+    values = (
+        np.column_stack(
+            [
+                (df[c] if is_float_dtype(df[c]) else pd.to_numeric(df[c], errors="coerce")).to_numpy(
+                    float, na_value=np.nan
+                )
+                for c in columns
+            ]
+        )
+        if len(df)
+        else np.zeros((0, len(columns)))
+    )
+    lo = np.array([b[1] for b in bounds], dtype=float)
+    hi = np.array([b[2] for b in bounds], dtype=float)
+    with np.errstate(invalid="ignore"):
+        flagged = np.isinf(values) | (values < lo) | (values > hi)
+    for j in np.flatnonzero(flagged.any(axis=0)):
+        column, lo_j, hi_j = bounds[j]
+        v = pd.Series(values[:, j], index=df.index)
+        bad = pd.Series(flagged[:, j], index=df.index)
+        b = df[bad]
+        rng = f"[{'' if pd.isna(lo_j) else f'{lo_j:g}'}, {'' if pd.isna(hi_j) else f'{hi_j:g}'}]"
+        parts.append(
+            reject_rows(
+                "",
+                None,
+                b["sourceRow"],
+                column,
+                v[bad].astype(str),
+                f"value outside the physical range {rng}; cell cleared, sample kept",
+                action=CELL_CLEARED,
+                sample_numbers=b["sampleNumber"],
+                stage="harmonize",
+            ).assign(file=b["sourceFile"].to_numpy())
+        )
+        df.loc[bad, column] = np.nan
+        df.loc[bad, "cellsCleared"] += 1
     return df, concat_rejects(parts)
 
 
@@ -338,12 +377,19 @@ def harmonize(
 
 def _types(df: pd.DataFrame, essays: list[str]) -> pd.DataFrame:
     """Pin the silver dtypes (the contract), whatever the lab readers produced."""
+    # A column already of its type is left as it is (the same values: converting it is a copy).
+    text = pd.StringDtype()
     for c in STRING_COLUMNS:
-        df[c] = df[c].astype("string")
+        if df[c].dtype != text:
+            df[c] = df[c].astype(text)
+    day = np.dtype("datetime64[us]")
     for c in DATE_COLUMNS:
-        df[c] = pd.to_datetime(df[c]).astype("datetime64[us]")
+        if df[c].dtype != day:
+            df[c] = pd.to_datetime(df[c]).astype(day)
+    number = np.dtype("float64")
     for c in FLOAT_COLUMNS + essays:
-        df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
+        if df[c].dtype != number:
+            df[c] = pd.to_numeric(df[c], errors="coerce").astype(number)
     df["oilChanged"] = df["oilChanged"].astype("boolean")
     df["countPreventedByWater"] = df["countPreventedByWater"].fillna(False).astype(bool)
     df["sourceRow"] = df["sourceRow"].astype("int64")

@@ -19,18 +19,184 @@ state that makes that check possible; it is stored beside silver.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from pandas.api.types import is_float_dtype
 
 from .catalog import Catalog, load_catalog
-from .harmonize import ORDER_KEYS, SILVER_LINKS, _resolve_duplicates, _types, link_previous, silver_columns
+from .harmonize import (
+    ORDER_KEYS,
+    SILVER_LINKS,
+    _resolve_duplicates,
+    _types,
+    finish,
+    link_previous,
+    silver_columns,
+)
 
 AUDIT_COLUMNS = ["sampleNumber", "column", "old_value", "new_value", "file", "changed_at"]
 INDEX_COLUMNS = ["sampleNumber", "sourceFile"]
+# Beside each candidate: where it sat and the digest of its parsed row (see :func:`raw_row_hashes`),
+# what lets a re-sent file's unchanged rows skip ``prepare`` (:func:`reuse_prepared`).
+RAW_HASH = "rawHash"
+ROW_COLUMNS = ["sourceRow", RAW_HASH]
 
 
 def candidate_index(candidates: pd.DataFrame) -> pd.DataFrame:
-    idx = candidates[INDEX_COLUMNS].astype("string").drop_duplicates()
-    return idx.sort_values(INDEX_COLUMNS, kind="mergesort").reset_index(drop=True)
+    """(sampleNumber, sourceFile) of every prepared row, winners and losers, with its sourceRow and
+    the digest of its parsed row when the candidates carry one (:data:`RAW_HASH`)."""
+    idx = candidates[INDEX_COLUMNS].astype("string")
+    if RAW_HASH in candidates:
+        idx = idx.assign(
+            sourceRow=candidates["sourceRow"].astype("Int64").to_numpy(),
+            rawHash=candidates[RAW_HASH].astype("UInt64").to_numpy(),
+        )
+    idx = idx.drop_duplicates()
+    return idx.sort_values(list(idx.columns), kind="mergesort").reset_index(drop=True)
+
+
+def among(values: pd.Series, pool) -> np.ndarray:
+    """``values.isin(pool)`` as a boolean array, through a Python set: for thousands of sample
+    numbers pandas' ``isin`` on Arrow-backed strings costs ~50× more."""
+    members = set(pool)
+    return np.fromiter((v in members for v in values.to_numpy(object)), dtype=bool, count=len(values))
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer, element-wise on uint64 (wrapping arithmetic)."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+_MISSING_TEXT = np.uint64(0x9E3779B97F4A7C15)  # the word of a missing text
+
+
+def _words(col: pd.Series) -> np.ndarray:
+    """One uint64 per value: the bits of a plain numeric, boolean or date value; a stable text hash
+    (pandas' ``hash_array``) of anything else (strings, nullable types)."""
+    dtype = col.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "fiumMb":
+        a = col.to_numpy()
+        if dtype.kind == "f":
+            return a.astype(np.float64).view(np.uint64)
+        return a.astype(np.uint64) if dtype.kind == "b" else a.view(np.int64).astype(np.uint64)
+    if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
+        # Arrow strings: each distinct text hashed once (Arrow's dictionary encoding), then spread.
+        coded = pc.dictionary_encode(pa.array(col.array))
+        if isinstance(coded, pa.ChunkedArray):
+            coded = coded.combine_chunks()
+        texts = pd.util.hash_array(np.array(coded.dictionary.to_pylist(), dtype=object))
+        texts = np.append(texts, _MISSING_TEXT)
+        at = coded.indices.fill_null(len(texts) - 1).to_numpy(zero_copy_only=False)
+        return texts[at.astype(np.intp)]
+    return pd.util.hash_array(col.to_numpy(dtype=object))
+
+
+def row_digests(frame: pd.DataFrame, columns: list[str], seed: int = 0) -> np.ndarray:
+    """A 64-bit digest of each row over ``columns``: each value is mixed (splitmix64) and weighted
+    by an odd constant of its column, and the row is their sum, so a row that differs from another
+    in one value always gets another digest."""
+    if not len(frame):
+        return np.zeros(0, dtype=np.uint64)
+    words = _mix(np.column_stack([_words(frame[c]) for c in columns]))
+    weights = _mix(np.arange(1, len(columns) + 1, dtype=np.uint64) ^ np.uint64(seed)) | np.uint64(1)
+    with np.errstate(over="ignore"):
+        return _mix((words * weights).sum(axis=1, dtype=np.uint64) ^ np.uint64(seed))
+
+
+def raw_row_hashes(samples: pd.DataFrame, context: str) -> np.ndarray:
+    """A 64-bit digest of each parsed row (one file's tidy samples) over every column but where the
+    row sits (``sourceRow``, ``sourceFile``), salted with ``context`` (the versions of the rules
+    ``prepare`` applies), the column names and types: equal digests, equal inputs to ``prepare``."""
+    cols = sorted(c for c in samples.columns if c not in PROVENANCE)
+    salt = repr((context, [(c, str(samples[c].dtype)) for c in cols]))
+    return row_digests(samples, cols, int(pd.util.hash_array(np.array([salt], dtype=object))[0]))
+
+
+def reuse_prepared(
+    samples: list[pd.DataFrame],
+    previous: pd.DataFrame,
+    index: pd.DataFrame,
+    ledger: pd.DataFrame,
+    as_of: pd.Timestamp,
+    floor: pd.Timestamp,
+) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """Split the parsed rows of new and changed files (each with :data:`RAW_HASH`) into the rows
+    whose ``prepare`` result is already in ``previous`` silver and the rows to prepare.
+
+    A row is reused when the same file had a parsed row with the same digest (same content, same
+    rules) that won its sampleNumber in ``previous`` and that ``prepare`` left as it was (no cell
+    cleared by harmonization: no ``harmonize`` record of it in ``ledger``), and when its dates pass
+    the run-date rules of ``prepare`` at ``as_of`` and ``floor`` (the only rules that depend on the
+    day). Its candidate is its previous silver row (without the links) under its new ``sourceRow``:
+    exactly what ``prepare`` would give. Returns ``(reused candidates, rows to prepare per file)``.
+    """
+    columns = [c for c in previous.columns if c not in SILVER_LINKS]
+    frames = [s for s in samples if len(s)]
+    if not frames or not set(ROW_COLUMNS) <= set(index.columns) or index[RAW_HASH].isna().all():
+        return previous.iloc[0:0][columns], samples
+    # Plain dicts (a few thousand keys): the row each digest of a file sat on, and where the
+    # previous silver holds the row of a file and Excel row.
+    known = index.dropna(subset=ROW_COLUMNS)
+    sat_on = dict(
+        zip(
+            zip(known["sourceFile"].tolist(), known[RAW_HASH].tolist(), strict=True),
+            known["sourceRow"].tolist(),
+            strict=True,
+        )
+    )
+    held = {
+        key: i
+        for i, key in enumerate(
+            zip(previous["sourceFile"].astype(str).tolist(), previous["sourceRow"].tolist(), strict=True)
+        )
+    }
+    cleared_rows = ledger[ledger["stage"].astype("string") == "harmonize"]
+    cleared = set(zip(cleared_rows["file"].tolist(), cleared_rows["sampleNumber"].tolist(), strict=True))
+    numbers = previous["sampleNumber"].tolist()
+    at, rows, digests, reused = [], [], [], []
+    for s in samples:
+        mine = np.zeros(len(s), dtype=bool)
+        for j, (file, row, digest) in enumerate(
+            zip(
+                s["sourceFile"].astype(str).tolist(),
+                s["sourceRow"].tolist(),
+                s[RAW_HASH].tolist(),
+                strict=True,
+            )
+        ):
+            i = held.get((file, sat_on.get((file, digest))))
+            if i is not None and (file, numbers[i]) not in cleared:
+                at.append(i)
+                rows.append(row)
+                digests.append(digest)
+                mine[j] = True
+        reused.append(mine)
+    at = np.asarray(at, dtype=np.intp)
+    # The rules of prepare that depend on the day: a date in the future or before the floor.
+    dates = previous[["sampleDate", "reportDate", "labDate"]].iloc[at]
+    day = pd.Timedelta(days=1)
+    ok = ((dates["sampleDate"] <= as_of + day) & (dates["sampleDate"] >= floor)).fillna(False)
+    for col in ("reportDate", "labDate"):
+        wrong = (dates[col] < dates["sampleDate"] - day) | (dates[col] < floor) | (dates[col] > as_of + day)
+        ok &= ~wrong.fillna(False)
+    ok = ok.to_numpy(bool)
+    # One take of the wide rows, only those reused.
+    cand = previous.iloc[at[ok], [previous.columns.get_loc(c) for c in columns]].reset_index(drop=True)
+    cand["sourceRow"] = np.asarray(rows, dtype="int64")[ok]
+    cand[RAW_HASH] = pd.array(np.asarray(digests, dtype=np.uint64)[ok], dtype="UInt64")
+    rest, k = [], 0
+    for s, mine in zip(samples, reused, strict=True):
+        taken = mine.copy()
+        taken[mine] = ok[k : k + int(mine.sum())]  # a reused row whose dates fail is prepared
+        k += int(mine.sum())
+        rest.append(s[~taken])
+    return cand, rest
 
 
 def upsert(
@@ -50,9 +216,16 @@ def upsert(
     touched = set(dropped_files) | set(new_candidates["sourceFile"].astype(str))
     leaving = index[index["sourceFile"].isin(dropped_files)]
     staying = index[~index["sourceFile"].isin(touched)]
-    if leaving["sampleNumber"].isin(staying["sampleNumber"]).any():
+    if among(leaving["sampleNumber"], staying["sampleNumber"]).any():
         return None
     kept = previous[~previous["sourceFile"].isin(touched)]
+    if kept.empty:
+        # Every file changed (a fleet re-sending its cumulative workbooks): nothing to keep, so the
+        # rows are those of a full build of the candidates (the links of every pair recomputed).
+        silver, dup_rejects, dup_info = finish(new_candidates, catalog)
+        pairs = silver[["unitId", "componentName"]].drop_duplicates()
+        info = {**dup_info, "pairs_relinked": int(len(pairs)), "rows_relinked": int(len(silver))}
+        return silver, candidate_index(new_candidates), dup_rejects, info
     gone = previous[previous["sourceFile"].isin(touched)]
     union = pd.concat([kept.drop(columns=SILVER_LINKS), new_candidates], ignore_index=True)
     merged, dup_rejects, dup_info = _resolve_duplicates(union, catalog.essays)
@@ -108,7 +281,14 @@ def audit(
     ]
     records = []
     a, b = prev.loc[both, watched], cur.loc[both, watched]
+    # Float columns compared as one array: only the columns with a difference are looked at.
+    floats = [c for c in watched if is_float_dtype(a[c]) and is_float_dtype(b[c])]
+    x_all, y_all = a[floats].to_numpy(float), b[floats].to_numpy(float)
+    same = (x_all == y_all) | (np.isnan(x_all) & np.isnan(y_all))
+    quiet = {c for c, ok in zip(floats, same.all(axis=0), strict=True) if ok}
     for col in watched:
+        if col in quiet:
+            continue
         x, y = a[col], b[col]
         differ = ~((x == y).fillna(False) | (x.isna() & y.isna()))
         if differ.any():
@@ -139,10 +319,35 @@ def audit(
     return table, summary
 
 
-def row_hashes(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
-    """A content hash of each row over ``columns``, indexed by sampleNumber."""
-    h = pd.util.hash_pandas_object(frame[columns], index=False)
-    return pd.Series(h.to_numpy(), index=frame["sampleNumber"].to_numpy())
+def rows_differ(current: pd.DataFrame, previous: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """Per row of ``current``: True when ``previous`` has no row of its sampleNumber (both unique)
+    or that row holds another value in one of ``columns`` (two missing values are equal).
+
+    Float columns are compared as one array; the others one by one in Arrow."""
+    at = pd.Index(previous["sampleNumber"].to_numpy(object)).get_indexer(
+        current["sampleNumber"].to_numpy(object)
+    )
+    known = at >= 0
+    take = at[known]
+    differ = np.zeros(int(known.sum()), dtype=bool)
+    floats = [c for c in columns if is_float_dtype(current[c]) and is_float_dtype(previous[c])]
+    if floats:
+        x = current[floats].to_numpy(float)[known]
+        y = previous[floats].to_numpy(float)[take]
+        differ |= ~((x == y) | (np.isnan(x) & np.isnan(y))).all(axis=1)
+    rows_now, rows_before = pa.array(np.flatnonzero(known)), pa.array(take)
+    for c in columns:
+        if c in floats:
+            continue
+        x = pa.array(current[c].array).take(rows_now)
+        y = pa.array(previous[c].array).take(rows_before)
+        if x.type != y.type:  # retyped: compared as text
+            x, y = x.cast(pa.large_string()), y.cast(pa.large_string())
+        same = pc.or_(pc.fill_null(pc.equal(x, y), False), pc.and_(x.is_null(), y.is_null()))
+        differ |= ~same.to_numpy(zero_copy_only=False)
+    out = np.ones(len(current), dtype=bool)
+    out[known] = differ
+    return out
 
 
 # The columns of a limit row that classification reads: a group whose rows differ only elsewhere
@@ -205,13 +410,7 @@ def reports_to_redo(
     cols = [c for c in silver_columns(catalog) if c not in PROVENANCE]
     if any(c not in previous.columns for c in cols):
         return pd.Series(True, index=silver.index)
-    old = row_hashes(previous, cols)
-    new = row_hashes(silver, cols)
-    changed = ~pd.Series(new.index.isin(old.index), index=silver.index)
-    same_id = ~changed
-    changed[same_id] = (
-        old.reindex(new.index[same_id.to_numpy()]).to_numpy() != new[same_id.to_numpy()].to_numpy()
-    )
+    changed = pd.Series(rows_differ(silver, previous, cols), index=silver.index)
     dirty = set(silver.loc[changed, "sampleNumber"])
     redo = changed | silver["previousSampleNumber"].isin(dirty).fillna(False)
     if new_version and changed_groups:
@@ -252,9 +451,9 @@ def classify_incremental(
             "limit_groups_changed": None if changed_groups is None else len(changed_groups),
         }
     need = set(silver.loc[redo, "sampleNumber"]) | set(silver.loc[redo, "previousSampleNumber"].dropna())
-    context = silver[silver["sampleNumber"].isin(need)]
+    context = silver[among(silver["sampleNumber"], need)]
     fresh = classify(context.reset_index(drop=True))
-    fresh = fresh[fresh["sampleNumber"].isin(set(silver.loc[redo, "sampleNumber"]))]
+    fresh = fresh[among(fresh["sampleNumber"], silver.loc[redo, "sampleNumber"])]
     extra = [c for c in fresh.columns if c not in silver.columns]
     reused = silver[~redo].merge(
         previous[["sampleNumber", *extra]], on="sampleNumber", how="left", validate="one_to_one"

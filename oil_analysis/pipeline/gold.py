@@ -7,8 +7,6 @@ samples, ``domain/incremental.py`` to keep the others, then :mod:`.advice`), :fu
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 
 from ..domain.catalog import load_catalog
@@ -16,7 +14,8 @@ from ..domain.changes import machine_changes, report_changes
 from ..domain.classify import ClassificationParams, classify_reports
 from ..domain.fleet import FleetParams
 from ..domain.fleet import machine_status_current as build_machine_status
-from ..domain.incremental import classify_incremental
+from ..domain.incremental import among, classify_incremental
+from ..domain.quality import breaches_frame
 from ..storage import layout, runstate
 from ..storage.filesystem import Storage, json_bytes
 from ..storage.publication import load_published, publish_files
@@ -30,11 +29,10 @@ def resolved(frame: pd.DataFrame, store, client: str, asset: str) -> pd.DataFram
 
 def top_breached(classified: pd.DataFrame, n: int = 10) -> dict[str, int]:
     """Most frequent breached essays over all reports (from the breached_essays JSON)."""
-    counts: dict[str, int] = {}
-    for text in classified.loc[classified["report_status"] != "Normal", "breached_essays"]:
-        for b in json.loads(text or "[]"):
-            counts[b["essay"]] = counts.get(b["essay"], 0) + 1
-    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n])
+    flagged = classified.loc[classified["report_status"] != "Normal", ["breached_essays"]]
+    b = breaches_frame(flagged)  # Arrow's JSON reader over the column, not one parse per report
+    counts = b["essay"].astype(str).value_counts().to_dict() if len(b) else {}
+    return dict(sorted(((k, int(v)) for k, v in counts.items()), key=lambda kv: (-kv[1], kv[0]))[:n])
 
 
 def recommend_incremental(
@@ -48,17 +46,18 @@ def recommend_incremental(
     ai_cols = [c for c in (previous.columns if previous is not None else []) if c.startswith("ai_")]
     if redo is None or not ai_cols:
         return recommend_reports(reports, store, client, llm, load_catalog(), run_id)
-    need = redo | set(reports.loc[reports["sampleNumber"].isin(redo), "previousSampleNumber"].dropna())
+    need = redo | set(reports.loc[among(reports["sampleNumber"], redo), "previousSampleNumber"].dropna())
     fresh, ai = recommend_reports(
-        reports[reports["sampleNumber"].isin(need)].reset_index(drop=True),
+        reports[among(reports["sampleNumber"], need)].reset_index(drop=True),
         store,
         client,
         llm,
         load_catalog(),
         run_id,
     )
-    fresh = fresh[fresh["sampleNumber"].isin(redo)].set_index("sampleNumber")[ai_cols]
-    kept = previous.set_index("sampleNumber").loc[lambda d: ~d.index.isin(redo), ai_cols]
+    fresh = fresh[among(fresh["sampleNumber"], redo)].set_index("sampleNumber")[ai_cols]
+    previous_texts = previous[["sampleNumber", *ai_cols]]  # the text columns, not a copy of all
+    kept = previous_texts[~among(previous_texts["sampleNumber"], redo)].set_index("sampleNumber")
     texts = pd.concat([kept, fresh]).reindex(reports["sampleNumber"])
     out = reports.copy()
     for c in ai_cols:

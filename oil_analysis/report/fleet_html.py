@@ -25,6 +25,7 @@ from datetime import date
 from functools import cache
 from operator import itemgetter
 
+import numpy as np
 import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
@@ -108,11 +109,22 @@ def status_by_month(reports: pd.DataFrame, months: int = 24) -> list[tuple[str, 
     (empty months inside the range included), oldest first: ``[("2025-01", {"Normal": n, …}), …]``."""
     if reports.empty:
         return []
-    month = pd.to_datetime(reports["sampleDate"]).dt.to_period("M")
-    counts = pd.crosstab(month, reports["report_status"].astype(str))
-    full = pd.period_range(counts.index.min(), counts.index.max(), freq="M")[-months:]
-    counts = counts.reindex(full, fill_value=0)
-    return [(str(p), {s: int(row.get(s, 0)) for s in STATUSES}) for p, row in counts.iterrows()]
+    # Month numbers (year × 12 + month) counted per status with bincount: no crosstab.
+    dates = pd.DatetimeIndex(pd.to_datetime(reports["sampleDate"]))
+    dated = ~dates.isna()
+    if not dated.any():
+        return []
+    month = (dates[dated].year * 12 + dates[dated].month - 1).to_numpy().astype(np.int64)
+    status = reports["report_status"].astype(str).to_numpy()[dated]
+    first, last = int(month.min()), int(month.max())
+    start = max(first, last - months + 1)
+    width = last - start + 1
+    keep = month >= start
+    counts = {s: np.bincount(month[keep & (status == s)] - start, minlength=width).tolist() for s in STATUSES}
+    return [
+        (f"{(start + k) // 12:04d}-{(start + k) % 12 + 1:02d}", {s: int(counts[s][k]) for s in STATUSES})
+        for k in range(width)
+    ]
 
 
 def status_over_time_markdown(reports: pd.DataFrame, months: int = 24, table_months: int = 12) -> str:
@@ -138,13 +150,19 @@ def status_over_time_markdown(reports: pd.DataFrame, months: int = 24, table_mon
     return "\n".join(lines)
 
 
-def _limit_lines(limits: pd.DataFrame) -> dict[tuple[str, str, str], list[svg.LimitLine]]:
-    """Level limits (all strata) per (machine, component, essay), upper then lower, by level."""
+def _limit_lines(
+    limits: pd.DataFrame, groups: set[tuple[str, str]] | None = None
+) -> dict[tuple[str, str, str], list[svg.LimitLine]]:
+    """Level limits (all strata) per (machine, component, essay), upper then lower, by level;
+    ``groups``: only those (machine, component) pairs (the charted ones)."""
     if limits.empty:
         return {}
     rows = limits[limits["kind"].astype(str) == "level"]
     if "stratum" in rows:
         rows = rows[rows["stratum"].astype(str) == "ALL"]
+    if groups is not None:
+        pairs = pd.MultiIndex.from_arrays([rows["machine"].astype(str), rows["component"].astype(str)])
+        rows = rows[pairs.isin(list(groups))]
     out: dict[tuple[str, str, str], list[svg.LimitLine]] = {}
     for r in rows.sort_values(
         ["machine", "component", "essay", "direction"], ascending=[1, 1, 1, 0]
@@ -386,9 +404,18 @@ def render_fleet_report(
     ]
     latest = latest_reports(reports[keep])
     flagged = latest[latest["report_status"].astype(str) != "Normal"]
-    lines = _limit_lines(limits)
     sort_cols = [c for c in ("sampleDate", "reportDate", "sampleNumber") if c in reports]
     charted_rows = flagged[flagged["unitId"].astype(str).isin(charted)]
+    lines = _limit_lines(
+        limits,
+        set(
+            zip(
+                charted_rows["machineName"].map(_text),
+                charted_rows["componentNameNormalized"].map(_text),
+                strict=True,
+            )
+        ),
+    )
     drawn = sorted(
         {str(x.get("essay")) for t in charted_rows["breached_essays"] for x in parse_breaches(t)}
         & set(reports)
