@@ -84,7 +84,9 @@ def _words(col: pd.Series) -> np.ndarray:
         a = col.to_numpy()
         if dtype.kind == "f":
             return a.astype(np.float64).view(np.uint64)
-        return a.astype(np.uint64) if dtype.kind == "b" else a.view(np.int64).astype(np.uint64)
+        if dtype.kind == "M":
+            return a.view(np.int64).astype(np.uint64)  # any unit: 8 bytes
+        return a.astype(np.int64).astype(np.uint64)  # integers of any width, booleans
     if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
         # Arrow strings: each distinct text hashed once (Arrow's dictionary encoding), then spread.
         coded = pc.dictionary_encode(pa.array(col.array))
