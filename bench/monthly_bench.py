@@ -1,6 +1,6 @@
 """The monthly update: cumulative workbooks cut at a date, then complete, then an unchanged re-run.
 
-    uv run python bench/monthly_bench.py [--trucks 11] [--cut 2025-12-01] [--repeat 3] [--check]
+    uv run python bench/monthly_bench.py [--trucks 11] [--cut 2025-12-01] [--repeat 3] [--check] [--split]
 
 A Finning lab re-sends each truck's cumulative workbook every month: the same file name with a few
 more rows. Workbooks: the three shared real trucks (``../shared/data/finning``) plus generated ones
@@ -21,7 +21,8 @@ per round on a fresh data root:
 The process is warmed up once (one run on one small generated workbook) so every round sees the same
 imported, initialised process. ``--check`` also rebuilds a copy of the updated root in full (silver from
 every file, every report classified again with the limits in force) and compares the data files
-with the monthly update's (incremental = full).
+with the monthly update's (incremental = full). ``--split`` also measures, in two runs each, the CPU
+of the bronze step alone and of the other assets, for the cold run and the update.
 
 Targets (issue 16): update ≤ 0.5 × cold, unchanged ≤ 0.15 × cold, cold ≤ 2.0 × the parse floor.
 Prints ``monthly_bench: …``.
@@ -135,8 +136,11 @@ def _cpu() -> float:
 CPU: dict[str, float] = {}
 
 
-def materialize_once(root: Path, instance, run_config: dict | None = None) -> tuple[float, dict]:
-    """One in-process run of every asset; wall seconds (CPU seconds in ``CPU['last']``)."""
+def materialize_once(
+    root: Path, instance, run_config: dict | None = None, selection=None
+) -> tuple[float, dict]:
+    """One in-process run of every asset (or of ``selection``) with ``run_config`` (default: quiet
+    logs); wall seconds (CPU seconds in ``CPU['last']``)."""
     from dagster import materialize
 
     from oil_analysis.definitions import all_assets, build_resources
@@ -147,7 +151,8 @@ def materialize_once(root: Path, instance, run_config: dict | None = None) -> tu
         partition_key=CLIENT,
         instance=instance,
         resources=build_resources(str(root)),
-        run_config=QUIET,
+        run_config=run_config or QUIET,
+        **({"selection": selection} if selection is not None else {}),
     )
     wall = time.perf_counter() - t
     CPU["last"] = _cpu() - c
@@ -221,6 +226,24 @@ def one_round(cut_files: list[Path], full_files: list[Path], check: bool) -> dic
     }
 
 
+def split_round(cut_files: list[Path], full_files: list[Path]) -> dict[str, float]:
+    """CPU seconds of the bronze step alone, then of the other assets, for the cold run and the
+    monthly update (two runs each: every run pays Dagster's run start once more)."""
+    from dagster import AssetSelection, DagsterInstance
+
+    bronze = AssetSelection.assets("bronze_lab_files")
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="oil-monthly-") as tmp, DagsterInstance.ephemeral() as instance:
+        root = Path(tmp) / "root"
+        for name, files in (("cold", cut_files), ("update", full_files)):
+            put(files, root)
+            materialize_once(root, instance, selection=bronze)
+            out[f"{name}_bronze_cpu_s"] = CPU["last"]
+            materialize_once(root, instance, selection=AssetSelection.all() - bronze)
+            out[f"{name}_rest_cpu_s"] = CPU["last"]
+    return out
+
+
 def warm_up() -> None:
     """One run on one small generated workbook: imports and Dagster's first-run costs paid once."""
     from dagster import DagsterInstance
@@ -240,6 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument(
         "--check", action="store_true", help="also compare with a full build (incremental = full)"
+    )
+    ap.add_argument(
+        "--split",
+        action="store_true",
+        help="also measure the CPU of the bronze step and of the other assets apart (cold and update)",
     )
     ap.add_argument("--json")
     ap.add_argument("--result", help=argparse.SUPPRESS)
@@ -285,6 +313,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{cpu['cold'] / cpu['floor']:.2f}× floor, update {cpu['update'] / cpu['cold']:.2f}×, unchanged "
         f"{cpu['unchanged'] / cpu['cold']:.2f}×; update limits: {r0['update_limits']}{check}"
     )
+    if a.split:
+        parts = split_round(cut_files, full_files)
+        doc["split"] = parts
+        print(
+            "monthly_bench split (CPU s, bronze step / other assets, each a run of its own): cold "
+            f"{parts['cold_bronze_cpu_s']:.2f} / {parts['cold_rest_cpu_s']:.2f}, update "
+            f"{parts['update_bronze_cpu_s']:.2f} / {parts['update_rest_cpu_s']:.2f}"
+        )
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(doc, indent=2, default=str))

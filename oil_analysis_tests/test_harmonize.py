@@ -173,3 +173,19 @@ def test_out_of_physical_range_cell_cleared_sample_kept():
         and "sample kept" in fe["reason"]
     )
     assert fe["action"] == "cell cleared" and fe["stage"] == "harmonize" and r["cellsCleared"] == 2
+
+
+def test_clean_text_per_distinct_value_equals_the_column_wide_rule():
+    """Texts are cleaned once per distinct value with the same string operations as on the whole
+    column (so the same whitespace rules: no-break and em spaces included)."""
+    from oil_analysis.domain.harmonize import _clean_text
+
+    raw = pd.Series(
+        [" a  b ", "a\xa0\xa0b", "\xa0x\xa0", None, "nan", "-", "", "  ", "x\u2003y", "t\tt", "ok", "ok", 3],
+        dtype=object,
+        name="site",
+    )
+    text = raw.astype("string")
+    whole = text.str.strip().str.replace(r"\s+", " ", regex=True)
+    whole = whole.mask(whole.isin(["", "nan", "None", "-"]))
+    pd.testing.assert_series_equal(_clean_text(raw), whole)

@@ -19,8 +19,6 @@ Rules (each a documented choice, see docs/DATA_CONTRACTS.md):
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
 from pandas.api.types import is_float_dtype
@@ -53,21 +51,13 @@ def silver_columns(catalog: Catalog | None = None) -> list[str]:
 
 
 def _clean_text(s: pd.Series) -> pd.Series:
-    # Through the unique values: a column repeats a handful of texts, and the rule is per value.
+    # Through the unique values: a column repeats a handful of texts, and the rule is per value
+    # (the same string operations as on the whole column, so the same whitespace rules).
     s = s.astype("string")
     codes, uniq = pd.factorize(s, use_na_sentinel=True)
-    clean = np.array([_clean_value(u) for u in uniq] + [pd.NA], dtype=object)
-    return pd.Series(pd.array(clean[codes], dtype=s.dtype), index=s.index, name=s.name)
-
-
-_SPACES = re.compile(r"\s+")
-_EMPTY_TEXTS = frozenset({"", "nan", "None", "-"})
-
-
-def _clean_value(text: str):
-    """Trimmed, inner whitespace folded to one space; empty and placeholder texts are missing."""
-    clean = _SPACES.sub(" ", text.strip())
-    return pd.NA if clean in _EMPTY_TEXTS else clean
+    clean = pd.Series(uniq, dtype=s.dtype).str.strip().str.replace(r"\s+", " ", regex=True)
+    clean = clean.mask(clean.isin(["", "nan", "None", "-"]))
+    return pd.Series(clean.array.take(codes, allow_fill=True), index=s.index, name=s.name)
 
 
 def oil_hour_range(oil_meter: pd.Series) -> pd.Series:

@@ -84,7 +84,9 @@ def _words(col: pd.Series) -> np.ndarray:
         a = col.to_numpy()
         if dtype.kind == "f":
             return a.astype(np.float64).view(np.uint64)
-        return a.astype(np.uint64) if dtype.kind == "b" else a.view(np.int64).astype(np.uint64)
+        if dtype.kind == "M":
+            return a.view(np.int64).astype(np.uint64)  # any unit: 8 bytes
+        return a.astype(np.int64).astype(np.uint64)  # integers of any width, booleans
     if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
         # Arrow strings: each distinct text hashed once (Arrow's dictionary encoding), then spread.
         coded = pc.dictionary_encode(pa.array(col.array))
@@ -225,7 +227,10 @@ def upsert(
         silver, dup_rejects, dup_info = finish(new_candidates, catalog)
         pairs = silver[["unitId", "componentName"]].drop_duplicates()
         info = {**dup_info, "pairs_relinked": int(len(pairs)), "rows_relinked": int(len(silver))}
-        return silver, candidate_index(new_candidates), dup_rejects, info
+        new_index = candidate_index(
+            pd.concat([index[~index["sourceFile"].isin(touched)], candidate_index(new_candidates)])
+        )
+        return silver, new_index, dup_rejects, info
     gone = previous[previous["sourceFile"].isin(touched)]
     union = pd.concat([kept.drop(columns=SILVER_LINKS), new_candidates], ignore_index=True)
     merged, dup_rejects, dup_info = _resolve_duplicates(union, catalog.essays)
@@ -334,7 +339,9 @@ def rows_differ(current: pd.DataFrame, previous: pd.DataFrame, columns: list[str
     if floats:
         x = current[floats].to_numpy(float)[known]
         y = previous[floats].to_numpy(float)[take]
-        differ |= ~((x == y) | (np.isnan(x) & np.isnan(y))).all(axis=1)
+        # -0.0 and 0.0 compare equal but are written differently: a sign change is a change.
+        same = ((x == y) & (np.signbit(x) == np.signbit(y))) | (np.isnan(x) & np.isnan(y))
+        differ |= ~same.all(axis=1)
     rows_now, rows_before = pa.array(np.flatnonzero(known)), pa.array(take)
     for c in columns:
         if c in floats:

@@ -59,7 +59,7 @@ def recommend_incremental(
     previous_texts = previous[["sampleNumber", *ai_cols]]  # the text columns, not a copy of all
     kept = previous_texts[~among(previous_texts["sampleNumber"], redo)].set_index("sampleNumber")
     texts = pd.concat([kept, fresh]).reindex(reports["sampleNumber"])
-    out = reports.copy()
+    out = reports.copy(deep=False)  # columns are set, never written into: the input stays as it is
     for c in ai_cols:
         out[c] = texts[c].to_numpy()
         out[c] = out[c].astype(fresh[c].dtype if len(fresh) else previous[c].dtype)
