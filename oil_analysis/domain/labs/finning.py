@@ -470,7 +470,6 @@ def _parse_rows(
     records: list[pd.DataFrame] = []
     bad_rows = np.zeros(n, dtype=bool)
     cleared = np.zeros(n, dtype="int64")
-    sample_ids = pd.Series([None] * n, dtype="string")
 
     # Each reject/clear call has its number, the same in every parse of the same header: the ledger
     # is in (call, row) order, so the records of rows parsed at different times merge in that order.
@@ -530,12 +529,13 @@ def _parse_rows(
         if src in IDENTITY_TEXT:
             bad = _present(problem)
             ids = {v: identifier_text(v) for v in set(cells(src)) if v is not None}
-            text = pd.Series([ids.get(v) for v in cells(src)], dtype="string")
-            text[bad] = pd.NA
+            values = np.fromiter((ids.get(v) for v in cells(src)), dtype=object, count=n)
+            values[bad] = None
+            text = pd.Series(_strings(values))
         else:
             text = _text(cells(src))
         out[dst] = text
-    sample_ids[:] = out["sampleNumber"].to_numpy()
+    sample_ids = out["sampleNumber"]  # the ledger's sample number of each row (reject/clear)
     for src, dst in IDENTITY_TEXT.items():
         problem = text_errors(src)
         has = _present(problem)
