@@ -235,13 +235,13 @@ def parse_isolated(
                 receive.close()
                 del running[i]
             done = [p for p in done if p.exitcode is None]  # exitcode polls: reaps the ones that ended
-        for proc in done:
-            proc.join(timeout=30)
     finally:
         for proc, receive, _ in running.values():  # only on an error of this loop itself
             proc.kill()
             proc.join()
             receive.close()
+        for proc in done:  # their outcome is in: they are exiting
+            proc.join(timeout=30)
     return results
 
 
