@@ -352,7 +352,8 @@ def read_finning_workbook(
     # row's digest covers them (a re-sent row that changed elsewhere parses the same).
     copies_of = _essay_copies(header, catalog)
     columns = _columns_read(header, catalog, copies_of)
-    picked = list(map(operator.itemgetter(*(header.index(c) for c in columns)), kept_rows))
+    column_at = {h: j for j, h in enumerate(header)}
+    picked = list(map(operator.itemgetter(*(column_at[c] for c in columns)), kept_rows))
     del kept_rows
     at = {c: k for k, c in enumerate(columns)}
     # The reader's column-wide choices are part of every row's context: a change re-parses all rows.
