@@ -183,10 +183,11 @@ def test_identifier_text_fast_path_follows_the_general_rules():
 
 
 def test_oil_changed_cells_read_like_upper_cased_text():
-    from oil_analysis.domain.labs.finning import _oil_changed, _text
+    from oil_analysis.domain.labs.finning import _oil_changed, _text_cell
 
     cells = np.array(["Y", "y", " n ", "N", "x", "", None, "ñ", "ẙ", "ŉ", "YES", 1.0, True], dtype=object)
-    expected = _text(cells).str.upper().map({"Y": True, "N": False}).astype("boolean")
+    texts = pd.Series([_text_cell(v) for v in cells], dtype="string")
+    expected = texts.str.upper().map({"Y": True, "N": False}).astype("boolean")
     got = pd.array(by_value(cells, _oil_changed), dtype="boolean")
     pd.testing.assert_extension_array_equal(got, expected.array)
 

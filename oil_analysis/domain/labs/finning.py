@@ -175,17 +175,13 @@ def _text_value(v):
 
 
 def _text_cell(v):
+    """A cell as text: trimmed; a whole-number float loses its ``.0`` (Fluid Weight 60.0 → '60')."""
     return (v.strip() or None) if type(v) is str else _text_value(v)
 
 
 def _present(problem: np.ndarray) -> np.ndarray:
     """Mask of the cells with a problem (a reason, not None)."""
     return np.not_equal(problem, None)
-
-
-def _text(values) -> pd.Series:
-    """Cells → trimmed strings; whole-number floats lose their ``.0`` (Fluid Weight 60.0 → '60')."""
-    return pd.Series(_strings(by_value(np.asarray(values, dtype=object), _text_cell)))
 
 
 def _strings(texts: np.ndarray) -> pd.api.extensions.ExtensionArray:
@@ -203,6 +199,10 @@ def _flags(cells: np.ndarray, index: pd.Index) -> tuple[np.ndarray, np.ndarray]:
     problem = np.empty(len(pairs), dtype=object)
     problem[:] = [p[1] for p in pairs]
     return level, problem
+
+
+def _text_and_error(v) -> tuple[str | None, str | None]:
+    return _text_cell(v), _text_error(v)
 
 
 def _oil_changed(v) -> bool | None:
@@ -352,7 +352,8 @@ def read_finning_workbook(
     # row's digest covers them (a re-sent row that changed elsewhere parses the same).
     copies_of = _essay_copies(header, catalog)
     columns = _columns_read(header, catalog, copies_of)
-    picked = list(map(operator.itemgetter(*(header.index(c) for c in columns)), kept_rows))
+    column_at = {h: j for j, h in enumerate(header)}
+    picked = list(map(operator.itemgetter(*(column_at[c] for c in columns)), kept_rows))
     del kept_rows
     at = {c: k for k, c in enumerate(columns)}
     # The reader's column-wide choices are part of every row's context: a change re-parses all rows.
@@ -470,7 +471,6 @@ def _parse_rows(
     records: list[pd.DataFrame] = []
     bad_rows = np.zeros(n, dtype=bool)
     cleared = np.zeros(n, dtype="int64")
-    sample_ids = pd.Series([None] * n, dtype="string")
 
     # Each reject/clear call has its number, the same in every parse of the same header: the ledger
     # is in (call, row) order, so the records of rows parsed at different times merge in that order.
@@ -526,16 +526,17 @@ def _parse_rows(
         if src not in position:
             out[dst] = pd.Series([None] * n, dtype="string")
             continue
-        problem = text_errors(src)
-        if src in IDENTITY_TEXT:
-            bad = _present(problem)
-            ids = {v: identifier_text(v) for v in set(cells(src)) if v is not None}
-            text = pd.Series([ids.get(v) for v in cells(src)], dtype="string")
-            text[bad] = pd.NA
-        else:
-            text = _text(cells(src))
-        out[dst] = text
-    sample_ids[:] = out["sampleNumber"].to_numpy()
+        if src not in IDENTITY_TEXT:  # text and Excel error of each cell in one pass
+            pairs = by_value(cells(src), _text_and_error)
+            errors_of[src] = np.fromiter((p[1] for p in pairs), dtype=object, count=n)
+            out[dst] = pd.Series(_strings(np.fromiter((p[0] for p in pairs), dtype=object, count=n)))
+            continue
+        bad = _present(text_errors(src))
+        ids = {v: identifier_text(v) for v in set(cells(src)) if v is not None}
+        values = np.fromiter((ids.get(v) for v in cells(src)), dtype=object, count=n)
+        values[bad] = None
+        out[dst] = pd.Series(_strings(values))
+    sample_ids = out["sampleNumber"]  # the ledger's sample number of each row (reject/clear)
     for src, dst in IDENTITY_TEXT.items():
         problem = text_errors(src)
         has = _present(problem)
