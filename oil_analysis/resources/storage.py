@@ -30,19 +30,15 @@ class StorageResource(ShowsEffectiveConfig, ConfigurableResource):
     legacy_exports: bool | None = None
 
     def storage_mode(self) -> str:
-        return self._mode(None)
-
-    def _mode(self, settings) -> str:
-        """The mode from the fields, else from ``settings`` (read now when None: once per call)."""
         if self.mode or self.use_s3 is not None:
             return storage_mode(self.mode, bool(self.use_s3))
-        return (settings or get_settings()).storage_mode
+        return get_settings().storage_mode
 
     def get(self) -> Storage:
         """The storage, opened once per process and configuration; S3 access is checked on opening,
         so wrong credentials fail with one clear error before anything is written."""
         s = get_settings()
-        mode = self._mode(s)
+        mode = self.storage_mode()
         root = os.path.abspath(self.data_root or s.data_root)
         bucket = self.s3_bucket or s.s3_bucket
         prefix = self.s3_prefix if self.s3_prefix is not None else s.s3_prefix
@@ -70,7 +66,7 @@ class StorageResource(ShowsEffectiveConfig, ConfigurableResource):
     def effective_config(self) -> dict[str, str]:
         """Mode, where the layout lives, and the limits this resource applies (no credential)."""
         s = get_settings()
-        mode = self._mode(s)
+        mode = self.storage_mode()
         out = {"mode": mode}
         if mode != "s3":
             out["data_root"] = os.path.abspath(self.data_root or s.data_root)
