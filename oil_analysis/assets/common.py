@@ -227,7 +227,7 @@ def publish_or_block(asset: str, output: Output, outcomes, *, context=None, fp: 
             value = conform(output.value, asset)
             value.attrs.update(output.value.attrs)  # markers (limits version, kept) survive
             metadata = {**(output.metadata or {}), "dagster/row_count": len(value)}
-            output = Output(value, metadata={**metadata, **table_metadata(asset)})
+            output = Output(value, metadata=metadata)
         except ContractError as exc:
             raise Failure(description=f"{exc}; nothing was published") from None
     failed = blocking_failures(outcomes)
