@@ -49,7 +49,8 @@ def candidate_index(candidates: pd.DataFrame) -> pd.DataFrame:
 def among(values: pd.Series, pool) -> np.ndarray:
     """``values.isin(pool)`` as a boolean array, through a Python set: for thousands of sample
     numbers pandas' ``isin`` on Arrow-backed strings costs ~50× more."""
-    members = set(pool)
+    # A Series' values through one conversion (iterating an Arrow-backed Series is per element).
+    members = set(pool.tolist() if isinstance(pool, pd.Series) else pool)
     return np.fromiter((v in members for v in values.to_numpy(object)), dtype=bool, count=len(values))
 
 
@@ -80,7 +81,7 @@ def upsert(
         pairs = silver[["unitId", "componentName"]].drop_duplicates()
         info = {**dup_info, "pairs_relinked": int(len(pairs)), "rows_relinked": int(len(silver))}
         new_index = candidate_index(
-            pd.concat([index[~index["sourceFile"].isin(touched)], candidate_index(new_candidates)])
+            pd.concat([index[~index["sourceFile"].isin(touched)], new_candidates[INDEX_COLUMNS]])
         )
         return silver, new_index, dup_rejects, info
     gone = previous[previous["sourceFile"].isin(touched)]
@@ -102,7 +103,7 @@ def upsert(
     silver = silver.sort_values(ORDER_KEYS, kind="mergesort", na_position="first").reset_index(drop=True)
     silver = _types(silver[silver_columns(catalog)].copy(), catalog.essays)
     new_index = candidate_index(
-        pd.concat([index[~index["sourceFile"].isin(touched)], candidate_index(new_candidates)])
+        pd.concat([index[~index["sourceFile"].isin(touched)], new_candidates[INDEX_COLUMNS]])
     )
     info = {**dup_info, "pairs_relinked": int(len(pairs)), "rows_relinked": int(affected.sum())}
     return silver, new_index, dup_rejects, info
@@ -122,11 +123,12 @@ def audit(
 ) -> tuple[pd.DataFrame, dict]:
     """What changed between two silvers: added / removed samples and every corrected value."""
     catalog = catalog or load_catalog()
-    prev = previous.set_index("sampleNumber")
-    cur = current.set_index("sampleNumber")
-    added = cur.index.difference(prev.index)
-    removed = prev.index.difference(cur.index)
-    both = cur.index.intersection(prev.index)
+    # Rows matched by position through sampleNumber (unique in a silver): no re-indexed copies.
+    prev_ids = pd.Index(previous["sampleNumber"].to_numpy(object))
+    cur_ids = current["sampleNumber"].to_numpy(object)
+    at = prev_ids.get_indexer(cur_ids)
+    now_at = np.flatnonzero(at >= 0)
+    before_at = at[now_at]
     watched = [
         "sampleDate",
         "unitId",
@@ -137,27 +139,28 @@ def audit(
         *catalog.essays,
     ]
     records = []
-    a, b = prev.loc[both, watched], cur.loc[both, watched]
     # Float columns compared as one array: only the columns with a difference are looked at.
-    floats = [c for c in watched if is_float_dtype(a[c]) and is_float_dtype(b[c])]
-    x_all, y_all = a[floats].to_numpy(float), b[floats].to_numpy(float)
+    floats = [c for c in watched if is_float_dtype(previous[c]) and is_float_dtype(current[c])]
+    x_all = previous[floats].to_numpy(float)[before_at]
+    y_all = current[floats].to_numpy(float)[now_at]
     same = (x_all == y_all) | (np.isnan(x_all) & np.isnan(y_all))
     quiet = {c for c, ok in zip(floats, same.all(axis=0), strict=True) if ok}
+    ids = cur_ids[now_at]
     for col in watched:
         if col in quiet:
             continue
-        x, y = a[col], b[col]
-        differ = ~((x == y).fillna(False) | (x.isna() & y.isna()))
+        x = previous[col].iloc[before_at].reset_index(drop=True)
+        y = current[col].iloc[now_at].reset_index(drop=True)
+        differ = (~((x == y).fillna(False) | (x.isna() & y.isna()))).to_numpy(bool)
         if differ.any():
-            ids = differ[differ].index
             records.append(
                 pd.DataFrame(
                     {
-                        "sampleNumber": ids,
+                        "sampleNumber": ids[differ],
                         "column": col,
-                        "old_value": x[ids].astype("string").to_numpy(),
-                        "new_value": y[ids].astype("string").to_numpy(),
-                        "file": cur.loc[ids, "sourceFile"].astype("string").to_numpy(),
+                        "old_value": x[differ].astype("string").to_numpy(),
+                        "new_value": y[differ].astype("string").to_numpy(),
+                        "file": current["sourceFile"].iloc[now_at[differ]].astype("string").to_numpy(),
                         "changed_at": changed_at,
                     }
                 )
@@ -168,8 +171,8 @@ def audit(
         table[c] = table[c].astype("string")
     table["changed_at"] = pd.to_datetime(table["changed_at"]).astype("datetime64[us]")
     summary = {
-        "samples_added": int(len(added)),
-        "samples_removed": int(len(removed)),
+        "samples_added": int(len(cur_ids) - len(now_at)),
+        "samples_removed": int(len(prev_ids) - len(now_at)),
         "samples_updated": int(table["sampleNumber"].nunique()),
         "values_changed": int(len(table)),
     }

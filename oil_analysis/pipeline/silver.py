@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from ..domain.catalog import load_catalog
@@ -153,10 +154,10 @@ def build_silver(
             # Only samples prepared again or gone can differ from the previous silver (the rows of
             # untouched files are the previous ones): the audit compares those.
             moved = previous["sourceFile"].isin(touched).to_numpy(bool)
-            redo = set(cand["sampleNumber"]) | set(previous.loc[moved, "sampleNumber"])
+            redo = set(cand["sampleNumber"].tolist()) | set(previous["sampleNumber"][moved].tolist())
             table, summary = audit(
-                previous[among(previous["sampleNumber"], redo)],
-                silver[among(silver["sampleNumber"], redo)],
+                _rows(previous, among(previous["sampleNumber"], redo)),
+                _rows(silver, among(silver["sampleNumber"], redo)),
                 now,
                 catalog,
             )
@@ -194,6 +195,11 @@ def build_silver(
         candidate_index(cand),
         repairs,
     )
+
+
+def _rows(frame: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
+    """``frame[mask]``, without the copy when every row is kept (every file re-sent)."""
+    return frame if mask.all() else frame[mask]
 
 
 def sort_ledger(ledger: pd.DataFrame) -> pd.DataFrame:
