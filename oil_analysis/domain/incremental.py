@@ -68,7 +68,7 @@ def upsert(
     info)``, or ``None`` when only a full rebuild gives the right answer.
     """
     catalog = catalog or load_catalog()
-    touched = set(dropped_files) | set(new_candidates["sourceFile"].astype(str))
+    touched = set(dropped_files) | set(new_candidates["sourceFile"].astype(str).drop_duplicates().tolist())
     leaving = index[index["sourceFile"].isin(dropped_files)]
     staying = index[~index["sourceFile"].isin(touched)]
     if among(leaving["sampleNumber"], staying["sampleNumber"]).any():
@@ -140,7 +140,8 @@ def audit(
     ]
     records = []
     # Float columns compared as one array: only the columns with a difference are looked at.
-    floats = [c for c in watched if is_float_dtype(previous[c]) and is_float_dtype(current[c])]
+    before, now = previous.dtypes, current.dtypes
+    floats = [c for c in watched if is_float_dtype(before[c]) and is_float_dtype(now[c])]
     x_all = previous[floats].to_numpy(float)[before_at]
     y_all = current[floats].to_numpy(float)[now_at]
     same = (x_all == y_all) | (np.isnan(x_all) & np.isnan(y_all))
