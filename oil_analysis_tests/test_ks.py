@@ -6,7 +6,7 @@ import sys
 import numpy as np
 from scipy.stats import ks_2samp as scipy_ks_2samp
 
-from oil_analysis.domain.ks import exact_ks_2samp, ks_2samp
+from oil_analysis.domain.ks import exact_ks_2samp, ks_2samp, ks_statistic
 
 
 def test_exact_figures_equal_scipy_bit_for_bit():
@@ -19,6 +19,19 @@ def test_exact_figures_equal_scipy_bit_for_bit():
         y = np.round(rng.normal(rng.random(), 1, n2) * rng.integers(1, 20))
         res = scipy_ks_2samp(x, y)
         assert exact_ks_2samp(x, y) == (float(res.statistic), float(res.pvalue))
+
+
+def test_statistic_alone_equals_scipys_statistic():
+    """The drift decision reads D first (the p-value only when some D is large enough): the same
+    float as scipy's, on the exact method's lattice and above it (raw, asymptotic method)."""
+    rng = np.random.default_rng(4)
+    for _ in range(300):
+        n1, n2 = int(rng.integers(1, 400)), int(rng.integers(1, 120))
+        x = np.round(rng.normal(0, 1, n1) * rng.integers(1, 20))
+        y = np.round(rng.normal(rng.random(), 1, n2) * rng.integers(1, 20))
+        assert ks_statistic(x, y) == float(scipy_ks_2samp(x, y).statistic)
+    x, y = rng.normal(0, 1, 12_000), rng.normal(0.2, 1, 50)
+    assert ks_statistic(x, y) == float(scipy_ks_2samp(x, y).statistic)
 
 
 def test_large_samples_are_left_to_scipy_with_the_same_answer():

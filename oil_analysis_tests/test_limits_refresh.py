@@ -220,6 +220,30 @@ def test_significant_but_tiny_shift_is_not_drift():
     assert not decide_refresh(both, many_limits(s), MANY, params).refresh
 
 
+def test_p_values_are_computed_only_when_some_test_is_large_enough():
+    """No test reaching the effect size: no test can drift, the exact p-values are skipped (NaN)
+    and the decision is the same; one large test: every p-value, equal to those without the option."""
+    s = many_groups(200, "2023-01-01", 1)
+    same = many_groups(60, "2024-01-01", 2)
+    shifted = many_groups(60, "2024-01-01", 2, shift={("comp3", "e7"): 1.6})
+    for new, drifts in ((same, False), (shifted, True)):
+        every = drift_tests(s, new, MANY["wear"], 30)
+        lazy = drift_tests(s, new, MANY["wear"], 30, min_effect=0.25)
+        pd.testing.assert_frame_equal(
+            every[["machine", "component", "essay", "ks"]], lazy[["machine", "component", "essay", "ks"]]
+        )
+        if drifts:
+            pd.testing.assert_frame_equal(every, lazy)
+        else:
+            assert not (every["ks"] >= 0.25).any() and lazy["p"].isna().all() and not lazy["drift"].any()
+        assert bool((lazy["drift"] & (lazy["ks"] >= 0.25)).any()) == drifts
+        d = decide_refresh(
+            pd.concat([s, new], ignore_index=True), many_limits(s), MANY, RefreshParams(growth=10.0)
+        )
+        assert d.refresh == drifts and d.details["drift_tests"] == len(every)
+        assert ("drift_significant" in d.details) == drifts
+
+
 def test_bh_qvalues_match_the_step_up_rule():
     p = np.array([0.01, 0.04, 0.03, 0.005, 0.2])
     q = bh_qvalues(p)

@@ -97,10 +97,10 @@ def test_ledger_exact_over_arrivals_corrections_and_removals(tmp_path):
     assert "bronze/cda/c.xlsx" not in set(ledger["file"])
 
 
-def test_resent_rows_reuse_their_harmonization_and_equal_a_full_build(tmp_path):
-    """A cumulative re-send: the rows silver already holds are not harmonized again, and silver,
-    ledger and audit are those of a full build — also when the run day moves a sample in or out
-    of the future (the one rule of harmonization that depends on the day)."""
+def test_resent_workbook_equals_a_full_build(tmp_path):
+    """A cumulative re-send (rows moved down, a correction, a new row): silver, ledger and audit are
+    those of a full build — also when the run day moves a sample in or out of the future (the one
+    rule of harmonization that depends on the day)."""
     root = tmp_path / "data"
     path = root / "bronze/cda/a.xlsx"
     store = Storage.local(str(root))
@@ -110,12 +110,12 @@ def test_resent_rows_reuse_their_harmonization_and_equal_a_full_build(tmp_path):
     }
     month = rows(1, n=6, bad={1: {"Cu": -3}, 2: future})  # Cu cleared by harmonization; a future date
 
-    def run(now: str, stamp: int, expect_reused: int):
+    def run(now: str, stamp: int):
         os.utime(path, ns=(stamp, stamp))
         registry = ingest_client(store, CDA, workers=1).registry
         inc = build_silver(store, "cda", registry, now=pd.Timestamp(now))
         full = build_silver(store, "cda", registry, now=pd.Timestamp(now), full_rebuild=True)
-        assert inc.mode == "incremental" and inc.info["rows_reused"] == expect_reused
+        assert inc.mode == "incremental"
         pd.testing.assert_frame_equal(inc.silver, full.silver)
         pd.testing.assert_frame_equal(inc.rejects, full.rejects)
         pd.testing.assert_frame_equal(inc.audit, full.audit)
@@ -127,16 +127,16 @@ def test_resent_rows_reuse_their_harmonization_and_equal_a_full_build(tmp_path):
     publish(store, build_silver(store, "cda", ingest_client(store, CDA, workers=1).registry, now=NOW))
 
     # re-sent with a row on top (every row moves down), a correction and a new row, 12 days later:
-    # the future sample is due now (prepared), the corrected and the cleared rows are prepared again
+    # the future sample is due now, the corrected row changes a value
     month = [rows(1, n=8)[7], *month, rows(1, n=7)[6]]
     month[5]["Fe"] = 99
     write_finning(path, month)
-    inc = run("2026-12-10", 10**18, expect_reused=3)
+    inc = run("2026-12-10", 10**18)
     assert inc.changes["samples_added"] == 3 and inc.changes["values_changed"] == 1
     assert inc.info["samples_in"] == 8
     assert "R001-00000-0002" in set(inc.silver["sampleNumber"])
 
-    # the clock goes back: the sample that was due is in the future again (not reused: rejected)
+    # the clock goes back: the sample that was due is in the future again (rejected)
     write_finning(path, [*month, rows(1, n=9)[8]])
-    inc = run("2026-11-01", 10**18 + 1, expect_reused=6)
+    inc = run("2026-11-01", 10**18 + 1)
     assert "R001-00000-0002" not in set(inc.silver["sampleNumber"])

@@ -125,8 +125,6 @@ def silver_harmonized(
         metadata={
             "rows": len(silver),
             "build_mode": build.mode,
-            # Rows of re-sent files whose harmonization was taken from the previous silver.
-            "rows_reused": int(info.get("rows_reused", 0)),
             "changes": MetadataValue.json(build.changes),
             "units": info.get("units", 0),
             "unit_components": info.get("components", 0),

@@ -19,6 +19,8 @@ Rules (each a documented choice, see docs/DATA_CONTRACTS.md):
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 from pandas.api.types import is_float_dtype
@@ -50,12 +52,26 @@ def silver_columns(catalog: Catalog | None = None) -> list[str]:
     return SILVER_METADATA + catalog.essays + SILVER_LINKS
 
 
+_SPACES = re.compile(r"\s+")
+
+
+def _squeeze(text: str) -> str:
+    """``re.sub(r"\\s+", " ", text)`` (what pandas runs for that pattern, Python's Unicode ``\\s``),
+    cheaper: a printable text without two spaces in a row has no whitespace but single spaces
+    (every other whitespace character is unprintable), so nothing to replace; with no whitespace
+    at either end, splitting on whitespace runs and joining with one space is the same text."""
+    if text.isprintable() and "  " not in text:
+        return text
+    return " ".join(text.split()) if text == text.strip() else _SPACES.sub(" ", text)
+
+
 def _clean_text(s: pd.Series) -> pd.Series:
     # Through the unique values: a column repeats a handful of texts, and the rule is per value
-    # (the same string operations as on the whole column, so the same whitespace rules).
+    # (the same strip as on the whole column, the same whitespace rule).
     s = s.astype("string")
     codes, uniq = pd.factorize(s, use_na_sentinel=True)
-    clean = pd.Series(uniq, dtype=s.dtype).str.strip().str.replace(r"\s+", " ", regex=True)
+    stripped = pd.Series(uniq, dtype=s.dtype).str.strip()
+    clean = pd.Series([_squeeze(v) for v in stripped.tolist()], dtype=s.dtype)
     clean = clean.mask(clean.isin(["", "nan", "None", "-"]))
     return pd.Series(clean.array.take(codes, allow_fill=True), index=s.index, name=s.name)
 
@@ -107,18 +123,21 @@ def _clear_out_of_range(df: pd.DataFrame, catalog: Catalog) -> tuple[pd.DataFram
     bounds = _bounds(catalog)
     # One array of every bounded column: only the columns with a bad cell are handled one by one.
     columns = [c for c, _, _ in bounds]
-    values = (
-        np.column_stack(
-            [
-                (df[c] if is_float_dtype(df[c]) else pd.to_numeric(df[c], errors="coerce")).to_numpy(
-                    float, na_value=np.nan
-                )
-                for c in columns
-            ]
+    if len(df) and all(is_float_dtype(t) for t in df.dtypes[columns]):
+        values = df[columns].to_numpy(float, na_value=np.nan)  # one copy of the float columns
+    else:
+        values = (
+            np.column_stack(
+                [
+                    (df[c] if is_float_dtype(df[c]) else pd.to_numeric(df[c], errors="coerce")).to_numpy(
+                        float, na_value=np.nan
+                    )
+                    for c in columns
+                ]
+            )
+            if len(df)
+            else np.zeros((0, len(columns)))
         )
-        if len(df)
-        else np.zeros((0, len(columns)))
-    )
     lo = np.array([b[1] for b in bounds], dtype=float)
     hi = np.array([b[2] for b in bounds], dtype=float)
     with np.errstate(invalid="ignore"):
@@ -334,7 +353,7 @@ def finish(
     catalog = catalog or load_catalog()
     df, dup_rejects, dup_info = _resolve_duplicates(candidates, catalog.essays)
     df = link_previous(df)
-    return _types(df[silver_columns(catalog)].copy(), catalog.essays), dup_rejects, dup_info
+    return _types(df[silver_columns(catalog)], catalog.essays), dup_rejects, dup_info
 
 
 def describe(silver: pd.DataFrame) -> dict:
@@ -368,17 +387,18 @@ def harmonize(
 def _types(df: pd.DataFrame, essays: list[str]) -> pd.DataFrame:
     """Pin the silver dtypes (the contract), whatever the lab readers produced."""
     # A column already of its type is left as it is (the same values: converting it is a copy).
+    dtypes = df.dtypes  # before any change: each column is looked at once
     text = pd.StringDtype()
     for c in STRING_COLUMNS:
-        if df[c].dtype != text:
+        if dtypes[c] != text:
             df[c] = df[c].astype(text)
     day = np.dtype("datetime64[us]")
     for c in DATE_COLUMNS:
-        if df[c].dtype != day:
+        if dtypes[c] != day:
             df[c] = pd.to_datetime(df[c]).astype(day)
     number = np.dtype("float64")
     for c in FLOAT_COLUMNS + essays:
-        if df[c].dtype != number:
+        if dtypes[c] != number:
             df[c] = pd.to_numeric(df[c], errors="coerce").astype(number)
     df["oilChanged"] = df["oilChanged"].astype("boolean")
     df["countPreventedByWater"] = df["countPreventedByWater"].fillna(False).astype(bool)

@@ -38,167 +38,20 @@ from .harmonize import (
 
 AUDIT_COLUMNS = ["sampleNumber", "column", "old_value", "new_value", "file", "changed_at"]
 INDEX_COLUMNS = ["sampleNumber", "sourceFile"]
-# Beside each candidate: where it sat and the digest of its parsed row (see :func:`raw_row_hashes`),
-# what lets a re-sent file's unchanged rows skip ``prepare`` (:func:`reuse_prepared`).
-RAW_HASH = "rawHash"
-ROW_COLUMNS = ["sourceRow", RAW_HASH]
 
 
 def candidate_index(candidates: pd.DataFrame) -> pd.DataFrame:
-    """(sampleNumber, sourceFile) of every prepared row, winners and losers, with its sourceRow and
-    the digest of its parsed row when the candidates carry one (:data:`RAW_HASH`)."""
-    idx = candidates[INDEX_COLUMNS].astype("string")
-    if RAW_HASH in candidates:
-        idx = idx.assign(
-            sourceRow=candidates["sourceRow"].astype("Int64").to_numpy(),
-            rawHash=candidates[RAW_HASH].astype("UInt64").to_numpy(),
-        )
-    idx = idx.drop_duplicates()
-    return idx.sort_values(list(idx.columns), kind="mergesort").reset_index(drop=True)
+    """(sampleNumber, sourceFile) of every prepared row, winners and losers, sorted."""
+    idx = candidates[INDEX_COLUMNS].astype("string").drop_duplicates()
+    return idx.sort_values(INDEX_COLUMNS, kind="mergesort").reset_index(drop=True)
 
 
 def among(values: pd.Series, pool) -> np.ndarray:
     """``values.isin(pool)`` as a boolean array, through a Python set: for thousands of sample
     numbers pandas' ``isin`` on Arrow-backed strings costs ~50× more."""
-    members = set(pool)
+    # A Series' values through one conversion (iterating an Arrow-backed Series is per element).
+    members = set(pool.tolist() if isinstance(pool, pd.Series) else pool)
     return np.fromiter((v in members for v in values.to_numpy(object)), dtype=bool, count=len(values))
-
-
-def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finalizer, element-wise on uint64 (wrapping arithmetic)."""
-    x = x ^ (x >> np.uint64(30))
-    x = x * np.uint64(0xBF58476D1CE4E5B9)
-    x = x ^ (x >> np.uint64(27))
-    x = x * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
-
-
-_MISSING_TEXT = np.uint64(0x9E3779B97F4A7C15)  # the word of a missing text
-
-
-def _words(col: pd.Series) -> np.ndarray:
-    """One uint64 per value: the bits of a plain numeric, boolean or date value; a stable text hash
-    (pandas' ``hash_array``) of anything else (strings, nullable types)."""
-    dtype = col.dtype
-    if isinstance(dtype, np.dtype) and dtype.kind in "fiumMb":
-        a = col.to_numpy()
-        if dtype.kind == "f":
-            return a.astype(np.float64).view(np.uint64)
-        if dtype.kind == "M":
-            return a.view(np.int64).astype(np.uint64)  # any unit: 8 bytes
-        return a.astype(np.int64).astype(np.uint64)  # integers of any width, booleans
-    if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
-        # Arrow strings: each distinct text hashed once (Arrow's dictionary encoding), then spread.
-        coded = pc.dictionary_encode(pa.array(col.array))
-        if isinstance(coded, pa.ChunkedArray):
-            coded = coded.combine_chunks()
-        texts = pd.util.hash_array(np.array(coded.dictionary.to_pylist(), dtype=object))
-        texts = np.append(texts, _MISSING_TEXT)
-        at = coded.indices.fill_null(len(texts) - 1).to_numpy(zero_copy_only=False)
-        return texts[at.astype(np.intp)]
-    return pd.util.hash_array(col.to_numpy(dtype=object))
-
-
-def row_digests(frame: pd.DataFrame, columns: list[str], seed: int = 0) -> np.ndarray:
-    """A 64-bit digest of each row over ``columns``: each value is mixed (splitmix64) and weighted
-    by an odd constant of its column, and the row is their sum, so a row that differs from another
-    in one value always gets another digest."""
-    if not len(frame):
-        return np.zeros(0, dtype=np.uint64)
-    words = _mix(np.column_stack([_words(frame[c]) for c in columns]))
-    weights = _mix(np.arange(1, len(columns) + 1, dtype=np.uint64) ^ np.uint64(seed)) | np.uint64(1)
-    with np.errstate(over="ignore"):
-        return _mix((words * weights).sum(axis=1, dtype=np.uint64) ^ np.uint64(seed))
-
-
-def raw_row_hashes(samples: pd.DataFrame, context: str) -> np.ndarray:
-    """A 64-bit digest of each parsed row (one file's tidy samples) over every column but where the
-    row sits (``sourceRow``, ``sourceFile``), salted with ``context`` (the versions of the rules
-    ``prepare`` applies), the column names and types: equal digests, equal inputs to ``prepare``."""
-    cols = sorted(c for c in samples.columns if c not in PROVENANCE)
-    salt = repr((context, [(c, str(samples[c].dtype)) for c in cols]))
-    return row_digests(samples, cols, int(pd.util.hash_array(np.array([salt], dtype=object))[0]))
-
-
-def reuse_prepared(
-    samples: list[pd.DataFrame],
-    previous: pd.DataFrame,
-    index: pd.DataFrame,
-    ledger: pd.DataFrame,
-    as_of: pd.Timestamp,
-    floor: pd.Timestamp,
-) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
-    """Split the parsed rows of new and changed files (each with :data:`RAW_HASH`) into the rows
-    whose ``prepare`` result is already in ``previous`` silver and the rows to prepare.
-
-    A row is reused when the same file had a parsed row with the same digest (same content, same
-    rules) that won its sampleNumber in ``previous`` and that ``prepare`` left as it was (no cell
-    cleared by harmonization: no ``harmonize`` record of it in ``ledger``), and when its dates pass
-    the run-date rules of ``prepare`` at ``as_of`` and ``floor`` (the only rules that depend on the
-    day). Its candidate is its previous silver row (without the links) under its new ``sourceRow``:
-    exactly what ``prepare`` would give. Returns ``(reused candidates, rows to prepare per file)``.
-    """
-    columns = [c for c in previous.columns if c not in SILVER_LINKS]
-    frames = [s for s in samples if len(s)]
-    if not frames or not set(ROW_COLUMNS) <= set(index.columns) or index[RAW_HASH].isna().all():
-        return previous.iloc[0:0][columns], samples
-    # Plain dicts (a few thousand keys): the row each digest of a file sat on, and where the
-    # previous silver holds the row of a file and Excel row.
-    known = index.dropna(subset=ROW_COLUMNS)
-    sat_on = dict(
-        zip(
-            zip(known["sourceFile"].tolist(), known[RAW_HASH].tolist(), strict=True),
-            known["sourceRow"].tolist(),
-            strict=True,
-        )
-    )
-    held = {
-        key: i
-        for i, key in enumerate(
-            zip(previous["sourceFile"].astype(str).tolist(), previous["sourceRow"].tolist(), strict=True)
-        )
-    }
-    cleared_rows = ledger[ledger["stage"].astype("string") == "harmonize"]
-    cleared = set(zip(cleared_rows["file"].tolist(), cleared_rows["sampleNumber"].tolist(), strict=True))
-    numbers = previous["sampleNumber"].tolist()
-    at, rows, digests, reused = [], [], [], []
-    for s in samples:
-        mine = np.zeros(len(s), dtype=bool)
-        for j, (file, row, digest) in enumerate(
-            zip(
-                s["sourceFile"].astype(str).tolist(),
-                s["sourceRow"].tolist(),
-                s[RAW_HASH].tolist(),
-                strict=True,
-            )
-        ):
-            i = held.get((file, sat_on.get((file, digest))))
-            if i is not None and (file, numbers[i]) not in cleared:
-                at.append(i)
-                rows.append(row)
-                digests.append(digest)
-                mine[j] = True
-        reused.append(mine)
-    at = np.asarray(at, dtype=np.intp)
-    # The rules of prepare that depend on the day: a date in the future or before the floor.
-    dates = previous[["sampleDate", "reportDate", "labDate"]].iloc[at]
-    day = pd.Timedelta(days=1)
-    ok = ((dates["sampleDate"] <= as_of + day) & (dates["sampleDate"] >= floor)).fillna(False)
-    for col in ("reportDate", "labDate"):
-        wrong = (dates[col] < dates["sampleDate"] - day) | (dates[col] < floor) | (dates[col] > as_of + day)
-        ok &= ~wrong.fillna(False)
-    ok = ok.to_numpy(bool)
-    # One take of the wide rows, only those reused.
-    cand = previous.iloc[at[ok], [previous.columns.get_loc(c) for c in columns]].reset_index(drop=True)
-    cand["sourceRow"] = np.asarray(rows, dtype="int64")[ok]
-    cand[RAW_HASH] = pd.array(np.asarray(digests, dtype=np.uint64)[ok], dtype="UInt64")
-    rest, k = [], 0
-    for s, mine in zip(samples, reused, strict=True):
-        taken = mine.copy()
-        taken[mine] = ok[k : k + int(mine.sum())]  # a reused row whose dates fail is prepared
-        k += int(mine.sum())
-        rest.append(s[~taken])
-    return cand, rest
 
 
 def upsert(
@@ -215,7 +68,7 @@ def upsert(
     info)``, or ``None`` when only a full rebuild gives the right answer.
     """
     catalog = catalog or load_catalog()
-    touched = set(dropped_files) | set(new_candidates["sourceFile"].astype(str))
+    touched = set(dropped_files) | set(new_candidates["sourceFile"].astype(str).drop_duplicates().tolist())
     leaving = index[index["sourceFile"].isin(dropped_files)]
     staying = index[~index["sourceFile"].isin(touched)]
     if among(leaving["sampleNumber"], staying["sampleNumber"]).any():
@@ -228,7 +81,7 @@ def upsert(
         pairs = silver[["unitId", "componentName"]].drop_duplicates()
         info = {**dup_info, "pairs_relinked": int(len(pairs)), "rows_relinked": int(len(silver))}
         new_index = candidate_index(
-            pd.concat([index[~index["sourceFile"].isin(touched)], candidate_index(new_candidates)])
+            pd.concat([index[~index["sourceFile"].isin(touched)], new_candidates[INDEX_COLUMNS]])
         )
         return silver, new_index, dup_rejects, info
     gone = previous[previous["sourceFile"].isin(touched)]
@@ -250,7 +103,7 @@ def upsert(
     silver = silver.sort_values(ORDER_KEYS, kind="mergesort", na_position="first").reset_index(drop=True)
     silver = _types(silver[silver_columns(catalog)].copy(), catalog.essays)
     new_index = candidate_index(
-        pd.concat([index[~index["sourceFile"].isin(touched)], candidate_index(new_candidates)])
+        pd.concat([index[~index["sourceFile"].isin(touched)], new_candidates[INDEX_COLUMNS]])
     )
     info = {**dup_info, "pairs_relinked": int(len(pairs)), "rows_relinked": int(affected.sum())}
     return silver, new_index, dup_rejects, info
@@ -270,11 +123,12 @@ def audit(
 ) -> tuple[pd.DataFrame, dict]:
     """What changed between two silvers: added / removed samples and every corrected value."""
     catalog = catalog or load_catalog()
-    prev = previous.set_index("sampleNumber")
-    cur = current.set_index("sampleNumber")
-    added = cur.index.difference(prev.index)
-    removed = prev.index.difference(cur.index)
-    both = cur.index.intersection(prev.index)
+    # Rows matched by position through sampleNumber (unique in a silver): no re-indexed copies.
+    prev_ids = pd.Index(previous["sampleNumber"].to_numpy(object))
+    cur_ids = current["sampleNumber"].to_numpy(object)
+    at = prev_ids.get_indexer(cur_ids)
+    now_at = np.flatnonzero(at >= 0)
+    before_at = at[now_at]
     watched = [
         "sampleDate",
         "unitId",
@@ -285,27 +139,29 @@ def audit(
         *catalog.essays,
     ]
     records = []
-    a, b = prev.loc[both, watched], cur.loc[both, watched]
     # Float columns compared as one array: only the columns with a difference are looked at.
-    floats = [c for c in watched if is_float_dtype(a[c]) and is_float_dtype(b[c])]
-    x_all, y_all = a[floats].to_numpy(float), b[floats].to_numpy(float)
+    before, now = previous.dtypes, current.dtypes
+    floats = [c for c in watched if is_float_dtype(before[c]) and is_float_dtype(now[c])]
+    x_all = previous[floats].to_numpy(float)[before_at]
+    y_all = current[floats].to_numpy(float)[now_at]
     same = (x_all == y_all) | (np.isnan(x_all) & np.isnan(y_all))
     quiet = {c for c, ok in zip(floats, same.all(axis=0), strict=True) if ok}
+    ids = cur_ids[now_at]
     for col in watched:
         if col in quiet:
             continue
-        x, y = a[col], b[col]
-        differ = ~((x == y).fillna(False) | (x.isna() & y.isna()))
+        x = previous[col].iloc[before_at].reset_index(drop=True)
+        y = current[col].iloc[now_at].reset_index(drop=True)
+        differ = (~((x == y).fillna(False) | (x.isna() & y.isna()))).to_numpy(bool)
         if differ.any():
-            ids = differ[differ].index
             records.append(
                 pd.DataFrame(
                     {
-                        "sampleNumber": ids,
+                        "sampleNumber": ids[differ],
                         "column": col,
-                        "old_value": x[ids].astype("string").to_numpy(),
-                        "new_value": y[ids].astype("string").to_numpy(),
-                        "file": cur.loc[ids, "sourceFile"].astype("string").to_numpy(),
+                        "old_value": x[differ].astype("string").to_numpy(),
+                        "new_value": y[differ].astype("string").to_numpy(),
+                        "file": current["sourceFile"].iloc[now_at[differ]].astype("string").to_numpy(),
                         "changed_at": changed_at,
                     }
                 )
@@ -316,8 +172,8 @@ def audit(
         table[c] = table[c].astype("string")
     table["changed_at"] = pd.to_datetime(table["changed_at"]).astype("datetime64[us]")
     summary = {
-        "samples_added": int(len(added)),
-        "samples_removed": int(len(removed)),
+        "samples_added": int(len(cur_ids) - len(now_at)),
+        "samples_removed": int(len(prev_ids) - len(now_at)),
         "samples_updated": int(table["sampleNumber"].nunique()),
         "values_changed": int(len(table)),
     }

@@ -35,11 +35,19 @@ def fold(text: str) -> str:
     return " ".join(t.lower().split())
 
 
-def _fold_series(values: pd.Series) -> pd.Series:
-    """``fold`` on a column through its unique values (columns repeat a handful of names)."""
+def _by_value(values: pd.Series, rule) -> pd.Series:
+    """``rule`` (text → text or NA) on a column through its unique values (columns repeat a
+    handful of names): factorized once, the rule on each distinct text, taken back; missing stays
+    missing. A ``string`` column with the index and name of ``values``."""
     s = values.astype("string")
-    uniq = {u: fold(u) for u in s.dropna().unique()}
-    return s.map(uniq).astype("string")
+    codes, uniq = pd.factorize(s, use_na_sentinel=True)
+    out = pd.array([rule(u) for u in pd.Series(uniq, dtype=s.dtype).tolist()], dtype="string")
+    return pd.Series(out.take(codes, allow_fill=True), index=s.index, name=s.name)
+
+
+def _fold_series(values: pd.Series) -> pd.Series:
+    """``fold`` on a column through its unique values."""
+    return _by_value(values, fold)
 
 
 @cache
@@ -79,33 +87,35 @@ def normalize_component(component_name: str) -> str:
 def component_columns(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     """``(componentName, componentNameNormalized)`` for a column of raw compartment names."""
     name = _fold_series(raw)
-    uniq = {u: normalize_component(u) for u in name.dropna().unique()}
-    return name, name.map(uniq).astype("string")
+    return name, _by_value(name, normalize_component)
 
 
 def machine_name(family: pd.Series, model: pd.Series) -> pd.Series:
     """Machine type from the family name when present, else from the model."""
     fam_map, model_rules = machine_types()
-    fam = _fold_series(family)
-    fam = fam.map(lambda f: fam_map.get(f, f) if isinstance(f, str) else f).astype("string")
-    mod = _fold_series(model)
 
-    def from_model(m):
-        if not isinstance(m, str):
-            return pd.NA
+    def from_family(f: str) -> str:
+        folded = fold(f)
+        return fam_map.get(folded, folded)
+
+    def from_model(m: str):
+        folded = fold(m)
         for rule, name in model_rules:
-            if rule.search(m):
+            if rule.search(folded):
                 return name
         return pd.NA
 
-    by_model = mod.map({u: from_model(u) for u in mod.dropna().unique()}).astype("string")
-    return fam.fillna(by_model).fillna("desconocido")
+    fam = _by_value(family, from_family)
+    return fam.fillna(_by_value(model, from_model)).fillna("desconocido")
 
 
 def unit_ids(raw: pd.Series) -> pd.Series:
     """Unit ids upper-cased with ``-`` and spaces as ``_`` (``t-09`` → ``T_09``)."""
-    s = raw.astype("string").str.strip().str.upper()
-    return s.str.replace(r"[\s\-]+", "_", regex=True)
+    # Through the unique values (a workbook holds one unit): the same string rules per value.
+    s = raw.astype("string")
+    codes, uniq = pd.factorize(s, use_na_sentinel=True)
+    ids = pd.Series(uniq, dtype=s.dtype).str.strip().str.upper().str.replace(r"[\s\-]+", "_", regex=True)
+    return pd.Series(ids.array.take(codes, allow_fill=True), index=s.index, name=s.name)
 
 
 def brands(raw: pd.Series) -> pd.Series:

@@ -20,21 +20,17 @@ import pandas as pd
 
 from ..domain.catalog import load_catalog
 from ..domain.contracts import conform
-from ..domain.harmonize import DEFAULT_MIN_SAMPLE_DATE, describe, finish, prepare
+from ..domain.harmonize import describe, finish, prepare
 from ..domain.incremental import (
     INDEX_COLUMNS,
     NO_CHANGES,
-    RAW_HASH,
     among,
     audit,
     candidate_index,
     empty_audit,
-    raw_row_hashes,
-    reuse_prepared,
     upsert,
 )
 from ..domain.labs.common import REJECT_COLUMNS, concat_rejects, ledger_types
-from ..domain.names import mapping_version
 from ..storage import layout
 from ..storage.filesystem import Storage, parquet_bytes
 from ..storage.registry import load_parsed
@@ -115,7 +111,6 @@ def build_silver(
     now = now or pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
     min_date = pd.Timestamp(min_date) if min_date is not None else None
     as_of = now.normalize()  # prepare's run day (future sample dates)
-    floor = min_date if min_date is not None else DEFAULT_MIN_SAMPLE_DATE
     ok = registry[registry["status"] == "ok"]
     # A file's state is its content and the reader rules it was parsed with: a new rule set re-reads it.
     version = ok["reader_version"].astype(str) if "reader_version" in ok else ""
@@ -145,13 +140,8 @@ def build_silver(
             index,
         )
     if incremental:
-        samples, read_rejects = _hashed(load_parsed(store, ok[ok["key"].isin(new_keys)]), catalog)
-        # Rows of re-sent files that were prepared before take their previous result (row level).
-        reused, rest = reuse_prepared(samples, previous, index, ledger, as_of, floor)
-        fresh, prep_rejects, info = prepare(rest, client, as_of=as_of, catalog=catalog, min_date=min_date)
-        fresh = _with_hashes(fresh, rest)
-        cand = pd.concat([f for f in (reused, fresh) if len(f)] or [fresh], ignore_index=True)
-        info = {**info, "samples_in": info.get("samples_in", 0) + len(reused), "rows_reused": len(reused)}
+        samples, read_rejects = load_parsed(store, ok[ok["key"].isin(new_keys)])
+        cand, prep_rejects, info = prepare(samples, client, as_of=as_of, catalog=catalog, min_date=min_date)
         touched = new_keys | dropped
         old = ledger_types(ledger)
         old = old[~old["file"].isin(touched)]
@@ -161,15 +151,13 @@ def build_silver(
         out = None if contested.any() else upsert(previous, index, cand, dropped, catalog)
         if out is not None:
             silver, new_index, dup_rejects, dup_info = out
-            # Only samples prepared again or gone can differ from the previous silver (the reused
-            # and the untouched rows are the previous ones): the audit compares those.
-            moved = previous["sourceFile"].isin(touched).to_numpy(bool) & ~among(
-                previous["sampleNumber"], reused["sampleNumber"]
-            )
-            redo = set(fresh["sampleNumber"]) | set(previous.loc[moved, "sampleNumber"])
+            # Only samples prepared again or gone can differ from the previous silver (the rows of
+            # untouched files are the previous ones): the audit compares those.
+            moved = previous["sourceFile"].isin(touched).to_numpy(bool)
+            redo = set(cand["sampleNumber"].tolist()) | set(previous["sampleNumber"][moved].tolist())
             table, summary = audit(
-                previous[among(previous["sampleNumber"], redo)],
-                silver[among(silver["sampleNumber"], redo)],
+                _rows(previous, among(previous["sampleNumber"], redo)),
+                _rows(silver, among(silver["sampleNumber"], redo)),
                 now,
                 catalog,
             )
@@ -189,9 +177,8 @@ def build_silver(
                 files,
                 new_index,
             )
-    samples, read_rejects = _hashed(load_parsed(store, ok), catalog)
+    samples, read_rejects = load_parsed(store, ok)
     cand, prep_rejects, info = prepare(samples, client, as_of=as_of, catalog=catalog, min_date=min_date)
-    cand = _with_hashes(cand, samples)
     silver, dup_rejects, dup_info = finish(cand, catalog)
     if previous is not None:
         table, summary = audit(previous.reindex(columns=silver.columns), silver, now, catalog)
@@ -210,45 +197,9 @@ def build_silver(
     )
 
 
-def _hashed(
-    parsed: tuple[list[pd.DataFrame], pd.DataFrame], catalog
-) -> tuple[list[pd.DataFrame], pd.DataFrame]:
-    """Parsed samples with the digest of each row (:data:`RAW_HASH`) under the rules of this code.
-    Files of the same columns are hashed together (the cost is mostly per column)."""
-    samples, rejects = parsed
-    context = f"{catalog.version}|{mapping_version()}"
-    groups: dict[tuple, list[int]] = {}
-    for i, s in enumerate(samples):
-        groups.setdefault(tuple((c, str(t)) for c, t in s.dtypes.items()), []).append(i)
-    out = list(samples)
-    for members in groups.values():
-        frames = [samples[i] for i in members]
-        both = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-        hashes = raw_row_hashes(both, context)
-        start = 0
-        for i, f in zip(members, frames, strict=True):
-            out[i] = f.assign(**{RAW_HASH: hashes[start : start + len(f)]})
-            start += len(f)
-    return out, rejects
-
-
-def _with_hashes(cand: pd.DataFrame, samples: list[pd.DataFrame]) -> pd.DataFrame:
-    """Prepared candidates with the digest of the parsed row each came from (by file and row; a
-    file and row met twice gets none, so it is never reused)."""
-    frames = [s[["sourceFile", "sourceRow", RAW_HASH]] for s in samples if len(s)]
-    if not frames or not len(cand):
-        return cand.assign(**{RAW_HASH: pd.array([pd.NA] * len(cand), dtype="UInt64")})
-    keys = pd.concat(frames, ignore_index=True).astype({"sourceFile": "string", "sourceRow": "int64"})
-    keys = keys.drop_duplicates(["sourceFile", "sourceRow"], keep=False)
-    at = pd.MultiIndex.from_frame(keys[["sourceFile", "sourceRow"]])
-    pos = at.get_indexer(
-        pd.MultiIndex.from_frame(
-            cand[["sourceFile", "sourceRow"]].astype({"sourceFile": "string", "sourceRow": "int64"})
-        )
-    )
-    hashes = pd.array(keys[RAW_HASH].to_numpy(), dtype="UInt64")[np.maximum(pos, 0)]
-    hashes[pos < 0] = pd.NA
-    return cand.assign(**{RAW_HASH: hashes})
+def _rows(frame: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
+    """``frame[mask]``, without the copy when every row is kept (every file re-sent)."""
+    return frame if mask.all() else frame[mask]
 
 
 def sort_ledger(ledger: pd.DataFrame) -> pd.DataFrame:
