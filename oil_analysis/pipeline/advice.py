@@ -374,6 +374,7 @@ def recommend_reports(
     llm: LLM | None,
     catalog: Catalog | None = None,
     run_id: str = "no-run",
+    only: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Add a maintenance recommendation to every classified report.
 
@@ -381,12 +382,16 @@ def recommend_reports(
     (``sources`` counts, ``calls`` = requests sent incl. retries, ``prompts_sent``, ``cache_hits``,
     ``retries``, ``fallbacks``, ``errors`` by class, ``tokens_in``/``tokens_out``,
     ``estimated_cost_usd``, ``elapsed_s``). ``storage=None`` disables the cache; ``llm=None`` uses
-    the offline advisor. Never raises because of the LLM endpoint.
+    the offline advisor. Never raises because of the LLM endpoint. ``only`` (boolean per row):
+    advise those rows alone; the others are there as previous samples (the trend of a prompt) and
+    get no text.
     """
     catalog = catalog or load_catalog()
     status = reports["report_status"].astype("string").fillna("Normal").to_numpy(dtype=object)
     flagged = np.flatnonzero(status != "Normal")
     normal = np.flatnonzero(status == "Normal")
+    if only is not None:
+        flagged, normal = flagged[only[flagged]], normal[only[normal]]
     numbers = reports["sampleNumber"].astype("string").to_numpy(dtype=object)
     position = {n: i for i, n in enumerate(numbers) if n is not pd.NA}
     prev_pos = {}
