@@ -430,11 +430,10 @@ def recommend_reports(
     return out, _summary(stats, out["ai_source"], len(out))
 
 
-def _context(reports: pd.DataFrame, pos: int | None) -> dict:
-    """Report fields the offline advisor reads besides the breaches."""
-    if pos is None or "countPreventedByWater" not in reports:
-        return {}
-    return {"countPreventedByWater": reports["countPreventedByWater"].iat[pos]}
+def _cells(column: pd.Series):
+    """The values of a column indexable by position, each as ``Series.iat`` gives it (a numpy
+    scalar of a numpy column, the extension array's value otherwise), without a lookup per cell."""
+    return column.to_numpy() if isinstance(column.dtype, np.dtype) else column.array
 
 
 def _machine_components(
@@ -444,6 +443,8 @@ def _machine_components(
     comps = []
     raw = machine_row.get("component_status")
     if isinstance(raw, str) and raw.strip():
+        breaches = _cells(reports["breached_essays"])
+        water = _cells(reports["countPreventedByWater"]) if "countPreventedByWater" in reports else None
         for c in json.loads(raw):
             pos = by_number.get(str(c.get("sampleNumber")))
             comps.append(
@@ -452,8 +453,11 @@ def _machine_components(
                     "status": c.get("status"),
                     "severity_score": c.get("severity_score"),
                     "sample_date": c.get("sample_date"),
-                    "breaches": reports["breached_essays"].iat[pos] if pos is not None else "[]",
-                    "context": _context(reports, pos),
+                    "breaches": breaches[pos] if pos is not None else "[]",
+                    # Report fields the offline advisor reads besides the breaches.
+                    "context": {"countPreventedByWater": water[pos]}
+                    if pos is not None and water is not None
+                    else {},
                 }
             )
         return comps
@@ -493,7 +497,7 @@ def recommend_machines(
     status = machine_status["machine_status"].astype("string").fillna("Normal").to_numpy(dtype=object)
     flagged = np.flatnonzero(status != "Normal")
     normal = np.flatnonzero(status == "Normal")
-    by_number = {str(n): i for i, n in enumerate(reports["sampleNumber"].astype(str))}
+    by_number = {str(n): i for i, n in enumerate(reports["sampleNumber"].astype(str).tolist())}
     latest = None
     if "component_status" not in machine_status:
         latest = reports.sort_values("sampleDate", kind="mergesort").drop_duplicates(

@@ -30,8 +30,10 @@ def resolved(frame: pd.DataFrame, store, client: str, asset: str) -> pd.DataFram
 
 def top_breached(classified: pd.DataFrame, n: int = 10) -> dict[str, int]:
     """Most frequent breached essays over all reports (from the breached_essays JSON)."""
-    flagged = classified.loc[classified["report_status"] != "Normal", ["breached_essays"]]
-    b = breaches_frame(flagged)  # Arrow's JSON reader over the column, not one parse per report
+    flagged = np.flatnonzero((classified["report_status"] != "Normal").to_numpy(bool))
+    # The breaches of every report (parsed once for the checks too), those of flagged reports kept.
+    b = breaches_frame(classified)
+    b = b[np.isin(b["row"].to_numpy(), flagged)] if len(b) else b
     counts = b["essay"].astype(str).value_counts().to_dict() if len(b) else {}
     return dict(sorted(((k, int(v)) for k, v in counts.items()), key=lambda kv: (-kv[1], kv[0]))[:n])
 
