@@ -251,8 +251,9 @@ def triage(
     params = params or TriageParams()
     grade_points = dict(params.grade_points)
     as_of = pd.Timestamp(as_of).normalize()
-    numbers = reports["sampleNumber"].astype(str).tolist()
-    breaches_of = dict(zip(numbers, reports["breached_essays"].tolist(), strict=True))
+    # Text columns converted in one call each (iterating an Arrow column costs per value).
+    numbers = reports["sampleNumber"].astype(str).to_numpy(object).tolist()
+    breaches_of = dict(zip(numbers, reports["breached_essays"].to_numpy(object).tolist(), strict=True))
     water = reports["countPreventedByWater"].tolist() if "countPreventedByWater" in reports else []
     water_of = dict(zip(numbers, water, strict=False))
     rows = []
