@@ -335,13 +335,17 @@ def rows_differ(current: pd.DataFrame, previous: pd.DataFrame, columns: list[str
     known = at >= 0
     take = at[known]
     differ = np.zeros(int(known.sum()), dtype=bool)
-    floats = [c for c in columns if is_float_dtype(current[c]) and is_float_dtype(previous[c])]
+    now_types, before_types = current.dtypes, previous.dtypes
+    floats = [c for c in columns if is_float_dtype(now_types[c]) and is_float_dtype(before_types[c])]
     if floats:
         x = current[floats].to_numpy(float)[known]
         y = previous[floats].to_numpy(float)[take]
-        # -0.0 and 0.0 compare equal but are written differently: a sign change is a change.
-        same = ((x == y) & (np.signbit(x) == np.signbit(y))) | (np.isnan(x) & np.isnan(y))
-        differ |= ~same.all(axis=1)
+        # Equal bits: the same value and sign (-0.0 and 0.0 compare equal but are written
+        # differently: a sign change is a change). Only the few cells whose bits differ are
+        # looked at again: two missing values are equal whatever their NaN payload.
+        rows, cols = np.nonzero(x.view(np.uint64) != y.view(np.uint64))
+        both_missing = np.isnan(x[rows, cols]) & np.isnan(y[rows, cols])
+        differ[rows[~both_missing]] = True
     rows_now, rows_before = pa.array(np.flatnonzero(known)), pa.array(take)
     for c in columns:
         if c in floats:
@@ -459,12 +463,16 @@ def _assemble(
 
 def interleave(first_at: np.ndarray, first: pd.Series, second_at: np.ndarray, second: pd.Series) -> pd.Series:
     """One column from two parts: the values of ``first`` at the positions ``first_at`` and those of
-    ``second`` at ``second_at`` (together the positions 0..n-1), as one Series in position order."""
+    ``second`` at ``second_at`` (together the positions 0..n-1), as one Series in position order
+    (one concatenation and one take: no sort of an index)."""
     if not len(second_at):
-        return first.set_axis(first_at)
+        return first.reset_index(drop=True)
     if not len(first_at):
-        return second.set_axis(second_at)
-    return pd.concat([first.set_axis(first_at), second.set_axis(second_at)]).sort_index()
+        return second.reset_index(drop=True)
+    order = np.empty(len(first_at) + len(second_at), dtype=np.intp)
+    order[first_at] = np.arange(len(first_at))
+    order[second_at] = len(first_at) + np.arange(len(second_at))
+    return pd.concat([first, second], ignore_index=True).take(order).reset_index(drop=True)
 
 
 def classify_incremental(
