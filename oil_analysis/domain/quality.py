@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
+from collections import Counter
 from itertools import chain
 
 import numpy as np
@@ -248,26 +249,49 @@ def limit_quality(classified: pd.DataFrame, limits: pd.DataFrame) -> tuple[pd.Da
         else limits
     )
     table = overall[keys].drop_duplicates().reset_index(drop=True)
-    samples = comp.groupby(["client", "machine", "component"]).size().rename("samples")
-    table = table.join(samples, on=["client", "machine", "component"])
+    table.attrs = {}  # the limits' own markers (version) are not the table's: never written with it
+    # Counted with plain dicts and bincount over group numbers (a few hundred limit rows, a few
+    # thousand breaches): no join or groupby over the text keys of every report and breach.
+    group_keys = list(zip(*(comp[c].to_numpy(object).tolist() for c in comp.columns), strict=True))
+    number = {k: i for i, k in enumerate(dict.fromkeys(group_keys))}
+    group_of = np.fromiter((number[k] for k in group_keys), dtype=np.intp, count=len(group_keys))
+    table_groups = list(zip(*(table[c].to_numpy(object).tolist() for c in keys[:3]), strict=True))
+    at = np.fromiter((number.get(k, -1) for k in table_groups), dtype=np.intp, count=len(table))
+    found = at >= 0
+    # One slot more, missing: a limit group without reports (position -1) reads it.
+    per_group = np.append(np.bincount(group_of, minlength=len(number)).astype(float), np.nan)
+    table["samples"] = per_group[at]
     essays = [e for e in table["essay"].unique() if e in df.columns]
     if essays:
-        measured = (
-            comp.join(df[essays].notna())
-            .groupby(["client", "machine", "component"])[essays]
-            .sum()
-            .stack()
-            .rename("measured")
-        )
-        measured.index = measured.index.set_names("essay", level=-1)
-        table = table.join(measured, on=["client", "machine", "component", "essay"])
+        measured = np.full(len(table), np.nan)
+        essay_of = table["essay"].to_numpy(object)
+        for e in essays:
+            rows = np.flatnonzero(found & (essay_of == e))
+            present = np.bincount(group_of, weights=df[e].notna().to_numpy(float), minlength=len(number))
+            measured[rows] = present[at[rows]]
+        table["measured"] = measured
     else:
         table["measured"] = 0
     if len(b):
-        b = b.join(comp, on="row")
-        counts = b.groupby([*keys, "level"]).size().unstack("level")
-        counts = counts.reindex(columns=list(LEVELS)).fillna(0)
-        table = table.join(counts, on=keys)
+        rows = b["row"].to_numpy(np.intp)
+        tally = Counter(
+            zip(
+                group_of[rows].tolist(),
+                *(
+                    b[c].astype(str).to_numpy(object).tolist()
+                    for c in ("essay", "direction", "kind", "level")
+                ),
+                strict=True,
+            )
+        )
+        wanted = [
+            (g, e, d, k)
+            for g, e, d, k in zip(
+                at.tolist(), *(table[c].to_numpy(object).tolist() for c in keys[3:]), strict=True
+            )
+        ]
+        for lv in LEVELS:
+            table[lv] = np.array([float(tally.get((*w, lv), 0)) for w in wanted])
     for lv in LEVELS:
         if lv not in table:
             table[lv] = 0.0
