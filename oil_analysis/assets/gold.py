@@ -120,7 +120,7 @@ def classified_reports(
             **ai_metadata(ai),
             # The latest reports first (most severe first within a day): what arrived, not all time.
             "preview": md_table(
-                reports.sort_values(["sampleDate", "severity_score"], ascending=False)[
+                reports[
                     [
                         "sampleNumber",
                         "sampleDate",
@@ -129,7 +129,9 @@ def classified_reports(
                         "severity_score",
                         "report_status",
                     ]
-                ]
+                ].sort_values(
+                    ["sampleDate", "severity_score"], ascending=False
+                )  # six columns sorted, not all
             ),
         },
     )

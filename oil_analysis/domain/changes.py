@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from .classify import RANK, STATUSES
@@ -23,47 +24,72 @@ def report_changes(previous: pd.DataFrame | None, current: pd.DataFrame, *, max_
     current = current[[c for c in read if c in current]]
     previous = None if previous is None else previous[[c for c in read if c in previous]]
     # A broken key (duplicates) is reported by the checks; the change log counts each sample once.
-    cur = current.drop_duplicates("sampleNumber", keep="last").set_index("sampleNumber")
-    prev = (
-        cur.iloc[:0]
-        if previous is None
-        else previous.drop_duplicates("sampleNumber", keep="last").set_index("sampleNumber")
-    )
-    added = cur.index.difference(prev.index)
-    removed = prev.index.difference(cur.index)
-    both = cur.index.intersection(prev.index)
+    cur = current.drop_duplicates("sampleNumber", keep="last").reset_index(drop=True)
+    prev = cur.iloc[:0] if previous is None else previous.drop_duplicates("sampleNumber", keep="last")
+    prev = prev.reset_index(drop=True)
+    # Rows matched by position once (both keys are unique now): no label alignment per column.
+    numbers = cur["sampleNumber"].to_numpy(object)
+    at = pd.Index(prev["sampleNumber"].to_numpy(object)).get_indexer(numbers)
+    in_both = np.flatnonzero(at >= 0)
+    added = np.flatnonzero(at < 0)
+    removed = len(prev) - len(in_both)
+    pairs = at[in_both]
     watched = [c for c in _WATCHED if c in prev]
-    updated = (
-        both[(prev.loc[both, watched].astype(str) != cur.loc[both, watched].astype(str)).any(axis=1)]
-        if len(both) and watched
-        else both[:0]
-    )
-    was = prev["report_status"] if len(prev) else pd.Series(dtype="string")
+    updated = 0
+    if len(in_both) and watched:
+        now_w = cur[watched].iloc[in_both].reset_index(drop=True)
+        was_w = prev[watched].iloc[pairs].reset_index(drop=True)
+        # Most reports are kept as they were: only rows whose values differ (or hold a missing
+        # value, which the text comparison below counts its own way) are compared as text.
+        maybe = _maybe_differ(now_w, was_w)
+        now_w, was_w = now_w[maybe], was_w[maybe]
+        updated = int((was_w.astype(str) != now_w.astype(str)).any(axis=1).sum())
+    was = prev["report_status"].iloc[pairs].reset_index(drop=True) if len(prev) else None
     now = cur["report_status"]
-    rank_was = was.reindex(both).map(RANK)
-    rank_now = now.reindex(both).map(RANK)
-    became_bad = both[((now.reindex(both) != "Normal") & (rank_now > rank_was)).to_numpy()]
-    new_bad = sorted([*added[(now.reindex(added) != "Normal").to_numpy()], *became_bad])
+    now_both = now.iloc[in_both].reset_index(drop=True)
+    if was is None:
+        was = pd.Series(index=now_both.index, dtype="string")
+    moved = was != now_both
+    transitions = (was[moved] + " → " + now_both[moved]).value_counts()
+    rank_was, rank_now = was.map(RANK), now_both.map(RANK)
+    became_bad = numbers[in_both][((now_both != "Normal") & (rank_now > rank_was)).to_numpy()]
+    new_bad = sorted([*numbers[added][(now.iloc[added] != "Normal").to_numpy()], *became_bad])
+    listed = new_bad[:max_listed]
+    where = pd.Index(numbers).get_indexer(listed) if listed else np.zeros(0, dtype=np.intp)
+    units, comps = (cur[c].to_numpy(object)[where] for c in ("unitId", "componentName"))
+    all_was = prev["report_status"] if len(prev) else pd.Series(dtype="string")
     return {
         "reports_before": int(len(prev)),
         "reports_after": int(len(cur)),
         "samples_added": int(len(added)),
-        "samples_updated": int(len(updated)),
-        "samples_removed": int(len(removed)),
-        "report_status_transitions": _transitions(was, cur["report_status"]),
-        "status_before": {s: int((was == s).sum()) for s in STATUSES},
-        "status_after": {s: int((cur["report_status"] == s).sum()) for s in STATUSES},
+        "samples_updated": updated,
+        "samples_removed": int(removed),
+        "report_status_transitions": {k: int(v) for k, v in sorted(transitions.items())},
+        "status_before": {s: int((all_was == s).sum()) for s in STATUSES},
+        "status_after": {s: int((now == s).sum()) for s in STATUSES},
         "new_non_normal_samples": [
-            {
-                "sampleNumber": str(s),
-                "unitId": str(cur.at[s, "unitId"]),
-                "component": str(cur.at[s, "componentName"]),
-                "status": str(cur.at[s, "report_status"]),
-            }
-            for s in new_bad[:max_listed]
+            {"sampleNumber": str(s), "unitId": str(u), "component": str(c), "status": str(st)}
+            for s, u, c, st in zip(listed, units, comps, now.to_numpy(object)[where], strict=True)
         ],
         "new_non_normal_count": len(new_bad),
     }
+
+
+def _maybe_differ(now: pd.DataFrame, was: pd.DataFrame) -> np.ndarray:
+    """Rows of two aligned frames that may differ as text: a value differs (floats bit for bit, so
+    -0.0 and 0.0 differ as their texts do), a value is missing, or a column changed type."""
+    maybe = np.zeros(len(now), dtype=bool)
+    for c in now.columns:
+        x, y = now[c], was[c]
+        if x.dtype != y.dtype:
+            return np.ones(len(now), dtype=bool)
+        missing = (x.isna() | y.isna()).to_numpy(bool)
+        if isinstance(x.dtype, np.dtype) and x.dtype.kind == "f":
+            a, b = x.to_numpy(), y.to_numpy()
+            maybe |= missing | (a.view(np.int64) != b.view(np.int64))
+        else:
+            maybe |= missing | ~(x == y).fillna(False).to_numpy(bool)
+    return maybe
 
 
 def machine_changes(previous: pd.DataFrame | None, current: pd.DataFrame) -> dict:

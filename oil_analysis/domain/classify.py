@@ -144,17 +144,25 @@ _KEYS = ["client", "machine", "component"]
 
 def _row_groups(silver: pd.DataFrame, limits: pd.DataFrame) -> tuple[np.ndarray, int, dict]:
     """Code every silver row by its limit group. Returns (codes, n_groups, {(client, machine,
-    component): code}); rows of a group without limits get code n_groups (the "no limit" slot)."""
+    component): code}); rows of a group without limits get code n_groups (the "no limit" slot).
+
+    Each key column is factorized on its own and the codes combined (no groupby over text: a small
+    incremental batch would pay more for it than for its classification)."""
     cols = ["client", "machineName", "componentNameNormalized"]
-    grouped = silver[cols].astype(str).groupby(cols, sort=True)
-    row_code = grouped.ngroup().to_numpy()
-    uniq = grouped.size().index.to_frame(index=False)
-    uniq.columns = _KEYS
-    known = limits[_KEYS].astype(str).drop_duplicates()
-    uniq["has"] = uniq.merge(known.assign(has=True), on=_KEYS, how="left")["has"].fillna(False).to_numpy()
-    mapping = {tuple(k): i for i, k in enumerate(uniq[_KEYS].itertuples(index=False, name=None))}
-    codes = np.where(uniq["has"].to_numpy(bool)[row_code], row_code, len(uniq))
-    return codes, len(uniq), mapping
+    combined = np.zeros(len(silver), dtype=np.int64)
+    factors, labels = [], []
+    for c in cols:
+        f, uniques = pd.factorize(silver[c].astype(str), use_na_sentinel=False)
+        combined = combined * max(len(uniques), 1) + f
+        factors.append(f)
+        labels.append(np.asarray(uniques, dtype=object))
+    _, first, row_code = np.unique(combined, return_index=True, return_inverse=True)
+    keys = [tuple(labels[k][factors[k][i]] for k in range(len(cols))) for i in first]
+    mapping = {k: i for i, k in enumerate(keys)}
+    known = set(limits[_KEYS].astype(str).itertuples(index=False, name=None))
+    has = np.fromiter((k in known for k in keys), dtype=bool, count=len(keys))
+    codes = np.where(has[row_code.reshape(-1)], row_code.reshape(-1), len(keys))
+    return codes, len(keys), mapping
 
 
 def _limit_codes(limits: pd.DataFrame, mapping: dict, n_groups: int) -> np.ndarray:
@@ -264,13 +272,17 @@ def find_breaches(
     strata_all = strata.to_numpy(object)
     is_all = strata_all == ALL_STRATA
     combos_at = limits.groupby(["kind", "essay", "direction"], sort=True).indices
+    values: dict[tuple[bool, str], np.ndarray] = {}
     for kind, essay, direction in sorted(combos_at):
         if essay not in silver.columns or (kind == "trend" and deltas is None):
             continue
         if kind == "hours" and oil_hours is None:
             continue
         at = combos_at[(kind, essay, direction)]
-        value = (deltas[essay] if kind == "trend" else silver[essay]).to_numpy(float)
+        value = values.get((kind == "trend", essay))
+        if value is None:  # each essay's readings (or trend deltas) converted once, not per combo
+            value = (deltas[essay] if kind == "trend" else silver[essay]).to_numpy(float)
+            values[(kind == "trend", essay)] = value
         if kind == "hours":
             lim = _hours_limit_array(limits.iloc[at], n_groups, codes, oil_hours)
         else:
@@ -382,8 +394,12 @@ def breaches_json(b: pd.DataFrame, n: int) -> np.ndarray:
     key = pd.DataFrame({c: b[c].astype("category").cat.codes for c in kinds})
     combo = key.groupby(kinds, sort=False).ngroup().to_numpy()
     firsts = pd.Series(np.arange(len(b))).groupby(combo).first().to_numpy()
+    # The text values of the first breach of each combination, taken once per column: indexing the
+    # frame per value (``.iat``) costs more than the rest of a small batch's classification.
+    values = {c: np.asarray(b[c].take(firsts), dtype=object) for c in kinds}
     static = np.array(
-        [json.dumps({c: str(b[c].iat[i]) for c in kinds})[:-1] + ', "value": ' for i in firsts], dtype=object
+        [json.dumps({c: str(values[c][j]) for c in kinds})[:-1] + ', "value": ' for j in range(len(firsts))],
+        dtype=object,
     )
     row = b["row"].to_numpy(int)
     first = np.r_[True, row[1:] != row[:-1]]

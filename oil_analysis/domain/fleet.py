@@ -69,25 +69,40 @@ def _component_json(latest: pd.DataFrame) -> pd.Series:
     """JSON list per unit of {component, component_group, status, severity_score, sample_date,
     sampleNumber, counted}, ordered by component name."""
     d = latest.sort_values(["unitId", "componentName"], kind="mergesort")
-    date = d["sampleDate"].dt.strftime("%Y-%m-%d").fillna("")
-    frag = (
-        '{"component": "'
-        + d["componentName"].astype(str)
-        + '", "component_group": "'
-        + d["componentNameNormalized"].astype(str)
-        + '", "status": "'
-        + d["report_status"].astype(str)
-        + '", "severity_score": '
-        + pd.Series(np.char.mod("%.10g", d["severity_score"].to_numpy(float)), index=d.index)
-        + ', "sample_date": "'
-        + date
-        + '", "sampleNumber": "'
-        + d["sampleNumber"].astype(str)
-        + '", "counted": '
-        + np.where(d["_counted"], "true", "false")
-        + "}"
-    )
-    return "[" + frag.groupby(d["unitId"].to_numpy(), sort=True).agg(", ".join) + "]"
+    # One compartment per row, a few hundred rows: plain Python text, not a dozen Series additions.
+    dates = d["sampleDate"].dt.strftime("%Y-%m-%d").fillna("").tolist()
+    scores = np.char.mod("%.10g", d["severity_score"].to_numpy(float)).tolist()
+    parts: dict[object, list[str]] = {}
+    for unit, comp, group, status, score, day, number, counted in zip(
+        d["unitId"].tolist(),
+        d["componentName"].astype(str).tolist(),
+        d["componentNameNormalized"].astype(str).tolist(),
+        d["report_status"].astype(str).tolist(),
+        scores,
+        dates,
+        d["sampleNumber"].astype(str).tolist(),
+        d["_counted"].tolist(),
+        strict=True,
+    ):
+        parts.setdefault(unit, []).append(
+            f'{{"component": "{comp}", "component_group": "{group}", "status": "{status}", '
+            f'"severity_score": {score}, "sample_date": "{day}", "sampleNumber": "{number}", '
+            f'"counted": {"true" if counted else "false"}}}'
+        )
+    return pd.Series({unit: "[" + ", ".join(frags) + "]" for unit, frags in parts.items()}, dtype=object)
+
+
+# What the machine status reads of a report (the reports are wide: every essay, texts).
+_STATUS_INPUTS = [
+    *_ORDER,
+    "client",
+    "machineName",
+    "machineModel",
+    "componentNameNormalized",
+    "report_status",
+    "severity_score",
+    "limits_version",
+]
 
 
 def machine_status_current(classified: pd.DataFrame, params: FleetParams | None = None) -> pd.DataFrame:
@@ -99,7 +114,7 @@ def machine_status_current(classified: pd.DataFrame, params: FleetParams | None 
     params = params or FleetParams()
     if classified.empty:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in MACHINE_STATUS_COLUMNS})
-    latest = latest_reports(classified)
+    latest = latest_reports(classified[[c for c in _STATUS_INPUTS if c in classified.columns]])
     latest["_rank"] = latest["report_status"].astype(str).map(RANK).astype(int)
     unit_last = latest.groupby("unitId")["sampleDate"].transform("max")
     counted = pd.Series(True, index=latest.index)
@@ -112,13 +127,10 @@ def machine_status_current(classified: pd.DataFrame, params: FleetParams | None 
         rank=("_rank", "max"), score=("severity_score", "max")
     )
     per_unit = comp.groupby(level="unitId").agg(
-        rank=("rank", "max"),
-        machine_score=("score", "sum"),
-        total_components=("rank", "size"),
-        components_normal=("rank", lambda r: int((r == 0).sum())),
-        components_alerta=("rank", lambda r: int((r == 1).sum())),
-        components_anormal=("rank", lambda r: int((r == 2).sum())),
+        rank=("rank", "max"), machine_score=("score", "sum"), total_components=("rank", "size")
     )
+    for k, name in enumerate(("components_normal", "components_alerta", "components_anormal")):
+        per_unit[name] = (comp["rank"] == k).groupby(level="unitId").sum().astype(int)
     # The unit's identity columns come from its most recent report.
     ident = (
         latest.sort_values(
@@ -140,11 +152,11 @@ def machine_status_current(classified: pd.DataFrame, params: FleetParams | None 
     out["component_status"] = _component_json(latest).reindex(out.index).astype("string")
     out["priority"] = out["rank"] * 1000.0 + np.minimum(out["machine_score"], 999.0)
     if "limits_version" in latest:
-        versions = (
-            latest.dropna(subset=["limits_version"])
-            .groupby("unitId")["limits_version"]
-            .agg(lambda v: ",".join(sorted(set(map(str, v)))))
-        )
+        named: dict[object, set[str]] = {}
+        for unit, v in zip(latest["unitId"].tolist(), latest["limits_version"].tolist(), strict=True):
+            if not pd.isna(unit) and not pd.isna(v):
+                named.setdefault(unit, set()).add(str(v))
+        versions = pd.Series({u: ",".join(sorted(v)) for u, v in named.items()}, dtype=object)
         out["limits_version"] = versions.reindex(out.index).astype("string")
     else:
         out["limits_version"] = pd.array([pd.NA] * len(out), dtype="string")
@@ -239,8 +251,9 @@ def triage(
     params = params or TriageParams()
     grade_points = dict(params.grade_points)
     as_of = pd.Timestamp(as_of).normalize()
-    numbers = reports["sampleNumber"].astype(str).tolist()
-    breaches_of = dict(zip(numbers, reports["breached_essays"].tolist(), strict=True))
+    # Text columns converted in one call each (iterating an Arrow column costs per value).
+    numbers = reports["sampleNumber"].astype(str).to_numpy(object).tolist()
+    breaches_of = dict(zip(numbers, reports["breached_essays"].to_numpy(object).tolist(), strict=True))
     water = reports["countPreventedByWater"].tolist() if "countPreventedByWater" in reports else []
     water_of = dict(zip(numbers, water, strict=False))
     rows = []

@@ -191,13 +191,17 @@ def rows_differ(current: pd.DataFrame, previous: pd.DataFrame, columns: list[str
     known = at >= 0
     take = at[known]
     differ = np.zeros(int(known.sum()), dtype=bool)
-    floats = [c for c in columns if is_float_dtype(current[c]) and is_float_dtype(previous[c])]
+    now_types, before_types = current.dtypes, previous.dtypes
+    floats = [c for c in columns if is_float_dtype(now_types[c]) and is_float_dtype(before_types[c])]
     if floats:
         x = current[floats].to_numpy(float)[known]
         y = previous[floats].to_numpy(float)[take]
-        # -0.0 and 0.0 compare equal but are written differently: a sign change is a change.
-        same = ((x == y) & (np.signbit(x) == np.signbit(y))) | (np.isnan(x) & np.isnan(y))
-        differ |= ~same.all(axis=1)
+        # Equal bits: the same value and sign (-0.0 and 0.0 compare equal but are written
+        # differently: a sign change is a change). Only the few cells whose bits differ are
+        # looked at again: two missing values are equal whatever their NaN payload.
+        rows, cols = np.nonzero(x.view(np.uint64) != y.view(np.uint64))
+        both_missing = np.isnan(x[rows, cols]) & np.isnan(y[rows, cols])
+        differ[rows[~both_missing]] = True
     rows_now, rows_before = pa.array(np.flatnonzero(known)), pa.array(take)
     for c in columns:
         if c in floats:
@@ -282,6 +286,51 @@ def reports_to_redo(
     return redo
 
 
+def _assemble(
+    silver: pd.DataFrame,
+    redo: np.ndarray,
+    fresh: pd.DataFrame,
+    previous: pd.DataFrame,
+    version: str | None,
+) -> pd.DataFrame:
+    """The reports of every silver row, in silver's order: the silver columns as they are, and each
+    column classification adds taken from ``fresh`` (the classified rows, a superset of the redo
+    rows) for the rows to redo and from ``previous`` for the others (their sampleNumbers are all
+    in ``previous``: a row without a previous report is redone). ``version``: the limits version
+    the kept reports are now named with (None: keep theirs). Only the added columns are built: the
+    ~100 silver columns are never concatenated or reordered."""
+    numbers = silver["sampleNumber"].to_numpy(object)
+    kept = np.flatnonzero(~redo)
+    redone = np.flatnonzero(redo)
+    from_previous = pd.Index(previous["sampleNumber"].to_numpy(object)).get_indexer(numbers[kept])
+    from_fresh = pd.Index(fresh["sampleNumber"].to_numpy(object)).get_indexer(numbers[redone])
+    out = silver.reset_index(drop=True).copy(deep=False)  # columns are added, never written into
+    for c in [c for c in fresh.columns if c not in silver.columns]:
+        if c == "limits_version" and version is not None:
+            old = pd.Series(version, index=kept, dtype=object)  # same breaches under the new version
+        else:
+            old = previous[c].iloc[from_previous]
+        col = interleave(kept, old, redone, fresh[c].iloc[from_fresh])
+        if col.dtype != fresh[c].dtype:
+            col = col.astype(fresh[c].dtype)
+        out[c] = col.array
+    return out
+
+
+def interleave(first_at: np.ndarray, first: pd.Series, second_at: np.ndarray, second: pd.Series) -> pd.Series:
+    """One column from two parts: the values of ``first`` at the positions ``first_at`` and those of
+    ``second`` at ``second_at`` (together the positions 0..n-1), as one Series in position order
+    (one concatenation and one take: no sort of an index)."""
+    if not len(second_at):
+        return first.reset_index(drop=True)
+    if not len(first_at):
+        return second.reset_index(drop=True)
+    order = np.empty(len(first_at) + len(second_at), dtype=np.intp)
+    order[first_at] = np.arange(len(first_at))
+    order[second_at] = len(first_at) + np.arange(len(second_at))
+    return pd.concat([first, second], ignore_index=True).take(order).reset_index(drop=True)
+
+
 def classify_incremental(
     silver: pd.DataFrame,
     limits: pd.DataFrame,
@@ -316,21 +365,7 @@ def classify_incremental(
     need = set(silver.loc[redo, "sampleNumber"]) | set(silver.loc[redo, "previousSampleNumber"].dropna())
     context = silver[among(silver["sampleNumber"], need)]
     fresh = classify(context.reset_index(drop=True))
-    fresh = fresh[among(fresh["sampleNumber"], silver.loc[redo, "sampleNumber"])]
-    extra = [c for c in fresh.columns if c not in silver.columns]
-    reused = silver[~redo].merge(
-        previous[["sampleNumber", *extra]], on="sampleNumber", how="left", validate="one_to_one"
-    )
-    if "limits_version" in reused.columns and len(limits):
-        reused["limits_version"] = version  # kept reports: same breaches under the new version
-    out = pd.concat([reused, fresh], ignore_index=True)
-    order = pd.Series(range(len(silver)), index=silver["sampleNumber"].to_numpy())
-    out = out.iloc[order.reindex(out["sampleNumber"]).argsort(kind="mergesort").to_numpy()].reset_index(
-        drop=True
-    )
-    for c in out.columns:
-        if c in fresh.columns and out[c].dtype != fresh[c].dtype:
-            out[c] = out[c].astype(fresh[c].dtype)
+    out = _assemble(silver, redo.to_numpy(bool), fresh, previous, version if len(limits) else None)
     return out, {
         "classified": int(redo.sum()),
         "reused": int((~redo).sum()),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
+from collections import Counter
 from itertools import chain
 
 import numpy as np
@@ -90,8 +91,28 @@ def _breaches_arrow(text: pa.Array) -> pd.DataFrame:
     return b
 
 
+# The last breached_essays column parsed, by the identity of its Arrow array (immutable, and held
+# here so its identity cannot be reused), and its breaches: the classified step's checks and the
+# limit quality of the same run read the same column, which is parsed once.
+_LAST_PARSED: tuple[object, pd.DataFrame] | None = None
+
+
 def breaches_frame(classified: pd.DataFrame) -> pd.DataFrame:
     """Explode ``breached_essays`` into one row per breach with ``row`` = position in ``classified``."""
+    global _LAST_PARSED
+    source = classified["breached_essays"].array
+    arrow = source.__arrow_array__() if hasattr(source, "__arrow_array__") else None
+    last = _LAST_PARSED
+    if arrow is not None and last is not None and last[0] is arrow:
+        return last[1].copy(deep=False)
+    b = _parse_breaches(classified)
+    if arrow is not None:
+        _LAST_PARSED = (arrow, b)
+        return b.copy(deep=False)
+    return b
+
+
+def _parse_breaches(classified: pd.DataFrame) -> pd.DataFrame:
     column = classified["breached_essays"].astype("string").fillna("[]")
     if len(column):
         arrow = pa.chunked_array(pa.array(column.array)).cast(pa.large_string())
@@ -149,10 +170,24 @@ def _ratio(a: int, b: int) -> float:
     return a / b if b else float("nan")
 
 
-def agreement(classified: pd.DataFrame) -> dict:
+def _counts(rows: np.ndarray, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``pd.crosstab`` of two aligned arrays without missing values, by sorted ``factorize`` and
+    ``bincount``: (sorted row labels, sorted column labels, counts[row, column])."""
+    r, row_labels = pd.factorize(rows, sort=True)
+    c, col_labels = pd.factorize(columns, sort=True)
+    width = len(col_labels)
+    counts = np.bincount(r * width + c, minlength=len(row_labels) * width)
+    return row_labels, col_labels, counts.reshape(len(row_labels), width)
+
+
+def agreement(classified: pd.DataFrame, ordinal: pd.Series | None = None) -> dict:
     """Agreement of ``severity_score`` / ``report_status`` with the lab verdict (samples with a known
-    verdict only). Positive = lab "action required" or "urgent action"."""
-    ordinal = lab_ordinal(classified["labVerdict"]) if "labVerdict" in classified else pd.Series(dtype=float)
+    verdict only). Positive = lab "action required" or "urgent action". ``ordinal``: the
+    :func:`lab_ordinal` of its verdicts when the caller has it already."""
+    if ordinal is None:
+        ordinal = (
+            lab_ordinal(classified["labVerdict"]) if "labVerdict" in classified else pd.Series(dtype=float)
+        )
     known = ordinal.notna().to_numpy()
     k = classified.loc[known, ["severity_score", "report_status"]]  # not every column of the reports
     ordv = ordinal[known].to_numpy(float)
@@ -164,7 +199,7 @@ def agreement(classified: pd.DataFrame) -> dict:
     tp, fp = int((flagged & truth).sum()), int((flagged & ~truth).sum())
     atp, afp = int((anormal & truth).sum()), int((anormal & ~truth).sum())
     n, n_pos = len(k), int(truth.sum())
-    confusion = pd.crosstab(pd.Series(status, name="status"), pd.Series(ordv, name="lab"))
+    statuses, labs, confusion = _counts(status, ordv)
     return {
         "n": n,
         "n_action": n_pos,
@@ -179,7 +214,8 @@ def agreement(classified: pd.DataFrame) -> dict:
         "anormal_precision": _ratio(atp, atp + afp),
         "anormal_recall": _ratio(atp, n_pos),
         "confusion": {
-            str(s): {str(int(c)): int(v) for c, v in row.items()} for s, row in confusion.iterrows()
+            str(s): {str(int(c)): int(v) for c, v in zip(labs, row, strict=True)}
+            for s, row in zip(statuses, confusion, strict=True)
         },
     }
 
@@ -213,26 +249,49 @@ def limit_quality(classified: pd.DataFrame, limits: pd.DataFrame) -> tuple[pd.Da
         else limits
     )
     table = overall[keys].drop_duplicates().reset_index(drop=True)
-    samples = comp.groupby(["client", "machine", "component"]).size().rename("samples")
-    table = table.join(samples, on=["client", "machine", "component"])
+    table.attrs = {}  # the limits' own markers (version) are not the table's: never written with it
+    # Counted with plain dicts and bincount over group numbers (a few hundred limit rows, a few
+    # thousand breaches): no join or groupby over the text keys of every report and breach.
+    group_keys = list(zip(*(comp[c].to_numpy(object).tolist() for c in comp.columns), strict=True))
+    number = {k: i for i, k in enumerate(dict.fromkeys(group_keys))}
+    group_of = np.fromiter((number[k] for k in group_keys), dtype=np.intp, count=len(group_keys))
+    table_groups = list(zip(*(table[c].to_numpy(object).tolist() for c in keys[:3]), strict=True))
+    at = np.fromiter((number.get(k, -1) for k in table_groups), dtype=np.intp, count=len(table))
+    found = at >= 0
+    # One slot more, missing: a limit group without reports (position -1) reads it.
+    per_group = np.append(np.bincount(group_of, minlength=len(number)).astype(float), np.nan)
+    table["samples"] = per_group[at]
     essays = [e for e in table["essay"].unique() if e in df.columns]
     if essays:
-        measured = (
-            comp.join(df[essays].notna())
-            .groupby(["client", "machine", "component"])[essays]
-            .sum()
-            .stack()
-            .rename("measured")
-        )
-        measured.index = measured.index.set_names("essay", level=-1)
-        table = table.join(measured, on=["client", "machine", "component", "essay"])
+        measured = np.full(len(table), np.nan)
+        essay_of = table["essay"].to_numpy(object)
+        for e in essays:
+            rows = np.flatnonzero(found & (essay_of == e))
+            present = np.bincount(group_of, weights=df[e].notna().to_numpy(float), minlength=len(number))
+            measured[rows] = present[at[rows]]
+        table["measured"] = measured
     else:
         table["measured"] = 0
     if len(b):
-        b = b.join(comp, on="row")
-        counts = b.groupby([*keys, "level"]).size().unstack("level")
-        counts = counts.reindex(columns=list(LEVELS)).fillna(0)
-        table = table.join(counts, on=keys)
+        rows = b["row"].to_numpy(np.intp)
+        tally = Counter(
+            zip(
+                group_of[rows].tolist(),
+                *(
+                    b[c].astype(str).to_numpy(object).tolist()
+                    for c in ("essay", "direction", "kind", "level")
+                ),
+                strict=True,
+            )
+        )
+        wanted = [
+            (g, e, d, k)
+            for g, e, d, k in zip(
+                at.tolist(), *(table[c].to_numpy(object).tolist() for c in keys[3:]), strict=True
+            )
+        ]
+        for lv in LEVELS:
+            table[lv] = np.array([float(tally.get((*w, lv), 0)) for w in wanted])
     for lv in LEVELS:
         if lv not in table:
             table[lv] = 0.0
@@ -247,20 +306,24 @@ def limit_quality(classified: pd.DataFrame, limits: pd.DataFrame) -> tuple[pd.Da
 
     status = df["report_status"].astype(str)
     n = len(df)
-    by_component = pd.crosstab(comp["component"], status, normalize="index").reindex(
-        columns=["Normal", "Alerta", "Anormal"], fill_value=0.0
-    )
+    components, seen, counts = _counts(comp["component"].to_numpy(object), status.to_numpy(object))
+    shares = counts / counts.sum(axis=1, keepdims=True)  # as crosstab(normalize="index") divides
+    seen = list(seen)
     summary = {
         "samples": n,
         "status_share": {s: _ratio(int((status == s).sum()), n) for s in ("Normal", "Alerta", "Anormal")},
         "flag_rate": _ratio(int((status != "Normal").sum()), n),
         "anormal_rate": _ratio(int((status == "Anormal").sum()), n),
         "status_share_by_component": {
-            c: {s: float(v) for s, v in r.items()} for c, r in by_component.iterrows()
+            str(c): {
+                s: float(r[seen.index(s)]) if s in seen else 0.0 for s in ("Normal", "Alerta", "Anormal")
+            }
+            for c, r in zip(components, shares, strict=True)
         },
         "limits_version": sorted(set(limits["version"].dropna().astype(str))) if "version" in limits else [],
         "agreement": None,
     }
-    if "labVerdict" in df and lab_ordinal(df["labVerdict"]).notna().any():
-        summary["agreement"] = agreement(df)
+    ordinal = lab_ordinal(df["labVerdict"]) if "labVerdict" in df else None
+    if ordinal is not None and ordinal.notna().any():
+        summary["agreement"] = agreement(df, ordinal)
     return table, summary

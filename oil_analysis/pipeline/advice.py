@@ -374,6 +374,7 @@ def recommend_reports(
     llm: LLM | None,
     catalog: Catalog | None = None,
     run_id: str = "no-run",
+    only: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Add a maintenance recommendation to every classified report.
 
@@ -381,12 +382,16 @@ def recommend_reports(
     (``sources`` counts, ``calls`` = requests sent incl. retries, ``prompts_sent``, ``cache_hits``,
     ``retries``, ``fallbacks``, ``errors`` by class, ``tokens_in``/``tokens_out``,
     ``estimated_cost_usd``, ``elapsed_s``). ``storage=None`` disables the cache; ``llm=None`` uses
-    the offline advisor. Never raises because of the LLM endpoint.
+    the offline advisor. Never raises because of the LLM endpoint. ``only`` (boolean per row):
+    advise those rows alone; the others are there as previous samples (the trend of a prompt) and
+    get no text.
     """
     catalog = catalog or load_catalog()
     status = reports["report_status"].astype("string").fillna("Normal").to_numpy(dtype=object)
     flagged = np.flatnonzero(status != "Normal")
     normal = np.flatnonzero(status == "Normal")
+    if only is not None:
+        flagged, normal = flagged[only[flagged]], normal[only[normal]]
     numbers = reports["sampleNumber"].astype("string").to_numpy(dtype=object)
     position = {n: i for i, n in enumerate(numbers) if n is not pd.NA}
     prev_pos = {}
@@ -425,11 +430,10 @@ def recommend_reports(
     return out, _summary(stats, out["ai_source"], len(out))
 
 
-def _context(reports: pd.DataFrame, pos: int | None) -> dict:
-    """Report fields the offline advisor reads besides the breaches."""
-    if pos is None or "countPreventedByWater" not in reports:
-        return {}
-    return {"countPreventedByWater": reports["countPreventedByWater"].iat[pos]}
+def _cells(column: pd.Series):
+    """The values of a column indexable by position, each as ``Series.iat`` gives it (a numpy
+    scalar of a numpy column, the extension array's value otherwise), without a lookup per cell."""
+    return column.to_numpy() if isinstance(column.dtype, np.dtype) else column.array
 
 
 def _machine_components(
@@ -439,6 +443,8 @@ def _machine_components(
     comps = []
     raw = machine_row.get("component_status")
     if isinstance(raw, str) and raw.strip():
+        breaches = _cells(reports["breached_essays"])
+        water = _cells(reports["countPreventedByWater"]) if "countPreventedByWater" in reports else None
         for c in json.loads(raw):
             pos = by_number.get(str(c.get("sampleNumber")))
             comps.append(
@@ -447,8 +453,11 @@ def _machine_components(
                     "status": c.get("status"),
                     "severity_score": c.get("severity_score"),
                     "sample_date": c.get("sample_date"),
-                    "breaches": reports["breached_essays"].iat[pos] if pos is not None else "[]",
-                    "context": _context(reports, pos),
+                    "breaches": breaches[pos] if pos is not None else "[]",
+                    # Report fields the offline advisor reads besides the breaches.
+                    "context": {"countPreventedByWater": water[pos]}
+                    if pos is not None and water is not None
+                    else {},
                 }
             )
         return comps
@@ -488,7 +497,7 @@ def recommend_machines(
     status = machine_status["machine_status"].astype("string").fillna("Normal").to_numpy(dtype=object)
     flagged = np.flatnonzero(status != "Normal")
     normal = np.flatnonzero(status == "Normal")
-    by_number = {str(n): i for i, n in enumerate(reports["sampleNumber"].astype(str))}
+    by_number = {str(n): i for i, n in enumerate(reports["sampleNumber"].astype(str).tolist())}
     latest = None
     if "component_status" not in machine_status:
         latest = reports.sort_values("sampleDate", kind="mergesort").drop_duplicates(

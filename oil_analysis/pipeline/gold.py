@@ -7,6 +7,7 @@ samples, ``domain/incremental.py`` to keep the others, then :mod:`.advice`), :fu
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from ..domain.catalog import load_catalog
@@ -14,7 +15,7 @@ from ..domain.changes import machine_changes, report_changes
 from ..domain.classify import ClassificationParams, classify_reports
 from ..domain.fleet import FleetParams
 from ..domain.fleet import machine_status_current as build_machine_status
-from ..domain.incremental import among, classify_incremental
+from ..domain.incremental import among, classify_incremental, interleave
 from ..domain.quality import breaches_frame
 from ..storage import layout, runstate
 from ..storage.filesystem import Storage, json_bytes
@@ -29,8 +30,10 @@ def resolved(frame: pd.DataFrame, store, client: str, asset: str) -> pd.DataFram
 
 def top_breached(classified: pd.DataFrame, n: int = 10) -> dict[str, int]:
     """Most frequent breached essays over all reports (from the breached_essays JSON)."""
-    flagged = classified.loc[classified["report_status"] != "Normal", ["breached_essays"]]
-    b = breaches_frame(flagged)  # Arrow's JSON reader over the column, not one parse per report
+    flagged = np.flatnonzero((classified["report_status"] != "Normal").to_numpy(bool))
+    # The breaches of every report (parsed once for the checks too), those of flagged reports kept.
+    b = breaches_frame(classified)
+    b = b[np.isin(b["row"].to_numpy(), flagged)] if len(b) else b
     counts = b["essay"].astype(str).value_counts().to_dict() if len(b) else {}
     return dict(sorted(((k, int(v)) for k, v in counts.items()), key=lambda kv: (-kv[1], kv[0]))[:n])
 
@@ -40,30 +43,37 @@ def recommend_incremental(
 ):
     """Recommendations for the reclassified reports; the others keep their published text.
 
-    Reclassified reports are advised together with their previous samples (the prompt shows the
+    Reclassified reports are advised with their previous samples at hand (the prompt shows the
     trend), exactly as in a full run; ``redo`` None means everything was reclassified.
     """
     ai_cols = [c for c in (previous.columns if previous is not None else []) if c.startswith("ai_")]
     if redo is None or not ai_cols:
         return recommend_reports(reports, store, client, llm, load_catalog(), run_id)
-    need = redo | set(reports.loc[among(reports["sampleNumber"], redo), "previousSampleNumber"].dropna())
+    numbers = reports["sampleNumber"].to_numpy(object)
+    is_redo = among(reports["sampleNumber"], redo)
+    need = redo | set(reports.loc[is_redo, "previousSampleNumber"].dropna())
+    context = reports[among(reports["sampleNumber"], need)].reset_index(drop=True)
     fresh, ai = recommend_reports(
-        reports[among(reports["sampleNumber"], need)].reset_index(drop=True),
+        context,
         store,
         client,
         llm,
         load_catalog(),
         run_id,
+        only=among(context["sampleNumber"], redo),  # the previous samples are context, not advised
     )
-    fresh = fresh[among(fresh["sampleNumber"], redo)].set_index("sampleNumber")[ai_cols]
-    previous_texts = previous[["sampleNumber", *ai_cols]]  # the text columns, not a copy of all
-    kept = previous_texts[~among(previous_texts["sampleNumber"], redo)].set_index("sampleNumber")
-    texts = pd.concat([kept, fresh]).reindex(reports["sampleNumber"])
+    # Each text column assembled by position: the published text of a kept report, the new one of
+    # a reclassified report (no copy, reindex or sort of the wide table).
+    redone, kept = np.flatnonzero(is_redo), np.flatnonzero(~is_redo)
+    from_fresh = pd.Index(fresh["sampleNumber"].to_numpy(object)).get_indexer(numbers[redone])
+    from_previous = pd.Index(previous["sampleNumber"].to_numpy(object)).get_indexer(numbers[kept])
     out = reports.copy(deep=False)  # columns are set, never written into: the input stays as it is
     for c in ai_cols:
-        out[c] = texts[c].to_numpy()
-        out[c] = out[c].astype(fresh[c].dtype if len(fresh) else previous[c].dtype)
-    return out, {**ai, "reused_recommendations": int(len(kept))}
+        dtype = fresh[c].dtype if len(fresh) else previous[c].dtype
+        col = interleave(kept, previous[c].iloc[from_previous], redone, fresh[c].iloc[from_fresh])
+        out[c] = (col if col.dtype == dtype else col.astype(dtype)).array
+    reused = len(previous) - int(among(previous["sampleNumber"], redo).sum())
+    return out, {**ai, "reused_recommendations": reused}
 
 
 def read_previous(store, path: str) -> pd.DataFrame | None:
@@ -76,11 +86,11 @@ def limits_of_groups(limits: pd.DataFrame, silver: pd.DataFrame) -> pd.DataFrame
     other): a few reclassified samples are not judged against the whole limits table."""
     if limits.empty:
         return limits
-    keys = ["client", "machine", "component"]
-    present = silver[["client", "machineName", "componentNameNormalized"]].drop_duplicates().astype(str)
-    present.columns = keys
-    rows = limits[keys].astype(str).merge(present.assign(_in=True), on=keys, how="left")["_in"]
-    return limits[rows.fillna(False).to_numpy(bool)].reset_index(drop=True)
+    groups = silver[["client", "machineName", "componentNameNormalized"]].drop_duplicates().astype(str)
+    present = set(groups.itertuples(index=False, name=None))
+    keys = limits[["client", "machine", "component"]].astype(str).itertuples(index=False, name=None)
+    rows = np.fromiter((k in present for k in keys), dtype=bool, count=len(limits))
+    return limits[rows].reset_index(drop=True)
 
 
 def limits_of_reports(store, client: str, previous, limits: pd.DataFrame) -> pd.DataFrame | None:

@@ -23,7 +23,6 @@ import math
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
-from operator import itemgetter
 
 import numpy as np
 import pandas as pd
@@ -70,6 +69,22 @@ def _day(v) -> str:
         return pd.Timestamp(v).strftime("%Y-%m-%d")
     except (ValueError, TypeError):
         return "—"
+
+
+def _pylist(column: pd.Series) -> list:
+    """A column as a Python list, values as ``tolist`` gives them, without its per-value iteration
+    where it is slow: Arrow text converted in one call, dates as numpy values (a
+    ``pd.Timestamp`` of either is the same)."""
+    if isinstance(column.dtype, pd.StringDtype):
+        return column.to_numpy(object).tolist()
+    if column.dtype.kind == "M":
+        return list(column.to_numpy())
+    return column.tolist()
+
+
+def _date_text(d: date) -> str:
+    """``_day`` of a calendar date, without building a Timestamp (a chart labels thirty points)."""
+    return d.isoformat() if d.year >= 1000 else _day(d)
 
 
 def _text(v) -> str:
@@ -160,18 +175,21 @@ def _limit_lines(
     rows = limits[limits["kind"].astype(str) == "level"]
     if "stratum" in rows:
         rows = rows[rows["stratum"].astype(str) == "ALL"]
+    # Plain tuples (machine, component, essay, direction, levels…): a few hundred limit rows.
+    read = ["machine", "component", "essay", "direction", *svg.LEVEL_ES]
+    records = list(zip(*(_pylist(rows[c]) for c in read), strict=True))
     if groups is not None:
-        pairs = pd.MultiIndex.from_arrays([rows["machine"].astype(str), rows["component"].astype(str)])
-        rows = rows[pairs.isin(list(groups))]
+        records = [r for r in records if (str(r[0]), str(r[1])) in groups]
+    # As sort_values by machine, component, essay (ascending) and direction (descending), stable:
+    # two stable sorts, the minor key first.
+    records.sort(key=lambda r: r[3], reverse=True)
+    records.sort(key=lambda r: (r[0], r[1], r[2]))
     out: dict[tuple[str, str, str], list[svg.LimitLine]] = {}
-    for r in rows.sort_values(
-        ["machine", "component", "essay", "direction"], ascending=[1, 1, 1, 0]
-    ).itertuples(index=False):
-        lines = out.setdefault((str(r.machine), str(r.component), str(r.essay)), [])
-        for level in svg.LEVEL_ES:
-            value = getattr(r, level)
+    for machine, component, essay, direction, *values in records:
+        lines = out.setdefault((str(machine), str(component), str(essay)), [])
+        for level, value in zip(svg.LEVEL_ES, values, strict=True):
             if value is not None and not pd.isna(value):
-                lines.append(svg.LimitLine(level, str(r.direction), float(value)))
+                lines.append(svg.LimitLine(level, str(direction), float(value)))
     return out
 
 
@@ -208,14 +226,18 @@ def _charts(
                          history.get("report_status", []), values, strict=False)
             if r[3] is not None and r[3] is not pd.NA and not (isinstance(r[3], float) and math.isnan(r[3]))
         ]  # fmt: skip
+        days = [
+            (pd.Timestamp(day).date(), number, status, value)
+            for day, number, status, value in rows[-params.history :]
+        ]
         points = [
             svg.Point(
-                pd.Timestamp(day).date(),
+                d,
                 float(value),
                 str(status),
-                f"{_day(day)} · {number} · {svg.fmt(float(value))} {unit} · {status}",
+                f"{_date_text(d)} · {number} · {svg.fmt(float(value))} {unit} · {status}",
             )
-            for day, number, status, value in rows[-params.history :]
+            for d, number, status, value in days
         ]
         limit_lines = lines.get((*key, essay), [])
         title = f"{name} ({unit}) — {_text(latest['unitId'])} {_text(latest['componentName'])}"
@@ -300,12 +322,14 @@ def _legend() -> Markup:
 
 
 def _data_items(reports: pd.DataFrame, limits: pd.DataFrame, catalog: Catalog, as_of: pd.Timestamp):
-    versions = set(reports["limits_version"].astype(str)) if "limits_version" in reports else set()
+    versions = set(reports["limits_version"].astype(str).unique()) if "limits_version" in reports else set()
     if "version" in limits:
-        versions |= set(limits["version"].astype(str))
+        versions |= set(limits["version"].astype(str).unique())
     computed = _day(limits["computed_at"].max()) if "computed_at" in limits and len(limits) else "—"
     comparison = (
-        sorted(set(limits["comparison"].astype(str))) if "comparison" in limits and len(limits) else []
+        sorted(set(limits["comparison"].astype(str).unique()))
+        if "comparison" in limits and len(limits)
+        else []
     )
     rule = (
         "estricta: un valor fuera de límite es mayor que el límite superior o menor que el inferior"
@@ -420,19 +444,29 @@ def render_fleet_report(
         {str(x.get("essay")) for t in charted_rows["breached_essays"] for x in parse_breaches(t)}
         & set(reports)
     )
-    cols = ["unitId", "componentName", "report_status", *sort_cols, *drawn]
-    history = reports.loc[reports["unitId"].astype(str).isin(charted), cols].sort_values(
-        sort_cols, kind="mergesort"
+    # The history of the charted compartments only, each one contiguous (sorted by compartment,
+    # then by date as before: a stable sort keeps the same order within a compartment).
+    wanted = set(zip(_pylist(charted_rows["unitId"]), _pylist(charted_rows["componentName"]), strict=True))
+    in_chart = np.fromiter(
+        (
+            k in wanted
+            for k in zip(_pylist(reports["unitId"]), _pylist(reports["componentName"]), strict=True)
+        ),
+        dtype=bool,
+        count=len(reports),
     )
+    key_cols = ["unitId", "componentName"]
+    cols = [*key_cols, "report_status", *sort_cols, *drawn]
+    history = reports.loc[in_chart, cols].sort_values([*key_cols, *sort_cols], kind="mergesort")
     # Plain Python lists and dicts from here on: pandas indexing per row or chart costs milliseconds.
-    columns = {c: history[c].tolist() for c in history.columns}
-    positions: dict[tuple, list[int]] = {}
-    for i, key in enumerate(zip(columns["unitId"], columns["componentName"], strict=True)):
-        positions.setdefault(key, []).append(i)
+    units, comps = _pylist(history["unitId"]), _pylist(history["componentName"])
+    columns = {c: _pylist(history[c]) for c in history.columns if c not in (*key_cols, "reportDate")}
     groups: dict[tuple, dict[str, list]] = {}
-    for key, rows in positions.items():
-        take = itemgetter(*rows, rows[0])  # two indices at least: always a tuple, last one dropped
-        groups[key] = {c: list(take(values)[:-1]) for c, values in columns.items()}
+    start = 0
+    for i in range(1, len(units) + 1):
+        if i == len(units) or units[i] != units[start] or comps[i] != comps[start]:
+            groups[(units[start], comps[start])] = {c: values[start:i] for c, values in columns.items()}
+            start = i
     ordered = flagged.sort_values(
         ["severity_score", "componentName"], ascending=[False, True], kind="mergesort"
     ).to_dict("records")
@@ -466,7 +500,7 @@ def render_fleet_report(
     r_counts = {s: int((reports["report_status"].astype(str) == s).sum()) for s in STATUSES}
     n_m, n_r = max(len(machines), 1), max(len(reports), 1)
     months = status_by_month(reports, params.months)
-    version = ", ".join(sorted(set(reports["limits_version"].astype(str)))) if len(reports) else "—"
+    version = ", ".join(sorted(set(reports["limits_version"].astype(str).unique()))) if len(reports) else "—"
     actions = ActionParams()
     html = (
         _environment()

@@ -169,17 +169,19 @@ def trend_chart(
             f"<title>Límite {escape(name)}: {fmt(lim.value)}</title></line>"
             f'<text x="{left + pw + 4}" y="{_c(ly)}" fill="{color}">{escape(name)} {fmt(lim.value)}</text>'
         )
+    # Each point's coordinates as text once: the series line and its circle share them.
+    at = [(_c(x(p.day.toordinal())), _c(y(p.value))) for p in pts]
     if len(pts) > 1:
-        path = " ".join(f"{_c(x(p.day.toordinal()))},{_c(y(p.value))}" for p in pts)
+        path = " ".join(f"{cx},{cy}" for cx, cy in at)
         out.append(
             f'<polyline class="series" points="{path}" fill="none" stroke="#455a64" stroke-width="1.2"/>'
         )
-    for i, p in enumerate(pts):
+    for i, (p, (cx, cy)) in enumerate(zip(pts, at, strict=True)):
         r = 4.5 if i == len(pts) - 1 else 3
         color = STATUS_COLORS.get(p.status, "#455a64")
         tip = escape(p.tooltip or f"{p.day.isoformat()}: {fmt(p.value)}")
         out.append(
-            f'<circle cx="{_c(x(p.day.toordinal()))}" cy="{_c(y(p.value))}" r="{r}" fill="{color}" '
+            f'<circle cx="{cx}" cy="{cy}" r="{r}" fill="{color}" '
             f'stroke="#fff" stroke-width="0.8"><title>{tip}</title></circle>'
         )
     out.append("</svg>")
