@@ -108,9 +108,11 @@ def build_silver(
     full_rebuild: bool = False,
     now: pd.Timestamp | None = None,
     min_date: pd.Timestamp | str | None = None,
+    run_id: str | None = None,
 ) -> SilverBuild:
     """The client's silver and reject ledger after this registry; ``full_rebuild`` ignores the
-    saved state; ``min_date``: the plausible floor of sample dates (``OIL_MIN_SAMPLE_DATE``)."""
+    saved state; ``min_date``: the plausible floor of sample dates (``OIL_MIN_SAMPLE_DATE``);
+    ``run_id``: the files bronze parsed in this run (same process) are not read back."""
     catalog = load_catalog()
     now = now or pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
     min_date = pd.Timestamp(min_date) if min_date is not None else None
@@ -145,7 +147,7 @@ def build_silver(
             index,
         )
     if incremental:
-        samples, read_rejects = _hashed(load_parsed(store, ok[ok["key"].isin(new_keys)]), catalog)
+        samples, read_rejects = _hashed(load_parsed(store, ok[ok["key"].isin(new_keys)], run_id), catalog)
         # Rows of re-sent files that were prepared before take their previous result (row level).
         reused, rest = reuse_prepared(samples, previous, index, ledger, as_of, floor)
         fresh, prep_rejects, info = prepare(rest, client, as_of=as_of, catalog=catalog, min_date=min_date)
@@ -189,7 +191,7 @@ def build_silver(
                 files,
                 new_index,
             )
-    samples, read_rejects = _hashed(load_parsed(store, ok), catalog)
+    samples, read_rejects = _hashed(load_parsed(store, ok, run_id), catalog)
     cand, prep_rejects, info = prepare(samples, client, as_of=as_of, catalog=catalog, min_date=min_date)
     cand = _with_hashes(cand, samples)
     silver, dup_rejects, dup_info = finish(cand, catalog)

@@ -435,7 +435,11 @@ class DualStorage(Storage):
 
 
 def parquet_bytes(df: pd.DataFrame) -> bytes:
-    table = pa.Table.from_pandas(df, preserve_index=False)
+    return table_parquet_bytes(pa.Table.from_pandas(df, preserve_index=False))
+
+
+def table_parquet_bytes(table: pa.Table) -> bytes:
+    """The bytes :func:`parquet_bytes` writes for the frame ``table`` was made from."""
     buf = pa.BufferOutputStream()
     pq.write_table(table, buf, **PARQUET_OPTIONS)
     return buf.getvalue().to_pybytes()
