@@ -614,6 +614,9 @@ def _unpack(blob: bytes) -> dict[str, pa.Table]:
 
 
 _IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
+# The parse cache is read by this code only, often in the run that wrote it: snappy writes and reads
+# in half the time of the published files' zstd (the cache is ~20 % larger).
+_CACHE_PARQUET = {"compression": "snappy", "write_statistics": True}
 
 
 @dataclass
@@ -635,7 +638,7 @@ class EncodedParse:
 
     @classmethod
     def of(cls, result: ReadResult, key: str, notes: list[str]) -> EncodedParse:
-        """Encode ``result`` of the raw file ``key`` (the bytes ``Storage.write_parquet`` writes)."""
+        """Encode ``result`` of the raw file ``key`` (the tables ``Storage.write_parquet`` writes)."""
         samples = result.samples.assign(sourceFile=key)
         rej = ledger_types(result.rejects.assign(file=key)) if len(result.rejects) else empty_rejects()
         # Each table converted once, for its parquet file and the row cache.
@@ -649,12 +652,14 @@ class EncodedParse:
                     "hash": pa.array(cache.rows["hash"].to_numpy(dtype=object), pa.string()),
                 }
             )
-            rows = table_parquet_bytes(digests.replace_schema_metadata({"context": cache.context}))
+            rows = table_parquet_bytes(
+                digests.replace_schema_metadata({"context": cache.context}), _CACHE_PARQUET
+            )
             calls = pa.array(cache.reject_calls.astype("int64"))
             blob = _pack({"samples": table, "rejects": ledger.append_column("_call", calls)})
         return cls(
-            table_parquet_bytes(table),
-            table_parquet_bytes(ledger),
+            table_parquet_bytes(table, _CACHE_PARQUET),
+            table_parquet_bytes(ledger, _CACHE_PARQUET),
             rows,
             blob,
             int(len(samples)),
