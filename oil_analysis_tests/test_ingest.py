@@ -6,7 +6,8 @@ import json
 import os
 
 from oil_analysis.domain.clients import load_clients
-from oil_analysis.pipeline.bronze import ingest_client
+from oil_analysis.domain.labs import LAB_FORMATS
+from oil_analysis.pipeline.bronze import ReaderLimits, ingest_client
 from oil_analysis.storage.filesystem import Storage
 from oil_analysis.storage.registry import READER_VERSION, load_parsed
 
@@ -165,3 +166,45 @@ def test_replaced_file_of_same_size_and_old_modification_time_is_read_again(data
     assert batch.parsed_now == 1
     samples, _ = load_parsed(store, batch.registry)
     assert samples[0]["cu"].tolist() != [10.0, 10.0, 10.0]
+
+
+_PARSED_HERE: list[str] = []  # the files this worker process has parsed (empty in each fresh fork)
+
+
+def _reader_hurt_by_earlier_files(path, tz, **kwargs):
+    """Dies of a native abort (``fragile``) or runs out of memory (``hog``) in a worker that parsed
+    another file before; ``hog`` also in a fresh one."""
+    if path.endswith("hog.xlsx"):
+        blocks = []
+        while True:
+            blocks.append(bytearray(64 * 1024 * 1024))
+    if path.endswith("fragile.xlsx") and _PARSED_HERE:
+        os.abort()
+    _PARSED_HERE.append(path)
+    return _FINNING(path, tz, **kwargs)
+
+
+_FINNING = LAB_FORMATS["finning_xlsx"][1]
+
+
+def test_a_file_is_failed_only_by_a_fresh_worker(data_root, monkeypatch):
+    """Workers parse one file after another: a file that dies or runs out of memory in a worker
+    that parsed other files first is parsed again in a fresh one, and only a fresh worker's outcome
+    counts (``fragile`` dies only after another file: ok; ``hog`` fails anyway: quarantined)."""
+    for i, name in enumerate(("a.xlsx", "b.xlsx", "fragile.xlsx", "hog.xlsx", "z.xlsx")):
+        write_finning(data_root / "bronze/cda" / name, [finning_row(10 * i + k) for k in range(3)])
+    monkeypatch.setitem(LAB_FORMATS, "finning_xlsx", ((".xlsx",), _reader_hurt_by_earlier_files))
+    batch = ingest_client(Storage.local(str(data_root)), CDA, workers=1, limits=ReaderLimits(memory_mb=256))
+    status = dict(
+        zip(batch.registry["key"].str.rsplit("/", n=1).str[-1], batch.registry["status"], strict=True)
+    )
+    assert status == {
+        "a.xlsx": "ok",
+        "b.xlsx": "ok",
+        "fragile.xlsx": "ok",
+        "hog.xlsx": "quarantined",
+        "z.xlsx": "ok",
+    }
+    reason = batch.registry.set_index("key").loc["bronze/cda/hog.xlsx", "reason"]
+    assert "memory" in reason or "died of" in reason
+    assert batch.registry["rows_parsed"].sum() == 12

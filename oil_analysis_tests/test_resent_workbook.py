@@ -207,3 +207,44 @@ def test_resent_workbook_through_the_graph_equals_a_full_build(data_root, tmp_pa
     assert cold["bronze_lab_files"]["rows_reused"].value == 0
     for name in ("silver/harmonized/CDA.parquet", "silver/rejects/cda.parquet"):
         assert (data_root / name).read_bytes() == (fresh / name).read_bytes(), name
+
+
+def test_this_runs_parses_reach_silver_from_memory_equal_to_the_stored_ones(tmp_path):
+    """The parses bronze made in a run are handed to that run's silver in memory: the same frames
+    (values and dtypes) ``load_parsed`` reads back from storage, for a first parse and for a re-send
+    assembled from the row cache; another run never gets them (it reads storage)."""
+    import pytest
+
+    from oil_analysis.domain.clients import load_clients
+    from oil_analysis.pipeline.bronze import ingest_client
+    from oil_analysis.storage import layout, runstate
+    from oil_analysis.storage.filesystem import Storage
+    from oil_analysis.storage.registry import load_parsed
+
+    store, client = Storage.local(str(tmp_path)), load_clients()["cda"]
+    path = tmp_path / "bronze" / "cda" / "T-01.xlsx"
+    clean = [finning_row(i, **{SAMPLE: f"R121-00000-{i:04d}", "ID de equipo": "T-02"}) for i in range(5)]
+    write_finning(tmp_path / "bronze" / "cda" / "T-02.xlsx", with_fe_copies(clean), dup_keys=True)
+    for run_id, rows in (("run-1", month_one()), ("run-2", month_two())):
+        write(path, with_fe_copies(rows))
+        batch = ingest_client(store, client, workers=2)
+        store.write_parquet(layout.registry_path("cda"), batch.registry)
+        runstate.remember_parsed(run_id, store.uri, batch.parsed)
+        assert len(batch.parsed) == (2 if run_id == "run-1" else 1)  # T-02 unchanged in run-2
+        stored, stored_rejects = load_parsed(store, batch.registry)
+        memo, memo_rejects = load_parsed(store, batch.registry, run_id)
+        assert len(stored) == len(memo) == 2 and len(stored_rejects) > 0
+        for a, b in zip(stored, memo, strict=True):
+            pd.testing.assert_frame_equal(a, b)
+            assert a.dtypes.to_dict() == b.dtypes.to_dict()
+        pd.testing.assert_frame_equal(stored_rejects, memo_rejects)
+    assert batch.rows_reused == 7  # the re-send was assembled from the row cache
+    # Taken from memory: this run reads no parse back; another run reads storage.
+    for parsed in batch.parsed:
+        (tmp_path / parsed).unlink()
+    assert (
+        len(load_parsed(store, batch.registry[batch.registry["key"].str.endswith("T-01.xlsx")], "run-2")[0])
+        == 1
+    )
+    with pytest.raises(FileNotFoundError):
+        load_parsed(store, batch.registry, "run-1")

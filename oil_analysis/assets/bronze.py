@@ -96,6 +96,7 @@ def bronze_lab_files(context: AssetExecutionContext, storage: StorageResource):
         limits=limits,
     )
     reg = batch.registry
+    runstate.remember_parsed(context.run_id, store.uri, batch.parsed)  # silver reads them from memory
     for q in batch.quarantined_now:
         context.log.error(
             f"{q['key']}: {q['error']} (sheet={q.get('sheet')}, row={q.get('row')}, column={q.get('column')})"

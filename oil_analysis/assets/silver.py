@@ -100,6 +100,7 @@ def silver_harmonized(
         registry,
         full_rebuild=config.full_rebuild,
         min_date=settings.min_sample_date,
+        run_id=context.run_id,
     )
     silver, info, rejects = build.silver, build.info, build.rejects
     context.log.info(f"silver of {client.key}: {build.mode} build, changes {build.changes}")

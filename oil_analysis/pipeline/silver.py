@@ -104,9 +104,11 @@ def build_silver(
     full_rebuild: bool = False,
     now: pd.Timestamp | None = None,
     min_date: pd.Timestamp | str | None = None,
+    run_id: str | None = None,
 ) -> SilverBuild:
     """The client's silver and reject ledger after this registry; ``full_rebuild`` ignores the
-    saved state; ``min_date``: the plausible floor of sample dates (``OIL_MIN_SAMPLE_DATE``)."""
+    saved state; ``min_date``: the plausible floor of sample dates (``OIL_MIN_SAMPLE_DATE``);
+    ``run_id``: the files bronze parsed in this run (same process) are not read back."""
     catalog = load_catalog()
     now = now or pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
     min_date = pd.Timestamp(min_date) if min_date is not None else None
@@ -140,7 +142,7 @@ def build_silver(
             index,
         )
     if incremental:
-        samples, read_rejects = load_parsed(store, ok[ok["key"].isin(new_keys)])
+        samples, read_rejects = load_parsed(store, ok[ok["key"].isin(new_keys)], run_id)
         cand, prep_rejects, info = prepare(samples, client, as_of=as_of, catalog=catalog, min_date=min_date)
         touched = new_keys | dropped
         old = ledger_types(ledger)
@@ -177,7 +179,7 @@ def build_silver(
                 files,
                 new_index,
             )
-    samples, read_rejects = load_parsed(store, ok)
+    samples, read_rejects = load_parsed(store, ok, run_id)
     cand, prep_rejects, info = prepare(samples, client, as_of=as_of, catalog=catalog, min_date=min_date)
     silver, dup_rejects, dup_info = finish(cand, catalog)
     if previous is not None:

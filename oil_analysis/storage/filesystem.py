@@ -435,9 +435,14 @@ class DualStorage(Storage):
 
 
 def parquet_bytes(df: pd.DataFrame) -> bytes:
-    table = pa.Table.from_pandas(df, preserve_index=False)
+    return table_parquet_bytes(pa.Table.from_pandas(df, preserve_index=False))
+
+
+def table_parquet_bytes(table: pa.Table, options: dict | None = None) -> bytes:
+    """The bytes :func:`parquet_bytes` writes for the frame ``table`` was made from (with other
+    writer ``options`` when given)."""
     buf = pa.BufferOutputStream()
-    pq.write_table(table, buf, **PARQUET_OPTIONS)
+    pq.write_table(table, buf, **(PARQUET_OPTIONS if options is None else options))
     return buf.getvalue().to_pybytes()
 
 

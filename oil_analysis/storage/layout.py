@@ -3,8 +3,9 @@
 bronze/{client}/...                                   raw lab files, any depth
 bronze/_registry/{client}/registry.parquet            one row per raw file seen (sha256, status)
 bronze/_registry/{client}/parsed/{sha256}.parquet     tidy samples parsed from one file content
-  + .rejects.parquet, .rows.parquet, .rejects_order.parquet  its ledger; row digests and ledger order
-                                                      (a re-sent workbook's unchanged rows are not parsed again)
+  + .rejects.parquet, .rows.parquet, .rowcache.arrow  its ledger; row digests; samples and ledger
+                                                      as Arrow IPC (a re-sent workbook's unchanged rows
+                                                      are not parsed again)
 bronze/_quarantine/{client}/{path} + .reason.json     unreadable files and why (path under bronze/{client}/)
 silver/harmonized/{CLIENT}.parquet                    harmonized samples
 silver/rejects/{client}.parquet                       reject ledger: rejected samples and cleared cells of

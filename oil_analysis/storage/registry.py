@@ -11,7 +11,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..domain.labs.common import empty_rejects, ledger_types
-from . import layout
+from . import layout, runstate
 from .filesystem import Storage
 
 REGISTRY_COLUMNS = [
@@ -86,11 +86,22 @@ def quarantine(storage: Storage, client: str, key: str, data: bytes | None, reas
     return target
 
 
-def load_parsed(storage: Storage, registry: pd.DataFrame) -> tuple[list[pd.DataFrame], pd.DataFrame]:
-    """The cached tidy samples and reader rejects of every readable file in the registry."""
+def load_parsed(
+    storage: Storage, registry: pd.DataFrame, run_id: str | None = None
+) -> tuple[list[pd.DataFrame], pd.DataFrame]:
+    """The cached tidy samples and reader rejects of every readable file in the registry.
+
+    ``run_id``: the parses bronze made in this run, in this process, are taken from memory
+    (:func:`runstate.recall_parsed`), the others read from storage."""
     ok = registry[registry["status"] == "ok"]
     samples, rejects = [], []
     for r in ok.itertuples(index=False):
+        memo = runstate.recall_parsed(run_id, storage.uri, r.parsed_path) if run_id else None
+        if memo is not None:
+            samples.append(memo[0].assign(sourceFile=r.key))
+            if len(memo[1]):
+                rejects.append(ledger_types(memo[1].assign(file=r.key)))
+            continue
         samples.append(storage.read_parquet(r.parsed_path).assign(sourceFile=r.key))
         rej_path = r.parsed_path.replace(".parquet", ".rejects.parquet")
         if storage.exists(rej_path):

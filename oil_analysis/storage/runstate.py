@@ -11,7 +11,8 @@ fingerprint is also the Dagster data version of the output (shown in the UI with
 
 The memo keeps the frames published (or found unchanged) by the current run in this process, so a
 step of the same run gets its inputs without reading them back from storage (in-process runs; with
-one process per step the memo is empty and inputs are read as before).
+one process per step the memo is empty and inputs are read as before). The parses bronze made in
+this run are kept the same way for silver (:func:`remember_parsed`).
 
 No dagster import.
 """
@@ -32,6 +33,7 @@ KEPT = "kept_as_published"
 _MEMO: dict[tuple, pd.DataFrame] = {}
 _PENDING: dict[tuple, dict] = {}
 _SIDE: dict[tuple, list] = {}
+_PARSED: dict[tuple, dict[str, tuple[pd.DataFrame, pd.DataFrame]]] = {}
 _LOCK = threading.Lock()
 
 
@@ -116,6 +118,22 @@ def set_side_files(run_id: str, client: str, asset: str, files: list[tuple[str, 
 def pop_side_files(run_id: str, client: str, asset: str) -> list[tuple[str, bytes, int | None]]:
     with _LOCK:
         return _SIDE.pop((run_id, client, asset), [])
+
+
+def remember_parsed(run_id: str, root: str, parsed: dict[str, tuple[pd.DataFrame, pd.DataFrame]]) -> None:
+    """Keep the parses this run's bronze made (parsed path → samples, ledger, as
+    :func:`~oil_analysis.storage.registry.load_parsed` reads them) for this run's silver; the
+    parses of older runs are dropped."""
+    with _LOCK:
+        for key in [k for k in _PARSED if k[0] != run_id]:
+            del _PARSED[key]
+        _PARSED.setdefault((run_id, root), {}).update(parsed)
+
+
+def recall_parsed(run_id: str, root: str, parsed_path: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """The parse of ``parsed_path`` made by this run in this process (None: read it from storage)."""
+    with _LOCK:
+        return _PARSED.get((run_id, root), {}).get(parsed_path)
 
 
 def remember(run_id: str, root: str, client: str, asset: str, frame: pd.DataFrame) -> None:

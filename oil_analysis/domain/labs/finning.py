@@ -379,12 +379,18 @@ def read_finning_workbook(
         pairs = pd.DataFrame(
             {"old": [old_row[h] for h, u in zip(hashes, reuse, strict=True) if u], "new": rows_at[reuse]}
         )
-        old = previous.samples.reset_index(drop=True)
+        old = previous.samples.reset_index(drop=True)  # a copy: the cache's frame is never changed
         old_at = pd.Series(np.arange(len(old)), index=old["sourceRow"].to_numpy())
         had = pairs["old"].isin(old_at.index)
-        again = old.iloc[old_at[pairs["old"][had]].to_numpy()].reset_index(drop=True)
-        again["sourceRow"] = pairs["new"][had].to_numpy().astype("int64")
-        parts.append(again)
+        take = old_at[pairs["old"][had]].to_numpy()
+        new_rows = pairs["new"][had].to_numpy().astype("int64")
+        if len(take) == len(old) and (take == np.arange(len(old))).all():
+            again = old  # every earlier sample again, in its order (a re-send that added rows)
+        else:
+            again = old.iloc[take].reset_index(drop=True)
+        if not np.array_equal(again["sourceRow"].to_numpy(), new_rows):
+            again["sourceRow"] = new_rows
+        parts.insert(0, again)  # before the parsed rows: they usually follow (no sort needed)
         rows_rejected += int((~had).sum())  # a non-blank row without a sample was rejected
         old_rej = previous.rejects.assign(_call=previous.reject_calls).reset_index(drop=True)
         moved = old_rej.merge(pairs, left_on="row", right_on="old", how="inner", sort=False)
@@ -393,11 +399,12 @@ def read_finning_workbook(
         orders.append(moved["_call"].to_numpy())
     samples = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
     if len(parts) > 1:
-        wanted, have = parts[0].dtypes, samples.dtypes
+        wanted, have = parts[-1].dtypes, samples.dtypes  # the parsed rows' types: a full parse's
         changed = {c: t for c, t in wanted.items() if have[c] != t}
         if changed:  # e.g. a column with no value in one part
             samples = samples.astype(changed)
-        samples = samples.sort_values("sourceRow", kind="mergesort").reset_index(drop=True)
+        if not samples["sourceRow"].is_monotonic_increasing:
+            samples = samples.sort_values("sourceRow", kind="mergesort").reset_index(drop=True)
     samples["sourceFile"] = name
     rejects = concat_rejects(ledgers)
     calls = np.concatenate(orders) if orders else np.zeros(0, dtype="int64")
