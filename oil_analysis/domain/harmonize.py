@@ -28,7 +28,7 @@ from pandas.api.types import is_float_dtype
 from . import contracts
 from .catalog import Catalog, load_catalog
 from .labs.common import CELL_CLEARED, concat_rejects, empty_rejects, reject_rows
-from .names import brands, component_columns, machine_name, unit_ids
+from .names import brands, by_value, component_columns, machine_name, unit_ids
 
 OIL_HOURS_SPLIT = 1000.0
 COOLANT_COMPONENTS = {"refrigerante"}
@@ -66,14 +66,17 @@ def _squeeze(text: str) -> str:
 
 
 def _clean_text(s: pd.Series) -> pd.Series:
-    # Through the unique values: a column repeats a handful of texts, and the rule is per value
-    # (the same strip as on the whole column, the same whitespace rule).
-    s = s.astype("string")
-    codes, uniq = pd.factorize(s, use_na_sentinel=True)
-    stripped = pd.Series(uniq, dtype=s.dtype).str.strip()
-    clean = pd.Series([_squeeze(v) for v in stripped.tolist()], dtype=s.dtype)
-    clean = clean.mask(clean.isin(["", "nan", "None", "-"]))
-    return pd.Series(clean.array.take(codes, allow_fill=True), index=s.index, name=s.name)
+    # Through the distinct texts: a column repeats a handful of them, and the rule is per value
+    # (pandas' strip, the whitespace rule, the placeholders of an empty cell).
+    return by_value(s, _clean_value, trimmed=True)
+
+
+def _clean_value(text: str):
+    text = _squeeze(text)
+    return pd.NA if text in _EMPTY_TEXT else text
+
+
+_EMPTY_TEXT = {"", "nan", "None", "-"}
 
 
 def oil_hour_range(oil_meter: pd.Series) -> pd.Series:
