@@ -23,6 +23,8 @@ import re
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pandas.api.types import is_float_dtype
 
 from . import contracts
@@ -85,9 +87,18 @@ def oil_hour_range(oil_meter: pd.Series) -> pd.Series:
     return pd.Series(out, index=oil_meter.index, dtype="string")
 
 
+def sort_order(df: pd.DataFrame, keys: list[str]) -> np.ndarray:
+    """The positions that sort ``df`` by ``keys`` as ``sort_values(keys, kind="mergesort",
+    na_position="first")`` does (ascending, missing first, ties in row order): Arrow's stable sort
+    of the key columns only, without building pandas' categorical codes of every key."""
+    table = pa.Table.from_pandas(df[keys], preserve_index=False)
+    order = pc.sort_indices(table, sort_keys=[(k, "ascending", "at_start") for k in keys])
+    return order.to_numpy()
+
+
 def link_previous(silver: pd.DataFrame) -> pd.DataFrame:
     """Sort by the deterministic order and add the previous-sample columns."""
-    df = silver.sort_values(ORDER_KEYS, kind="mergesort", na_position="first").reset_index(drop=True)
+    df = silver.take(sort_order(silver, ORDER_KEYS)).reset_index(drop=True)
     same = (df["unitId"] == df["unitId"].shift()) & (df["componentName"] == df["componentName"].shift())
     same = same.fillna(False).astype(bool)
     df["previousSampleNumber"] = df["sampleNumber"].shift().where(same).astype("string")

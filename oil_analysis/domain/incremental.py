@@ -34,6 +34,7 @@ from .harmonize import (
     finish,
     link_previous,
     silver_columns,
+    sort_order,
 )
 
 AUDIT_COLUMNS = ["sampleNumber", "column", "old_value", "new_value", "file", "changed_at"]
@@ -100,7 +101,7 @@ def upsert(
         kept[["sampleNumber", *SILVER_LINKS]], on="sampleNumber", how="left", validate="one_to_one"
     )
     silver = pd.concat([untouched, relinked], ignore_index=True)
-    silver = silver.sort_values(ORDER_KEYS, kind="mergesort", na_position="first").reset_index(drop=True)
+    silver = silver.take(sort_order(silver, ORDER_KEYS)).reset_index(drop=True)
     silver = _types(silver[silver_columns(catalog)].copy(), catalog.essays)
     new_index = candidate_index(
         pd.concat([index[~index["sourceFile"].isin(touched)], new_candidates[INDEX_COLUMNS]])
