@@ -87,12 +87,13 @@ def oil_hour_range(oil_meter: pd.Series) -> pd.Series:
     return pd.Series(out, index=oil_meter.index, dtype="string")
 
 
-def sort_order(df: pd.DataFrame, keys: list[str]) -> np.ndarray:
+def sort_order(df: pd.DataFrame, keys: list[str], na_position: str = "first") -> np.ndarray:
     """The positions that sort ``df`` by ``keys`` as ``sort_values(keys, kind="mergesort",
-    na_position="first")`` does (ascending, missing first, ties in row order): Arrow's stable sort
-    of the key columns only, without building pandas' categorical codes of every key."""
+    na_position=na_position)`` does (ascending, ties in row order): Arrow's stable sort of the key
+    columns only, without building pandas' categorical codes of every key."""
     table = pa.Table.from_pandas(df[keys], preserve_index=False)
-    order = pc.sort_indices(table, sort_keys=[(k, "ascending", "at_start") for k in keys])
+    nulls = {"first": "at_start", "last": "at_end"}[na_position]
+    order = pc.sort_indices(table, sort_keys=[(k, "ascending", nulls) for k in keys])
     return order.to_numpy()
 
 

@@ -44,7 +44,7 @@ INDEX_COLUMNS = ["sampleNumber", "sourceFile"]
 def candidate_index(candidates: pd.DataFrame) -> pd.DataFrame:
     """(sampleNumber, sourceFile) of every prepared row, winners and losers, sorted."""
     idx = candidates[INDEX_COLUMNS].astype("string").drop_duplicates()
-    return idx.sort_values(INDEX_COLUMNS, kind="mergesort").reset_index(drop=True)
+    return idx.take(sort_order(idx, INDEX_COLUMNS, na_position="last")).reset_index(drop=True)
 
 
 def among(values: pd.Series, pool) -> np.ndarray:
