@@ -167,11 +167,14 @@ def audit(
                     }
                 )
             )
-    table = pd.concat(records, ignore_index=True) if records else empty_audit()
-    table = table.sort_values(["sampleNumber", "column"], kind="mergesort").reset_index(drop=True)
-    for c in ("sampleNumber", "column", "old_value", "new_value", "file"):
-        table[c] = table[c].astype("string")
-    table["changed_at"] = pd.to_datetime(table["changed_at"]).astype("datetime64[us]")
+    if records:
+        table = pd.concat(records, ignore_index=True)
+        table = table.sort_values(["sampleNumber", "column"], kind="mergesort").reset_index(drop=True)
+        for c in ("sampleNumber", "column", "old_value", "new_value", "file"):
+            table[c] = table[c].astype("string")
+        table["changed_at"] = pd.to_datetime(table["changed_at"]).astype("datetime64[us]")
+    else:
+        table = empty_audit()  # typed and in order already
     summary = {
         "samples_added": int(len(cur_ids) - len(now_at)),
         "samples_removed": int(len(prev_ids) - len(now_at)),
