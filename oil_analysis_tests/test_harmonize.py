@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -189,3 +191,54 @@ def test_clean_text_per_distinct_value_equals_the_column_wide_rule():
     whole = text.str.strip().str.replace(r"\s+", " ", regex=True)
     whole = whole.mask(whole.isin(["", "nan", "None", "-"]))
     pd.testing.assert_series_equal(_clean_text(raw), whole)
+
+
+def test_clean_text_equals_the_column_wide_rule_on_random_whitespace():
+    """The whitespace rule per distinct text (split/join, a fast path for printable texts) equals
+    pandas' on the column for every kind of whitespace Python's ``\\s`` knows, at either end too."""
+    from oil_analysis.domain.harmonize import _clean_text, _squeeze
+
+    rng = np.random.default_rng(7)
+    alphabet = list("ab-é ") + [
+        "\t",
+        "\n",
+        "\r",
+        "\x0b",
+        "\x0c",
+        "\x1c",
+        "\x1f",
+        "\x85",
+        "\xa0",
+        "\u2003",
+        "\u2028",
+    ]
+    values = ["".join(rng.choice(alphabet, int(rng.integers(0, 7)))) for _ in range(3000)] + [None]
+    raw = pd.Series(values, dtype="string", name="labComment")
+    whole = raw.str.strip().str.replace(r"\s+", " ", regex=True)
+    whole = whole.mask(whole.isin(["", "nan", "None", "-"]))
+    pd.testing.assert_series_equal(_clean_text(raw), whole)
+    squeezed = [_squeeze(v) for v in values[:-1]]  # untrimmed texts too
+    assert squeezed == [re.sub(r"\s+", " ", v) for v in values[:-1]]
+
+
+def test_sort_order_equals_pandas_stable_sort_with_missing_keys_and_ties():
+    from oil_analysis.domain.harmonize import ORDER_KEYS, sort_order
+
+    rng = np.random.default_rng(3)
+    n = 2000
+    df = pd.DataFrame(
+        {
+            "unitId": pd.array(rng.choice(["T_1", "T_2", "t_1", "Ñ", None], n), dtype="string"),
+            "componentName": pd.array(
+                rng.choice(["motor", "mando final", "é", "e\u0301", None], n), dtype="string"
+            ),
+            "sampleDate": pd.to_datetime(rng.choice(["2024-01-01", "2024-02-01", None], n)).astype(
+                "datetime64[us]"
+            ),
+            "reportDate": pd.to_datetime(rng.choice(["2024-01-05", None], n)).astype("datetime64[us]"),
+            "sampleNumber": pd.array(rng.choice(["S1", "S2", "S10", None], n), dtype="string"),
+        }
+    )
+    for na in ("first", "last"):
+        want = df.sort_values(ORDER_KEYS, kind="mergesort", na_position=na).index.to_numpy()
+        np.testing.assert_array_equal(sort_order(df, ORDER_KEYS, na_position=na), want)

@@ -144,7 +144,7 @@ def silver_harmonized(
             "catalog_version": load_catalog().version,
             "names_mapping_version": mapping_version(),
             "preview": md_table(
-                silver[
+                silver.head(8)[
                     [
                         "sampleNumber",
                         "sampleDate",

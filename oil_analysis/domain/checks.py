@@ -67,14 +67,18 @@ def dates_valid(silver: pd.DataFrame, as_of: pd.Timestamp | None = None) -> Chec
 def essays_in_physical_range(silver: pd.DataFrame, catalog: Catalog) -> CheckOutcome:
     table = catalog.table[catalog.table.index.isin(silver.columns)]
     essays = list(table.index)
-    # One array of every essay column (a column that is not numeric is compared as numbers).
-    values = (
-        np.column_stack(
-            [pd.to_numeric(silver[e], errors="coerce").to_numpy(float, na_value=np.nan) for e in essays]
+    # One array of every essay column (a column that is not numeric is compared as numbers); float
+    # columns, silver's type, in one copy.
+    if len(essays) and all(pd.api.types.is_float_dtype(t) for t in silver.dtypes[essays]):
+        values = silver[essays].to_numpy(float, na_value=np.nan)
+    else:
+        values = (
+            np.column_stack(
+                [pd.to_numeric(silver[e], errors="coerce").to_numpy(float, na_value=np.nan) for e in essays]
+            )
+            if len(essays)
+            else np.zeros((len(silver), 0))
         )
-        if len(essays)
-        else np.zeros((len(silver), 0))
-    )
     with np.errstate(invalid="ignore"):
         bad = (values < table["min_value"].to_numpy(float)) | (values > table["max_value"].to_numpy(float))
     counts = bad.sum(axis=0)

@@ -23,12 +23,14 @@ import re
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pandas.api.types import is_float_dtype
 
 from . import contracts
 from .catalog import Catalog, load_catalog
 from .labs.common import CELL_CLEARED, concat_rejects, empty_rejects, reject_rows
-from .names import brands, component_columns, machine_name, unit_ids
+from .names import brands, by_value, component_columns, machine_name, unit_ids
 
 OIL_HOURS_SPLIT = 1000.0
 COOLANT_COMPONENTS = {"refrigerante"}
@@ -66,14 +68,17 @@ def _squeeze(text: str) -> str:
 
 
 def _clean_text(s: pd.Series) -> pd.Series:
-    # Through the unique values: a column repeats a handful of texts, and the rule is per value
-    # (the same strip as on the whole column, the same whitespace rule).
-    s = s.astype("string")
-    codes, uniq = pd.factorize(s, use_na_sentinel=True)
-    stripped = pd.Series(uniq, dtype=s.dtype).str.strip()
-    clean = pd.Series([_squeeze(v) for v in stripped.tolist()], dtype=s.dtype)
-    clean = clean.mask(clean.isin(["", "nan", "None", "-"]))
-    return pd.Series(clean.array.take(codes, allow_fill=True), index=s.index, name=s.name)
+    # Through the distinct texts: a column repeats a handful of them, and the rule is per value
+    # (pandas' strip, the whitespace rule, the placeholders of an empty cell).
+    return by_value(s, _clean_value, trimmed=True)
+
+
+def _clean_value(text: str):
+    text = _squeeze(text)
+    return pd.NA if text in _EMPTY_TEXT else text
+
+
+_EMPTY_TEXT = {"", "nan", "None", "-"}
 
 
 def oil_hour_range(oil_meter: pd.Series) -> pd.Series:
@@ -82,9 +87,19 @@ def oil_hour_range(oil_meter: pd.Series) -> pd.Series:
     return pd.Series(out, index=oil_meter.index, dtype="string")
 
 
+def sort_order(df: pd.DataFrame, keys: list[str], na_position: str = "first") -> np.ndarray:
+    """The positions that sort ``df`` by ``keys`` as ``sort_values(keys, kind="mergesort",
+    na_position=na_position)`` does (ascending, ties in row order): Arrow's stable sort of the key
+    columns only, without building pandas' categorical codes of every key."""
+    table = pa.Table.from_pandas(df[keys], preserve_index=False)
+    nulls = {"first": "at_start", "last": "at_end"}[na_position]
+    order = pc.sort_indices(table, sort_keys=[(k, "ascending", nulls) for k in keys])
+    return order.to_numpy()
+
+
 def link_previous(silver: pd.DataFrame) -> pd.DataFrame:
     """Sort by the deterministic order and add the previous-sample columns."""
-    df = silver.sort_values(ORDER_KEYS, kind="mergesort", na_position="first").reset_index(drop=True)
+    df = silver.take(sort_order(silver, ORDER_KEYS)).reset_index(drop=True)
     same = (df["unitId"] == df["unitId"].shift()) & (df["componentName"] == df["componentName"].shift())
     same = same.fillna(False).astype(bool)
     df["previousSampleNumber"] = df["sampleNumber"].shift().where(same).astype("string")

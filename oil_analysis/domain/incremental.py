@@ -34,6 +34,7 @@ from .harmonize import (
     finish,
     link_previous,
     silver_columns,
+    sort_order,
 )
 
 AUDIT_COLUMNS = ["sampleNumber", "column", "old_value", "new_value", "file", "changed_at"]
@@ -43,7 +44,7 @@ INDEX_COLUMNS = ["sampleNumber", "sourceFile"]
 def candidate_index(candidates: pd.DataFrame) -> pd.DataFrame:
     """(sampleNumber, sourceFile) of every prepared row, winners and losers, sorted."""
     idx = candidates[INDEX_COLUMNS].astype("string").drop_duplicates()
-    return idx.sort_values(INDEX_COLUMNS, kind="mergesort").reset_index(drop=True)
+    return idx.take(sort_order(idx, INDEX_COLUMNS, na_position="last")).reset_index(drop=True)
 
 
 def among(values: pd.Series, pool) -> np.ndarray:
@@ -100,7 +101,7 @@ def upsert(
         kept[["sampleNumber", *SILVER_LINKS]], on="sampleNumber", how="left", validate="one_to_one"
     )
     silver = pd.concat([untouched, relinked], ignore_index=True)
-    silver = silver.sort_values(ORDER_KEYS, kind="mergesort", na_position="first").reset_index(drop=True)
+    silver = silver.take(sort_order(silver, ORDER_KEYS)).reset_index(drop=True)
     silver = _types(silver[silver_columns(catalog)].copy(), catalog.essays)
     new_index = candidate_index(
         pd.concat([index[~index["sourceFile"].isin(touched)], new_candidates[INDEX_COLUMNS]])
@@ -166,11 +167,14 @@ def audit(
                     }
                 )
             )
-    table = pd.concat(records, ignore_index=True) if records else empty_audit()
-    table = table.sort_values(["sampleNumber", "column"], kind="mergesort").reset_index(drop=True)
-    for c in ("sampleNumber", "column", "old_value", "new_value", "file"):
-        table[c] = table[c].astype("string")
-    table["changed_at"] = pd.to_datetime(table["changed_at"]).astype("datetime64[us]")
+    if records:
+        table = pd.concat(records, ignore_index=True)
+        table = table.sort_values(["sampleNumber", "column"], kind="mergesort").reset_index(drop=True)
+        for c in ("sampleNumber", "column", "old_value", "new_value", "file"):
+            table[c] = table[c].astype("string")
+        table["changed_at"] = pd.to_datetime(table["changed_at"]).astype("datetime64[us]")
+    else:
+        table = empty_audit()  # typed and in order already
     summary = {
         "samples_added": int(len(cur_ids) - len(now_at)),
         "samples_removed": int(len(prev_ids) - len(now_at)),

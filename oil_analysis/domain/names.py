@@ -22,7 +22,10 @@ import unicodedata
 from functools import cache
 from importlib import resources
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 _SIDE_WORDS = re.compile(
     r"\b(izquierd[oa]s?|derech[oa]s?|izq|der|lh|rh|left|right)\b|#\s*[12]\b", flags=re.IGNORECASE
@@ -35,19 +38,24 @@ def fold(text: str) -> str:
     return " ".join(t.lower().split())
 
 
-def _by_value(values: pd.Series, rule) -> pd.Series:
-    """``rule`` (text → text or NA) on a column through its unique values (columns repeat a
-    handful of names): factorized once, the rule on each distinct text, taken back; missing stays
-    missing. A ``string`` column with the index and name of ``values``."""
+def by_value(values: pd.Series, rule, *, trimmed: bool = False) -> pd.Series:
+    """``rule`` (text → text or NA) on a column through its distinct texts (columns repeat a
+    handful of names): dictionary-encoded once, the rule on each distinct text, taken back; missing
+    stays missing. ``trimmed``: each text has its whitespace trimmed at both ends first (pandas'
+    ``str.strip``, the same Arrow kernel). A ``string`` column with the index and name of ``values``."""
     s = values.astype("string")
-    codes, uniq = pd.factorize(s, use_na_sentinel=True)
-    out = pd.array([rule(u) for u in pd.Series(uniq, dtype=s.dtype).tolist()], dtype="string")
+    coded = pc.dictionary_encode(pa.array(s.array))
+    if isinstance(coded, pa.ChunkedArray):
+        coded = coded.combine_chunks()
+    texts = pc.utf8_trim_whitespace(coded.dictionary) if trimmed else coded.dictionary
+    out = pd.array([rule(t) for t in texts.to_pylist()], dtype="string")
+    codes = coded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.intp)
     return pd.Series(out.take(codes, allow_fill=True), index=s.index, name=s.name)
 
 
 def _fold_series(values: pd.Series) -> pd.Series:
     """``fold`` on a column through its unique values."""
-    return _by_value(values, fold)
+    return by_value(values, fold)
 
 
 @cache
@@ -87,7 +95,7 @@ def normalize_component(component_name: str) -> str:
 def component_columns(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     """``(componentName, componentNameNormalized)`` for a column of raw compartment names."""
     name = _fold_series(raw)
-    return name, _by_value(name, normalize_component)
+    return name, by_value(name, normalize_component)
 
 
 def machine_name(family: pd.Series, model: pd.Series) -> pd.Series:
@@ -105,8 +113,8 @@ def machine_name(family: pd.Series, model: pd.Series) -> pd.Series:
                 return name
         return pd.NA
 
-    fam = _by_value(family, from_family)
-    return fam.fillna(_by_value(model, from_model)).fillna("desconocido")
+    fam = by_value(family, from_family)
+    return fam.fillna(by_value(model, from_model)).fillna("desconocido")
 
 
 def unit_ids(raw: pd.Series) -> pd.Series:
