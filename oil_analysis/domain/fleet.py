@@ -59,10 +59,28 @@ class FleetParams:
 def latest_reports(classified: pd.DataFrame) -> pd.DataFrame:
     """The latest report of every (unitId, componentName), deterministic on ties."""
     cols = [c for c in _ORDER if c in classified.columns]
-    # Sorted on the key columns alone, then the chosen rows taken: the wide table is never sorted.
-    keys = classified[cols].reset_index(drop=True).sort_values(cols, kind="mergesort", na_position="first")
-    last = ~keys.duplicated(["unitId", "componentName"], keep="last").to_numpy()
-    return classified.iloc[keys.index.to_numpy()[last]].reset_index(drop=True)
+    naive_dates = all(
+        isinstance(classified[c].dtype, np.dtype) and classified[c].dtype.kind == "M"
+        for c in ("sampleDate", "reportDate")
+        if c in classified.columns
+    )
+    if cols != _ORDER or not naive_dates:
+        # Sorted on the key columns alone, then the chosen rows taken: the wide table is never sorted.
+        keys = (
+            classified[cols].reset_index(drop=True).sort_values(cols, kind="mergesort", na_position="first")
+        )
+        last = ~keys.duplicated(["unitId", "componentName"], keep="last").to_numpy()
+        return classified.iloc[keys.index.to_numpy()[last]].reset_index(drop=True)
+    # The same order as that sort, from numbers: text keys by their sorted codes (missing: -1,
+    # first), dates by their integer value (NaT is the smallest), one stable lexsort.
+    unit, comp, number = (
+        pd.factorize(classified[c], sort=True)[0] for c in ("unitId", "componentName", "sampleNumber")
+    )
+    sample_day, report_day = (classified[c].to_numpy().view(np.int64) for c in ("sampleDate", "reportDate"))
+    order = np.lexsort((number, report_day, sample_day, comp, unit))
+    u, c = unit[order], comp[order]
+    last = np.r_[(u[1:] != u[:-1]) | (c[1:] != c[:-1]), True] if len(order) else np.zeros(0, dtype=bool)
+    return classified.iloc[order[last]].reset_index(drop=True)
 
 
 def _component_json(latest: pd.DataFrame) -> pd.Series:
