@@ -141,11 +141,16 @@ def machine_status_current(classified: pd.DataFrame, params: FleetParams | None 
     latest["_counted"] = counted.to_numpy()
     key = "componentNameNormalized" if params.merge_sides else "componentName"
     used = latest[latest["_counted"]]
-    comp = used.groupby(["unitId", key], sort=True).agg(
-        rank=("_rank", "max"), score=("severity_score", "max")
-    )
-    per_unit = comp.groupby(level="unitId").agg(
-        rank=("rank", "max"), machine_score=("score", "sum"), total_components=("rank", "size")
+    # Plain per-column reductions: pandas' named aggregation costs more than the reductions.
+    by_comp = used.groupby(["unitId", key], sort=True)
+    comp = pd.DataFrame({"rank": by_comp["_rank"].max(), "score": by_comp["severity_score"].max()})
+    by_unit = comp.groupby(level="unitId")
+    per_unit = pd.DataFrame(
+        {
+            "rank": by_unit["rank"].max(),
+            "machine_score": by_unit["score"].sum(),
+            "total_components": by_unit.size(),
+        }
     )
     for k, name in enumerate(("components_normal", "components_alerta", "components_anormal")):
         per_unit[name] = (comp["rank"] == k).groupby(level="unitId").sum().astype(int)
