@@ -36,9 +36,14 @@ _PENDING: dict[tuple, dict] = {}
 _SIDE: dict[tuple, list] = {}
 _PREPARED: dict[tuple, tuple[pd.DataFrame, Future]] = {}
 _LOCK = threading.Lock()
-# One worker: a step's output serialized while the step still computes its checks and metadata
-# (Arrow's parquet writer releases the GIL: the second core does it).
-_WRITER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oil-serialize")
+# One worker for work a step hands off while it goes on (a parquet file rendered, a JSON column
+# parsed): Arrow releases the GIL, so the second core does it.
+_BACKGROUND = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oil-background")
+
+
+def in_background(fn: Callable, *args) -> Future:
+    """Run ``fn(*args)`` on the background worker (one at a time, in submission order)."""
+    return _BACKGROUND.submit(fn, *args)
 
 
 def fingerprint(asset: str, code_version: str | None, inputs: dict) -> str:
@@ -149,7 +154,7 @@ def prepare(
     with _LOCK:
         for key in [k for k in _PREPARED if k[0] != run_id]:
             del _PREPARED[key]
-        _PREPARED[(run_id, client, asset)] = (frame, _WRITER.submit(render, frame))
+        _PREPARED[(run_id, client, asset)] = (frame, _BACKGROUND.submit(render, frame))
 
 
 def take_prepared(run_id: str, client: str, asset: str, frame: pd.DataFrame) -> bytes | None:
