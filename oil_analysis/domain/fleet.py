@@ -280,7 +280,16 @@ def triage(
     water = reports["countPreventedByWater"].tolist() if "countPreventedByWater" in reports else []
     water_of = dict(zip(numbers, water, strict=False))
     rows = []
-    for m in machines.to_dict("records"):
+    read = [
+        "unitId",
+        "machineName",
+        "machineModel",
+        "machine_status",
+        "latest_sample_date",
+        "component_status",
+    ]
+    # Only the columns read here: a record of every column (texts, advice) costs more than triage.
+    for m in machines[[c for c in read if c in machines.columns]].to_dict("records"):
         last = pd.Timestamp(m["latest_sample_date"])
         age = int((as_of - last.normalize()).days) if pd.notna(last) else 10**6
         comps = []
