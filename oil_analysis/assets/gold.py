@@ -12,6 +12,8 @@ from ..pipeline import gold
 from ..report import status_over_time_markdown
 from ..resources.llm import LLMResource
 from ..resources.storage import StorageResource
+from ..storage import runstate
+from ..storage.filesystem import parquet_bytes
 from .common import (
     advisor_kinds,
     check_specs,
@@ -94,6 +96,8 @@ def classified_reports(
     reports, reuse, changes, ai, previous = gold.classify(
         store, client, silver_harmonized, stewart_limits, llm.get_config(), params, context.run_id
     )
+    # Its file rendered on the other core while the checks and metadata below are computed.
+    runstate.prepare(context.run_id, client, "classified_reports", reports, parquet_bytes)
     counts = status_counts(reports["report_status"])
     version = str(reports["limits_version"].iloc[0]) if len(reports) else ""
     outcomes = [

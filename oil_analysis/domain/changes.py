@@ -51,13 +51,15 @@ def report_changes(previous: pd.DataFrame | None, current: pd.DataFrame, *, max_
         was = pd.Series(index=now_both.index, dtype="string")
     moved = was != now_both
     transitions = (was[moved] + " → " + now_both[moved]).value_counts()
-    rank_was, rank_now = was.map(RANK), now_both.map(RANK)
-    became_bad = numbers[in_both][((now_both != "Normal") & (rank_now > rank_was)).to_numpy()]
-    new_bad = sorted([*numbers[added][(now.iloc[added] != "Normal").to_numpy()], *became_bad])
+    worse = _flag(now_both != "Normal") & (_ranks(now_both) > _ranks(was))
+    # The new non-Normal reports by position, listed in sampleNumber order.
+    bad = np.concatenate([added[_flag(now.iloc[added] != "Normal")], in_both[worse]])
+    bad = bad[np.argsort(numbers[bad], kind="stable")] if len(bad) else bad
+    new_bad, where = numbers[bad].tolist(), bad[:max_listed]
     listed = new_bad[:max_listed]
-    where = pd.Index(numbers).get_indexer(listed) if listed else np.zeros(0, dtype=np.intp)
     units, comps = (cur[c].to_numpy(object)[where] for c in ("unitId", "componentName"))
-    all_was = prev["report_status"] if len(prev) else pd.Series(dtype="string")
+    before = prev["report_status"].value_counts() if len(prev) else pd.Series(dtype=int)
+    after = now.value_counts()
     return {
         "reports_before": int(len(prev)),
         "reports_after": int(len(cur)),
@@ -65,14 +67,27 @@ def report_changes(previous: pd.DataFrame | None, current: pd.DataFrame, *, max_
         "samples_updated": updated,
         "samples_removed": int(removed),
         "report_status_transitions": {k: int(v) for k, v in sorted(transitions.items())},
-        "status_before": {s: int((all_was == s).sum()) for s in STATUSES},
-        "status_after": {s: int((now == s).sum()) for s in STATUSES},
+        "status_before": {s: int(before.get(s, 0)) for s in STATUSES},
+        "status_after": {s: int(after.get(s, 0)) for s in STATUSES},
         "new_non_normal_samples": [
             {"sampleNumber": str(s), "unitId": str(u), "component": str(c), "status": str(st)}
             for s, u, c, st in zip(listed, units, comps, now.to_numpy(object)[where], strict=True)
         ],
         "new_non_normal_count": len(new_bad),
     }
+
+
+def _flag(mask: pd.Series) -> np.ndarray:
+    """A comparison's result as booleans (a missing result is False)."""
+    return mask.to_numpy(dtype=bool, na_value=False)
+
+
+def _ranks(status: pd.Series) -> np.ndarray:
+    """``status.map(RANK)`` as floats (NaN for anything else), by one comparison per status."""
+    out = np.full(len(status), np.nan)
+    for name, rank in RANK.items():
+        out[_flag(status == name)] = rank
+    return out
 
 
 def _maybe_differ(now: pd.DataFrame, was: pd.DataFrame) -> np.ndarray:

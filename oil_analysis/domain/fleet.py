@@ -59,10 +59,28 @@ class FleetParams:
 def latest_reports(classified: pd.DataFrame) -> pd.DataFrame:
     """The latest report of every (unitId, componentName), deterministic on ties."""
     cols = [c for c in _ORDER if c in classified.columns]
-    # Sorted on the key columns alone, then the chosen rows taken: the wide table is never sorted.
-    keys = classified[cols].reset_index(drop=True).sort_values(cols, kind="mergesort", na_position="first")
-    last = ~keys.duplicated(["unitId", "componentName"], keep="last").to_numpy()
-    return classified.iloc[keys.index.to_numpy()[last]].reset_index(drop=True)
+    naive_dates = all(
+        isinstance(classified[c].dtype, np.dtype) and classified[c].dtype.kind == "M"
+        for c in ("sampleDate", "reportDate")
+        if c in classified.columns
+    )
+    if cols != _ORDER or not naive_dates:
+        # Sorted on the key columns alone, then the chosen rows taken: the wide table is never sorted.
+        keys = (
+            classified[cols].reset_index(drop=True).sort_values(cols, kind="mergesort", na_position="first")
+        )
+        last = ~keys.duplicated(["unitId", "componentName"], keep="last").to_numpy()
+        return classified.iloc[keys.index.to_numpy()[last]].reset_index(drop=True)
+    # The same order as that sort, from numbers: text keys by their sorted codes (missing: -1,
+    # first), dates by their integer value (NaT is the smallest), one stable lexsort.
+    unit, comp, number = (
+        pd.factorize(classified[c], sort=True)[0] for c in ("unitId", "componentName", "sampleNumber")
+    )
+    sample_day, report_day = (classified[c].to_numpy().view(np.int64) for c in ("sampleDate", "reportDate"))
+    order = np.lexsort((number, report_day, sample_day, comp, unit))
+    u, c = unit[order], comp[order]
+    last = np.r_[(u[1:] != u[:-1]) | (c[1:] != c[:-1]), True] if len(order) else np.zeros(0, dtype=bool)
+    return classified.iloc[order[last]].reset_index(drop=True)
 
 
 def _component_json(latest: pd.DataFrame) -> pd.Series:
@@ -123,11 +141,16 @@ def machine_status_current(classified: pd.DataFrame, params: FleetParams | None 
     latest["_counted"] = counted.to_numpy()
     key = "componentNameNormalized" if params.merge_sides else "componentName"
     used = latest[latest["_counted"]]
-    comp = used.groupby(["unitId", key], sort=True).agg(
-        rank=("_rank", "max"), score=("severity_score", "max")
-    )
-    per_unit = comp.groupby(level="unitId").agg(
-        rank=("rank", "max"), machine_score=("score", "sum"), total_components=("rank", "size")
+    # Plain per-column reductions: pandas' named aggregation costs more than the reductions.
+    by_comp = used.groupby(["unitId", key], sort=True)
+    comp = pd.DataFrame({"rank": by_comp["_rank"].max(), "score": by_comp["severity_score"].max()})
+    by_unit = comp.groupby(level="unitId")
+    per_unit = pd.DataFrame(
+        {
+            "rank": by_unit["rank"].max(),
+            "machine_score": by_unit["score"].sum(),
+            "total_components": by_unit.size(),
+        }
     )
     for k, name in enumerate(("components_normal", "components_alerta", "components_anormal")):
         per_unit[name] = (comp["rank"] == k).groupby(level="unitId").sum().astype(int)
@@ -257,7 +280,16 @@ def triage(
     water = reports["countPreventedByWater"].tolist() if "countPreventedByWater" in reports else []
     water_of = dict(zip(numbers, water, strict=False))
     rows = []
-    for m in machines.to_dict("records"):
+    read = [
+        "unitId",
+        "machineName",
+        "machineModel",
+        "machine_status",
+        "latest_sample_date",
+        "component_status",
+    ]
+    # Only the columns read here: a record of every column (texts, advice) costs more than triage.
+    for m in machines[[c for c in read if c in machines.columns]].to_dict("records"):
         last = pd.Timestamp(m["latest_sample_date"])
         age = int((as_of - last.normalize()).days) if pd.notna(last) else 10**6
         comps = []

@@ -14,8 +14,10 @@
 from __future__ import annotations
 
 import json
+import threading
 import unicodedata
 from collections import Counter
+from concurrent.futures import Future
 from itertools import chain
 
 import numpy as np
@@ -92,9 +94,11 @@ def _breaches_arrow(text: pa.Array) -> pd.DataFrame:
 
 
 # The last breached_essays column parsed, by the identity of its Arrow array (immutable, and held
-# here so its identity cannot be reused), and its breaches: the classified step's checks and the
-# limit quality of the same run read the same column, which is parsed once.
-_LAST_PARSED: tuple[object, pd.DataFrame] | None = None
+# here so its identity cannot be reused), and its breaches (a future: another thread may be parsing
+# it): the classified step's checks and the limit quality of the same run read the same column,
+# which is parsed once.
+_LAST_PARSED: tuple[object, Future] | None = None
+_PARSE_LOCK = threading.Lock()
 
 
 def breaches_frame(classified: pd.DataFrame) -> pd.DataFrame:
@@ -102,14 +106,19 @@ def breaches_frame(classified: pd.DataFrame) -> pd.DataFrame:
     global _LAST_PARSED
     source = classified["breached_essays"].array
     arrow = source.__arrow_array__() if hasattr(source, "__arrow_array__") else None
-    last = _LAST_PARSED
-    if arrow is not None and last is not None and last[0] is arrow:
-        return last[1].copy(deep=False)
-    b = _parse_breaches(classified)
-    if arrow is not None:
-        _LAST_PARSED = (arrow, b)
-        return b.copy(deep=False)
-    return b
+    if arrow is None:
+        return _parse_breaches(classified)
+    with _PARSE_LOCK:
+        last = _LAST_PARSED
+        parsing = last is None or last[0] is not arrow
+        if parsing:
+            last = _LAST_PARSED = (arrow, Future())
+    if parsing:  # this thread parses; any other asking for the same column waits for it
+        try:
+            last[1].set_result(_parse_breaches(classified))
+        except BaseException as exc:
+            last[1].set_exception(exc)
+    return last[1].result().copy(deep=False)
 
 
 def _parse_breaches(classified: pd.DataFrame) -> pd.DataFrame:

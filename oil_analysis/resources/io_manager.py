@@ -86,7 +86,7 @@ class LayoutIOManager(ConfigurableIOManager):
                     "limits_version": version,
                 }
             else:
-                records, version = self._publish_table(commit, asset, client, obj)
+                records, version = self._publish_table(commit, asset, client, obj, run_id)
                 records += write_files(commit, side)  # e.g. silver's reject ledger and audit
                 metadata = {
                     "path": store.display(records[0].path),
@@ -138,10 +138,11 @@ class LayoutIOManager(ConfigurableIOManager):
         return records, version
 
     def _publish_table(
-        self, commit, asset: str, client: str, obj: pd.DataFrame
+        self, commit, asset: str, client: str, obj: pd.DataFrame, run_id: str
     ) -> tuple[list[FileRecord], str | None]:
         store = commit.store
-        data = parquet_bytes(obj)
+        # Bytes the step had rendered in the background for this very frame, else rendered now.
+        data = runstate.take_prepared(run_id, client, asset, obj) or parquet_bytes(obj)
         records = write_files(commit, [(asset_path(asset, client), data, len(obj))])
         if self.storage.legacy_enabled():
             copies = [(p, data, len(obj)) for p in legacy.copy_paths(asset, client)]

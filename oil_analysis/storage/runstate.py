@@ -23,6 +23,8 @@ import dataclasses
 import hashlib
 import json
 import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pandas as pd
 
@@ -34,7 +36,16 @@ _MEMO: dict[tuple, pd.DataFrame] = {}
 _PENDING: dict[tuple, dict] = {}
 _SIDE: dict[tuple, list] = {}
 _PARSED: dict[tuple, dict[str, tuple[pd.DataFrame, pd.DataFrame]]] = {}
+_PREPARED: dict[tuple, tuple[pd.DataFrame, Future]] = {}
 _LOCK = threading.Lock()
+# One worker for work a step hands off while it goes on (a parquet file rendered, a JSON column
+# parsed): Arrow releases the GIL, so the second core does it.
+_BACKGROUND = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oil-background")
+
+
+def in_background(fn: Callable, *args) -> Future:
+    """Run ``fn(*args)`` on the background worker (one at a time, in submission order)."""
+    return _BACKGROUND.submit(fn, *args)
 
 
 def fingerprint(asset: str, code_version: str | None, inputs: dict) -> str:
@@ -150,3 +161,25 @@ def recall(run_id: str, root: str, client: str, asset: str) -> pd.DataFrame | No
     with _LOCK:
         frame = _MEMO.get((run_id, root, client, asset))
     return None if frame is None else frame.copy(deep=False)
+
+
+def prepare(
+    run_id: str, client: str, asset: str, frame: pd.DataFrame, render: Callable[[pd.DataFrame], bytes]
+):
+    """Start ``render(frame)`` (its file's bytes) in the background; the IO manager takes them with
+    :func:`take_prepared` when it is handed this very frame (never mutated meanwhile: outputs are
+    not written into). Preparations of other runs are dropped."""
+    with _LOCK:
+        for key in [k for k in _PREPARED if k[0] != run_id]:
+            del _PREPARED[key]
+        _PREPARED[(run_id, client, asset)] = (frame, _BACKGROUND.submit(render, frame))
+
+
+def take_prepared(run_id: str, client: str, asset: str, frame: pd.DataFrame) -> bytes | None:
+    """The bytes :func:`prepare` rendered for ``frame`` (the same object), else None. An error of
+    the rendering is raised here, as it would have been by rendering now."""
+    with _LOCK:
+        entry = _PREPARED.pop((run_id, client, asset), None)
+    if entry is None or entry[0] is not frame:
+        return None
+    return entry[1].result()
