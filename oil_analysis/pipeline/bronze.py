@@ -726,7 +726,7 @@ class EarlierParse:
                         "hash": digests["hash"].to_numpy(zero_copy_only=False),
                     }
                 ),
-                tables["samples"].to_pandas(),
+                tables["samples"],  # taken from as Arrow: only the result is made a frame
                 ledger_types(ledger.drop_columns(["_call"]).to_pandas()),
                 ledger["_call"].to_numpy(),
             )

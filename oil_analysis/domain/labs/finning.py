@@ -363,15 +363,21 @@ def read_finning_workbook(
     rows_at = index.to_numpy()
     old_row: dict[str, int] = {}
     if previous is not None and previous.context == context:
-        old_row = dict(zip(previous.rows["hash"], previous.rows["row"].astype("int64"), strict=True))
+        old_row = dict(
+            zip(
+                previous.rows["hash"].to_numpy(dtype=object).tolist(),
+                previous.rows["row"].to_numpy().astype("int64").tolist(),
+                strict=True,
+            )
+        )
     reuse = np.array([h in old_row for h in hashes], dtype=bool)
-    parts, ledgers, orders, rows_rejected = [], [], [], 0
+    ledgers, orders, rows_rejected = [], [], 0
+    kept = again = None
     if not reuse.all():
         fresh = [r for r, u in zip(picked, reuse, strict=True) if not u]
         kept, rej, order, rows_rejected = _parse_rows(
             name, header, columns, fresh, index[~reuse], catalog, date_fast, copies_of
         )
-        parts.append(kept)
         ledgers.append(rej)
         orders.append(order)
     del picked
@@ -379,32 +385,38 @@ def read_finning_workbook(
         pairs = pd.DataFrame(
             {"old": [old_row[h] for h, u in zip(hashes, reuse, strict=True) if u], "new": rows_at[reuse]}
         )
-        old = previous.samples.reset_index(drop=True)  # a copy: the cache's frame is never changed
-        old_at = pd.Series(np.arange(len(old)), index=old["sourceRow"].to_numpy())
-        had = pairs["old"].isin(old_at.index)
+        # The earlier samples as Arrow (the row cache stores them so): rows are taken and the parsed
+        # ones added without a pandas copy of every column, and the table serves the cache files.
+        old = previous.samples
+        if not isinstance(old, pa.Table):
+            old = pa.Table.from_pandas(old, preserve_index=False)
+        old_rows = old.column("sourceRow").to_numpy()
+        old_at = pd.Series(np.arange(len(old_rows)), index=old_rows)
+        had = pairs["old"].isin(old_at.index).to_numpy()
         take = old_at[pairs["old"][had]].to_numpy()
         new_rows = pairs["new"][had].to_numpy().astype("int64")
-        if len(take) == len(old) and (take == np.arange(len(old))).all():
-            again = old  # every earlier sample again, in its order (a re-send that added rows)
-        else:
-            again = old.iloc[take].reset_index(drop=True)
-        if not np.array_equal(again["sourceRow"].to_numpy(), new_rows):
-            again["sourceRow"] = new_rows
-        parts.insert(0, again)  # before the parsed rows: they usually follow (no sort needed)
+        again = old
+        if not (len(take) == len(old_rows) and (take == np.arange(len(old_rows))).all()):
+            again = old.take(take)  # not every earlier sample again, or not in its order
+        if not np.array_equal(old_rows[take], new_rows):
+            at = again.schema.get_field_index("sourceRow")
+            again = again.set_column(at, again.schema.field(at), pa.array(new_rows, pa.int64()))
         rows_rejected += int((~had).sum())  # a non-blank row without a sample was rejected
         old_rej = previous.rejects.assign(_call=previous.reject_calls).reset_index(drop=True)
         moved = old_rej.merge(pairs, left_on="row", right_on="old", how="inner", sort=False)
         moved["row"] = moved["new"]
         ledgers.append(moved.drop(columns=["_call", "old", "new"]))
         orders.append(moved["_call"].to_numpy())
-    samples = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
-    if len(parts) > 1:
-        wanted, have = parts[-1].dtypes, samples.dtypes  # the parsed rows' types: a full parse's
-        changed = {c: t for c, t in wanted.items() if have[c] != t}
-        if changed:  # e.g. a column with no value in one part
-            samples = samples.astype(changed)
-        if not samples["sourceRow"].is_monotonic_increasing:
-            samples = samples.sort_values("sourceRow", kind="mergesort").reset_index(drop=True)
+    if again is None:
+        samples = kept
+    else:
+        if kept is not None:  # the parsed rows' types are a full parse's
+            parsed_table = pa.Table.from_pandas(kept, preserve_index=False)
+            again = pa.concat_tables([again.cast(parsed_table.schema), parsed_table])
+        order_of = again.column("sourceRow").to_numpy()
+        if len(order_of) > 1 and (np.diff(order_of) < 0).any():
+            again = again.take(np.argsort(order_of, kind="stable"))
+        samples = again.to_pandas()
     samples["sourceFile"] = name
     rejects = concat_rejects(ledgers)
     calls = np.concatenate(orders) if orders else np.zeros(0, dtype="int64")
