@@ -372,7 +372,7 @@ def read_finning_workbook(
         )
     reuse = np.array([h in old_row for h in hashes], dtype=bool)
     ledgers, orders, rows_rejected = [], [], 0
-    kept = again = None
+    kept = old = None
     if not reuse.all():
         fresh = [r for r, u in zip(picked, reuse, strict=True) if not u]
         kept, rej, order, rows_rejected = _parse_rows(
@@ -381,42 +381,43 @@ def read_finning_workbook(
         ledgers.append(rej)
         orders.append(order)
     del picked
+    # The samples: rows of the earlier parse (``take``: their positions there, under their new row
+    # numbers) and the parsed ones, put in row order by one take of all their columns.
+    take = new_rows = np.zeros(0, dtype="int64")
     if reuse.any():
         pairs = pd.DataFrame(
             {"old": [old_row[h] for h, u in zip(hashes, reuse, strict=True) if u], "new": rows_at[reuse]}
         )
-        # The earlier samples as Arrow (the row cache stores them so): rows are taken and the parsed
-        # ones added without a pandas copy of every column, and the table serves the cache files.
-        old = previous.samples
-        if not isinstance(old, pa.Table):
-            old = pa.Table.from_pandas(old, preserve_index=False)
-        old_rows = old.column("sourceRow").to_numpy()
-        old_at = pd.Series(np.arange(len(old_rows)), index=old_rows)
-        had = pairs["old"].isin(old_at.index).to_numpy()
+        old = previous.samples  # the row cache stores it as Arrow; a frame when given one
+        old = old.to_pandas() if isinstance(old, pa.Table) else old.reset_index(drop=True)
+        old_at = pd.Series(np.arange(len(old)), index=old["sourceRow"].to_numpy())
+        had = pairs["old"].isin(old_at.index)
         take = old_at[pairs["old"][had]].to_numpy()
         new_rows = pairs["new"][had].to_numpy().astype("int64")
-        again = old
-        if not (len(take) == len(old_rows) and (take == np.arange(len(old_rows))).all()):
-            again = old.take(take)  # not every earlier sample again, or not in its order
-        if not np.array_equal(old_rows[take], new_rows):
-            at = again.schema.get_field_index("sourceRow")
-            again = again.set_column(at, again.schema.field(at), pa.array(new_rows, pa.int64()))
         rows_rejected += int((~had).sum())  # a non-blank row without a sample was rejected
-        old_rej = previous.rejects.assign(_call=previous.reject_calls).reset_index(drop=True)
-        moved = old_rej.merge(pairs, left_on="row", right_on="old", how="inner", sort=False)
-        moved["row"] = moved["new"]
-        ledgers.append(moved.drop(columns=["_call", "old", "new"]))
-        orders.append(moved["_call"].to_numpy())
-    if again is None:
+        if len(previous.rejects):  # the ledger records of the reused rows, under their new numbers
+            old_rej = previous.rejects.assign(_call=previous.reject_calls).reset_index(drop=True)
+            moved = old_rej.merge(pairs, left_on="row", right_on="old", how="inner", sort=False)
+            moved["row"] = moved["new"]
+            ledgers.append(moved.drop(columns=["_call", "old", "new"]))
+            orders.append(moved["_call"].to_numpy())
+    if old is None:
         samples = kept
     else:
-        if kept is not None:  # the parsed rows' types are a full parse's
-            parsed_table = pa.Table.from_pandas(kept, preserve_index=False)
-            again = pa.concat_tables([again.cast(parsed_table.schema), parsed_table])
-        order_of = again.column("sourceRow").to_numpy()
-        if len(order_of) > 1 and (np.diff(order_of) < 0).any():
-            again = again.take(np.argsort(order_of, kind="stable"))
-        samples = again.to_pandas()
+        samples, at, rows = old, take, new_rows
+        if kept is not None:
+            samples = pd.concat([old, kept], ignore_index=True)
+            changed = {c: t for c, t in kept.dtypes.items() if samples[c].dtype != t}
+            if changed:  # e.g. a column with no value in one part (the parsed rows' types are a full parse's)
+                samples = samples.astype(changed)
+            at = np.concatenate([take, len(old) + np.arange(len(kept))])
+            rows = np.concatenate([new_rows, kept["sourceRow"].to_numpy().astype("int64")])
+        by_row = np.argsort(rows, kind="stable")
+        at, rows = at[by_row], rows[by_row]
+        if not (len(at) == len(samples) and (at == np.arange(len(samples))).all()):
+            samples = samples.take(at).reset_index(drop=True)
+        if not np.array_equal(samples["sourceRow"].to_numpy(), rows):
+            samples["sourceRow"] = rows
     samples["sourceFile"] = name
     rejects = concat_rejects(ledgers)
     calls = np.concatenate(orders) if orders else np.zeros(0, dtype="int64")
