@@ -648,6 +648,29 @@ _IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
 _CACHE_PARQUET = {"compression": "snappy", "write_statistics": True}
 
 
+_SCHEMAS: dict[tuple, pa.Schema] = {}
+
+
+def _arrow(frame: pd.DataFrame) -> pa.Table:
+    """``pa.Table.from_pandas(frame, preserve_index=False)``, in a fraction of its time for the
+    readers' frames: the schema (with its pandas metadata) is made once per column layout (it
+    depends on the columns' names and dtypes only), and each column's array is converted as is."""
+    dtypes = frame.dtypes
+    if any(str(t) == "object" for t in dtypes) or not frame.columns.is_unique:  # inferred from values
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    key = tuple(zip(frame.columns, map(str, dtypes), strict=True))
+    schema = _SCHEMAS.get(key)
+    if schema is None:
+        if len(_SCHEMAS) > 64:
+            _SCHEMAS.clear()
+        schema = _SCHEMAS[key] = pa.Table.from_pandas(frame.iloc[:0], preserve_index=False).schema
+    arrays = [
+        pa.array(values, type=f.type, from_pandas=True)
+        for values, f in zip(frame._iter_column_arrays(), schema, strict=True)
+    ]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
 @dataclass
 class EncodedParse:
     """A parse as the registry stores it: the bytes of its files (made in the parse child, in
@@ -671,7 +694,7 @@ class EncodedParse:
         samples = result.samples.assign(sourceFile=key)
         rej = ledger_types(result.rejects.assign(file=key)) if len(result.rejects) else empty_rejects()
         # Each table converted once, for its parquet file and the row cache.
-        table, ledger = (pa.Table.from_pandas(f, preserve_index=False) for f in (samples, rej))
+        table, ledger = _arrow(samples), _arrow(rej)
         cache = result.row_cache
         rows = blob = None
         if cache is not None:
