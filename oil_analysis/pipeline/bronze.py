@@ -741,6 +741,11 @@ class EarlierParse:
                 raise ValueError("the row digests have no context")
             tables = _unpack(self.cache)
             ledger = tables["rejects"]
+            rejects = (
+                ledger_types(ledger.drop_columns(["_call"]).to_pandas())
+                if ledger.num_rows
+                else empty_rejects()  # the usual earlier parse: no record
+            )
             return RowCache(
                 context.decode(),
                 pd.DataFrame(
@@ -750,7 +755,7 @@ class EarlierParse:
                     }
                 ),
                 tables["samples"],  # taken from as Arrow: only the result is made a frame
-                ledger_types(ledger.drop_columns(["_call"]).to_pandas()),
+                rejects,
                 ledger["_call"].to_numpy(),
             )
         except Exception as exc:

@@ -382,7 +382,7 @@ def read_finning_workbook(
         orders.append(order)
     del picked
     # The samples: rows of the earlier parse (``take``: their positions there, under their new row
-    # numbers) and the parsed ones, put in row order by one take of all their columns.
+    # numbers) and the parsed ones, in row order.
     take = new_rows = np.zeros(0, dtype="int64")
     if reuse.any():
         pairs = pd.DataFrame(
@@ -404,18 +404,25 @@ def read_finning_workbook(
     if old is None:
         samples = kept
     else:
-        samples, at, rows = old, take, new_rows
-        if kept is not None:
-            samples = pd.concat([old, kept], ignore_index=True)
-            changed = {c: t for c, t in kept.dtypes.items() if samples[c].dtype != t}
-            if changed:  # e.g. a column with no value in one part (the parsed rows' types are a full parse's)
-                samples = samples.astype(changed)
-            at = np.concatenate([take, len(old) + np.arange(len(kept))])
-            rows = np.concatenate([new_rows, kept["sourceRow"].to_numpy().astype("int64")])
+        n_kept = 0 if kept is None else len(kept)
+        at = np.concatenate([take, len(old) + np.arange(n_kept)])
+        rows = new_rows if kept is None else np.concatenate([new_rows, kept["sourceRow"].to_numpy()])
         by_row = np.argsort(rows, kind="stable")
-        at, rows = at[by_row], rows[by_row]
-        if not (len(at) == len(samples) and (at == np.arange(len(samples))).all()):
-            samples = samples.take(at).reset_index(drop=True)
+        at, rows = at[by_row], rows[by_row].astype("int64")
+        head = len(take)
+        if (at[:head] == np.arange(head)).all() and (at[head:] == len(old) + np.arange(n_kept)).all():
+            # The earlier samples' first rows, then the parsed ones: a re-send that changed or added
+            # rows at its end (the usual one) needs no reordering.
+            parts = [old.iloc[:head], *([kept] if kept is not None else [])]
+            samples = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+        else:
+            samples = old if kept is None else pd.concat([old, kept], ignore_index=True)
+            samples = samples.take(at)
+        samples = samples.reset_index(drop=True)
+        if kept is not None:  # the parsed rows' types are a full parse's
+            changed = {c: t for c, t in kept.dtypes.items() if samples[c].dtype != t}
+            if changed:  # e.g. a column with no value in one part
+                samples = samples.astype(changed)
         if not np.array_equal(samples["sourceRow"].to_numpy(), rows):
             samples["sourceRow"] = rows
     samples["sourceFile"] = name
