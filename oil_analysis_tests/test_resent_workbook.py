@@ -248,3 +248,22 @@ def test_this_runs_parses_reach_silver_from_memory_equal_to_the_stored_ones(tmp_
     )
     with pytest.raises(FileNotFoundError):
         load_parsed(store, batch.registry, "run-1")
+
+
+def test_the_tables_encoded_for_the_parse_cache_are_pyarrows_own(tmp_path):
+    """The parse child's quick frame → Arrow conversion gives pyarrow's ``from_pandas`` table exactly
+    (values, types, pandas metadata): the cache reads back as the frame it was made from."""
+    import pyarrow as pa
+
+    from oil_analysis.domain.labs.common import empty_rejects, ledger_types
+    from oil_analysis.pipeline.bronze import _arrow
+
+    path = tmp_path / "T-01.xlsx"
+    write(path, with_fe_copies(month_two()))
+    result = read_finning_workbook(str(path))
+    ledger = ledger_types(result.rejects.assign(file="bronze/cda/T-01.xlsx"))
+    assert len(ledger)
+    for frame in (result.samples, ledger, empty_rejects(), pd.DataFrame({"a": ["x", None], "b": [1, 2]})):
+        table = _arrow(frame)
+        assert table.equals(pa.Table.from_pandas(frame, preserve_index=False), check_metadata=True)
+        pd.testing.assert_frame_equal(table.to_pandas(), frame.reset_index(drop=True))

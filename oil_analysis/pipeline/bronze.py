@@ -203,6 +203,13 @@ def _crash_reason(path: str, exitcode: int | None) -> dict:
     return _error(path, f"{what}; this file only is quarantined, the other files of the run go on")
 
 
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:  # vanished: its worker says so
+        return 0
+
+
 @dataclass
 class _Worker:
     proc: mp.Process
@@ -213,7 +220,7 @@ class _Worker:
 
 
 def parse_isolated(
-    tasks: list[tuple], *, workers: int, limits: ReaderLimits, finish=None
+    tasks: list[tuple], *, workers: int, limits: ReaderLimits, finish=None, on_result=None
 ) -> list[tuple[object | None, dict | None, float]]:
     """Parse ``(lab_format, path, timezone[, reader_kwargs])`` tasks in child processes (``workers``
     at a time, each parsing one file after another). A child that dies (native abort, kill) yields
@@ -232,13 +239,16 @@ def parse_isolated(
     the worker on a successful :class:`ReadResult` of task ``index`` and its return value is sent
     instead (e.g. the tables already encoded: work done in parallel, and bytes are cheap to send);
     ``notes`` are the worker's warnings (an earlier parse it could not decode).
+    ``on_result(index, outcome)``, when given, is called in the parent as each file's outcome is
+    final (e.g. to write it while the workers go on). The largest files are parsed first (the last
+    file to finish, with one worker idle, is a small one).
     """
     opts = {"max_xml_mb": limits.max_xml_mb, "max_cells": limits.max_cells}
     if tasks:
         preload_readers({t[0] for t in tasks})  # inherited by every fork instead of loaded by each
     ctx = mp.get_context("fork")
     results: list = [None] * len(tasks)
-    queue = list(range(len(tasks)))
+    queue = sorted(range(len(tasks)), key=lambda i: _size(tasks[i][1]), reverse=True)
     fresh_only: set[int] = set()  # files to parse again in a fresh worker
     pool: list[_Worker] = []
 
@@ -257,33 +267,38 @@ def parse_isolated(
             w.proc.kill()
             w.proc.join()
 
-    try:
-        while queue or any(w.task is not None for w in pool):
-            for w in [w for w in pool if w.task is None and not w.proc.is_alive()]:
+    def dispatch() -> None:
+        """Give the next files to idle workers (forking one where needed), up to ``workers``."""
+        for w in [w for w in pool if w.task is None and not w.proc.is_alive()]:
+            retire(w)
+        while queue and sum(w.task is not None for w in pool) < max(1, workers):
+            idle = [w for w in pool if w.task is None]
+            i = queue[0]
+            if i in fresh_only:
+                idle = [w for w in idle if w.done == 0]
+            if not idle:
+                if len(pool) >= max(1, workers):  # a used worker is idle: it makes room
+                    retire(next(w for w in pool if w.task is None))
+                idle = [spawn()]
+                pool.append(idle[0])
+            w = idle[0]
+            queue.pop(0)
+            lab_format, path, timezone, *extra = tasks[i]
+            more = extra[0] if extra else {}
+            try:
+                w.conn.send((i, lab_format, path, timezone, {**opts, **(more() if callable(more) else more)}))
+            except (BrokenPipeError, OSError):  # the worker is gone: the file goes to a fresh one
+                queue.insert(0, i)
                 retire(w)
-            while queue and sum(w.task is not None for w in pool) < max(1, workers):
-                idle = [w for w in pool if w.task is None]
-                i = queue[0]
-                if i in fresh_only:
-                    idle = [w for w in idle if w.done == 0]
-                if not idle:
-                    if len(pool) >= max(1, workers):  # a used worker is idle: it makes room
-                        retire(next(w for w in pool if w.task is None))
-                    idle = [spawn()]
-                    pool.append(idle[0])
-                w = idle[0]
-                queue.pop(0)
-                lab_format, path, timezone, *extra = tasks[i]
-                more = extra[0] if extra else {}
-                try:
-                    w.conn.send(
-                        (i, lab_format, path, timezone, {**opts, **(more() if callable(more) else more)})
-                    )
-                except (BrokenPipeError, OSError):  # the worker is gone: the file goes to a fresh one
-                    queue.insert(0, i)
-                    retire(w)
-                    continue
-                w.task, w.started = i, time.perf_counter()
+                continue
+            w.task, w.started = i, time.perf_counter()
+
+    arrived: list[int] = []  # files whose outcome is final, not yet given to on_result
+    try:
+        # Every worker forked before the first file is sent: sending waits for the worker to read it.
+        pool.extend(spawn() for _ in range(min(max(1, workers), len(tasks))))
+        dispatch()
+        while any(w.task is not None for w in pool):
             busy = [w for w in pool if w.task is not None]
             ready = set(mp.connection.wait([w.conn for w in busy] + [w.proc.sentinel for w in busy]))
             for w in busy:
@@ -304,6 +319,7 @@ def parse_isolated(
                         queue.insert(0, i)
                     else:
                         results[i] = outcome
+                        arrived.append(i)
                         w.done += 1
                     if not clean:  # the worker exits after it
                         retire(w)
@@ -313,12 +329,14 @@ def parse_isolated(
                     fresh_only.add(i)
                     queue.insert(0, i)
                 else:
-                    results[i] = (
-                        None,
-                        _crash_reason(tasks[i][1], w.proc.exitcode),
-                        time.perf_counter() - w.started,
-                    )
+                    elapsed = time.perf_counter() - w.started
+                    results[i] = (None, _crash_reason(tasks[i][1], w.proc.exitcode), elapsed)
+                    arrived.append(i)
                 retire(w)
+            dispatch()  # the next files start before this process handles what arrived
+            for i in arrived if on_result is not None else ():
+                on_result(i, results[i])
+            arrived.clear()
         for w in pool:
             with contextlib.suppress(BrokenPipeError, OSError):
                 w.conn.send(None)
@@ -497,12 +515,19 @@ def ingest_client(
             )
             for key, *_, local, _ in todo
         ]
+
+        def write(i: int, outcome: tuple) -> None:
+            """A parse's files, written as it arrives (while the workers parse the next files)."""
+            if outcome[1] is None:
+                _write_parse(storage, layout.parsed_path(client.key, todo[i][1]), outcome[0])
+
         try:
             results = parse_isolated(
                 tasks,
                 workers=workers,
                 limits=limits,
                 finish=lambda i, result, notes: EncodedParse.of(result, todo[i][0], notes),
+                on_result=write,
             )
         finally:
             for *_, local, is_tmp in todo:
@@ -518,13 +543,7 @@ def ingest_client(
                 continue
             for note in result.notes:
                 warning(note)
-            parsed = layout.parsed_path(client.key, sha)
-            rows_path, cache_path = _row_cache_paths(parsed)
-            storage.write_bytes(parsed, result.samples)
-            storage.write_bytes(parsed.replace(".parquet", ".rejects.parquet"), result.rejects)
-            if result.rows is not None:
-                storage.write_bytes(rows_path, result.rows)
-                storage.write_bytes(cache_path, result.cache)
+            parsed = layout.parsed_path(client.key, sha)  # written as it arrived (_write_parse)
             if result.frames is not None:
                 frames[parsed] = result.frames
             rows_reused += int(result.info.get("rows_reused", 0))
@@ -565,6 +584,16 @@ def ingest_client(
         rows_reparsed,
         frames,
     )
+
+
+def _write_parse(storage: Storage, parsed: str, result: EncodedParse) -> None:
+    """Write the files of one parse (samples, ledger, row cache) under its parsed path."""
+    storage.write_bytes(parsed, result.samples)
+    storage.write_bytes(parsed.replace(".parquet", ".rejects.parquet"), result.rejects)
+    if result.rows is not None:
+        rows_path, cache_path = _row_cache_paths(parsed)
+        storage.write_bytes(rows_path, result.rows)
+        storage.write_bytes(cache_path, result.cache)
 
 
 def _row_cache_paths(parsed: str) -> tuple[str, str]:
@@ -619,6 +648,29 @@ _IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
 _CACHE_PARQUET = {"compression": "snappy", "write_statistics": True}
 
 
+_SCHEMAS: dict[tuple, pa.Schema] = {}
+
+
+def _arrow(frame: pd.DataFrame) -> pa.Table:
+    """``pa.Table.from_pandas(frame, preserve_index=False)``, in a fraction of its time for the
+    readers' frames: the schema (with its pandas metadata) is made once per column layout (it
+    depends on the columns' names and dtypes only), and each column's array is converted as is."""
+    dtypes = frame.dtypes
+    if any(str(t) == "object" for t in dtypes) or not frame.columns.is_unique:  # inferred from values
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    key = tuple(zip(frame.columns, map(str, dtypes), strict=True))
+    schema = _SCHEMAS.get(key)
+    if schema is None:
+        if len(_SCHEMAS) > 64:
+            _SCHEMAS.clear()
+        schema = _SCHEMAS[key] = pa.Table.from_pandas(frame.iloc[:0], preserve_index=False).schema
+    arrays = [
+        pa.array(values, type=f.type, from_pandas=True)
+        for values, f in zip(frame._iter_column_arrays(), schema, strict=True)
+    ]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
 @dataclass
 class EncodedParse:
     """A parse as the registry stores it: the bytes of its files (made in the parse child, in
@@ -642,7 +694,7 @@ class EncodedParse:
         samples = result.samples.assign(sourceFile=key)
         rej = ledger_types(result.rejects.assign(file=key)) if len(result.rejects) else empty_rejects()
         # Each table converted once, for its parquet file and the row cache.
-        table, ledger = (pa.Table.from_pandas(f, preserve_index=False) for f in (samples, rej))
+        table, ledger = _arrow(samples), _arrow(rej)
         cache = result.row_cache
         rows = blob = None
         if cache is not None:
@@ -689,6 +741,11 @@ class EarlierParse:
                 raise ValueError("the row digests have no context")
             tables = _unpack(self.cache)
             ledger = tables["rejects"]
+            rejects = (
+                ledger_types(ledger.drop_columns(["_call"]).to_pandas())
+                if ledger.num_rows
+                else empty_rejects()  # the usual earlier parse: no record
+            )
             return RowCache(
                 context.decode(),
                 pd.DataFrame(
@@ -697,8 +754,8 @@ class EarlierParse:
                         "hash": digests["hash"].to_numpy(zero_copy_only=False),
                     }
                 ),
-                tables["samples"].to_pandas(),
-                ledger_types(ledger.drop_columns(["_call"]).to_pandas()),
+                tables["samples"],  # taken from as Arrow: only the result is made a frame
+                rejects,
                 ledger["_call"].to_numpy(),
             )
         except Exception as exc:

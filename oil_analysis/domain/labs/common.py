@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 # The reject ledger layout (docs/DATA_CONTRACTS.md, table ``rejects``). ``action`` says what happened:
 # ``sample rejected`` (an invalid identity: sample number, sample date, unit or component) or
@@ -140,13 +141,14 @@ class RowCache:
 
     ``context``: digest of everything besides a row that its parse depends on (header, reader and
     catalog versions, column-wide choices); ``rows``: the Excel row and digest of each non-blank
-    raw row (``row``, ``hash``); ``samples``/``rejects``: that parse's output; ``reject_calls``:
-    the order key of each ledger record (records are in (call, row) order).
+    raw row (``row``, ``hash``); ``samples``/``rejects``: that parse's output (``samples`` as a
+    frame, or as the Arrow table the registry's row cache stores); ``reject_calls``: the order key
+    of each ledger record (records are in (call, row) order).
     """
 
     context: str
     rows: pd.DataFrame
-    samples: pd.DataFrame
+    samples: pd.DataFrame | pa.Table
     rejects: pd.DataFrame
     reject_calls: np.ndarray
 

@@ -363,48 +363,68 @@ def read_finning_workbook(
     rows_at = index.to_numpy()
     old_row: dict[str, int] = {}
     if previous is not None and previous.context == context:
-        old_row = dict(zip(previous.rows["hash"], previous.rows["row"].astype("int64"), strict=True))
+        old_row = dict(
+            zip(
+                previous.rows["hash"].to_numpy(dtype=object).tolist(),
+                previous.rows["row"].to_numpy().astype("int64").tolist(),
+                strict=True,
+            )
+        )
     reuse = np.array([h in old_row for h in hashes], dtype=bool)
-    parts, ledgers, orders, rows_rejected = [], [], [], 0
+    ledgers, orders, rows_rejected = [], [], 0
+    kept = old = None
     if not reuse.all():
         fresh = [r for r, u in zip(picked, reuse, strict=True) if not u]
         kept, rej, order, rows_rejected = _parse_rows(
             name, header, columns, fresh, index[~reuse], catalog, date_fast, copies_of
         )
-        parts.append(kept)
         ledgers.append(rej)
         orders.append(order)
     del picked
+    # The samples: rows of the earlier parse (``take``: their positions there, under their new row
+    # numbers) and the parsed ones, in row order.
+    take = new_rows = np.zeros(0, dtype="int64")
     if reuse.any():
         pairs = pd.DataFrame(
             {"old": [old_row[h] for h, u in zip(hashes, reuse, strict=True) if u], "new": rows_at[reuse]}
         )
-        old = previous.samples.reset_index(drop=True)  # a copy: the cache's frame is never changed
+        old = previous.samples  # the row cache stores it as Arrow; a frame when given one
+        old = old.to_pandas() if isinstance(old, pa.Table) else old.reset_index(drop=True)
         old_at = pd.Series(np.arange(len(old)), index=old["sourceRow"].to_numpy())
         had = pairs["old"].isin(old_at.index)
         take = old_at[pairs["old"][had]].to_numpy()
         new_rows = pairs["new"][had].to_numpy().astype("int64")
-        if len(take) == len(old) and (take == np.arange(len(old))).all():
-            again = old  # every earlier sample again, in its order (a re-send that added rows)
-        else:
-            again = old.iloc[take].reset_index(drop=True)
-        if not np.array_equal(again["sourceRow"].to_numpy(), new_rows):
-            again["sourceRow"] = new_rows
-        parts.insert(0, again)  # before the parsed rows: they usually follow (no sort needed)
         rows_rejected += int((~had).sum())  # a non-blank row without a sample was rejected
-        old_rej = previous.rejects.assign(_call=previous.reject_calls).reset_index(drop=True)
-        moved = old_rej.merge(pairs, left_on="row", right_on="old", how="inner", sort=False)
-        moved["row"] = moved["new"]
-        ledgers.append(moved.drop(columns=["_call", "old", "new"]))
-        orders.append(moved["_call"].to_numpy())
-    samples = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
-    if len(parts) > 1:
-        wanted, have = parts[-1].dtypes, samples.dtypes  # the parsed rows' types: a full parse's
-        changed = {c: t for c, t in wanted.items() if have[c] != t}
-        if changed:  # e.g. a column with no value in one part
-            samples = samples.astype(changed)
-        if not samples["sourceRow"].is_monotonic_increasing:
-            samples = samples.sort_values("sourceRow", kind="mergesort").reset_index(drop=True)
+        if len(previous.rejects):  # the ledger records of the reused rows, under their new numbers
+            old_rej = previous.rejects.assign(_call=previous.reject_calls).reset_index(drop=True)
+            moved = old_rej.merge(pairs, left_on="row", right_on="old", how="inner", sort=False)
+            moved["row"] = moved["new"]
+            ledgers.append(moved.drop(columns=["_call", "old", "new"]))
+            orders.append(moved["_call"].to_numpy())
+    if old is None:
+        samples = kept
+    else:
+        n_kept = 0 if kept is None else len(kept)
+        at = np.concatenate([take, len(old) + np.arange(n_kept)])
+        rows = new_rows if kept is None else np.concatenate([new_rows, kept["sourceRow"].to_numpy()])
+        by_row = np.argsort(rows, kind="stable")
+        at, rows = at[by_row], rows[by_row].astype("int64")
+        head = len(take)
+        if (at[:head] == np.arange(head)).all() and (at[head:] == len(old) + np.arange(n_kept)).all():
+            # The earlier samples' first rows, then the parsed ones: a re-send that changed or added
+            # rows at its end (the usual one) needs no reordering.
+            parts = [old.iloc[:head], *([kept] if kept is not None else [])]
+            samples = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+        else:
+            samples = old if kept is None else pd.concat([old, kept], ignore_index=True)
+            samples = samples.take(at)
+        samples = samples.reset_index(drop=True)
+        if kept is not None:  # the parsed rows' types are a full parse's
+            changed = {c: t for c, t in kept.dtypes.items() if samples[c].dtype != t}
+            if changed:  # e.g. a column with no value in one part
+                samples = samples.astype(changed)
+        if not np.array_equal(samples["sourceRow"].to_numpy(), rows):
+            samples["sourceRow"] = rows
     samples["sourceFile"] = name
     rejects = concat_rejects(ledgers)
     calls = np.concatenate(orders) if orders else np.zeros(0, dtype="int64")

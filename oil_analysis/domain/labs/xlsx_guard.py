@@ -133,19 +133,26 @@ def _scan(zf: zipfile.ZipFile, scan: SheetScan, file: str, max_cells: int) -> No
 
 
 def _scan_part(part: bytes, scan: SheetScan) -> None:
-    for m in _ROW.finditer(part):
-        scan.rows = max(scan.rows, int(m.group(1)))
-    end = part.find(b"</row>")
-    start = 0
+    numbers = _ROW.findall(part)
+    if numbers:
+        scan.rows = max(scan.rows, max(map(int, numbers)))
+    # The last cell of each row: its reference (letters, row number). A sheet's rows end in the
+    # same few columns: each distinct letters are converted once.
+    find, rfind, search = part.find, part.rfind, _REF.search
+    lasts = []
+    start, end = 0, find(b"</row>")
     while end != -1:
-        last = part.rfind(b"<c ", start, end)
+        last = rfind(b"<c ", start, end)
         if last != -1:
-            ref = _REF.search(part, last, min(end, last + 300))
+            ref = search(part, last, min(end, last + 300))
             if ref:
-                scan.cols = max(scan.cols, column_index(ref.group(1).decode()))
-                scan.rows = max(scan.rows, int(ref.group(2)))
+                lasts.append(ref.groups())
         start = end + 6
-        end = part.find(b"</row>", start)
+        end = find(b"</row>", start)
+    if lasts:
+        letters = {c for c, _ in lasts}
+        scan.cols = max(scan.cols, max(column_index(c.decode()) for c in letters))
+        scan.rows = max(scan.rows, max(int(r) for _, r in lasts))
     if b't="e"' in part and len(scan.errors) < MAX_ERROR_CELLS:
         for m in _ERROR_CELL.finditer(part):
             ref = _REF.search(m.group(1) + b" " + m.group(2))
