@@ -4,6 +4,7 @@ computation gives (same values, same order, same types), only cheaper."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -138,3 +139,20 @@ def test_conform_returns_a_frame_in_contract_order_as_it_is_and_reorders_the_oth
     shuffled = ordered[list(reversed(ordered.columns))]
     again = conform(shuffled, "machine_status_current")
     assert again is not shuffled and list(again.columns) == list(ordered.columns)
+
+
+def test_a_forked_child_gets_its_own_background_worker():
+    assert runstate.in_background(sum, [1, 2]).result(timeout=10) == 3  # the parent's worker exists
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its work must run, not wait for a thread it does not have
+        try:
+            ok = runstate.in_background(sum, [3, 4]).result(timeout=10) == 7
+        except Exception:  # noqa: BLE001 - reported to the parent through the pipe
+            ok = False
+        os.write(write, b"1" if ok else b"0")
+        os._exit(0)
+    os.close(write)
+    answer = os.read(read, 1)
+    os.waitpid(pid, 0)
+    assert answer == b"1"

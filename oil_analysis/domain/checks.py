@@ -7,6 +7,7 @@ checks before returning, so a failing check stops the publish and the previous g
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -243,24 +244,30 @@ def recommendation_present(reports: pd.DataFrame) -> CheckOutcome:
 
 def machine_status_consistent(machines: pd.DataFrame, reports: pd.DataFrame) -> CheckOutcome:
     """The machine status equals the worst status among its counted components' latest reports."""
-    worst = {}
+    worst, listed = {}, []
     for unit, text in zip(machines["unitId"], machines["component_status"], strict=True):
-        comps = [c for c in json.loads(text) if c.get("counted", True)]
-        worst[unit] = max((RANK[c["status"]] for c in comps), default=0)
+        comps = json.loads(text)  # parsed once for both checks
+        listed += comps
+        worst[unit] = max((RANK[c["status"]] for c in comps if c.get("counted", True)), default=0)
     keys = ["unitId", "componentName", "sampleDate", "reportDate", "sampleNumber"]
     order = reports[[*keys, "report_status"]].sort_values(keys, kind="mergesort")
-    latest = order.drop_duplicates(["unitId", "componentName"], keep="last").set_index("sampleNumber")
+    latest = order.drop_duplicates(["unitId", "componentName"], keep="last")
+    numbers = latest["sampleNumber"].to_numpy(object).tolist()
+    statuses = latest["report_status"].to_numpy(object).tolist()
+    status_of = dict(zip(numbers, statuses, strict=True))
+    counts = Counter(numbers)
     listed_ok = True
-    for text in machines["component_status"]:
-        for c in json.loads(text):
-            if (
-                c["sampleNumber"] not in latest.index
-                or latest.at[c["sampleNumber"], "report_status"] != c["status"]
-            ):
-                listed_ok = False
+    for c in listed:
+        number = c["sampleNumber"]
+        if number not in status_of:
+            listed_ok = False
+        elif counts[number] > 1:  # the latest of two compartments: ambiguous, as a lookup would be
+            raise ValueError(f"sample {number} is the latest report of {counts[number]} compartments")
+        elif status_of[number] != c["status"]:
+            listed_ok = False
     got = machines.set_index("unitId")["machine_status"].map(RANK)
     bad = [u for u, r in got.items() if worst.get(u) != r]
-    missing_units = sorted(set(reports["unitId"]) - set(machines["unitId"]))
+    missing_units = sorted(set(reports["unitId"].unique()) - set(machines["unitId"].unique()))
     return CheckOutcome(
         "machine_status_consistent",
         not bad and listed_ok and not missing_units,

@@ -159,7 +159,7 @@ def _row_groups(silver: pd.DataFrame, limits: pd.DataFrame) -> tuple[np.ndarray,
     _, first, row_code = np.unique(combined, return_index=True, return_inverse=True)
     keys = [tuple(labels[k][factors[k][i]] for k in range(len(cols))) for i in first]
     mapping = {k: i for i, k in enumerate(keys)}
-    known = set(limits[_KEYS].astype(str).itertuples(index=False, name=None))
+    known = set(key_tuples(limits, _KEYS))
     has = np.fromiter((k in known for k in keys), dtype=bool, count=len(keys))
     codes = np.where(has[row_code.reshape(-1)], row_code.reshape(-1), len(keys))
     return codes, len(keys), mapping
@@ -167,8 +167,14 @@ def _row_groups(silver: pd.DataFrame, limits: pd.DataFrame) -> tuple[np.ndarray,
 
 def _limit_codes(limits: pd.DataFrame, mapping: dict, n_groups: int) -> np.ndarray:
     """The group code of every limit row (``n_groups`` for a group with no samples)."""
-    keys = limits[_KEYS].astype(str).itertuples(index=False, name=None)
+    keys = key_tuples(limits, _KEYS)
     return np.fromiter((mapping.get(k, n_groups) for k in keys), dtype=int, count=len(limits))
+
+
+def key_tuples(frame: pd.DataFrame, columns: list[str]) -> list[tuple]:
+    """The rows of ``frame[columns].astype(str)`` as tuples, built from one list per column (what
+    ``itertuples`` gives, without its per-row machinery)."""
+    return list(zip(*(frame[c].astype(str).to_numpy(object).tolist() for c in columns), strict=True))
 
 
 def _level_array(gid: np.ndarray, levels: np.ndarray, at: np.ndarray, n_groups: int) -> np.ndarray:

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import unicodedata
 from collections import Counter
@@ -99,6 +100,15 @@ def _breaches_arrow(text: pa.Array) -> pd.DataFrame:
 # which is parsed once.
 _LAST_PARSED: tuple[object, Future] | None = None
 _PARSE_LOCK = threading.Lock()
+
+
+def _forget_after_fork() -> None:
+    """A forked child starts with no parse under way (its parent's threads are not there)."""
+    global _LAST_PARSED, _PARSE_LOCK
+    _LAST_PARSED, _PARSE_LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def breaches_frame(classified: pd.DataFrame) -> pd.DataFrame:

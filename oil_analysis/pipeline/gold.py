@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..domain.catalog import load_catalog
 from ..domain.changes import machine_changes, report_changes
-from ..domain.classify import ClassificationParams, classify_reports
+from ..domain.classify import ClassificationParams, classify_reports, key_tuples
 from ..domain.fleet import FleetParams
 from ..domain.fleet import machine_status_current as build_machine_status
 from ..domain.incremental import among, classify_incremental, interleave
@@ -86,9 +86,8 @@ def limits_of_groups(limits: pd.DataFrame, silver: pd.DataFrame) -> pd.DataFrame
     other): a few reclassified samples are not judged against the whole limits table."""
     if limits.empty:
         return limits
-    groups = silver[["client", "machineName", "componentNameNormalized"]].drop_duplicates().astype(str)
-    present = set(groups.itertuples(index=False, name=None))
-    keys = limits[["client", "machine", "component"]].astype(str).itertuples(index=False, name=None)
+    present = set(key_tuples(silver, ["client", "machineName", "componentNameNormalized"]))
+    keys = key_tuples(limits, ["client", "machine", "component"])
     rows = np.fromiter((k in present for k in keys), dtype=bool, count=len(limits))
     return limits[rows].reset_index(drop=True)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -41,6 +42,17 @@ _LOCK = threading.Lock()
 # One worker for work a step hands off while it goes on (a parquet file rendered, a JSON column
 # parsed): Arrow releases the GIL, so the second core does it.
 _BACKGROUND = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oil-background")
+
+
+def _fresh_after_fork() -> None:
+    """A forked child has none of its parent's threads: it gets its own worker and no parent work."""
+    global _BACKGROUND, _LOCK
+    _BACKGROUND = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oil-background")
+    _LOCK = threading.Lock()
+    _PREPARED.clear()
+
+
+os.register_at_fork(after_in_child=_fresh_after_fork)
 
 
 def in_background(fn: Callable, *args) -> Future:
