@@ -672,7 +672,7 @@ def _parse_rows(
         },
         index=index,
     )
-    kept = frame[~bad_rows].reset_index(drop=True)
+    kept = (frame[~bad_rows] if bad_rows.any() else frame).reset_index(drop=True)
     rejects = concat_rejects(records)
     order = np.concatenate(calls) if calls else np.zeros(0, dtype="int64")
     if len(rejects):  # a rejected sample's record is its identity reason, not its other cells
