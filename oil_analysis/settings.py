@@ -193,7 +193,7 @@ class Settings(BaseSettings):
     parser_memory_mb: int = var(
         "OIL_PARSER_MEMORY_MB",
         1024,
-        "memory one parser process may add; beyond it that file's parse fails and only it is quarantined",
+        "memory a parser process may add for one file; beyond it that file's parse fails and only it is quarantined",
         gt=0,
     )
     min_sample_date: str = var(

@@ -183,6 +183,8 @@ def _worker(conn, memory_mb: int, finish=None) -> None:
                 _set_data_limit(hard, hard)
             if not clean:
                 break
+    except EOFError:  # the parent closed its end (it stopped on an error of its own): nothing to do
+        pass
     finally:
         conn.close()
 

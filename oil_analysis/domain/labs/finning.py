@@ -420,7 +420,8 @@ def read_finning_workbook(
             samples = samples.take(at)
         samples = samples.reset_index(drop=True)
         if kept is not None:  # the parsed rows' types are a full parse's
-            changed = {c: t for c, t in kept.dtypes.items() if samples[c].dtype != t}
+            have = dict(zip(samples.columns, samples.dtypes, strict=True))
+            changed = {c: t for c, t in zip(kept.columns, kept.dtypes, strict=True) if have[c] != t}
             if changed:  # e.g. a column with no value in one part
                 samples = samples.astype(changed)
         if not np.array_equal(samples["sourceRow"].to_numpy(), rows):
@@ -671,7 +672,7 @@ def _parse_rows(
         },
         index=index,
     )
-    kept = frame[~bad_rows].reset_index(drop=True)
+    kept = (frame[~bad_rows] if bad_rows.any() else frame).reset_index(drop=True)
     rejects = concat_rejects(records)
     order = np.concatenate(calls) if calls else np.zeros(0, dtype="int64")
     if len(rejects):  # a rejected sample's record is its identity reason, not its other cells
