@@ -156,3 +156,14 @@ def test_a_forked_child_gets_its_own_background_worker():
     answer = os.read(read, 1)
     os.waitpid(pid, 0)
     assert answer == b"1"
+
+
+def test_settle_waits_for_the_work_handed_to_the_background_worker():
+    """The bronze step forks its parse workers only once the background worker is idle."""
+    import threading
+
+    release, done = threading.Event(), []
+    runstate.in_background(lambda: (release.wait(10), done.append(1)))
+    threading.Timer(0.2, release.set).start()
+    runstate.settle()
+    assert done == [1]

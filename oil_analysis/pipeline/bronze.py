@@ -46,7 +46,7 @@ from ..domain.clients import Client
 from ..domain.labs import IGNORED_FILES, LAB_FORMATS, LabFileError, ReadResult
 from ..domain.labs.common import RowCache, empty_rejects, ledger_types
 from ..domain.labs.preload import preload_readers
-from ..storage import layout
+from ..storage import layout, runstate
 from ..storage.filesystem import (
     Storage,
     UnsafePathError,
@@ -248,6 +248,7 @@ def parse_isolated(
     opts = {"max_xml_mb": limits.max_xml_mb, "max_cells": limits.max_cells}
     if tasks:
         preload_readers({t[0] for t in tasks})  # inherited by every fork instead of loaded by each
+    runstate.settle()  # no background work of an earlier step is mid-way in the forked workers
     ctx = mp.get_context("fork")
     results: list = [None] * len(tasks)
     queue = sorted(range(len(tasks)), key=lambda i: _size(tasks[i][1]), reverse=True)

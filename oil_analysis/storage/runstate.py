@@ -60,6 +60,12 @@ def in_background(fn: Callable, *args) -> Future:
     return _BACKGROUND.submit(fn, *args)
 
 
+def settle() -> None:
+    """Wait until the background worker has done what was handed to it (e.g. before forking: a
+    child must not inherit a lock that thread held mid-task, such as one of Arrow's)."""
+    _BACKGROUND.submit(lambda: None).result()
+
+
 def fingerprint(asset: str, code_version: str | None, inputs: dict) -> str:
     """A stable hash of what an asset output is a function of (``inputs``: JSON-able values;
     dataclass parameters are expanded)."""
