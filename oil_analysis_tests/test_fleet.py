@@ -135,3 +135,15 @@ def test_stale_components_are_listed_but_not_counted():
 def test_empty_input():
     empty = frame(report("T_01", "motor", "Normal", "2025-01-01", "X")).iloc[0:0]
     assert machine_status_current(empty).empty
+
+
+def test_component_status_is_valid_json_whatever_the_names_hold():
+    """A lab's names may hold quotes, backslashes or accents: the list stays valid JSON, names intact."""
+    odd = 'mando final "izq" \\ tracción'
+    c = frame(
+        report("T_09", odd, "Alerta", "2025-03-01", 'N"1'),
+        report("T_09", "motor", "Normal", "2025-03-01", "N2"),
+    )
+    listed = json.loads(one(machine_status_current(c), "T_09")["component_status"])
+    assert [(x["component"], x["sampleNumber"]) for x in listed] == [(odd, 'N"1'), ("motor", "N2")]
+    assert "tracción" in one(machine_status_current(c), "T_09")["component_status"]  # not \u-escaped

@@ -83,6 +83,11 @@ def latest_reports(classified: pd.DataFrame) -> pd.DataFrame:
     return classified.iloc[order[last]].reset_index(drop=True)
 
 
+def _text(value: str) -> str:
+    """``value`` as a JSON string, non-ASCII letters kept as they are (as the rest of the file)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
 def _component_json(latest: pd.DataFrame) -> pd.Series:
     """JSON list per unit of {component, component_group, status, severity_score, sample_date,
     sampleNumber, counted}, ordered by component name."""
@@ -102,9 +107,10 @@ def _component_json(latest: pd.DataFrame) -> pd.Series:
         d["_counted"].tolist(),
         strict=True,
     ):
+        # Texts quoted as JSON strings: a lab's name may hold a quote or a backslash.
         parts.setdefault(unit, []).append(
-            f'{{"component": "{comp}", "component_group": "{group}", "status": "{status}", '
-            f'"severity_score": {score}, "sample_date": "{day}", "sampleNumber": "{number}", '
+            f'{{"component": {_text(comp)}, "component_group": {_text(group)}, "status": {_text(status)}, '
+            f'"severity_score": {score}, "sample_date": "{day}", "sampleNumber": {_text(number)}, '
             f'"counted": {"true" if counted else "false"}}}'
         )
     return pd.Series({unit: "[" + ", ".join(frags) + "]" for unit, frags in parts.items()}, dtype=object)
