@@ -149,14 +149,20 @@ def pop_side_files(run_id: str, client: str, asset: str) -> list[tuple[str, byte
         return _SIDE.pop((run_id, client, asset), [])
 
 
+def _keep(table: dict, key: tuple, value) -> None:
+    """``table[key] = value`` (``key[0]`` is the run id); what older runs kept there is dropped.
+    Call with ``_LOCK`` held."""
+    for old in [k for k in table if k[0] != key[0]]:
+        del table[old]
+    table[key] = value
+
+
 def remember_parsed(run_id: str, root: str, parsed: dict[str, tuple[pd.DataFrame, pd.DataFrame]]) -> None:
     """Keep the parses this run's bronze made (parsed path → samples, ledger, as
     :func:`~oil_analysis.storage.registry.load_parsed` reads them) for this run's silver; the
     parses of older runs are dropped."""
     with _LOCK:
-        for key in [k for k in _PARSED if k[0] != run_id]:
-            del _PARSED[key]
-        _PARSED.setdefault((run_id, root), {}).update(parsed)
+        _keep(_PARSED, (run_id, root), {**_PARSED.get((run_id, root), {}), **parsed})
 
 
 def recall_parsed(run_id: str, root: str, parsed_path: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
@@ -168,9 +174,7 @@ def recall_parsed(run_id: str, root: str, parsed_path: str) -> tuple[pd.DataFram
 def remember(run_id: str, root: str, client: str, asset: str, frame: pd.DataFrame) -> None:
     """Keep the output of this run in memory for the next steps; outputs of older runs are dropped."""
     with _LOCK:
-        for key in [k for k in _MEMO if k[0] != run_id]:
-            del _MEMO[key]
-        _MEMO[(run_id, root, client, asset)] = frame
+        _keep(_MEMO, (run_id, root, client, asset), frame)
 
 
 def recall(run_id: str, root: str, client: str, asset: str) -> pd.DataFrame | None:
@@ -188,9 +192,7 @@ def prepare(
     :func:`take_prepared` when it is handed this very frame (never mutated meanwhile: outputs are
     not written into). Preparations of other runs are dropped."""
     with _LOCK:
-        for key in [k for k in _PREPARED if k[0] != run_id]:
-            del _PREPARED[key]
-        _PREPARED[(run_id, client, asset)] = (frame, _BACKGROUND.submit(render, frame))
+        _keep(_PREPARED, (run_id, client, asset), (frame, _BACKGROUND.submit(render, frame)))
 
 
 def take_prepared(run_id: str, client: str, asset: str, frame: pd.DataFrame) -> bytes | None:
