@@ -14,6 +14,7 @@ from ..pipeline.silver import build_silver, save_state, side_files
 from ..resources.storage import StorageResource
 from ..settings import get_settings
 from ..storage import layout, runstate
+from ..storage.filesystem import parquet_bytes
 from ..storage.healing import read_limits_pointer
 from ..storage.publication import load_published
 from .common import (
@@ -103,6 +104,8 @@ def silver_harmonized(
         run_id=context.run_id,
     )
     silver, info, rejects = build.silver, build.info, build.rejects
+    # Its file rendered on the other core while the checks and metadata below are computed.
+    runstate.prepare(context.run_id, context.partition_key, "silver_harmonized", silver, parquet_bytes)
     context.log.info(f"silver of {client.key}: {build.mode} build, changes {build.changes}")
     for r in build.repairs:
         context.log.warning(f"{r['path']} could not be read ({r['error']}): {r['action']}")

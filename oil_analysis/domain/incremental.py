@@ -47,12 +47,46 @@ def candidate_index(candidates: pd.DataFrame) -> pd.DataFrame:
     return idx.take(sort_order(idx, INDEX_COLUMNS, na_position="last")).reset_index(drop=True)
 
 
+def _text(values) -> pa.Array | None:
+    """``values`` (a Series, or a collection of texts) as one Arrow text array without nulls;
+    None when they are not all text (the callers then take their general path)."""
+    try:
+        if isinstance(values, pd.Series):
+            if values.hasnans:
+                return None
+            arr = pa.array(values.array)
+        else:
+            arr = pa.array(values if isinstance(values, list) else list(values), type=pa.large_string())
+    except (pa.ArrowException, TypeError, ValueError):
+        return None
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)) or arr.null_count:
+        return None
+    return arr.cast(pa.large_string())
+
+
 def among(values: pd.Series, pool) -> np.ndarray:
-    """``values.isin(pool)`` as a boolean array, through a Python set: for thousands of sample
-    numbers pandas' ``isin`` on Arrow-backed strings costs ~50× more."""
+    """``values.isin(pool)`` as a boolean array: in Arrow when both are texts without missing
+    values (sample numbers), else through a Python set (for thousands of sample numbers pandas'
+    ``isin`` on Arrow-backed strings costs ~50× more)."""
+    arr, members = _text(values), _text(pool)
+    if arr is not None and members is not None:
+        return pc.is_in(arr, value_set=members).to_numpy(zero_copy_only=False)
     # A Series' values through one conversion (iterating an Arrow-backed Series is per element).
     members = set(pool.tolist() if isinstance(pool, pd.Series) else pool)
     return np.fromiter((v in members for v in values.to_numpy(object)), dtype=bool, count=len(values))
+
+
+def locate(values: pd.Series, pool: pd.Series) -> np.ndarray:
+    """Per value, its position in ``pool`` (-1: absent): ``pd.Index(pool).get_indexer(values)``
+    over the objects, in Arrow when both are texts without missing values and ``pool`` holds
+    each once (sample numbers); otherwise pandas, which also raises on a repeated pool value."""
+    arr, keys = _text(values), _text(pool)
+    if arr is not None and keys is not None and pc.count_distinct(keys).as_py() == len(keys):
+        found = pc.index_in(arr, value_set=keys)
+        return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.intp)
+    return pd.Index(pool.to_numpy(object)).get_indexer(values.to_numpy(object))
 
 
 def upsert(
@@ -119,15 +153,37 @@ def empty_audit() -> pd.DataFrame:
     return table
 
 
+_EMPTY_AUDIT = empty_audit()
+
+
+def _quiet(previous: pd.Series, before_at: np.ndarray, current: pd.Series, now_at: np.ndarray) -> bool:
+    """True when ``previous`` at ``before_at`` equals ``current`` at ``now_at`` row for row (two
+    missing values are equal), found cheaply: float columns in numpy, the others in Arrow. False
+    when it cannot tell (types that differ or do not convert): the caller compares them in pandas,
+    so False is never wrong."""
+    if is_float_dtype(previous.dtype) and is_float_dtype(current.dtype):
+        x = previous.to_numpy(float, na_value=np.nan)[before_at]
+        y = current.to_numpy(float, na_value=np.nan)[now_at]
+        return bool(((x == y) | (np.isnan(x) & np.isnan(y))).all())
+    try:
+        x = pa.array(previous.array).take(pa.array(before_at))
+        y = pa.array(current.array).take(pa.array(now_at))
+    except (pa.ArrowException, TypeError, ValueError):
+        return False
+    if x.type != y.type:
+        return False
+    same = pc.or_(pc.fill_null(pc.equal(x, y), False), pc.and_(x.is_null(), y.is_null()))
+    return bool(pc.all(same).as_py())
+
+
 def audit(
     previous: pd.DataFrame, current: pd.DataFrame, changed_at: pd.Timestamp, catalog: Catalog | None = None
 ) -> tuple[pd.DataFrame, dict]:
     """What changed between two silvers: added / removed samples and every corrected value."""
     catalog = catalog or load_catalog()
     # Rows matched by position through sampleNumber (unique in a silver): no re-indexed copies.
-    prev_ids = pd.Index(previous["sampleNumber"].to_numpy(object))
     cur_ids = current["sampleNumber"].to_numpy(object)
-    at = prev_ids.get_indexer(cur_ids)
+    at = locate(current["sampleNumber"], previous["sampleNumber"])
     now_at = np.flatnonzero(at >= 0)
     before_at = at[now_at]
     watched = [
@@ -140,13 +196,9 @@ def audit(
         *catalog.essays,
     ]
     records = []
-    # Float columns compared as one array: only the columns with a difference are looked at.
-    before, now = previous.dtypes, current.dtypes
-    floats = [c for c in watched if is_float_dtype(before[c]) and is_float_dtype(now[c])]
-    x_all = previous[floats].to_numpy(float)[before_at]
-    y_all = current[floats].to_numpy(float)[now_at]
-    same = (x_all == y_all) | (np.isnan(x_all) & np.isnan(y_all))
-    quiet = {c for c, ok in zip(floats, same.all(axis=0), strict=True) if ok}
+    # Each column first told equal or not in one vectorized pass (a re-sent workbook holds mostly the
+    # same values): only the columns with a difference are compared value by value below.
+    quiet = {c for c in watched if _quiet(previous[c], before_at, current[c], now_at)}
     ids = cur_ids[now_at]
     for col in watched:
         if col in quiet:
@@ -174,10 +226,10 @@ def audit(
             table[c] = table[c].astype("string")
         table["changed_at"] = pd.to_datetime(table["changed_at"]).astype("datetime64[us]")
     else:
-        table = empty_audit()  # typed and in order already
+        table = _EMPTY_AUDIT.copy()  # typed and in order already
     summary = {
         "samples_added": int(len(cur_ids) - len(now_at)),
-        "samples_removed": int(len(prev_ids) - len(now_at)),
+        "samples_removed": int(len(previous) - len(now_at)),
         "samples_updated": int(table["sampleNumber"].nunique()),
         "values_changed": int(len(table)),
     }
@@ -189,9 +241,7 @@ def rows_differ(current: pd.DataFrame, previous: pd.DataFrame, columns: list[str
     or that row holds another value in one of ``columns`` (two missing values are equal).
 
     Float columns are compared as one array; the others one by one in Arrow."""
-    at = pd.Index(previous["sampleNumber"].to_numpy(object)).get_indexer(
-        current["sampleNumber"].to_numpy(object)
-    )
+    at = locate(current["sampleNumber"], previous["sampleNumber"])
     known = at >= 0
     take = at[known]
     differ = np.zeros(int(known.sum()), dtype=bool)
@@ -303,11 +353,11 @@ def _assemble(
     in ``previous``: a row without a previous report is redone). ``version``: the limits version
     the kept reports are now named with (None: keep theirs). Only the added columns are built: the
     ~100 silver columns are never concatenated or reordered."""
-    numbers = silver["sampleNumber"].to_numpy(object)
     kept = np.flatnonzero(~redo)
     redone = np.flatnonzero(redo)
-    from_previous = pd.Index(previous["sampleNumber"].to_numpy(object)).get_indexer(numbers[kept])
-    from_fresh = pd.Index(fresh["sampleNumber"].to_numpy(object)).get_indexer(numbers[redone])
+    sample = silver["sampleNumber"].reset_index(drop=True)
+    from_previous = locate(sample.iloc[kept], previous["sampleNumber"])
+    from_fresh = locate(sample.iloc[redone], fresh["sampleNumber"])
     out = silver.reset_index(drop=True).copy(deep=False)  # columns are added, never written into
     for c in [c for c in fresh.columns if c not in silver.columns]:
         if c == "limits_version" and version is not None:

@@ -31,7 +31,7 @@ from ..domain.incremental import (
     upsert,
 )
 from ..domain.labs.common import REJECT_COLUMNS, concat_rejects, ledger_types
-from ..storage import layout
+from ..storage import layout, runstate
 from ..storage.filesystem import Storage, parquet_bytes
 from ..storage.registry import load_parsed
 
@@ -66,20 +66,29 @@ def _read(store: Storage, path: str, reader, repairs: list, what: str):
         return None
 
 
-def _state(store: Storage, client: str, repairs: list):
-    d = layout.silver_state_dir(client)
-    files = _read(store, f"{d}/files.json", store.read_json, repairs, "silver state (files.json)")
+def _files_state(store: Storage, client: str, repairs: list) -> dict:
+    """The saved file → state map of the last silver (empty: none, or unreadable and reported)."""
+    path = f"{layout.silver_state_dir(client)}/files.json"
+    files = _read(store, path, store.read_json, repairs, "silver state (files.json)")
     if files is not None and not (
         isinstance(files, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in files.items())
     ):
         repairs.append(
             {
-                "path": store.display(f"{d}/files.json"),
+                "path": store.display(path),
                 "error": "not a JSON object of file → sha256",
                 "action": "silver state (files.json) rebuilt from bronze (full silver build)",
             }
         )
         files = None
+    return files or {}
+
+
+def _table_state(store: Storage, client: str) -> tuple:
+    """The saved tables of the last silver: (candidate index, silver, reject ledger, repairs);
+    a table that is missing, unreadable or of an older layout is None."""
+    repairs: list[dict] = []
+    d = layout.silver_state_dir(client)
     index = _read(store, f"{d}/candidates.parquet", store.read_parquet, repairs, "silver state (candidates)")
     if index is not None and not set(INDEX_COLUMNS) <= set(index.columns):
         index = None
@@ -87,7 +96,7 @@ def _state(store: Storage, client: str, repairs: list):
     ledger = _read(store, layout.rejects_path(client), store.read_parquet, repairs, "reject ledger")
     if ledger is not None and not set(REJECT_COLUMNS) <= set(ledger.columns):
         ledger = None  # written by an older version (rejects of one run only): rebuilt in full
-    return files or {}, index, previous, ledger
+    return index, previous, ledger, repairs
 
 
 def save_state(store: Storage, client: str, build: SilverBuild) -> None:
@@ -118,16 +127,23 @@ def build_silver(
     version = ok["reader_version"].astype(str) if "reader_version" in ok else ""
     files = dict(zip(ok["key"].astype(str), ok["sha256"].astype(str) + "@" + version, strict=True))
     repairs: list[dict] = []
-    old_files, index, previous, ledger = _state(store, client, repairs)
+    old_files = _files_state(store, client, repairs)
+    # The saved tables are read on the other core while this one prepares the new rows.
+    saved = runstate.in_background(_table_state, store, client)
     new_keys = {k for k, sha in files.items() if old_files.get(k) != sha}
     dropped = {k for k, sha in old_files.items() if files.get(k) != sha}
+    maybe_incremental = not full_rebuild and not repairs and bool(old_files)
+    if maybe_incremental and (new_keys or dropped):
+        samples, read_rejects = load_parsed(store, ok[ok["key"].isin(new_keys)], run_id)
+        cand, prep_rejects, info = prepare(samples, client, as_of=as_of, catalog=catalog, min_date=min_date)
+    index, previous, ledger, table_repairs = saved.result()
+    repairs += table_repairs
     incremental = (
-        not full_rebuild
+        maybe_incremental
         and not repairs
         and previous is not None
         and index is not None
         and ledger is not None
-        and old_files
         and "cellsCleared" in previous.columns
     )
     if incremental and not new_keys and not dropped:
@@ -142,8 +158,6 @@ def build_silver(
             index,
         )
     if incremental:
-        samples, read_rejects = load_parsed(store, ok[ok["key"].isin(new_keys)], run_id)
-        cand, prep_rejects, info = prepare(samples, client, as_of=as_of, catalog=catalog, min_date=min_date)
         touched = new_keys | dropped
         old = ledger_types(ledger)
         old = old[~old["file"].isin(touched)]

@@ -1,0 +1,196 @@
+"""The fast paths of incremental silver and reclassification equal the general ones they replace.
+
+``among`` / ``locate`` (Arrow) against the Python-set and pandas-index answers, and ``audit``
+(columns told equal in one vectorized pass) against the column-by-column comparison it had before,
+on random silvers with random corrections, additions and removals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from pandas.api.types import is_float_dtype
+
+from oil_analysis.domain.catalog import load_catalog
+from oil_analysis.domain.harmonize import harmonize
+from oil_analysis.domain.incremental import AUDIT_COLUMNS, among, audit, empty_audit, locate
+
+from .test_harmonize import tidy
+
+CAT = load_catalog()
+D = pd.Timestamp
+
+
+def reference_among(values: pd.Series, pool) -> np.ndarray:
+    members = set(pool.tolist() if isinstance(pool, pd.Series) else pool)
+    return np.fromiter((v in members for v in values.to_numpy(object)), dtype=bool, count=len(values))
+
+
+def reference_audit(previous, current, changed_at, catalog=CAT):
+    """``audit`` as it was: every watched column compared in pandas (floats as one array first)."""
+    prev_ids = pd.Index(previous["sampleNumber"].to_numpy(object))
+    cur_ids = current["sampleNumber"].to_numpy(object)
+    at = prev_ids.get_indexer(cur_ids)
+    now_at = np.flatnonzero(at >= 0)
+    before_at = at[now_at]
+    watched = ["sampleDate", "unitId", "componentName", "machineHours", "oilMeter", "labVerdict"]
+    watched += catalog.essays
+    before, now = previous.dtypes, current.dtypes
+    floats = [c for c in watched if is_float_dtype(before[c]) and is_float_dtype(now[c])]
+    x_all = previous[floats].to_numpy(float)[before_at]
+    y_all = current[floats].to_numpy(float)[now_at]
+    same = (x_all == y_all) | (np.isnan(x_all) & np.isnan(y_all))
+    quiet = {c for c, ok in zip(floats, same.all(axis=0), strict=True) if ok}
+    ids, records = cur_ids[now_at], []
+    for col in watched:
+        if col in quiet:
+            continue
+        x = previous[col].iloc[before_at].reset_index(drop=True)
+        y = current[col].iloc[now_at].reset_index(drop=True)
+        differ = (~((x == y).fillna(False) | (x.isna() & y.isna()))).to_numpy(bool)
+        if differ.any():
+            records.append(
+                pd.DataFrame(
+                    {
+                        "sampleNumber": ids[differ],
+                        "column": col,
+                        "old_value": x[differ].astype("string").to_numpy(),
+                        "new_value": y[differ].astype("string").to_numpy(),
+                        "file": current["sourceFile"].iloc[now_at[differ]].astype("string").to_numpy(),
+                        "changed_at": changed_at,
+                    }
+                )
+            )
+    if not records:
+        return empty_audit()
+    table = pd.concat(records, ignore_index=True)
+    table = table.sort_values(["sampleNumber", "column"], kind="mergesort").reset_index(drop=True)
+    for c in AUDIT_COLUMNS[:-1]:
+        table[c] = table[c].astype("string")
+    table["changed_at"] = pd.to_datetime(table["changed_at"]).astype("datetime64[us]")
+    return table
+
+
+def random_silver(rng: np.random.Generator, n: int) -> pd.DataFrame:
+    rows = []
+    for i in range(n):
+        row = {
+            "sampleNumber": f"S{i:05d}",
+            "sampleDate": D("2023-01-01") + pd.Timedelta(days=int(rng.integers(0, 700))),
+            "unitId": f"T-{int(rng.integers(1, 4)):02d}",
+            "componentName": str(rng.choice(["MOTOR", "TRANSMISION", "MANDO FINAL"])),
+            "labVerdict": rng.choice([None, "Normal", "Alerta"]),
+            "sourceFile": f"{rng.choice(['a', 'b', 'c'])}.xlsx",
+        }
+        for e in rng.choice(CAT.essays, size=6, replace=False):
+            row[str(e)] = float(rng.choice([np.nan, 0.0, -0.0, rng.uniform(0, 50)]))
+        rows.append(row)
+    return harmonize([tidy(rows)], "cda", as_of=D("2026-01-01"))[0]
+
+
+def perturb(rng: np.random.Generator, silver: pd.DataFrame) -> pd.DataFrame:
+    """Corrections of every watched kind (a value, a missing value set or filled, a text, a date),
+    some samples removed, some added, rows in another order."""
+    out = silver.copy()
+    n = len(out)
+    for _ in range(int(rng.integers(0, 6))):
+        r = int(rng.integers(0, n))
+        col = str(rng.choice(["fe", "si", "machineHours", "oilMeter", "visc_100c", "water"]))
+        out.loc[r, col] = rng.choice([np.nan, -0.0, float(rng.uniform(0, 99))])
+    for _ in range(int(rng.integers(0, 3))):
+        r = int(rng.integers(0, n))
+        col = str(rng.choice(["labVerdict", "unitId", "componentName"]))
+        out.loc[r, col] = rng.choice([pd.NA, "Anormal", "T_09"])
+    if rng.random() < 0.5:
+        r = int(rng.integers(0, n))
+        out.loc[r, "sampleDate"] = out.loc[r, "sampleDate"] + pd.Timedelta(days=1)
+    drop = rng.choice(n, size=int(rng.integers(0, 3)), replace=False)
+    out = out.drop(index=drop)
+    extra = out.head(int(rng.integers(0, 3))).assign(sampleNumber=lambda f: "N" + f["sampleNumber"])
+    out = pd.concat([out, extra], ignore_index=True)
+    return out.sample(frac=1.0, random_state=int(rng.integers(0, 1000))).reset_index(drop=True)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_audit_equals_the_column_by_column_comparison(seed):
+    rng = np.random.default_rng(seed)
+    before = random_silver(rng, int(rng.integers(1, 60)))
+    after = perturb(rng, before)
+    at = D("2026-11-29 10:00")
+    table, summary = audit(before, after, at)
+    expected = reference_audit(before, after, at)
+    pd.testing.assert_frame_equal(table, expected, check_exact=True)
+    assert summary["values_changed"] == len(expected)
+    assert summary["samples_added"] == int((~after["sampleNumber"].isin(before["sampleNumber"])).sum())
+
+
+def test_audit_sees_a_retyped_column_and_a_change_of_missing_value():
+    """Columns whose types differ between the two silvers (or hold objects) take the pandas path."""
+    rng = np.random.default_rng(7)
+    before = random_silver(rng, 20)
+    after = before.copy()
+    after["labVerdict"] = after["labVerdict"].astype(object)  # same texts, another dtype
+    after.loc[3, "labVerdict"] = "otro"
+    after.loc[5, "fe"] = np.nan if pd.notna(before.loc[5, "fe"]) else 1.0
+    at = D("2026-11-29")
+    table, _ = audit(before, after, at)
+    pd.testing.assert_frame_equal(table, reference_audit(before, after, at), check_exact=True)
+    assert set(table["column"]) == {"labVerdict", "fe"}
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_among_and_locate_equal_python_sets_and_pandas_indexes(seed):
+    rng = np.random.default_rng(seed)
+    names = [f"S{i}" for i in range(40)]
+    dtype = ["string[pyarrow]", "string[python]", object][seed % 3]
+    values = pd.Series(rng.choice(names, size=int(rng.integers(0, 50))), dtype=dtype)
+    pool = pd.Series(rng.choice(names, size=20, replace=False), dtype=["string[pyarrow]", object][seed % 2])
+    assert (among(values, pool) == reference_among(values, pool)).all()
+    as_set = set(pool.tolist()[: seed + 1])
+    assert (among(values, as_set) == reference_among(values, as_set)).all()
+    expected = pd.Index(pool.to_numpy(object)).get_indexer(values.to_numpy(object))
+    assert (locate(values, pool) == expected).all()
+    assert locate(values, pool).dtype == expected.dtype
+
+
+def test_among_and_locate_with_missing_values_or_repeats_keep_the_general_answer():
+    values = pd.Series(["A", None, "B", "C"], dtype="string")
+    pool = pd.Series(["B", None, "A"], dtype="string")
+    assert (among(values, pool) == reference_among(values, pool)).all()
+    assert (among(values, {"A", pd.NA}) == reference_among(values, {"A", pd.NA})).all()
+    numbers = pd.Series([1, 2, 3])
+    assert (among(numbers, {2, 5}) == [False, True, False]).all()
+    expected = pd.Index(pool.to_numpy(object)).get_indexer(values.to_numpy(object))
+    assert (locate(values, pool) == expected).all()
+    with pytest.raises(Exception, match="uniquely valued"):
+        locate(pd.Series(["A"], dtype="string"), pd.Series(["A", "A"], dtype="string"))
+
+
+def test_silver_is_published_from_the_bytes_rendered_in_the_background(data_root, monkeypatch):
+    """The silver step hands its parquet rendering to the other core; the IO manager publishes those
+    very bytes, which are the bytes of rendering the published frame on the spot."""
+    import shutil
+
+    from dagster import DagsterInstance
+
+    from oil_analysis.storage import runstate
+    from oil_analysis.storage.filesystem import parquet_bytes
+
+    from .builders import run_cda
+    from .conftest import DEMO_BRONZE
+
+    shutil.copytree(DEMO_BRONZE / "cda", data_root / "bronze/cda")
+    taken, original = {}, runstate.take_prepared
+
+    def spy(run_id, client, asset, frame):
+        data = original(run_id, client, asset, frame)
+        taken[asset] = (data, frame)
+        return data
+
+    monkeypatch.setattr(runstate, "take_prepared", spy)
+    with DagsterInstance.ephemeral() as instance:
+        run_cda(data_root, instance)
+    data, frame = taken["silver_harmonized"]
+    assert data is not None  # rendered in the background, not again in the IO manager
+    published = (data_root / "silver/harmonized/CDA.parquet").read_bytes()
+    assert published == data == parquet_bytes(frame)
