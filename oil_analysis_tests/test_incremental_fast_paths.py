@@ -12,8 +12,18 @@ import pytest
 from pandas.api.types import is_float_dtype
 
 from oil_analysis.domain.catalog import load_catalog
+from oil_analysis.domain.changes import report_changes
 from oil_analysis.domain.harmonize import harmonize
-from oil_analysis.domain.incremental import AUDIT_COLUMNS, among, audit, empty_audit, locate
+from oil_analysis.domain.incremental import (
+    AUDIT_COLUMNS,
+    among,
+    audit,
+    empty_audit,
+    interleave,
+    locate,
+    repeats,
+    rows_differ,
+)
 
 from .test_harmonize import tidy
 
@@ -111,6 +121,47 @@ def perturb(rng: np.random.Generator, silver: pd.DataFrame) -> pd.DataFrame:
     return out.sample(frac=1.0, random_state=int(rng.integers(0, 1000))).reset_index(drop=True)
 
 
+def reference_rows_differ(current, previous, columns):
+    """``rows_differ`` as it was: the float columns as one 2-D array, the others in Arrow."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    at = pd.Index(previous["sampleNumber"].to_numpy(object)).get_indexer(
+        current["sampleNumber"].to_numpy(object)
+    )
+    known = at >= 0
+    take = at[known]
+    differ = np.zeros(int(known.sum()), dtype=bool)
+    floats = [c for c in columns if is_float_dtype(current[c]) and is_float_dtype(previous[c])]
+    if floats:
+        x = current[floats].to_numpy(float)[known]
+        y = previous[floats].to_numpy(float)[take]
+        rows, cols = np.nonzero(x.view(np.uint64) != y.view(np.uint64))
+        differ[rows[~(np.isnan(x[rows, cols]) & np.isnan(y[rows, cols]))]] = True
+    rows_now, rows_before = pa.array(np.flatnonzero(known)), pa.array(take)
+    for c in columns:
+        if c in floats:
+            continue
+        x = pa.array(current[c].array).take(rows_now)
+        y = pa.array(previous[c].array).take(rows_before)
+        if x.type != y.type:
+            x, y = x.cast(pa.large_string()), y.cast(pa.large_string())
+        same = pc.or_(pc.fill_null(pc.equal(x, y), False), pc.and_(x.is_null(), y.is_null()))
+        differ |= ~same.to_numpy(zero_copy_only=False)
+    out = np.ones(len(current), dtype=bool)
+    out[known] = differ
+    return out
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_rows_differ_equals_the_two_dimensional_comparison(seed):
+    rng = np.random.default_rng(100 + seed)
+    before = random_silver(rng, int(rng.integers(1, 60)))
+    after = perturb(rng, before)
+    cols = [c for c in before.columns if c not in ("sourceFile", "sourceRow")]
+    assert (rows_differ(after, before, cols) == reference_rows_differ(after, before, cols)).all()
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_audit_equals_the_column_by_column_comparison(seed):
     rng = np.random.default_rng(seed)
@@ -194,3 +245,61 @@ def test_silver_is_published_from_the_bytes_rendered_in_the_background(data_root
     assert data is not None  # rendered in the background, not again in the IO manager
     published = (data_root / "silver/harmonized/CDA.parquet").read_bytes()
     assert published == data == parquet_bytes(frame)
+
+
+@pytest.mark.parametrize(
+    "first,second",
+    [
+        (pd.Series(["a", None, "c"], dtype="string"), pd.Series(["X", "Y"], dtype="string")),
+        (pd.Series([1.0, np.nan, -0.0]), pd.Series([np.nan, 2.5])),
+        (pd.Series(["v1", "v1", "v1"], dtype=object), pd.Series(["v2", None], dtype="string")),
+        (pd.Series([1, 2, 3], dtype="Int64"), pd.Series([pd.NA, 5], dtype="Int64")),
+        (
+            pd.Series(pd.to_datetime(["2024-01-01", None, "2024-03-01"])),
+            pd.Series(pd.to_datetime([None, "2025-01-01"])),
+        ),
+    ],
+)
+def test_interleave_equals_a_concatenation_in_position_order(first, second):
+    rng = np.random.default_rng(len(first) + len(second))
+    where = rng.permutation(len(first) + len(second))
+    first_at, second_at = np.sort(where[: len(first)]), np.sort(where[len(first) :])
+    got = interleave(first_at, first.set_axis(first_at * 7), second_at, second)
+    expected = pd.concat([first, second], ignore_index=True).take(
+        np.argsort(np.concatenate([first_at, second_at]), kind="stable")
+    )
+    pd.testing.assert_series_equal(got, expected.reset_index(drop=True), check_exact=True)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [["a", "b", "a"], ["a", "b", "c"], ["a", None, None], [], [1, 2, 1]],
+)
+def test_repeats_equals_duplicated_any(values):
+    for dtype in ("string[pyarrow]", "string[python]", object):
+        if values and isinstance(values[0], int) and dtype is not object:
+            continue
+        s = pd.Series(values, dtype=dtype)
+        assert repeats(s) == bool(s.duplicated().any())
+
+
+def test_report_changes_with_a_repeated_sample_counts_its_last_row():
+    def frame(numbers, statuses):
+        return pd.DataFrame(
+            {
+                "sampleNumber": pd.array(numbers, dtype="string"),
+                "unitId": "T1",
+                "componentName": "motor",
+                "severity_score": 0.0,
+                "report_status": pd.array(statuses, dtype="string"),
+                "breached_essays": "[]",
+                "limits_version": "v1",
+            }
+        )
+
+    before = frame(["S1", "S2", "S2"], ["Normal", "Alerta", "Normal"])
+    after = frame(["S1", "S2", "S3"], ["Normal", "Anormal", "Alerta"])
+    c = report_changes(before, after)
+    assert c["reports_before"] == 2 and c["samples_added"] == 1
+    assert c["report_status_transitions"] == {"Normal → Anormal": 1}
+    assert [s["sampleNumber"] for s in c["new_non_normal_samples"]] == ["S2", "S3"]

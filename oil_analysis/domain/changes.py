@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from .classify import RANK, STATUSES
+from .incremental import locate, repeats
 
 _WATCHED = ("severity_score", "report_status", "breached_essays", "limits_version")
 
@@ -24,12 +25,12 @@ def report_changes(previous: pd.DataFrame | None, current: pd.DataFrame, *, max_
     current = current[[c for c in read if c in current]]
     previous = None if previous is None else previous[[c for c in read if c in previous]]
     # A broken key (duplicates) is reported by the checks; the change log counts each sample once.
-    cur = current.drop_duplicates("sampleNumber", keep="last").reset_index(drop=True)
-    prev = cur.iloc[:0] if previous is None else previous.drop_duplicates("sampleNumber", keep="last")
+    cur = _once(current).reset_index(drop=True)
+    prev = cur.iloc[:0] if previous is None else _once(previous)
     prev = prev.reset_index(drop=True)
     # Rows matched by position once (both keys are unique now): no label alignment per column.
     numbers = cur["sampleNumber"].to_numpy(object)
-    at = pd.Index(prev["sampleNumber"].to_numpy(object)).get_indexer(numbers)
+    at = locate(cur["sampleNumber"], prev["sampleNumber"])
     in_both = np.flatnonzero(at >= 0)
     added = np.flatnonzero(at < 0)
     removed = len(prev) - len(in_both)
@@ -75,6 +76,13 @@ def report_changes(previous: pd.DataFrame | None, current: pd.DataFrame, *, max_
         ],
         "new_non_normal_count": len(new_bad),
     }
+
+
+def _once(reports: pd.DataFrame) -> pd.DataFrame:
+    """Each sampleNumber once (its last row); the frame as it is when none repeats."""
+    if not repeats(reports["sampleNumber"]):
+        return reports
+    return reports.drop_duplicates("sampleNumber", keep="last")
 
 
 def _flag(mask: pd.Series) -> np.ndarray:

@@ -78,6 +78,14 @@ def among(values: pd.Series, pool) -> np.ndarray:
     return np.fromiter((v in members for v in values.to_numpy(object)), dtype=bool, count=len(values))
 
 
+def repeats(values: pd.Series) -> bool:
+    """``values.duplicated().any()``, counted in Arrow for texts without missing values."""
+    arr = _text(values)
+    if arr is None:
+        return bool(values.duplicated().any())
+    return pc.count_distinct(arr).as_py() != len(arr)
+
+
 def locate(values: pd.Series, pool: pd.Series) -> np.ndarray:
     """Per value, its position in ``pool`` (-1: absent): ``pd.Index(pool).get_indexer(values)``
     over the objects, in Arrow when both are texts without missing values and ``pool`` holds
@@ -240,23 +248,25 @@ def rows_differ(current: pd.DataFrame, previous: pd.DataFrame, columns: list[str
     """Per row of ``current``: True when ``previous`` has no row of its sampleNumber (both unique)
     or that row holds another value in one of ``columns`` (two missing values are equal).
 
-    Float columns are compared as one array; the others one by one in Arrow."""
+    Float columns are compared in numpy, the others in Arrow."""
     at = locate(current["sampleNumber"], previous["sampleNumber"])
     known = at >= 0
     take = at[known]
     differ = np.zeros(int(known.sum()), dtype=bool)
     now_types, before_types = current.dtypes, previous.dtypes
     floats = [c for c in columns if is_float_dtype(now_types[c]) and is_float_dtype(before_types[c])]
-    if floats:
-        x = current[floats].to_numpy(float)[known]
-        y = previous[floats].to_numpy(float)[take]
-        # Equal bits: the same value and sign (-0.0 and 0.0 compare equal but are written
-        # differently: a sign change is a change). Only the few cells whose bits differ are
-        # looked at again: two missing values are equal whatever their NaN payload.
-        rows, cols = np.nonzero(x.view(np.uint64) != y.view(np.uint64))
-        both_missing = np.isnan(x[rows, cols]) & np.isnan(y[rows, cols])
-        differ[rows[~both_missing]] = True
-    rows_now, rows_before = pa.array(np.flatnonzero(known)), pa.array(take)
+    now_at = np.flatnonzero(known)
+    for c in floats:
+        # Column by column (no copy of the float block): equal bits, the same value and sign
+        # (-0.0 and 0.0 compare equal but are written differently: a sign change is a change).
+        # Only the few cells whose bits differ are looked at again: two missing values are equal
+        # whatever their NaN payload.
+        x = current[c].to_numpy(float, na_value=np.nan)[now_at]
+        y = previous[c].to_numpy(float, na_value=np.nan)[take]
+        rows = np.flatnonzero(x.view(np.uint64) != y.view(np.uint64))
+        if len(rows):
+            differ[rows[~(np.isnan(x[rows]) & np.isnan(y[rows]))]] = True
+    rows_now, rows_before = pa.array(now_at), pa.array(take)
     for c in columns:
         if c in floats:
             continue
@@ -326,7 +336,7 @@ def reports_to_redo(
     new_version = (previous["limits_version"] != limits_version).any()
     if new_version and changed_groups is None:
         return pd.Series(True, index=silver.index)
-    if silver["sampleNumber"].duplicated().any() or previous["sampleNumber"].duplicated().any():
+    if repeats(silver["sampleNumber"]) or repeats(previous["sampleNumber"]):
         return pd.Series(True, index=silver.index)  # not a valid key: the checks will say so
     cols = [c for c in silver_columns(catalog) if c not in PROVENANCE]
     if any(c not in previous.columns for c in cols):
@@ -382,6 +392,10 @@ def interleave(first_at: np.ndarray, first: pd.Series, second_at: np.ndarray, se
     order = np.empty(len(first_at) + len(second_at), dtype=np.intp)
     order[first_at] = np.arange(len(first_at))
     order[second_at] = len(first_at) + np.arange(len(second_at))
+    a, b = first.array, second.array
+    if a.dtype == b.dtype:  # one array concatenation and take, without pandas' Series machinery
+        name = first.name if first.name == second.name else None
+        return pd.Series(type(a)._concat_same_type([a, b]).take(order), name=name)
     return pd.concat([first, second], ignore_index=True).take(order).reset_index(drop=True)
 
 

@@ -15,7 +15,7 @@ from ..domain.changes import machine_changes, report_changes
 from ..domain.classify import ClassificationParams, classify_reports, key_tuples
 from ..domain.fleet import FleetParams
 from ..domain.fleet import machine_status_current as build_machine_status
-from ..domain.incremental import among, classify_incremental, interleave
+from ..domain.incremental import among, classify_incremental, interleave, locate
 from ..domain.quality import breaches_frame
 from ..storage import layout, runstate
 from ..storage.filesystem import Storage, json_bytes
@@ -49,7 +49,6 @@ def recommend_incremental(
     ai_cols = [c for c in (previous.columns if previous is not None else []) if c.startswith("ai_")]
     if redo is None or not ai_cols:
         return recommend_reports(reports, store, client, llm, load_catalog(), run_id)
-    numbers = reports["sampleNumber"].to_numpy(object)
     is_redo = among(reports["sampleNumber"], redo)
     need = redo | set(reports.loc[is_redo, "previousSampleNumber"].dropna())
     context = reports[among(reports["sampleNumber"], need)].reset_index(drop=True)
@@ -65,8 +64,9 @@ def recommend_incremental(
     # Each text column assembled by position: the published text of a kept report, the new one of
     # a reclassified report (no copy, reindex or sort of the wide table).
     redone, kept = np.flatnonzero(is_redo), np.flatnonzero(~is_redo)
-    from_fresh = pd.Index(fresh["sampleNumber"].to_numpy(object)).get_indexer(numbers[redone])
-    from_previous = pd.Index(previous["sampleNumber"].to_numpy(object)).get_indexer(numbers[kept])
+    numbers = reports["sampleNumber"].reset_index(drop=True)
+    from_fresh = locate(numbers.iloc[redone], fresh["sampleNumber"])
+    from_previous = locate(numbers.iloc[kept], previous["sampleNumber"])
     out = reports.copy(deep=False)  # columns are set, never written into: the input stays as it is
     for c in ai_cols:
         dtype = fresh[c].dtype if len(fresh) else previous[c].dtype
