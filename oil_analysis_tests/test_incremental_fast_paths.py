@@ -303,3 +303,23 @@ def test_report_changes_with_a_repeated_sample_counts_its_last_row():
     assert c["reports_before"] == 2 and c["samples_added"] == 1
     assert c["report_status_transitions"] == {"Normal → Anormal": 1}
     assert [s["sampleNumber"] for s in c["new_non_normal_samples"]] == ["S2", "S3"]
+
+
+def test_load_parsed_names_the_source_file_without_touching_the_runs_parse(tmp_path):
+    """The parse kept in memory for the run is handed out with its source file named, as read from
+    storage, and stays as it was (a later step of the run reads it again)."""
+    from oil_analysis.domain.labs.common import empty_rejects
+    from oil_analysis.storage import runstate
+    from oil_analysis.storage.filesystem import Storage
+    from oil_analysis.storage.registry import load_parsed
+
+    store = Storage.local(str(tmp_path))
+    parse = pd.DataFrame({"sampleNumber": pd.array(["S1", "S2"], dtype="string"), "fe": [1.0, 2.0]})
+    store.write_parquet("parsed/a.parquet", parse)
+    registry = pd.DataFrame({"status": ["ok"], "key": ["cda/a.xlsx"], "parsed_path": ["parsed/a.parquet"]})
+    runstate.remember_parsed("run-x", store.uri, {"parsed/a.parquet": (parse, empty_rejects())})
+    (memo,), _ = load_parsed(store, registry, "run-x")
+    (stored,), _ = load_parsed(store, registry)
+    pd.testing.assert_frame_equal(memo, stored)
+    assert memo["sourceFile"].tolist() == ["cda/a.xlsx", "cda/a.xlsx"]
+    assert memo is not parse and list(parse.columns) == ["sampleNumber", "fe"]  # no new column there

@@ -116,17 +116,16 @@ def upsert(
     staying = index[~index["sourceFile"].isin(touched)]
     if among(leaving["sampleNumber"], staying["sampleNumber"]).any():
         return None
-    kept = previous[~previous["sourceFile"].isin(touched)]
-    if kept.empty:
+    stays = ~among(previous["sourceFile"], touched)
+    if not stays.any():
         # Every file changed (a fleet re-sending its cumulative workbooks): nothing to keep, so the
         # rows are those of a full build of the candidates (the links of every pair recomputed).
         silver, dup_rejects, dup_info = finish(new_candidates, catalog)
         pairs = silver[["unitId", "componentName"]].drop_duplicates()
         info = {**dup_info, "pairs_relinked": int(len(pairs)), "rows_relinked": int(len(silver))}
-        new_index = candidate_index(
-            pd.concat([index[~index["sourceFile"].isin(touched)], new_candidates[INDEX_COLUMNS]])
-        )
+        new_index = candidate_index(pd.concat([staying, new_candidates[INDEX_COLUMNS]]))
         return silver, new_index, dup_rejects, info
+    kept = previous[stays]
     gone = previous[previous["sourceFile"].isin(touched)]
     union = pd.concat([kept.drop(columns=SILVER_LINKS), new_candidates], ignore_index=True)
     merged, dup_rejects, dup_info = _resolve_duplicates(union, catalog.essays)
