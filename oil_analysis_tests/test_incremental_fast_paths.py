@@ -323,3 +323,36 @@ def test_load_parsed_names_the_source_file_without_touching_the_runs_parse(tmp_p
     pd.testing.assert_frame_equal(memo, stored)
     assert memo["sourceFile"].tolist() == ["cda/a.xlsx", "cda/a.xlsx"]
     assert memo is not parse and list(parse.columns) == ["sampleNumber", "fe"]  # no new column there
+
+
+def test_a_prefetched_table_is_used_only_while_the_file_holds_the_bytes_it_decoded(tmp_path, monkeypatch):
+    from oil_analysis.storage import runstate
+    from oil_analysis.storage.filesystem import Storage
+
+    store = Storage.local(str(tmp_path))
+    first = pd.DataFrame({"sampleNumber": pd.array(["S1", "S2"], dtype="string"), "x": [1.0, np.nan]})
+    store.write_parquet("gold/t.parquet", first)
+    reads = []
+    original = Storage.read_parquet
+    monkeypatch.setattr(
+        Storage, "read_parquet", lambda self, p, columns=None: reads.append(p) or original(self, p)
+    )
+
+    runstate.prefetch("run-1", store, "gold/t.parquet")
+    got = runstate.read_table("run-1", store, "gold/t.parquet")
+    pd.testing.assert_frame_equal(got, original(store, "gold/t.parquet"), check_exact=True)
+    assert reads == []  # the prefetch's frame, no second read
+
+    runstate.prefetch("run-2", store, "gold/t.parquet")
+    runstate.settle()
+    second = first.assign(x=[1.0, 2.0])
+    store.write_parquet("gold/t.parquet", second)  # published after the prefetch read it
+    pd.testing.assert_frame_equal(runstate.read_table("run-2", store, "gold/t.parquet"), second)
+    assert reads == ["gold/t.parquet"]
+
+    runstate.prefetch("run-3", store, "gold/t.parquet")
+    assert runstate.read_table("run-4", store, "gold/t.parquet") is not None  # another run's: read
+    assert reads == ["gold/t.parquet"] * 2
+    assert runstate.read_table("run-3", store, "gold/missing.parquet") is None
+    runstate.prefetch("run-5", store, "gold/missing.parquet")
+    assert runstate.read_table("run-5", store, "gold/missing.parquet") is None

@@ -9,6 +9,7 @@ from ..domain.labs.common import SAMPLE_REJECTED
 from ..domain.limits import LimitParams
 from ..domain.names import mapping_version
 from ..domain.refresh import limits_age
+from ..pipeline.gold import prefetch_previous_reports
 from ..pipeline.limits import refresh_limits, refresh_params
 from ..pipeline.silver import build_silver, save_state, side_files
 from ..resources.storage import StorageResource
@@ -226,6 +227,9 @@ def stewart_limits(
             state_repairs=MetadataValue.json(repairs),
         )
         return
+    # Silver changed, so the reports will be classified again: their published table is read on the
+    # other core meanwhile (the classified step takes it if the file is still the same).
+    prefetch_previous_reports(store, client.key, context.run_id)
     if runstate.is_unchanged(silver_harmonized):
         silver_harmonized = load_published(store, client.key, "silver_harmonized")
     limits, decision = refresh_limits(

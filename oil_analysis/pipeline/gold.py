@@ -76,9 +76,18 @@ def recommend_incremental(
     return out, {**ai, "reused_recommendations": reused}
 
 
-def read_previous(store, path: str) -> pd.DataFrame | None:
-    """The currently published table at ``path`` (None before the first publish)."""
+def read_previous(store, path: str, run_id: str | None = None) -> pd.DataFrame | None:
+    """The currently published table at ``path`` (None before the first publish); ``run_id``: taken
+    from what an earlier step of this run prefetched (:func:`runstate.prefetch`) when still current."""
+    if run_id is not None:
+        return runstate.read_table(run_id, store, path)
     return store.read_parquet(path) if store.exists(path) else None
+
+
+def prefetch_previous_reports(store, client: str, run_id: str) -> None:
+    """Start reading the published reports of ``client`` in the background: the limits step calls
+    it when the reports will be classified again, so their read overlaps that step."""
+    runstate.prefetch(run_id, store, layout.gold_path(client, "classified_reports"))
 
 
 def limits_of_groups(limits: pd.DataFrame, silver: pd.DataFrame) -> pd.DataFrame:
@@ -150,7 +159,7 @@ def classify(
     report and text); the run's report changes go to the change log. Returns the reports, the
     reuse figures, the changes, the advisor figures and the previously published reports.
     """
-    previous = read_previous(store, layout.gold_path(client, "classified_reports"))
+    previous = read_previous(store, layout.gold_path(client, "classified_reports"), run_id)
     reports, reuse = classify_incremental(
         silver,
         limits,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import threading
@@ -28,6 +29,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from . import layout
 
@@ -38,6 +40,7 @@ _PENDING: dict[tuple, dict] = {}
 _SIDE: dict[tuple, list] = {}
 _PARSED: dict[tuple, dict[str, tuple[pd.DataFrame, pd.DataFrame]]] = {}
 _PREPARED: dict[tuple, tuple[pd.DataFrame, Future]] = {}
+_PREFETCHED: dict[tuple, Future] = {}
 _LOCK = threading.Lock()
 # One worker for work a step hands off while it goes on (a parquet file rendered, a JSON column
 # parsed): Arrow releases the GIL, so the second core does it.
@@ -50,6 +53,7 @@ def _fresh_after_fork() -> None:
     _BACKGROUND = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oil-background")
     _LOCK = threading.Lock()
     _PREPARED.clear()
+    _PREFETCHED.clear()
 
 
 os.register_at_fork(after_in_child=_fresh_after_fork)
@@ -203,3 +207,36 @@ def take_prepared(run_id: str, client: str, asset: str, frame: pd.DataFrame) -> 
     if entry is None or entry[0] is not frame:
         return None
     return entry[1].result()
+
+
+def prefetch(run_id: str, store, path: str) -> None:
+    """Start reading the parquet table at ``path`` on the background worker, for a later step of
+    this run (:func:`read_table`); what older runs prefetched is dropped."""
+
+    def read():
+        if not store.exists(path):
+            return None
+        data = store.read_bytes(path)
+        return data, pq.read_table(io.BytesIO(data)).to_pandas()  # as Storage.read_parquet reads it
+
+    with _LOCK:
+        _keep(_PREFETCHED, (run_id, store.uri, path), _BACKGROUND.submit(read))
+
+
+def read_table(run_id: str, store, path: str) -> pd.DataFrame | None:
+    """The table at ``path`` as ``store.read_parquet`` gives it now (None: no such file): the frame
+    :func:`prefetch` decoded when the file still holds the very bytes it decoded (compared byte for
+    byte: a file published meanwhile is read again), else read now. Each prefetch is used once."""
+    with _LOCK:
+        pending = _PREFETCHED.pop((run_id, store.uri, path), None)
+    if not store.exists(path):
+        return None
+    done = None
+    if pending is not None:
+        try:
+            done = pending.result()
+        except Exception:  # noqa: BLE001 - the read below raises it again if it still stands
+            done = None
+    if done is not None and store.read_bytes(path) == done[0]:
+        return done[1]
+    return store.read_parquet(path)
