@@ -344,3 +344,10 @@ def test_contaminants_score_only_with_wear_or_particle_evidence():
     assert c["severity_score"].tolist() == [0, 4, 4]
     plain = classify_reports(s, lim, CATALOG, ClassificationParams(corroboration=()))
     assert plain["severity_score"].tolist() == [3, 4, 4]
+
+
+def test_classification_leaves_the_callers_limits_as_they_were():
+    lim = limits(limit("fe", 10, 20, 30))
+    before = lim.copy()
+    classify_reports(samples(fe=[9, 25]), lim, CATALOG)
+    pd.testing.assert_frame_equal(lim, before)  # no group-code column added, no value changed
