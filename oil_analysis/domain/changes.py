@@ -43,8 +43,9 @@ def report_changes(previous: pd.DataFrame | None, current: pd.DataFrame, *, max_
         # Most reports are kept as they were: only rows whose values differ (or hold a missing
         # value, which the text comparison below counts its own way) are compared as text.
         maybe = _maybe_differ(now_w, was_w)
-        now_w, was_w = now_w[maybe], was_w[maybe]
-        updated = int((was_w.astype(str) != now_w.astype(str)).any(axis=1).sum())
+        if maybe.any():  # (none: every kept report as it was, nothing to compare as text)
+            now_w, was_w = now_w[maybe], was_w[maybe]
+            updated = int((was_w.astype(str) != now_w.astype(str)).any(axis=1).sum())
     was = prev["report_status"].iloc[pairs].reset_index(drop=True) if len(prev) else None
     now = cur["report_status"]
     now_both = now.iloc[in_both].reset_index(drop=True)
