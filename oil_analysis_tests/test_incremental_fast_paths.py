@@ -356,3 +356,33 @@ def test_a_prefetched_table_is_used_only_while_the_file_holds_the_bytes_it_decod
     assert runstate.read_table("run-3", store, "gold/missing.parquet") is None
     runstate.prefetch("run-5", store, "gold/missing.parquet")
     assert runstate.read_table("run-5", store, "gold/missing.parquet") is None
+
+
+def test_md_table_rows_are_the_values_itertuples_gives():
+    from oil_analysis.assets.common import md_table
+
+    frame = pd.DataFrame(
+        {
+            "text": pd.array(["a|b", None, "x" * 60], dtype="string"),
+            "obj": ["uno", 2, None],
+            "f64": [1.5, np.nan, -0.0],
+            "f32": np.array([0.1, 2.0, np.nan], dtype="float32"),
+            "i64": [1, 2, 3],
+            "Int64": pd.array([1, None, 3], dtype="Int64"),
+            "flag": [True, False, True],
+            "when": pd.to_datetime(["2024-01-01 10:00", None, "2025-02-03 00:00"]),
+            "line": ["a\nb", "c", "d"],
+        }
+    )
+    head = frame.head(8)
+
+    def cell(v) -> str:
+        if v is None or (isinstance(v, float) and pd.isna(v)) or v is pd.NA or v is pd.NaT:
+            return ""
+        s = str(v)
+        return (s[:40] + "…" if len(s) > 41 else s).replace("|", "\\|").replace("\n", " ")
+
+    expected = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    expected += ["| " + " | ".join(cell(v) for v in row) + " |" for row in head.itertuples(index=False)]
+    assert md_table(frame).value == "\n".join(expected)
+    assert md_table(frame.iloc[:0]).value == "\n".join(expected[:2])

@@ -57,7 +57,10 @@ def md_table(df: pd.DataFrame, n: int = 8) -> MetadataValue:
         return (s[:40] + "…" if len(s) > 41 else s).replace("|", "\\|").replace("\n", " ")
 
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in head.itertuples(index=False)]
+    # The rows from one list per column (the values ``itertuples`` gives, without its per-cell
+    # indexing: a preview is made for every output of every run).
+    rows = zip(*(head.iloc[:, k].tolist() for k in range(len(cols))), strict=True) if cols else []
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return MetadataValue.md("\n".join(lines))
 
 
