@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from pandas.api.types import is_float_dtype
 
@@ -386,3 +387,64 @@ def test_md_table_rows_are_the_values_itertuples_gives():
     expected += ["| " + " | ".join(cell(v) for v in row) + " |" for row in head.itertuples(index=False)]
     assert md_table(frame).value == "\n".join(expected)
     assert md_table(frame.iloc[:0]).value == "\n".join(expected[:2])
+
+
+def reference_conform_problems(df: pd.DataFrame, table: str) -> list[str]:
+    """The type and null problems ``conform`` found when it read every column as a Series."""
+    from oil_analysis.domain.contracts import I64, TS, B, F, S, tables
+
+    problems = []
+    for c in tables()[table][1]:
+        s = df[c.name]
+        if not c.nullable and s.hasnans:
+            problems.append(f"{c.name} has {int(s.isna().sum())} nulls")
+        kind = s.dtype.kind
+        if c.type == S:
+            ok = pd.api.types.is_string_dtype(s) or s.isna().all()
+        elif c.type == F:
+            ok = kind == "f" or s.isna().all()
+        elif c.type == I64:
+            ok = kind in "iu"
+        elif c.type == B:
+            ok = kind == "b" or str(s.dtype) == "boolean"
+        elif c.type == TS:
+            ok = kind == "M"
+        else:
+            ok = True
+        if not ok:
+            problems.append(f"{c.name} has dtype {s.dtype}, expected {c.type}")
+    return problems
+
+
+def test_conform_finds_the_problems_it_found_reading_every_column():
+    from oil_analysis.domain.contracts import ContractError, conform
+
+    rng = np.random.default_rng(5)
+    silver = random_silver(rng, 30)
+    assert conform(silver, "silver_harmonized") is silver and not reference_conform_problems(
+        silver, "silver_harmonized"
+    )
+    broken = [
+        silver.assign(unitId=[1] * len(silver)),  # numbers in an object column of texts
+        silver.assign(unitId=silver["unitId"].astype(object)),  # texts as objects: fine
+        silver.assign(unitId=pd.Series([None] * len(silver), dtype=object)),  # all missing, non-null
+        silver.assign(fe=silver["fe"].astype(object)),  # floats as objects
+        silver.assign(fe=pd.Series([None] * len(silver), dtype=object)),  # an empty column: fine
+        silver.assign(sampleNumber=silver["sampleNumber"].where(silver.index > 0)),  # a null key
+        silver.assign(sampleDate=silver["sampleDate"].astype(str)),  # dates as texts
+        silver.assign(cellsCleared=silver["cellsCleared"].astype(float)),
+        silver.assign(labVerdict=pd.Categorical(silver["labVerdict"])),
+        silver.assign(labVerdict=pd.Categorical([1] * len(silver))),  # categories that are not texts
+        silver.assign(unitId=silver["unitId"].astype("string[python]")),
+        silver.assign(unitId=silver["unitId"].astype("str")),
+        silver.assign(unitId=silver["unitId"].astype("string[pyarrow]").astype(pd.ArrowDtype(pa.string()))),
+        silver.assign(fe=silver["fe"].astype("Float64")),
+    ]
+    for frame in broken:
+        expected = reference_conform_problems(frame, "silver_harmonized")
+        if expected:
+            with pytest.raises(ContractError) as err:
+                conform(frame, "silver_harmonized")
+            assert str(err.value) == "silver_harmonized: " + "; ".join(expected)
+        else:
+            conform(frame, "silver_harmonized")
