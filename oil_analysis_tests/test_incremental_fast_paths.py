@@ -448,3 +448,23 @@ def test_conform_finds_the_problems_it_found_reading_every_column():
             assert str(err.value) == "silver_harmonized: " + "; ".join(expected)
         else:
             conform(frame, "silver_harmonized")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_readings_per_group_equal_a_bincount_per_essay(seed):
+    from oil_analysis.domain.quality import _present_per_group
+
+    rng = np.random.default_rng(seed)
+    groups = int(rng.integers(0, 6))
+    rows = int(rng.integers(groups, 40)) if groups else 0
+    # Every group number holds a row (as in limit_quality), in any order.
+    group_of = rng.permutation(
+        np.concatenate([np.arange(groups), rng.integers(0, max(groups, 1), rows - groups)])
+    )
+    group_of = group_of.astype(np.intp)
+    notna = (rng.random((rows, 4)) < 0.6).astype(float)
+    got = _present_per_group(notna, group_of, groups)
+    expected = np.column_stack(
+        [np.bincount(group_of, weights=notna[:, j], minlength=groups) for j in range(4)]
+    ).reshape(groups, 4)
+    assert got.shape == (groups, 4) and np.array_equal(got, expected)

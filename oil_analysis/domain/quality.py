@@ -239,6 +239,17 @@ def agreement(classified: pd.DataFrame, ordinal: pd.Series | None = None) -> dic
     }
 
 
+def _present_per_group(notna: np.ndarray, group_of: np.ndarray, groups: int) -> np.ndarray:
+    """(groups, essays): per group, how many rows have each essay (``notna``: rows × essays, 0/1).
+    Every essay at once: the rows ordered by group and summed per group's run (each of the
+    ``groups`` numbers holds a row), what a ``bincount`` per essay gives."""
+    if not groups:
+        return np.zeros((0, notna.shape[1]))
+    order = np.argsort(group_of, kind="stable")
+    starts = np.searchsorted(group_of[order], np.arange(groups))
+    return np.add.reduceat(notna[order], starts, axis=0)
+
+
 def limit_quality(classified: pd.DataFrame, limits: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     """Firing rates of the limits and, when lab verdicts are present, agreement figures.
 
@@ -284,10 +295,10 @@ def limit_quality(classified: pd.DataFrame, limits: pd.DataFrame) -> tuple[pd.Da
     if essays:
         measured = np.full(len(table), np.nan)
         essay_of = table["essay"].to_numpy(object)
-        for e in essays:
+        present = _present_per_group(df[essays].notna().to_numpy(float), group_of, len(number))
+        for j, e in enumerate(essays):
             rows = np.flatnonzero(found & (essay_of == e))
-            present = np.bincount(group_of, weights=df[e].notna().to_numpy(float), minlength=len(number))
-            measured[rows] = present[at[rows]]
+            measured[rows] = present[at[rows], j]
         table["measured"] = measured
     else:
         table["measured"] = 0
