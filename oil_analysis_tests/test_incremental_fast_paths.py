@@ -468,3 +468,21 @@ def test_readings_per_group_equal_a_bincount_per_essay(seed):
         [np.bincount(group_of, weights=notna[:, j], minlength=groups) for j in range(4)]
     ).reshape(groups, 4)
     assert got.shape == (groups, 4) and np.array_equal(got, expected)
+
+
+def test_prepare_clears_out_of_range_cells_without_touching_its_input():
+    from oil_analysis.domain.harmonize import prepare
+
+    raw = tidy(
+        [
+            {"sampleNumber": "S1", "fe": -5.0, "machineHours": 2e7, "sourceFile": "a.xlsx"},
+            {"sampleNumber": "S2", "fe": 3.0, "si": np.inf, "sourceFile": "a.xlsx"},
+            {"sampleNumber": "S3", "fe": 4.0, "sourceFile": "a.xlsx"},
+        ]
+    )
+    before = raw.copy()
+    cand, rejects, _ = prepare([raw], "cda", as_of=D("2026-01-01"))
+    pd.testing.assert_frame_equal(raw, before)  # the parse stays as it was read
+    assert cand.set_index("sampleNumber")["cellsCleared"].to_dict() == {"S1": 2, "S2": 1, "S3": 0}
+    assert cand["fe"].isna().tolist() == [True, False, False] and cand["si"].isna().tolist()[1]
+    assert sorted(rejects["column"]) == ["fe", "machineHours", "si"]

@@ -128,10 +128,10 @@ def _clear_out_of_range(df: pd.DataFrame, catalog: Catalog) -> tuple[pd.DataFram
     meters beyond :data:`MAX_METER_HOURS` are cleared, not kept.
 
     The sample stays (its other readings are good); each cleared cell is recorded as a reject and
-    counted in the sample's ``cellsCleared``.
+    counted in the sample's ``cellsCleared``. ``df`` is the caller's own frame (:func:`prepare`'s
+    copy of the kept rows): its cells are cleared in place, with no second copy of every column.
     """
     parts = []
-    df = df.copy()
     if "cellsCleared" not in df:
         df["cellsCleared"] = 0
     df["cellsCleared"] = df["cellsCleared"].fillna(0).astype("int64")
