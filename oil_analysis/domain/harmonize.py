@@ -316,7 +316,9 @@ def prepare(
         "sample date, unit or component is empty",
     )
     coolant = df["componentNameNormalized"].isin(COOLANT_COMPONENTS)
-    df = df[~bad_date & ~missing & ~coolant].copy()
+    keep = (~bad_date & ~missing & ~coolant).to_numpy(bool)
+    if not keep.all():  # one copy of the kept rows (a boolean selection and ``.copy()`` made two)
+        df = df.take(np.flatnonzero(keep))
     # A report dated more than a day before its own sampling, or outside the plausible window, is a
     # wrong report date: cleared (recorded), the sample kept.
     for col in ("reportDate", "labDate"):
