@@ -247,11 +247,7 @@ def find_breaches(
         return pd.DataFrame({c: pd.Series(dtype="object") for c in _BREACH_COLUMNS})
     strict = _comparison(limits)
     codes, n_groups, mapping = _row_groups(silver, limits)
-    # The group codes once, not once per essay; on a shallow copy (``assign`` would copy every
-    # column of the limits: the caller's frame is never written into, a new column is not).
-    gid = _limit_codes(limits, mapping, n_groups)
-    limits = limits.copy(deep=False)
-    limits["_gid"] = gid
+    limits = limits.assign(_gid=_limit_codes(limits, mapping, n_groups))  # once, not once per essay
     strata = (
         limits["stratum"].astype(str) if "stratum" in limits else pd.Series(ALL_STRATA, index=limits.index)
     )

@@ -86,14 +86,6 @@ def quarantine(storage: Storage, client: str, key: str, data: bytes | None, reas
     return target
 
 
-def _with_source(samples: pd.DataFrame, key: str) -> pd.DataFrame:
-    """``samples.assign(sourceFile=key)`` without its copy of every column: ``samples`` is a frame
-    of the caller's own (read here, or a shallow copy of the run's parse, whose arrays a new column
-    never touches)."""
-    samples["sourceFile"] = key
-    return samples
-
-
 def load_parsed(
     storage: Storage, registry: pd.DataFrame, run_id: str | None = None
 ) -> tuple[list[pd.DataFrame], pd.DataFrame]:
@@ -106,11 +98,11 @@ def load_parsed(
     for r in ok.itertuples(index=False):
         memo = runstate.recall_parsed(run_id, storage.uri, r.parsed_path) if run_id else None
         if memo is not None:
-            samples.append(_with_source(memo[0].copy(deep=False), r.key))
+            samples.append(memo[0].assign(sourceFile=r.key))
             if len(memo[1]):
                 rejects.append(ledger_types(memo[1].assign(file=r.key)))
             continue
-        samples.append(_with_source(storage.read_parquet(r.parsed_path), r.key))
+        samples.append(storage.read_parquet(r.parsed_path).assign(sourceFile=r.key))
         rej_path = r.parsed_path.replace(".parquet", ".rejects.parquet")
         if storage.exists(rej_path):
             rej = storage.read_parquet(rej_path)
