@@ -608,7 +608,7 @@ def _row_cache_paths(parsed: str) -> tuple[str, str]:
 # The reusable tables of a parse as Arrow IPC streams (read back without decoding: a parquet file
 # of ~90 columns costs ~10 ms to decode, its IPC stream ~0.1 ms). Bump on a layout change: a cache
 # of another layout is not used (the file is parsed in full).
-_CACHE_MAGIC = b"oil-rowcache-1\n"
+_CACHE_MAGIC = b"oil-rowcache-2\n"
 
 
 def _pack(tables: dict[str, pa.Table]) -> bytes:
@@ -711,7 +711,17 @@ class EncodedParse:
                 digests.replace_schema_metadata({"context": cache.context}), _CACHE_PARQUET
             )
             calls = pa.array(cache.reject_calls.astype("int64"))
-            blob = _pack({"samples": table, "rejects": ledger.append_column("_call", calls)})
+            tables = {"samples": table, "rejects": ledger.append_column("_call", calls)}
+            if cache.xml is not None:  # the XML row table (see domain/labs/xlsx_rows.py)
+                xml = pa.table(
+                    {
+                        "key": pa.array(cache.xml["key"].tolist(), pa.string()),
+                        "hash": pa.array(cache.xml["hash"].tolist(), pa.string()),
+                        "flags": pa.array(cache.xml["flags"].to_numpy(), pa.int64()),
+                    }
+                )
+                tables["xml"] = xml.replace_schema_metadata({"context": cache.xml_context})
+            blob = _pack(tables)
         return cls(
             table_parquet_bytes(table, _CACHE_PARQUET),
             table_parquet_bytes(ledger, _CACHE_PARQUET),
@@ -749,6 +759,7 @@ class EarlierParse:
                 if ledger.num_rows
                 else empty_rejects()  # the usual earlier parse: no record
             )
+            xml = tables.get("xml")
             return RowCache(
                 context.decode(),
                 pd.DataFrame(
@@ -760,6 +771,8 @@ class EarlierParse:
                 tables["samples"],  # taken from as Arrow: only the result is made a frame
                 rejects,
                 ledger["_call"].to_numpy(),
+                None if xml is None else xml.to_pandas(),
+                None if xml is None else xml.schema.metadata[b"context"].decode(),
             )
         except Exception as exc:
             notes.append(
