@@ -537,7 +537,9 @@ def read_finning_workbook(
     name = os.path.basename(path)
     if os.path.getsize(path) == 0:
         raise LabFileError(name, "the file is empty (0 bytes); expected an .xlsx workbook")
-    scans = scan_workbook(path, [OIL_SHEET, COOLANT_SHEET], max_xml_mb=max_xml_mb, max_cells=max_cells)
+    scans = scan_workbook(
+        path, [OIL_SHEET, COOLANT_SHEET], max_xml_mb=max_xml_mb, max_cells=max_cells, keep=(OIL_SHEET,)
+    )
     oil_scan = scans.get(OIL_SHEET)
     sheet = split_sheet(path, oil_scan) if oil_scan is not None else None
     raw = None

@@ -25,23 +25,21 @@ import re
 import zipfile
 from dataclasses import dataclass
 
+import numpy as np
+
 from .xlsx_guard import MAX_ERROR_CELLS, SheetScan
 
 # Bump when the key or the context changes meaning (the XML row caches are then ignored).
 XML_ROWS_VERSION = b"xml-rows-1"
 
 _ROW_REF = re.compile(rb'r="([1-9][0-9]{0,6})"')
-# A cell tag that is not ``<c r="LETTERS DIGITS``: no reference, or another first attribute.
-_BAD_CELL = re.compile(rb'<c(?:[>/\t\r\n]| (?!r="[A-Z]{1,3}[0-9]))')
-_FORMULA = re.compile(rb"<f[\s/>]")
 # ``<x:c>`` is a cell to calamine (it matches local names): a prefixed element it reads is refused.
 _PREFIXED = re.compile(rb":(?:c|row|v|is|t|f|r|rPh|sheetData)[\s/>]")
-# In a row whose row number was taken out: a reference that is not letters only.
-_LEFT_DIGITS = re.compile(rb'<c r="(?![A-Z]{1,3}")')
-_REFS = re.compile(rb'<c r="[A-Z]{1,3}([0-9]+)"')
 _RENUMBER = re.compile(rb'(<c r="[A-Z]{1,3})[0-9]+"')
+_STRIP = _RENUMBER
 _DIMENSION = re.compile(rb"<dimension\b[^>]*/>")
 _SST_ENTRY = re.compile(rb"<(?:\w+:)?si[\s>/]")
+_DIGITS = 8  # a row number: at most 7 digits, then the closing quote
 
 
 @dataclass
@@ -50,12 +48,16 @@ class SheetRows:
 
     member: str  # the sheet's zip member
     context: str  # digest of what gives equal rows equal cells (see the module docstring)
-    prefix: bytes  # the part up to ``<sheetData>`` included
-    suffix: bytes  # the part from ``</sheetData>``
-    header: bytes  # the header row element (row 1), as it is
+    part: bytes  # the sheet part
+    rows: tuple[int, int]  # where ``<sheetData>``'s content starts and ends in ``part``
     numbers: list[int]  # the Excel row number of each row element below the header, increasing
-    keys: list[str | None]  # its key (None: a row read every time, see ``_key``)
-    bodies: list[bytes]  # its XML after ``<row `` (``r="…"`` and the rest, closing tag included)
+    keys: list[str]  # its key: a digest of its XML without the row numbers of ``<row>`` and ``<c>``
+    spans: list[tuple[int, int]]  # where its XML stands in ``part``
+
+    def xml(self, i: int) -> bytes:
+        """The XML of the ``i``-th row element below the header, as it is."""
+        lo, hi = self.spans[i]
+        return self.part[lo:hi]
 
 
 def _digest(*parts: bytes) -> str:
@@ -66,18 +68,88 @@ def _digest(*parts: bytes) -> str:
     return h.hexdigest()
 
 
-def _key(number: bytes, rest: bytes) -> str | None:
-    """The key of a row (``rest``: its XML after ``r="N"``), or None when the row number cannot be
-    taken out exactly (``N"`` also stands elsewhere in the row, e.g. a style ``s="N"``): such a row
-    is read by calamine every time."""
-    stripped = rest.replace(number + b'"', b'"')
-    # Every occurrence of N" taken out must be a cell reference's: as many as there are cells, and
-    # no reference left with a character besides its column letters.
-    if (len(rest) - len(stripped)) // len(number) != rest.count(b'<c r="'):
+def _name_end(b: np.ndarray) -> np.ndarray:
+    """Bytes that end an element's name: whitespace, ``/`` or ``>``."""
+    return (b == 32) | (b == 62) | (b == 47) | (b == 9) | (b == 10) | (b == 13)
+
+
+def _is_letter(b: np.ndarray) -> np.ndarray:
+    return (b >= 65) & (b <= 90)
+
+
+def _cut(part: bytes, lo: int, hi: int) -> tuple[list[int], list[str], list[tuple[int, int]]] | None:
+    """The row elements of ``<sheetData>``'s content (``part[lo:hi]``): number, key, span.
+
+    With no comment, CDATA or processing instruction (refused), every ``<`` starts a tag (XML
+    allows no ``<`` in text or attribute values): the tags are told apart by the bytes after it,
+    all at once (what follows ``hi``, at least ``</sheetData>``, pads the look-ahead)."""
+    a = np.frombuffer(part, dtype=np.uint8)
+    lt = lo + np.flatnonzero(a[lo:hi] == 60)
+    n1, n2 = a[lt + 1], a[lt + 2]
+    if ((n1 == 33) | (n1 == 63)).any():  # <! <?
         return None
-    if _LEFT_DIGITS.search(stripped):
+    name_end = _name_end(n2)
+    if ((n1 == ord("f")) & name_end).any():  # a formula
         return None
-    return hashlib.blake2b(stripped, digest_size=16).hexdigest()
+    cells = lt[(n1 == ord("c")) & name_end]
+    rows = lt[(n1 == ord("r")) & (n2 == ord("o"))]
+    rows = rows[(a[rows + 3] == ord("w")) & _name_end(a[rows + 4])]
+    closes = lt[(n1 == ord("/")) & (n2 == ord("r"))]
+    closes = int(((a[closes + 3] == ord("o")) & (a[closes + 4] == ord("w"))).sum())
+    nested = lt[(n1 == ord("s")) & (n2 == ord("h"))]  # another <sheetData
+    del lt, n1, n2, name_end
+    if len(nested):
+        return None
+    # ``<c r="`` and ``<row r="``: the reference is the first attribute, double-quoted.
+    for at, tag in ((cells, b'<c r="'), (rows, b'<row r="')):
+        for k, byte in enumerate(tag[2:], start=2):
+            if not (a[at + k] == byte).all():
+                return None
+    if not len(rows) or part[lo : rows[0]].strip():
+        return None  # no row, or something before the first
+    numbers, digits = [], []
+    for at in rows.tolist():
+        m = _ROW_REF.match(part, at + 5)
+        if m is None:
+            return None
+        numbers.append(int(m.group(1)))
+        digits.append(m.group(1))
+    if any(b <= a_ for a_, b in zip(numbers, numbers[1:], strict=False)):
+        return None
+    # A cell's reference: 1-3 column letters, then its row's number exactly (calamine places a cell
+    # by its own reference), then the closing quote.
+    ref = cells + 6
+    first, second, third, fourth = (_is_letter(a[ref + k]) for k in range(4))
+    if not (first & ~(second & third & fourth)).all():
+        return None
+    letters = 1 + second + (second & third)
+    row_of = np.searchsorted(rows, cells) - 1
+    if len(cells) and row_of[0] < 0:
+        return None
+    width = np.array([len(d) for d in digits])
+    wanted = a[(rows + 8)[:, None] + np.arange(_DIGITS)][row_of]  # the row's number and quote
+    found = a[(ref + letters)[:, None] + np.arange(_DIGITS)]
+    if not ((found == wanted) | (np.arange(_DIGITS) > width[row_of][:, None])).all():
+        return None
+    per_row = np.bincount(row_of, minlength=len(rows)).tolist()
+    bounds = rows.tolist() + [hi]
+    keys, spans, closed = [], [], 0
+    for k, d in enumerate(digits):
+        xml = part[bounds[k] : bounds[k + 1]].rstrip()
+        if xml.endswith(b"</row>"):
+            closed += 1
+        elif not (xml.endswith(b"/>") and xml.find(b">") == len(xml) - 1):
+            return None  # something after the row's end
+        # The XML without row numbers: every ``N"`` taken out when those are the references' and the
+        # row's own only; else (a style ``s="N"``, a text) the references' digits only.
+        stripped = xml.replace(d + b'"', b'"')
+        if (len(xml) - len(stripped)) // len(d) != per_row[k] + 1:
+            stripped = _STRIP.sub(rb'\1"', xml.replace(b'<row r="' + d + b'"', b'<row r="', 1))
+        keys.append(hashlib.blake2b(stripped, digest_size=16).hexdigest())
+        spans.append((bounds[k], bounds[k] + len(xml)))
+    if closed != closes:
+        return None
+    return numbers, keys, spans
 
 
 def split_sheet(path: str, scan: SheetScan) -> SheetRows | None:
@@ -87,73 +159,47 @@ def split_sheet(path: str, scan: SheetScan) -> SheetRows | None:
         return None
     with zipfile.ZipFile(path) as zf:
         names = set(zf.namelist())
-        part = zf.read(scan.member)
+        part = scan.xml if scan.xml is not None else zf.read(scan.member)
         book = zf.read("xl/workbook.xml") if "xl/workbook.xml" in names else b""
         styles = zf.read("xl/styles.xml") if "xl/styles.xml" in names else b""
         sst = zf.read("xl/sharedStrings.xml") if "xl/sharedStrings.xml" in names else b""
     if _SST_ENTRY.search(sst):
         return None
     start, end = part.find(b"<sheetData>"), part.rfind(b"</sheetData>")
-    if start < 0 or end < start or part.count(b"<sheetData") != 1:
+    if start < 0 or end < start:
         return None
-    prefix, body, suffix = (
-        part[: start + len(b"<sheetData>")],
-        part[start + len(b"<sheetData>") : end],
-        part[end:],
-    )
-    if b"<!" in prefix or b"<!" in body or b"<?" in body or b't="s"' in body:
+    lo = start + len(b"<sheetData>")
+    prefix, suffix = part[:lo], part[end:]
+    if b"<!" in prefix or b"<sheetData" in prefix[:start] or part.find(b't="s"', lo, end) >= 0:
         return None
-    if _FORMULA.search(body) or _PREFIXED.search(body) or _BAD_CELL.search(body):
+    if _PREFIXED.search(part, lo, end):
         return None
-    chunks = body.split(b"<row ")
-    if chunks[0].strip() or body.count(b"<row") != len(chunks) - 1 or len(chunks) < 2:
+    got = _cut(part, lo, end)
+    if got is None:
         return None
-    closed = 0
-    numbers, keys, bodies = [], [], []
-    last = 0
-    for chunk in chunks[1:]:
-        m = _ROW_REF.match(chunk)
-        if m is None:
-            return None
-        number = int(m.group(1))
-        if number <= last:
-            return None
-        last = number
-        chunk = chunk.rstrip()
-        if chunk.endswith(b"</row>"):
-            closed += 1
-        elif not (chunk.endswith(b"/>") and chunk.find(b">") == len(chunk) - 1):
-            return None  # something after the row's end
-        rest = chunk[m.end() :]
-        key = _key(m.group(1), rest)
-        if key is None:  # read every time: its cells must still be in its row
-            refs = _REFS.findall(rest)
-            if len(refs) != rest.count(b'<c r="') or any(n != m.group(1) for n in refs):
-                return None
-        numbers.append(number)
-        keys.append(key)
-        bodies.append(chunk)
-    if body.count(b"</row>") != closed or numbers[0] != 1:
+    numbers, keys, spans = got
+    if numbers[0] != 1:
         return None
-    header = b"<row " + bodies[0]
+    header = part[spans[0][0] : spans[0][1]]
     context = _digest(
         XML_ROWS_VERSION, book, styles, sst, _DIMENSION.sub(b"", prefix, count=1), suffix, header
     )
-    return SheetRows(scan.member, context, prefix, suffix, header, numbers[1:], keys[1:], bodies[1:])
+    return SheetRows(scan.member, context, part, (lo, end), numbers[1:], keys[1:], spans[1:])
 
 
 def mini_workbook(path: str, sheet: SheetRows, pick: list[int]) -> io.BytesIO:
     """The workbook of ``path`` with its sheet reduced to the header row and the row elements at
     positions ``pick`` (in ``sheet.numbers``), numbered 2, 3, … in that order: an uncompressed zip
     in memory, every other part as it is."""
-    rows = [sheet.header]
+    lo, hi = sheet.rows
+    rows = [sheet.part[lo : sheet.spans[0][0]] if sheet.spans else sheet.part[lo:hi]]  # the header
     for k, i in enumerate(pick, start=2):
-        body = sheet.bodies[i]
-        m = _ROW_REF.match(body)
+        body = sheet.xml(i)  # ``<row r="N"…``: its cells' references all end in N (checked)
+        m = _ROW_REF.match(body, 5)
         new = b"%d" % k
         rows.append(b'<row r="' + new + b'"' + _RENUMBER.sub(rb"\g<1>" + new + b'"', body[m.end() :]))
-    prefix = _DIMENSION.sub(b"", sheet.prefix, count=1)  # calamine sizes the sheet by its cells
-    part = b"".join([prefix, *rows, sheet.suffix])
+    prefix = _DIMENSION.sub(b"", sheet.part[:lo], count=1)  # calamine sizes the sheet by its cells
+    part = b"".join([prefix, *rows, sheet.part[hi:]])
     out = io.BytesIO()
     with zipfile.ZipFile(path) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as dst:
         for info in src.infolist():
