@@ -144,7 +144,7 @@ def _cut(part: bytes, lo: int, hi: int) -> tuple[list[int], list[str], list[tupl
         # row's own only; else (a style ``s="N"``, a text) the references' digits only.
         stripped = xml.replace(d + b'"', b'"')
         if (len(xml) - len(stripped)) // len(d) != per_row[k] + 1:
-            stripped = _STRIP.sub(rb'\1"', xml.replace(b'<row r="' + d + b'"', b'<row r="', 1))
+            stripped = _STRIP.sub(rb'\1"', xml.replace(b'<row r="' + d + b'"', b'<row r=""', 1))
         keys.append(hashlib.blake2b(stripped, digest_size=16).hexdigest())
         spans.append((bounds[k], bounds[k] + len(xml)))
     if closed != closes:
