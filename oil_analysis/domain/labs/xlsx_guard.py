@@ -27,6 +27,7 @@ from .common import LabFileError
 CHUNK = 1 << 20
 HEAD = 64 * 1024
 MAX_ERROR_CELLS = 100_000
+MAX_KEPT_XML = 64 * 1024 * 1024  # a sheet part ``keep`` asks for is kept up to this size only
 
 _SHEET = re.compile(rb'<sheet\b[^>]*?\bname="([^"]*)"[^>]*?\br:id="([^"]*)"', re.S)
 _SHEET_ALT = re.compile(rb'<sheet\b[^>]*?\br:id="([^"]*)"[^>]*?\bname="([^"]*)"', re.S)
@@ -173,7 +174,7 @@ def scan_workbook(
     path: str, sheets: list[str], *, max_xml_mb: float, max_cells: int, keep: tuple[str, ...] = ()
 ) -> dict[str, SheetScan]:
     """Check a workbook's parts before parsing; returns the scan of each of ``sheets`` present
-    (with its inflated XML for the sheets named in ``keep``).
+    (with its inflated XML for the sheets named in ``keep``, up to ``MAX_KEPT_XML`` bytes).
 
     Raises :class:`LabFileError` (the file is quarantined) when the zip cannot be opened, a part
     inflates beyond ``max_xml_mb`` (``OIL_MAX_SHEET_XML_MB``), or a sheet's declared or real extent
@@ -211,7 +212,7 @@ def scan_workbook(
                 if member is None or member not in known:
                     continue
                 scan = SheetScan(sheet, member, zf.getinfo(member).file_size)
-                _scan(zf, scan, name, max_cells, sheet in keep)
+                _scan(zf, scan, name, max_cells, sheet in keep and scan.xml_bytes <= MAX_KEPT_XML)
                 out[sheet] = scan
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as exc:
             if isinstance(exc, LabFileError):

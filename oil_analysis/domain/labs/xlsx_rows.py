@@ -37,7 +37,11 @@ _ROW_REF = re.compile(rb'r="([1-9][0-9]{0,6})"')
 _PREFIXED = re.compile(rb":(?:c|row|v|is|t|f|r|rPh|sheetData)[\s/>]")
 _RENUMBER = re.compile(rb'(<c r="[A-Z]{1,3})[0-9]+"')
 _STRIP = _RENUMBER
+# What calamine does not read for a cell's value and a writer rewrites as rows come (the extent,
+# column widths fitted to the content, the selected cell): left out of the context.
+_LAYOUT = re.compile(rb"<dimension\b[^>]*/>|<cols>.*?</cols>|<sheetViews>.*?</sheetViews>", re.S)
 _DIMENSION = re.compile(rb"<dimension\b[^>]*/>")
+
 _SST_ENTRY = re.compile(rb"<(?:\w+:)?si[\s>/]")
 _DIGITS = 8  # a row number: at most 7 digits, then the closing quote
 
@@ -153,13 +157,15 @@ def _cut(part: bytes, lo: int, hi: int) -> tuple[list[int], list[str], list[tupl
 
 
 def split_sheet(path: str, scan: SheetScan) -> SheetRows | None:
-    """The rows of the sheet of ``scan`` (a guarded workbook: its parts are within the size limit),
-    or None when the sheet does not provably allow reading some rows only."""
-    if len(scan.errors) >= MAX_ERROR_CELLS:  # the guard stopped recording error cells
+    """The rows of the sheet of ``scan`` (a guarded workbook, the sheet's XML kept by the guard), or
+    None when the sheet does not provably allow reading some rows only."""
+    # The XML path holds the sheet and arrays of a few bytes per tag in memory: a sheet larger than
+    # the guard keeps is read in full, as is one whose error cells the guard stopped recording.
+    if len(scan.errors) >= MAX_ERROR_CELLS or scan.xml is None:
         return None
     with zipfile.ZipFile(path) as zf:
         names = set(zf.namelist())
-        part = scan.xml if scan.xml is not None else zf.read(scan.member)
+        part = scan.xml
         book = zf.read("xl/workbook.xml") if "xl/workbook.xml" in names else b""
         styles = zf.read("xl/styles.xml") if "xl/styles.xml" in names else b""
         sst = zf.read("xl/sharedStrings.xml") if "xl/sharedStrings.xml" in names else b""
@@ -181,9 +187,7 @@ def split_sheet(path: str, scan: SheetScan) -> SheetRows | None:
     if numbers[0] != 1:
         return None
     header = part[spans[0][0] : spans[0][1]]
-    context = _digest(
-        XML_ROWS_VERSION, book, styles, sst, _DIMENSION.sub(b"", prefix, count=1), suffix, header
-    )
+    context = _digest(XML_ROWS_VERSION, book, styles, sst, _LAYOUT.sub(b"", prefix), suffix, header)
     return SheetRows(scan.member, context, part, (lo, end), numbers[1:], keys[1:], spans[1:])
 
 
