@@ -43,7 +43,6 @@ _LAYOUT = re.compile(rb"<dimension\b[^>]*/>|<cols>.*?</cols>|<sheetViews>.*?</sh
 _DIMENSION = re.compile(rb"<dimension\b[^>]*/>")
 
 _SST_ENTRY = re.compile(rb"<(?:\w+:)?si[\s>/]")
-_DIGITS = 8  # a row number: at most 7 digits, then the closing quote
 
 
 @dataclass
@@ -131,9 +130,10 @@ def _cut(part: bytes, lo: int, hi: int) -> tuple[list[int], list[str], list[tupl
     if len(cells) and row_of[0] < 0:
         return None
     width = np.array([len(d) for d in digits])
-    wanted = a[(rows + 8)[:, None] + np.arange(_DIGITS)][row_of]  # the row's number and quote
-    found = a[(ref + letters)[:, None] + np.arange(_DIGITS)]
-    if not ((found == wanted) | (np.arange(_DIGITS) > width[row_of][:, None])).all():
+    span = np.arange(int(width.max()) + 1)  # the longest row number and its quote
+    wanted = a[(rows + 8)[:, None] + span][row_of]  # each cell's row's number and quote
+    found = a[(ref + letters)[:, None] + span]
+    if not ((found == wanted) | (span > width[row_of][:, None])).all():
         return None
     per_row = np.bincount(row_of, minlength=len(rows)).tolist()
     bounds = rows.tolist() + [hi]
@@ -149,7 +149,7 @@ def _cut(part: bytes, lo: int, hi: int) -> tuple[list[int], list[str], list[tupl
         stripped = xml.replace(d + b'"', b'"')
         if (len(xml) - len(stripped)) // len(d) != per_row[k] + 1:
             stripped = _STRIP.sub(rb'\1"', xml.replace(b'<row r="' + d + b'"', b'<row r=""', 1))
-        keys.append(hashlib.blake2b(stripped, digest_size=16).hexdigest())
+        keys.append(hashlib.sha256(stripped).hexdigest()[:32])
         spans.append((bounds[k], bounds[k] + len(xml)))
     if closed != closes:
         return None
