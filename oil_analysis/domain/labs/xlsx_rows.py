@@ -5,7 +5,8 @@ old row moves down, its XML otherwise unchanged. :func:`split_sheet` cuts the sh
 row elements and keys each by a digest of its XML with the row number taken out of ``<row r>`` and
 of every ``<c r>`` (styles, types, values and error cells kept). With the parts that give a row's
 XML its meaning (``xl/workbook.xml``: date1904; ``xl/styles.xml``: date formats; the shared
-strings; the sheet part outside ``<sheetData>``; the header row) in :attr:`SheetRows.context`,
+strings; the sheet part outside ``<sheetData>`` but its layout: dimension, column widths, views;
+the header row) in :attr:`SheetRows.context`,
 equal keys read as equal cells wherever the row stands. :func:`mini_workbook` builds the small
 in-memory workbook python-calamine reads the other rows from: the same parts, the sheet reduced to
 its header row and those rows, numbered consecutively.
