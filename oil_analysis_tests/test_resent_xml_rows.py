@@ -230,6 +230,9 @@ def test_a_resend_of_a_resend(tmp_path):
     """The row cache of a parse read through the XML serves the next re-send the same way."""
     path = write(tmp_path / "T-01.xlsx", rows(OLD))
     previous = read_finning_workbook(str(path))
+    # A first parse keeps the workbook's bytes (its XML is split only when the file comes back);
+    # a parse through the XML keeps its rows' keys instead.
+    assert previous.row_cache.source is not None and previous.row_cache.xml is None
     months = [
         (rows([9, 8, *OLD]), 2),
         (rows([11, 10, 9, 8, *OLD], r4={"Cu": 3}), 3),  # two new rows, an old one corrected
@@ -239,6 +242,7 @@ def test_a_resend_of_a_resend(tmp_path):
         write(path, body)
         again, _ = resend(path, previous)
         assert again.info["sheet_rows_read"] == read
+        assert again.row_cache.xml is not None and again.row_cache.source is None
         previous = again
 
 

@@ -705,6 +705,7 @@ class EncodedParse:
                 {
                     "row": pa.array(cache.rows["row"].to_numpy(), pa.int64()),
                     "hash": pa.array(cache.rows["hash"].to_numpy(dtype=object), pa.string()),
+                    "dates": pa.array(cache.rows["dates"].to_numpy(), pa.int64()),
                 }
             )
             rows = table_parquet_bytes(
@@ -721,6 +722,8 @@ class EncodedParse:
                     }
                 )
                 tables["xml"] = xml.replace_schema_metadata({"context": cache.xml_context})
+            if cache.source is not None:  # a first parse: the raw file, split if it comes back
+                tables["source"] = pa.table({"bytes": pa.array([cache.source], pa.large_binary())})
             blob = _pack(tables)
         return cls(
             table_parquet_bytes(table, _CACHE_PARQUET),
@@ -766,6 +769,7 @@ class EarlierParse:
                     {
                         "row": digests["row"].to_numpy(),
                         "hash": digests["hash"].to_numpy(zero_copy_only=False),
+                        "dates": digests["dates"].to_numpy(),
                     }
                 ),
                 tables["samples"],  # taken from as Arrow: only the result is made a frame
@@ -773,6 +777,7 @@ class EarlierParse:
                 ledger["_call"].to_numpy(),
                 None if xml is None else xml.to_pandas(),
                 None if xml is None else xml.schema.metadata[b"context"].decode(),
+                None if "source" not in tables else tables["source"]["bytes"][0].as_py(),
             )
         except Exception as exc:
             notes.append(

@@ -145,7 +145,8 @@ class RowCache:
     frame, or as the Arrow table the registry's row cache stores); ``reject_calls``: the order key
     of each ledger record (records are in (call, row) order). ``xml``: per row element of the
     sheet, keyed by its XML without row numbers (``key``), its ``hash`` and ``flags`` (blank, date
-    bits), valid under ``xml_context`` (see :mod:`.xlsx_rows`); None when the sheet did not allow it.
+    bits), valid under ``xml_context`` (see :mod:`.xlsx_rows`); ``source``: else the raw file's
+    bytes, split only if the file comes back (Finning: ``rows`` then also keep ``dates``).
     """
 
     context: str
@@ -155,6 +156,7 @@ class RowCache:
     reject_calls: np.ndarray
     xml: pd.DataFrame | None = None
     xml_context: str | None = None
+    source: bytes | None = None
 
 
 NOT_A_NUMBER = "expected a number"

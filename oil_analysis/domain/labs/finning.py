@@ -44,8 +44,8 @@ from .common import (
     reject_rows,
 )
 from .particles import PARTICLE_COLUMNS, parse_particle_column
-from .xlsx_guard import scan_workbook
-from .xlsx_rows import SheetRows, mini_workbook, split_sheet
+from .xlsx_guard import MAX_ERROR_CELLS, scan_workbook
+from .xlsx_rows import SheetRows, mini_workbook, split_sheet, split_workbook
 
 LAB_FORMAT = "finning_xlsx"
 OIL_SHEET = "OIL"
@@ -412,18 +412,47 @@ def _getter(header: list[str], catalog: Catalog):
     return operator.itemgetter(*(column_at[c] for c in columns)), {c: k for k, c in enumerate(columns)}
 
 
-def _read_resent(
-    path: str, name: str, oil_scan, sheet: SheetRows, previous: RowCache, catalog
-) -> _Rows | None:
-    """The rows of a re-sent workbook through the XML row cache of its earlier parse: rows whose
-    key it knows are not read; python-calamine reads the header and the other rows from a small
-    workbook (:func:`mini_workbook`). None when the sheet's extent is not fixed by its rows (the
-    last row element is blank or holds an error cell): the caller reads the whole sheet."""
-    xml = previous.xml
-    known = dict(
-        zip(xml["key"].tolist(), zip(xml["hash"].tolist(), xml["flags"].tolist(), strict=True), strict=True)
+def _known(previous: RowCache, sheet: SheetRows) -> dict[str, tuple[str, int]] | None:
+    """What the earlier parse knows of row elements by key: ``key → (hash, flags)``; None when
+    its rows cannot serve ``sheet`` (another context). From its XML row table when it has one (a
+    parse that read the XML); else its workbook's bytes (a full parse kept them, the XML is split
+    only now, when the file comes back) with its row digests and date bits."""
+    if previous.xml is not None:
+        if previous.xml_context != sheet.context:
+            return None
+        xml = previous.xml
+        return dict(
+            zip(
+                xml["key"].tolist(),
+                zip(xml["hash"].tolist(), xml["flags"].tolist(), strict=True),
+                strict=True,
+            )
+        )
+    earlier = split_workbook(previous.source, OIL_SHEET) if previous.source is not None else None
+    if earlier is None or earlier.context != sheet.context or "dates" not in previous.rows:
+        return None
+    rows = previous.rows
+    parsed = dict(
+        zip(
+            rows["row"].tolist(), zip(rows["hash"].tolist(), rows["dates"].tolist(), strict=True), strict=True
+        )
     )
-    found = [known.get(k) if k is not None else None for k in sheet.keys]
+    known = {}
+    for key, n in zip(earlier.keys, earlier.numbers, strict=True):
+        h, d = parsed.get(n, ("", None))  # a row element without a parsed row was blank
+        known[key] = (h, _row_flags(d is None, d or 0))
+    return known
+
+
+def _read_resent(
+    path: str, name: str, oil_scan, sheet: SheetRows, known: dict, previous: RowCache, catalog
+) -> _Rows | None:
+    """The rows of a re-sent workbook through what its earlier parse knows of its row elements
+    (:func:`_known`): rows whose key it knows are not read; python-calamine reads the header and the
+    other rows from a small workbook (:func:`mini_workbook`). None when the sheet's extent is not
+    fixed by its rows (the last row element is blank or holds an error cell) or a column-wide
+    choice changed: the caller reads the whole sheet."""
+    found = [known.get(k) for k in sheet.keys]
     fresh = [i for i, f in enumerate(found) if f is None]
     errors: dict[int, list[tuple[int, str]]] = {}
     for (excel_row, col), code in oil_scan.errors.items():
@@ -541,15 +570,15 @@ def read_finning_workbook(
         path, [OIL_SHEET, COOLANT_SHEET], max_xml_mb=max_xml_mb, max_cells=max_cells, keep=(OIL_SHEET,)
     )
     oil_scan = scans.get(OIL_SHEET)
-    sheet = split_sheet(path, oil_scan) if oil_scan is not None else None
-    raw = None
-    if (
-        sheet is not None
-        and previous is not None
-        and previous.xml is not None
-        and previous.xml_context == sheet.context
-    ):
-        raw = _read_resent(path, name, oil_scan, sheet, previous, catalog)
+    # A first parse keeps the workbook's bytes with its row cache (the XML is split only if the file
+    # comes back: a cold run pays nothing for it); a re-send is split and read through its rows' XML.
+    sheet = known = raw = None
+    whole = oil_scan is not None and len(oil_scan.errors) < MAX_ERROR_CELLS
+    if whole and previous is not None and (previous.xml is not None or previous.source is not None):
+        sheet = split_sheet(path, oil_scan)
+        known = _known(previous, sheet) if sheet is not None else None
+    if known is not None:
+        raw = _read_resent(path, name, oil_scan, sheet, known, previous, catalog)
     if raw is None:
         raw = _read_full(path, name, oil_scan, sheet, catalog)
     header, index, picked, hashes = raw.header, raw.index, raw.picked, raw.hashes
@@ -646,14 +675,21 @@ def read_finning_workbook(
         "rows_parsed": int((~reuse).sum()),
         "sheet_rows_read": raw.read,
     }
+    source = None
+    if raw.xml is None and whole:
+        with open(path, "rb") as f:
+            source = f.read()
     cache = RowCache(
         context,
-        pd.DataFrame({"row": rows_at.astype("int64"), "hash": hashes}),
+        pd.DataFrame(
+            {"row": rows_at.astype("int64"), "hash": hashes, "dates": np.array(raw.dates, dtype="int64")}
+        ),
         samples,
         rejects,
         calls,
         raw.xml,
         sheet.context if raw.xml is not None else None,
+        source,
     )
     return ReadResult(samples=samples, rejects=rejects, info=info, row_cache=cache)
 

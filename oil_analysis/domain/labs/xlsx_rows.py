@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .xlsx_guard import MAX_ERROR_CELLS, SheetScan
+from .xlsx_guard import MAX_ERROR_CELLS, MAX_KEPT_XML, SheetScan, _sheet_members
 
 # Bump when the key or the context changes meaning (the XML row caches are then ignored).
 XML_ROWS_VERSION = b"xml-rows-1"
@@ -165,11 +165,27 @@ def split_sheet(path: str, scan: SheetScan) -> SheetRows | None:
     if len(scan.errors) >= MAX_ERROR_CELLS or scan.xml is None:
         return None
     with zipfile.ZipFile(path) as zf:
-        names = set(zf.namelist())
-        part = scan.xml
-        book = zf.read("xl/workbook.xml") if "xl/workbook.xml" in names else b""
-        styles = zf.read("xl/styles.xml") if "xl/styles.xml" in names else b""
-        sst = zf.read("xl/sharedStrings.xml") if "xl/sharedStrings.xml" in names else b""
+        return _split(zf, scan.member, scan.xml)
+
+
+def split_workbook(data: bytes, sheet: str) -> SheetRows | None:
+    """:func:`split_sheet` of the sheet named ``sheet`` of a workbook given as its bytes (an earlier
+    version of a file, kept with its row cache: it passed the guard when it was parsed)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            member = _sheet_members(zf).get(sheet)
+            if member is None or zf.getinfo(member).file_size > MAX_KEPT_XML:
+                return None
+            return _split(zf, member, zf.read(member))
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError, EOFError):
+        return None
+
+
+def _split(zf: zipfile.ZipFile, member: str, part: bytes) -> SheetRows | None:
+    names = set(zf.namelist())
+    book = zf.read("xl/workbook.xml") if "xl/workbook.xml" in names else b""
+    styles = zf.read("xl/styles.xml") if "xl/styles.xml" in names else b""
+    sst = zf.read("xl/sharedStrings.xml") if "xl/sharedStrings.xml" in names else b""
     if _SST_ENTRY.search(sst):
         return None
     start, end = part.find(b"<sheetData>"), part.rfind(b"</sheetData>")
@@ -189,7 +205,7 @@ def split_sheet(path: str, scan: SheetScan) -> SheetRows | None:
         return None
     header = part[spans[0][0] : spans[0][1]]
     context = _digest(XML_ROWS_VERSION, book, styles, sst, _LAYOUT.sub(b"", prefix), suffix, header)
-    return SheetRows(scan.member, context, part, (lo, end), numbers[1:], keys[1:], spans[1:])
+    return SheetRows(member, context, part, (lo, end), numbers[1:], keys[1:], spans[1:])
 
 
 def mini_workbook(path: str, sheet: SheetRows, pick: list[int]) -> io.BytesIO:
