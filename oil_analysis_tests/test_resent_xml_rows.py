@@ -16,7 +16,7 @@ from openpyxl import load_workbook
 
 from oil_analysis.domain.labs.finning import read_finning_workbook
 from oil_analysis.domain.labs.xlsx_guard import scan_workbook
-from oil_analysis.domain.labs.xlsx_rows import split_sheet
+from oil_analysis.domain.labs.xlsx_rows import sheet_head, split
 from oil_analysis.pipeline.bronze import EarlierParse, EncodedParse
 
 from .builders import finning_row, write_finning
@@ -264,10 +264,11 @@ BAD_XML = {
 def test_the_xml_path_refuses_what_it_cannot_prove(tmp_path, name):
     path = write(tmp_path / "T-01.xlsx", rows(OLD))
     scan = scan_workbook(str(path), ["OIL"], max_xml_mb=16, max_cells=10**6, keep=("OIL",))["OIL"]
-    assert split_sheet(str(path), scan) is not None
+    assert split(sheet_head(str(path), scan)) is not None
     rewrite(path, BAD_XML[name])
     scan = scan_workbook(str(path), ["OIL"], max_xml_mb=16, max_cells=10**6, keep=("OIL",))["OIL"]
-    assert split_sheet(str(path), scan) is None
+    head = sheet_head(str(path), scan)
+    assert head is None or split(head) is None
 
 
 def test_a_row_whose_number_stands_elsewhere_keeps_a_key(tmp_path):

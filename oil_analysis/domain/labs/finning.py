@@ -45,7 +45,7 @@ from .common import (
 )
 from .particles import PARTICLE_COLUMNS, parse_particle_column
 from .xlsx_guard import MAX_ERROR_CELLS, scan_workbook
-from .xlsx_rows import SheetRows, mini_workbook, split_sheet, split_workbook
+from .xlsx_rows import SheetHead, SheetRows, mini_workbook, sheet_head, split, workbook_head
 
 LAB_FORMAT = "finning_xlsx"
 OIL_SHEET = "OIL"
@@ -412,11 +412,13 @@ def _getter(header: list[str], catalog: Catalog):
     return operator.itemgetter(*(column_at[c] for c in columns)), {c: k for k, c in enumerate(columns)}
 
 
-def _known(previous: RowCache, sheet: SheetRows) -> dict[str, tuple[str, int]] | None:
+def _known(
+    previous: RowCache, sheet: SheetRows, earlier: SheetHead | None
+) -> dict[str, tuple[str, int]] | None:
     """What the earlier parse knows of row elements by key: ``key → (hash, flags)``; None when
     its rows cannot serve ``sheet`` (another context). From its XML row table when it has one (a
-    parse that read the XML); else its workbook's bytes (a full parse kept them, the XML is split
-    only now, when the file comes back) with its row digests and date bits."""
+    parse that read the XML); else its workbook (``earlier``: the head of the bytes a full parse
+    kept, split only now that the file comes back) with its row digests and date bits."""
     if previous.xml is not None:
         if previous.xml_context != sheet.context:
             return None
@@ -428,7 +430,7 @@ def _known(previous: RowCache, sheet: SheetRows) -> dict[str, tuple[str, int]] |
                 strict=True,
             )
         )
-    earlier = split_workbook(previous.source, OIL_SHEET) if previous.source is not None else None
+    earlier = split(earlier) if earlier is not None else None
     if earlier is None or earlier.context != sheet.context or "dates" not in previous.rows:
         return None
     rows = previous.rows
@@ -575,8 +577,15 @@ def read_finning_workbook(
     sheet = known = raw = None
     whole = oil_scan is not None and len(oil_scan.errors) < MAX_ERROR_CELLS
     if whole and previous is not None and (previous.xml is not None or previous.source is not None):
-        sheet = split_sheet(path, oil_scan)
-        known = _known(previous, sheet) if sheet is not None else None
+        head = sheet_head(path, oil_scan)
+        if previous.xml is not None:
+            earlier = None
+            same = head is not None and head.context == previous.xml_context
+        else:  # the contexts first (cheap): another writer's workbook is not split at all
+            earlier = workbook_head(previous.source, OIL_SHEET) if head is not None else None
+            same = earlier is not None and earlier.context == head.context
+        sheet = split(head) if same else None
+        known = _known(previous, sheet, earlier) if sheet is not None else None
     if known is not None:
         raw = _read_resent(path, name, oil_scan, sheet, known, previous, catalog)
     if raw is None:

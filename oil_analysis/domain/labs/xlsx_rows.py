@@ -157,31 +157,43 @@ def _cut(part: bytes, lo: int, hi: int) -> tuple[list[int], list[str], list[tupl
     return numbers, keys, spans
 
 
-def split_sheet(path: str, scan: SheetScan) -> SheetRows | None:
-    """The rows of the sheet of ``scan`` (a guarded workbook, the sheet's XML kept by the guard), or
-    None when the sheet does not provably allow reading some rows only."""
+@dataclass
+class SheetHead:
+    """A sheet part with the context of its rows (cheap: the rows are not looked at yet)."""
+
+    member: str
+    context: str  # digest of what gives equal rows equal cells (see the module docstring)
+    part: bytes
+    lo: int  # where ``<sheetData>``'s content starts and ends in ``part``
+    hi: int
+    header: bytes  # the first row element as the context took it (``split`` checks it is row 1's)
+
+
+def sheet_head(path: str, scan: SheetScan) -> SheetHead | None:
+    """The head of the sheet of ``scan`` (a guarded workbook, the sheet's XML kept by the guard), or
+    None when the sheet cannot be read through its rows' XML."""
     # The XML path holds the sheet and arrays of a few bytes per tag in memory: a sheet larger than
     # the guard keeps is read in full, as is one whose error cells the guard stopped recording.
     if len(scan.errors) >= MAX_ERROR_CELLS or scan.xml is None:
         return None
     with zipfile.ZipFile(path) as zf:
-        return _split(zf, scan.member, scan.xml)
+        return _head(zf, scan.member, scan.xml)
 
 
-def split_workbook(data: bytes, sheet: str) -> SheetRows | None:
-    """:func:`split_sheet` of the sheet named ``sheet`` of a workbook given as its bytes (an earlier
+def workbook_head(data: bytes, sheet: str) -> SheetHead | None:
+    """:func:`sheet_head` of the sheet named ``sheet`` of a workbook given as its bytes (an earlier
     version of a file, kept with its row cache: it passed the guard when it was parsed)."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             member = _sheet_members(zf).get(sheet)
             if member is None or zf.getinfo(member).file_size > MAX_KEPT_XML:
                 return None
-            return _split(zf, member, zf.read(member))
+            return _head(zf, member, zf.read(member))
     except (zipfile.BadZipFile, KeyError, OSError, ValueError, EOFError):
         return None
 
 
-def _split(zf: zipfile.ZipFile, member: str, part: bytes) -> SheetRows | None:
+def _head(zf: zipfile.ZipFile, member: str, part: bytes) -> SheetHead | None:
     names = set(zf.namelist())
     book = zf.read("xl/workbook.xml") if "xl/workbook.xml" in names else b""
     styles = zf.read("xl/styles.xml") if "xl/styles.xml" in names else b""
@@ -193,19 +205,28 @@ def _split(zf: zipfile.ZipFile, member: str, part: bytes) -> SheetRows | None:
         return None
     lo = start + len(b"<sheetData>")
     prefix, suffix = part[:lo], part[end:]
-    if b"<!" in prefix or b"<sheetData" in prefix[:start] or part.find(b't="s"', lo, end) >= 0:
+    if b"<!" in prefix or b"<sheetData" in prefix[:start]:
         return None
-    if _PREFIXED.search(part, lo, end):
+    first = part.find(b"<row", lo, end)
+    second = part.find(b"<row", first + 1, end) if first >= 0 else -1
+    header = part[first : second if second >= 0 else end].strip()  # row 1 (checked by ``split``)
+    context = _digest(XML_ROWS_VERSION, book, styles, sst, _LAYOUT.sub(b"", prefix), suffix, header)
+    return SheetHead(member, context, part, lo, end, header)
+
+
+def split(head: SheetHead) -> SheetRows | None:
+    """The row elements of the sheet of ``head``, or None when the sheet does not provably allow
+    reading some rows only."""
+    part, lo, end = head.part, head.lo, head.hi
+    if part.find(b't="s"', lo, end) >= 0 or _PREFIXED.search(part, lo, end):
         return None
     got = _cut(part, lo, end)
     if got is None:
         return None
     numbers, keys, spans = got
-    if numbers[0] != 1:
+    if numbers[0] != 1 or part[spans[0][0] : spans[0][1]] != head.header:
         return None
-    header = part[spans[0][0] : spans[0][1]]
-    context = _digest(XML_ROWS_VERSION, book, styles, sst, _LAYOUT.sub(b"", prefix), suffix, header)
-    return SheetRows(member, context, part, (lo, end), numbers[1:], keys[1:], spans[1:])
+    return SheetRows(head.member, head.context, part, (lo, end), numbers[1:], keys[1:], spans[1:])
 
 
 def mini_workbook(path: str, sheet: SheetRows, pick: list[int]) -> io.BytesIO:
