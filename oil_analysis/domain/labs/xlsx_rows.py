@@ -1,21 +1,23 @@
 """A sheet's rows by their XML, so that a re-sent workbook's unchanged rows are not read again.
 
 A lab re-sends its cumulative workbook with rows inserted (at the top, in the lab's order): every
-old row moves down, its XML otherwise unchanged. :func:`split_sheet` cuts the sheet part into its
-row elements and keys each by a digest of its XML with the row number taken out of ``<row r>`` and
-of every ``<c r>`` (styles, types, values and error cells kept). With the parts that give a row's
-XML its meaning (``xl/workbook.xml``: date1904; ``xl/styles.xml``: date formats; the shared
-strings; the sheet part outside ``<sheetData>`` but its layout: dimension, column widths, views;
-the header row) in :attr:`SheetRows.context`,
-equal keys read as equal cells wherever the row stands. :func:`mini_workbook` builds the small
-in-memory workbook python-calamine reads the other rows from: the same parts, the sheet reduced to
-its header row and those rows, numbered consecutively.
+old row moves down, its XML otherwise unchanged. :func:`sheet_head` (:func:`workbook_head` for an
+earlier version kept as bytes) takes the context that gives a row's XML its meaning
+(``xl/workbook.xml``: date1904; ``xl/styles.xml``: date formats; the shared strings; the sheet
+part outside ``<sheetData>`` but its layout: dimension, column widths, views; the header row):
+cheap, so that workbooks of different contexts are never split. :func:`split` cuts the rows into
+their elements and keys each by a digest of its XML with the row number taken out of ``<row r>``
+and of every ``<c r>`` (styles, types, values and error cells kept): in one context, equal keys
+read as equal cells wherever the row stands. :func:`mini_workbook` builds the small in-memory
+workbook python-calamine reads the other rows from: the same parts, the sheet reduced to its header
+row and those rows, numbered consecutively.
 
-The split is used only when that is provably so; :func:`split_sheet` returns None (the caller reads
-the whole sheet) on anything else: a shared-string cell or a shared-strings part with entries, a
+The split is used only when that is provably so; :func:`split` returns None (the caller reads the
+whole sheet) on anything else: a shared-string cell or a shared-strings part with entries, a
 formula, a comment, CDATA or processing instruction in the rows, an element with a namespace prefix
-named like one calamine reads, a row without ``r`` or out of order, a cell without ``r`` (as its
-first attribute) or whose reference is not in its row.
+named like one calamine reads, a row without ``r`` (as its first attribute) or out of order, a cell
+without ``r`` (as its first attribute) or whose reference is not exactly column letters and its
+row's number.
 """
 
 from __future__ import annotations
