@@ -56,13 +56,16 @@ def test_resent_workbook_reuses_unchanged_rows_and_equals_a_full_parse(tmp_path)
     again = read_finning_workbook(str(path), previous=first.row_cache)
     pd.testing.assert_frame_equal(again.samples, full.samples)
     pd.testing.assert_frame_equal(again.rejects, full.rejects)
-    counters = ("rows_reused", "rows_parsed")
+    counters = ("rows_reused", "rows_parsed", "sheet_rows_read")
     assert {k: v for k, v in again.info.items() if k not in counters} == {
         k: v for k, v in full.info.items() if k not in counters
     }
     # 7 old rows unchanged (the rejected one, the cleared cells and the disagreement included);
     # the corrected row and the 3 new ones parsed.
     assert (again.info["rows_reused"], again.info["rows_parsed"]) == (7, 4)
+    # Only those 4 rows were read by python-calamine (the XML row cache); a full read reads all 12
+    # rows below the header (row 2 is empty).
+    assert (again.info["sheet_rows_read"], full.info["sheet_rows_read"]) == (4, 12)
     assert full.info["repeated_column_disagreements"] == {"Fe/Fe.1": 2}
     reasons = set(zip(full.rejects["row"].astype(int), full.rejects["column"], strict=True))
     assert {(6, "ID de equipo"), (5, "Horas"), (7, "Fe.1"), (12, "Cu"), (13, "Fe.1")} <= reasons
@@ -70,7 +73,7 @@ def test_resent_workbook_reuses_unchanged_rows_and_equals_a_full_parse(tmp_path)
     assert samples.loc["R120-00000-0001", "si"] == 40
     # The row cache of a partly reused parse serves the next re-send: nothing parsed.
     third = read_finning_workbook(str(path), previous=again.row_cache)
-    assert (third.info["rows_reused"], third.info["rows_parsed"]) == (11, 0)
+    assert (third.info["rows_reused"], third.info["rows_parsed"], third.info["sheet_rows_read"]) == (11, 0, 0)
     pd.testing.assert_frame_equal(third.samples, full.samples)
     pd.testing.assert_frame_equal(third.rejects, full.rejects)
 

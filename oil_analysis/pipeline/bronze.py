@@ -608,7 +608,7 @@ def _row_cache_paths(parsed: str) -> tuple[str, str]:
 # The reusable tables of a parse as Arrow IPC streams (read back without decoding: a parquet file
 # of ~90 columns costs ~10 ms to decode, its IPC stream ~0.1 ms). Bump on a layout change: a cache
 # of another layout is not used (the file is parsed in full).
-_CACHE_MAGIC = b"oil-rowcache-1\n"
+_CACHE_MAGIC = b"oil-rowcache-2\n"
 
 
 def _pack(tables: dict[str, pa.Table]) -> bytes:
@@ -705,13 +705,26 @@ class EncodedParse:
                 {
                     "row": pa.array(cache.rows["row"].to_numpy(), pa.int64()),
                     "hash": pa.array(cache.rows["hash"].to_numpy(dtype=object), pa.string()),
+                    "dates": pa.array(cache.rows["dates"].to_numpy(), pa.int64()),
                 }
             )
             rows = table_parquet_bytes(
                 digests.replace_schema_metadata({"context": cache.context}), _CACHE_PARQUET
             )
             calls = pa.array(cache.reject_calls.astype("int64"))
-            blob = _pack({"samples": table, "rejects": ledger.append_column("_call", calls)})
+            tables = {"samples": table, "rejects": ledger.append_column("_call", calls)}
+            if cache.xml is not None:  # the XML row table (see domain/labs/xlsx_rows.py)
+                xml = pa.table(
+                    {
+                        "key": pa.array(cache.xml["key"].tolist(), pa.string()),
+                        "hash": pa.array(cache.xml["hash"].tolist(), pa.string()),
+                        "flags": pa.array(cache.xml["flags"].to_numpy(), pa.int64()),
+                    }
+                )
+                tables["xml"] = xml.replace_schema_metadata({"context": cache.xml_context})
+            if cache.source is not None:  # a first parse: the raw file, split if it comes back
+                tables["source"] = pa.table({"bytes": pa.array([cache.source], pa.large_binary())})
+            blob = _pack(tables)
         return cls(
             table_parquet_bytes(table, _CACHE_PARQUET),
             table_parquet_bytes(ledger, _CACHE_PARQUET),
@@ -749,17 +762,22 @@ class EarlierParse:
                 if ledger.num_rows
                 else empty_rejects()  # the usual earlier parse: no record
             )
+            xml = tables.get("xml")
             return RowCache(
                 context.decode(),
                 pd.DataFrame(
                     {
                         "row": digests["row"].to_numpy(),
                         "hash": digests["hash"].to_numpy(zero_copy_only=False),
+                        "dates": digests["dates"].to_numpy(),
                     }
                 ),
                 tables["samples"],  # taken from as Arrow: only the result is made a frame
                 rejects,
                 ledger["_call"].to_numpy(),
+                None if xml is None else xml.to_pandas(),
+                None if xml is None else xml.schema.metadata[b"context"].decode(),
+                None if "source" not in tables else tables["source"]["bytes"][0].as_py(),
             )
         except Exception as exc:
             notes.append(

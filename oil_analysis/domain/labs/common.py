@@ -143,7 +143,10 @@ class RowCache:
     catalog versions, column-wide choices); ``rows``: the Excel row and digest of each non-blank
     raw row (``row``, ``hash``); ``samples``/``rejects``: that parse's output (``samples`` as a
     frame, or as the Arrow table the registry's row cache stores); ``reject_calls``: the order key
-    of each ledger record (records are in (call, row) order).
+    of each ledger record (records are in (call, row) order). ``xml``: per row element of the
+    sheet, keyed by its XML without row numbers (``key``), its ``hash`` and ``flags`` (blank, date
+    bits), valid under ``xml_context`` (see :mod:`.xlsx_rows`); ``source``: else the raw file's
+    bytes, split only if the file comes back (Finning: ``rows`` then also keep ``dates``).
     """
 
     context: str
@@ -151,6 +154,9 @@ class RowCache:
     samples: pd.DataFrame | pa.Table
     rejects: pd.DataFrame
     reject_calls: np.ndarray
+    xml: pd.DataFrame | None = None
+    xml_context: str | None = None
+    source: bytes | None = None
 
 
 NOT_A_NUMBER = "expected a number"

@@ -11,12 +11,14 @@ The ``COOLANT`` sheet is not oil: it is ignored and its sample count reported in
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import io
 import operator
 import os
 import pickle
 import zipfile
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -42,7 +44,8 @@ from .common import (
     reject_rows,
 )
 from .particles import PARTICLE_COLUMNS, parse_particle_column
-from .xlsx_guard import scan_workbook
+from .xlsx_guard import MAX_ERROR_CELLS, scan_workbook
+from .xlsx_rows import SheetHead, SheetRows, mini_workbook, sheet_head, split, workbook_head
 
 LAB_FORMAT = "finning_xlsx"
 OIL_SHEET = "OIL"
@@ -88,7 +91,7 @@ DEFAULT_MAX_XML_MB = 256.0
 DEFAULT_MAX_CELLS = 5_000_000
 PARTICLE_FIELD = "ISO"
 # Bump when a row's parse changes in a way the catalog version does not show (drops the row caches).
-ROW_CACHE_VERSION = "finning-rows-2"
+ROW_CACHE_VERSION = "finning-rows-3"
 _DISAGREES = "repeated column disagrees with "
 
 
@@ -274,6 +277,263 @@ def _is_blank_row(row: list) -> bool:
     return all(v == "" or v is None or (isinstance(v, float) and v != v) for v in row)
 
 
+@dataclass
+class _Rows:
+    """The sheet's rows as a parse works on them, however they were read."""
+
+    header: list[str]  # the OIL header (repeated names made unique)
+    named: int  # how many of its columns have a name (the rest: empty cells up to the widest row)
+    index: pd.Index  # Excel row of each non-blank row
+    picked: list  # its cells of the columns read (None: a row known from the XML row cache)
+    hashes: list[str]  # its digest (:func:`_row_digests`)
+    dates: list[int]  # its date bits (:func:`_date_bits`)
+    n_empty: int
+    coolant: int
+    read: int  # rows below the header python-calamine read
+    xml: pd.DataFrame | None = None  # the XML row table of this parse (``key``, ``hash``, ``flags``)
+
+
+def _date_bits(picked: list, at: dict[str, int]) -> list[int]:
+    """Per row, bit k set when its cell of the k-th date column is a date or blank (the test of
+    :func:`_all_dates`, row by row: a column-wide choice recomputed from any subset of rows)."""
+    cols = [(k, at[src]) for k, src in enumerate(DATE_COLUMNS) if src in at]
+    return [
+        sum(1 << k for k, j in cols if (v := r[j]) is None or v == "" or isinstance(v, dt.date))
+        for r in picked
+    ]
+
+
+def _date_fast(bits: list[int], at: dict[str, int]) -> dict[str, bool]:
+    everywhere = functools.reduce(operator.and_, bits, -1)
+    return {src: bool(everywhere >> k & 1) for k, src in enumerate(DATE_COLUMNS) if src in at}
+
+
+def _named(raw_header: list) -> int:
+    """The header's columns up to its last named one (python-calamine pads the header row with
+    empty cells up to the widest row: those depend on other rows and no row's parse reads them)."""
+    k = len(raw_header)
+    while k and not str(raw_header[k - 1]).strip().lstrip("\ufeff"):
+        k -= 1
+    return k
+
+
+def _header(name: str, raw: list) -> list[str]:
+    if not raw or not any(str(c).strip() for c in raw):
+        raise LabFileError(name, "the sheet is empty; expected a header row", sheet=OIL_SHEET, row=1)
+    header = _dedupe_header(raw)
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise LabFileError(
+            name,
+            f"required column missing; expected a header named {missing[0]!r}",
+            sheet=OIL_SHEET,
+            row=1,
+            column=missing[0],
+        )
+    return header
+
+
+def _error_code(code: str) -> str:
+    return code if code.upper() in EXCEL_ERRORS else f"#{code.lstrip('#')}"
+
+
+def _coolant(wb: CalamineWorkbook, name: str) -> int:
+    if COOLANT_SHEET not in wb.sheet_names:
+        return 0
+    crows = _sheet_rows(wb, name, COOLANT_SHEET)
+    return sum(1 for r in crows[1:] if any(str(c).strip() for c in r))
+
+
+def _row_flags(blank: bool, dates: int = 0) -> int:
+    """A row of the XML row table: bit 0 blank, the date bits above."""
+    return int(blank) | dates << 1
+
+
+def _read_full(path: str, name: str, oil_scan, sheet: SheetRows | None, catalog: Catalog) -> _Rows:
+    """Every row of the sheet, read by python-calamine (and the XML row table when ``sheet``)."""
+    wb = _open(path)
+    if OIL_SHEET not in wb.sheet_names:
+        raise LabFileError(name, f"no sheet {OIL_SHEET!r}; sheets are {wb.sheet_names}", sheet=OIL_SHEET)
+    rows = _sheet_rows(wb, name, OIL_SHEET)
+    header = _header(name, rows[0] if rows else [])
+    named = _named(rows[0])
+    width = len(header)
+    body = [
+        r if len(r) == width else r + [""] * (width - len(r)) if len(r) < width else r[:width]
+        for r in rows[1:]
+    ]
+    del rows
+    # calamine reads Excel error cells as empty strings: put the error code back (from the XML scan)
+    # so each cell is judged like any other bad value and recorded.
+    for (excel_row, col), code in oil_scan.errors.items() if oil_scan else ():
+        if excel_row >= 2 and excel_row - 2 < len(body) and col < width:
+            body[excel_row - 2][col] = _error_code(code)
+    # Excel row numbers of the rows below the header; fully empty rows are skipped and counted.
+    empty = [_is_blank_row(r) for r in body]
+    kept_rows = [r for r, e in zip(body, empty, strict=True) if not e]
+    index = pd.Index([n for n, e in zip(range(2, 2 + len(body)), empty, strict=True) if not e], dtype="int64")
+    coolant = _coolant(wb, name)
+    if not kept_rows:
+        raise LabFileError(name, "no sample rows below the header", sheet=OIL_SHEET, row=FIRST_DATA_ROW)
+    # A row's parse reads some columns only: they are taken out of the rows once (C-level), and a
+    # row's digest covers them (a re-sent row that changed elsewhere parses the same).
+    getter, at = _getter(header, catalog)
+    picked = list(map(getter, kept_rows))
+    del kept_rows
+    hashes = _row_digests(picked)
+    dates = _date_bits(picked, at)
+    out = _Rows(header, named, index, picked, hashes, dates, sum(empty), coolant, len(body))
+    if sheet is not None:
+        at_row = {n: k for k, n in enumerate(index.tolist())}
+        flags = []
+        for n in sheet.numbers:
+            k = at_row.get(n)
+            flags.append(_row_flags(True) if k is None else _row_flags(False, dates[k]))
+        out.xml = _xml_table(sheet, [hashes[at_row[n]] if n in at_row else "" for n in sheet.numbers], flags)
+    return out
+
+
+def _xml_table(sheet: SheetRows, hashes: list[str], flags: list[int]) -> pd.DataFrame:
+    keep = [k is not None for k in sheet.keys]
+    return pd.DataFrame(
+        {
+            "key": [k for k, o in zip(sheet.keys, keep, strict=True) if o],
+            "hash": [h for h, o in zip(hashes, keep, strict=True) if o],
+            "flags": np.array([f for f, o in zip(flags, keep, strict=True) if o], dtype="int64"),
+        }
+    )
+
+
+def _getter(header: list[str], catalog: Catalog):
+    """The columns a row's parse reads: a getter of their cells from a row, and their positions."""
+    copies_of = _essay_copies(header, catalog)
+    columns = _columns_read(header, catalog, copies_of)
+    column_at = {h: j for j, h in enumerate(header)}
+    return operator.itemgetter(*(column_at[c] for c in columns)), {c: k for k, c in enumerate(columns)}
+
+
+def _known(
+    previous: RowCache, sheet: SheetRows, earlier: SheetHead | None
+) -> dict[str, tuple[str, int]] | None:
+    """What the earlier parse knows of row elements by key: ``key → (hash, flags)``; None when
+    its rows cannot serve ``sheet`` (another context). From its XML row table when it has one (a
+    parse that read the XML); else its workbook (``earlier``: the head of the bytes a full parse
+    kept, split only now that the file comes back) with its row digests and date bits."""
+    if previous.xml is not None:
+        if previous.xml_context != sheet.context:
+            return None
+        xml = previous.xml
+        return dict(
+            zip(
+                xml["key"].tolist(),
+                zip(xml["hash"].tolist(), xml["flags"].tolist(), strict=True),
+                strict=True,
+            )
+        )
+    earlier = split(earlier) if earlier is not None else None
+    if earlier is None or earlier.context != sheet.context or "dates" not in previous.rows:
+        return None
+    rows = previous.rows
+    parsed = dict(
+        zip(
+            rows["row"].tolist(), zip(rows["hash"].tolist(), rows["dates"].tolist(), strict=True), strict=True
+        )
+    )
+    known = {}
+    for key, n in zip(earlier.keys, earlier.numbers, strict=True):
+        h, d = parsed.get(n, ("", None))  # a row element without a parsed row was blank
+        known[key] = (h, _row_flags(d is None, d or 0))
+    return known
+
+
+def _read_resent(
+    path: str, name: str, oil_scan, sheet: SheetRows, known: dict, previous: RowCache, catalog
+) -> _Rows | None:
+    """The rows of a re-sent workbook through what its earlier parse knows of its row elements
+    (:func:`_known`): rows whose key it knows are not read; python-calamine reads the header and the
+    other rows from a small workbook (:func:`mini_workbook`). None when the sheet's extent is not
+    fixed by its rows (the last row element is blank or holds an error cell) or a column-wide
+    choice changed: the caller reads the whole sheet."""
+    found = [known.get(k) for k in sheet.keys]
+    fresh = [i for i, f in enumerate(found) if f is None]
+    errors: dict[int, list[tuple[int, str]]] = {}
+    for (excel_row, col), code in oil_scan.errors.items():
+        errors.setdefault(excel_row, []).append((col, code))
+    if not sheet.numbers or sheet.numbers[-1] in errors:
+        return None
+    try:
+        wb = CalamineWorkbook.from_filelike(mini_workbook(path, sheet, fresh))
+        rows = wb.get_sheet_by_name(OIL_SHEET).to_python(skip_empty_area=False)
+    except Exception:  # the full read reports what is wrong with the file
+        return None
+    if not rows:
+        return None
+    try:
+        header = _header(name, rows[0])
+    except LabFileError:
+        return None
+    width = len(header)
+    body = [r + [""] * (width - len(r)) for r in rows[1:]]
+    body += [[""] * width for _ in range(len(fresh) - len(body))]  # rows with no cell calamine keeps
+    for j, i in enumerate(fresh):
+        for col, code in errors.get(sheet.numbers[i], ()):
+            if col >= width:
+                return None
+            body[j][col] = _error_code(code)
+    getter, at = _getter(header, catalog)
+    fresh_blank = [_is_blank_row(r) for r in body]
+    fresh_picked = [getter(r) for r, b in zip(body, fresh_blank, strict=True) if not b]
+    fresh_hashes = iter(_row_digests(fresh_picked))
+    fresh_dates = iter(_date_bits(fresh_picked, at))
+    fresh_cells = iter(fresh_picked)
+    found_fresh = iter(fresh_blank)
+    rows_at, picked, hashes, dates, all_hashes, flags = [], [], [], [], [], []
+    for n, f in zip(sheet.numbers, found, strict=True):
+        if f is None:
+            blank = next(found_fresh)
+            h, d, cells = (
+                ("", 0, None) if blank else (next(fresh_hashes), next(fresh_dates), next(fresh_cells))
+            )
+        else:
+            h, fl = f
+            blank, d, cells = bool(fl & 1), fl >> 1, None
+        all_hashes.append(h)
+        flags.append(_row_flags(blank, d))
+        if not blank:
+            rows_at.append(n)
+            picked.append(cells)
+            hashes.append(h)
+            dates.append(d)
+    if not rows_at or flags[-1] & 1:  # the sheet's extent is its last row only if that is not blank
+        return None
+    out = _Rows(
+        header,
+        _named(rows[0]),
+        pd.Index(rows_at, dtype="int64"),
+        picked,
+        hashes,
+        dates,
+        sheet.numbers[-1] - 1 - len(rows_at),
+        _coolant(wb, name),
+        len(fresh),
+    )
+    if _context(out, catalog)[1] != previous.context:
+        return None  # a column-wide choice changed: every row is read and parsed again
+    earlier = set(previous.rows["hash"].tolist())
+    if any(c is None and h not in earlier for c, h in zip(picked, hashes, strict=True)):
+        return None  # a row table that does not match its parse: read in full
+    out.xml = _xml_table(sheet, all_hashes, flags)
+    return out
+
+
+def _context(raw: _Rows, catalog: Catalog) -> tuple[dict[str, bool], str]:
+    """The column-wide choices of the rows and the digest of every row's context: the header's
+    named columns, reader and catalog versions, those choices (a change re-parses all rows)."""
+    date_fast = _date_fast(raw.dates, {c: 0 for c in raw.header[: raw.named]})
+    named = raw.header[: raw.named]
+    return date_fast, _digest(repr((ROW_CACHE_VERSION, catalog.version, named, sorted(date_fast.items()))))
+
+
 def read_finning_workbook(
     path: str,
     catalog: Catalog | None = None,
@@ -299,67 +559,42 @@ def read_finning_workbook(
     ``previous``: the :class:`RowCache` of an earlier parse of the same file (a lab re-sends its
     cumulative workbook with more rows). Raw rows identical to rows of that parse (same cells, same
     header and rules) take their samples and ledger records from it, under their new row numbers;
-    only the other rows are parsed. The result is the same as a full parse (``info``:
-    ``rows_reused``, ``rows_parsed``); the result's ``row_cache`` serves the next re-send.
+    only the other rows are parsed. Row elements whose XML (row numbers aside) is that of a row of
+    the earlier parse are not even read by python-calamine (:mod:`.xlsx_rows`), when the sheet
+    provably allows it. The result is the same as a full parse (``info``: ``rows_reused``,
+    ``rows_parsed``, ``sheet_rows_read``); the result's ``row_cache`` serves the next re-send.
     """
     catalog = catalog or load_catalog()
     name = os.path.basename(path)
     if os.path.getsize(path) == 0:
         raise LabFileError(name, "the file is empty (0 bytes); expected an .xlsx workbook")
-    scans = scan_workbook(path, [OIL_SHEET, COOLANT_SHEET], max_xml_mb=max_xml_mb, max_cells=max_cells)
-    wb = _open(path)
-    if OIL_SHEET not in wb.sheet_names:
-        raise LabFileError(name, f"no sheet {OIL_SHEET!r}; sheets are {wb.sheet_names}", sheet=OIL_SHEET)
-    rows = _sheet_rows(wb, name, OIL_SHEET)
-    if not rows or not any(str(c).strip() for c in rows[0]):
-        raise LabFileError(name, "the sheet is empty; expected a header row", sheet=OIL_SHEET, row=1)
-    header = _dedupe_header(rows[0])
-    missing = [c for c in REQUIRED if c not in header]
-    if missing:
-        raise LabFileError(
-            name,
-            f"required column missing; expected a header named {missing[0]!r}",
-            sheet=OIL_SHEET,
-            row=1,
-            column=missing[0],
-        )
-    width = len(header)
-    body = [
-        r if len(r) == width else r + [""] * (width - len(r)) if len(r) < width else r[:width]
-        for r in rows[1:]
-    ]
-    del rows
-    # calamine reads Excel error cells as empty strings: put the error code back (from the XML scan)
-    # so each cell is judged like any other bad value and recorded.
+    scans = scan_workbook(
+        path, [OIL_SHEET, COOLANT_SHEET], max_xml_mb=max_xml_mb, max_cells=max_cells, keep=(OIL_SHEET,)
+    )
     oil_scan = scans.get(OIL_SHEET)
-    for (excel_row, col), code in oil_scan.errors.items() if oil_scan else ():
-        if excel_row >= 2 and excel_row - 2 < len(body) and col < width:
-            body[excel_row - 2][col] = code if code.upper() in EXCEL_ERRORS else f"#{code.lstrip('#')}"
-    # Excel row numbers of the rows below the header; fully empty rows are skipped and counted.
-    empty = [_is_blank_row(r) for r in body]
-    kept_rows = [r for r, e in zip(body, empty, strict=True) if not e]
-    index = pd.Index([n for n, e in zip(range(2, 2 + len(body)), empty, strict=True) if not e], dtype="int64")
-    n_empty = sum(empty)
-    del body
-    coolant = 0
-    if COOLANT_SHEET in wb.sheet_names:
-        crows = _sheet_rows(wb, name, COOLANT_SHEET)
-        coolant = sum(1 for r in crows[1:] if any(str(c).strip() for c in r))
-        del crows
-    if not kept_rows:
-        raise LabFileError(name, "no sample rows below the header", sheet=OIL_SHEET, row=FIRST_DATA_ROW)
-    # A row's parse reads some columns only: they are taken out of the rows once (C-level), and a
-    # row's digest covers them (a re-sent row that changed elsewhere parses the same).
+    # A first parse keeps the workbook's bytes with its row cache (the XML is split only if the file
+    # comes back: a cold run pays nothing for it); a re-send is split and read through its rows' XML.
+    sheet = known = raw = None
+    whole = oil_scan is not None and len(oil_scan.errors) < MAX_ERROR_CELLS
+    if whole and previous is not None and (previous.xml is not None or previous.source is not None):
+        head = sheet_head(path, oil_scan)
+        if previous.xml is not None:
+            earlier = None
+            same = head is not None and head.context == previous.xml_context
+        else:  # the contexts first (cheap): another writer's workbook is not split at all
+            earlier = workbook_head(previous.source, OIL_SHEET) if head is not None else None
+            same = earlier is not None and earlier.context == head.context
+        sheet = split(head) if same else None
+        known = _known(previous, sheet, earlier) if sheet is not None else None
+    if known is not None:
+        raw = _read_resent(path, name, oil_scan, sheet, known, previous, catalog)
+    if raw is None:
+        raw = _read_full(path, name, oil_scan, sheet, catalog)
+    header, index, picked, hashes = raw.header, raw.index, raw.picked, raw.hashes
     copies_of = _essay_copies(header, catalog)
     columns = _columns_read(header, catalog, copies_of)
-    column_at = {h: j for j, h in enumerate(header)}
-    picked = list(map(operator.itemgetter(*(column_at[c] for c in columns)), kept_rows))
-    del kept_rows
-    at = {c: k for k, c in enumerate(columns)}
-    # The reader's column-wide choices are part of every row's context: a change re-parses all rows.
-    date_fast = {src: _all_dates([r[at[src]] for r in picked]) for src in DATE_COLUMNS if src in at}
-    context = _digest(repr((ROW_CACHE_VERSION, catalog.version, header, sorted(date_fast.items()))))
-    hashes = _row_digests(picked)
+    date_fast, context = _context(raw, catalog)
+    n_empty, coolant = raw.n_empty, raw.coolant
     rows_at = index.to_numpy()
     old_row: dict[str, int] = {}
     if previous is not None and previous.context == context:
@@ -447,9 +682,23 @@ def read_finning_workbook(
         "repeated_column_disagreements": _disagreements(rejects),
         "rows_reused": int(reuse.sum()),
         "rows_parsed": int((~reuse).sum()),
+        "sheet_rows_read": raw.read,
     }
+    source = None
+    if raw.xml is None and whole:
+        with open(path, "rb") as f:
+            source = f.read()
     cache = RowCache(
-        context, pd.DataFrame({"row": rows_at.astype("int64"), "hash": hashes}), samples, rejects, calls
+        context,
+        pd.DataFrame(
+            {"row": rows_at.astype("int64"), "hash": hashes, "dates": np.array(raw.dates, dtype="int64")}
+        ),
+        samples,
+        rejects,
+        calls,
+        raw.xml,
+        sheet.context if raw.xml is not None else None,
+        source,
     )
     return ReadResult(samples=samples, rejects=rejects, info=info, row_cache=cache)
 

@@ -27,6 +27,7 @@ from .common import LabFileError
 CHUNK = 1 << 20
 HEAD = 64 * 1024
 MAX_ERROR_CELLS = 100_000
+MAX_KEPT_XML = 64 * 1024 * 1024  # a sheet part ``keep`` asks for is kept up to this size only
 
 _SHEET = re.compile(rb'<sheet\b[^>]*?\bname="([^"]*)"[^>]*?\br:id="([^"]*)"', re.S)
 _SHEET_ALT = re.compile(rb'<sheet\b[^>]*?\br:id="([^"]*)"[^>]*?\bname="([^"]*)"', re.S)
@@ -51,6 +52,7 @@ class SheetScan:
     cols: int = 0
     declared: str | None = None
     errors: dict[tuple[int, int], str] = field(default_factory=dict)  # (excel row, 0-based column)
+    xml: bytes | None = None  # the part as inflated, when asked to keep it
 
 
 def column_index(letters: str) -> int:
@@ -93,8 +95,10 @@ def _sheet_members(zf: zipfile.ZipFile) -> dict[str, str]:
     return out
 
 
-def _scan(zf: zipfile.ZipFile, scan: SheetScan, file: str, max_cells: int) -> None:
-    """Stream one sheet part: declared dimension, real extent and error cells."""
+def _scan(zf: zipfile.ZipFile, scan: SheetScan, file: str, max_cells: int, keep: bool = False) -> None:
+    """Stream one sheet part: declared dimension, real extent and error cells (``keep``: and keep
+    the inflated part, within the size limit already checked, in ``scan.xml``)."""
+    pieces = []
     with zf.open(scan.member) as f:
         head = f.read(HEAD)
         m = _DIMENSION.search(head)
@@ -120,6 +124,8 @@ def _scan(zf: zipfile.ZipFile, scan: SheetScan, file: str, max_cells: int) -> No
                 cut = len(buffer)
             part, buffer = buffer[:cut], buffer[cut:]
             _scan_part(part, scan)
+            if keep:
+                pieces.append(part)
             if scan.rows * max(scan.cols, 1) > max_cells:
                 raise LabFileError(
                     file,
@@ -130,6 +136,8 @@ def _scan(zf: zipfile.ZipFile, scan: SheetScan, file: str, max_cells: int) -> No
                 )
             if not chunk:
                 break
+    if keep:
+        scan.xml = b"".join(pieces)
 
 
 def _scan_part(part: bytes, scan: SheetScan) -> None:
@@ -162,8 +170,11 @@ def _scan_part(part: bytes, scan: SheetScan) -> None:
                 scan.errors[key] = value.group(1).decode("utf-8", "replace").strip() or "#ERROR"
 
 
-def scan_workbook(path: str, sheets: list[str], *, max_xml_mb: float, max_cells: int) -> dict[str, SheetScan]:
-    """Check a workbook's parts before parsing; returns the scan of each of ``sheets`` present.
+def scan_workbook(
+    path: str, sheets: list[str], *, max_xml_mb: float, max_cells: int, keep: tuple[str, ...] = ()
+) -> dict[str, SheetScan]:
+    """Check a workbook's parts before parsing; returns the scan of each of ``sheets`` present
+    (with its inflated XML for the sheets named in ``keep``, up to ``MAX_KEPT_XML`` bytes).
 
     Raises :class:`LabFileError` (the file is quarantined) when the zip cannot be opened, a part
     inflates beyond ``max_xml_mb`` (``OIL_MAX_SHEET_XML_MB``), or a sheet's declared or real extent
@@ -201,7 +212,7 @@ def scan_workbook(path: str, sheets: list[str], *, max_xml_mb: float, max_cells:
                 if member is None or member not in known:
                     continue
                 scan = SheetScan(sheet, member, zf.getinfo(member).file_size)
-                _scan(zf, scan, name, max_cells)
+                _scan(zf, scan, name, max_cells, sheet in keep and scan.xml_bytes <= MAX_KEPT_XML)
                 out[sheet] = scan
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as exc:
             if isinstance(exc, LabFileError):
