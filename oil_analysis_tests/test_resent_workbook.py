@@ -200,6 +200,8 @@ def test_resent_workbook_through_the_graph_equals_a_full_build(data_root, tmp_pa
         meta = run(data_root, instance)
     bronze = meta["bronze_lab_files"]
     assert (bronze["rows_reused"].value, bronze["raw_rows_parsed_this_run"].value) == (7, 4)
+    # calamine read only the re-sent workbook's new or corrected rows (the others known by their XML)
+    assert bronze["raw_rows_read_this_run"].value == 4
     fresh = tmp_path / "fresh"
     (fresh / "bronze/cda").mkdir(parents=True)
     for name in ("T-01.xlsx", "T-02.xlsx"):
@@ -208,6 +210,7 @@ def test_resent_workbook_through_the_graph_equals_a_full_build(data_root, tmp_pa
     with DagsterInstance.ephemeral() as instance:
         cold = run(fresh, instance)
     assert cold["bronze_lab_files"]["rows_reused"].value == 0
+    assert cold["bronze_lab_files"]["raw_rows_read_this_run"].value >= 11 + 8  # every row of both
     for name in ("silver/harmonized/CDA.parquet", "silver/rejects/cda.parquet"):
         assert (data_root / name).read_bytes() == (fresh / name).read_bytes(), name
 

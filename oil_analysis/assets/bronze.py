@@ -113,6 +113,8 @@ def bronze_lab_files(context: AssetExecutionContext, storage: StorageResource):
         # rows of re-sent (cumulative) files taken from their previous parse, and rows parsed now
         "rows_reused": batch.rows_reused,
         "raw_rows_parsed_this_run": batch.rows_parsed,
+        # rows the parser read from the files (a re-sent workbook's rows known by their XML are not)
+        "raw_rows_read_this_run": batch.rows_read,
         "rows_parsed": int(reg["rows_parsed"].sum()),
         "quarantined_this_run": MetadataValue.json(batch.quarantined_now),
         "cells_cleared": int(reg["cells_cleared"].sum()),

@@ -86,6 +86,8 @@ class BronzeBatch:
     repairs: list[dict] = field(default_factory=list)
     rows_reused: int = 0  # raw rows of re-sent files taken from their previous parse
     rows_parsed: int = 0  # raw rows parsed this run
+    # raw rows the parser read from the files this run (a re-sent workbook's known rows are not)
+    rows_read: int = 0
     # parsed path → (samples, ledger) of the contents parsed this run, as ``load_parsed`` reads them
     parsed: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = field(default_factory=dict)
 
@@ -504,7 +506,7 @@ def ingest_client(
         todo.append((key, sha, size, local, is_tmp))
 
     parsed_now = 0
-    rows_reused = rows_reparsed = 0
+    rows_reused = rows_reparsed = rows_read = 0
     frames: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
     if todo:
         # An earlier parse of a file key is read just before that file's child starts (the parent
@@ -551,6 +553,7 @@ def ingest_client(
                 frames[parsed] = result.frames
             rows_reused += int(result.info.get("rows_reused", 0))
             rows_reparsed += int(result.info.get("rows_parsed", result.info.get("rows_read", 0)))
+            rows_read += int(result.info.get("sheet_rows_read", result.info.get("rows_read", 0)))
             parsed_now += 1
             rows.append(
                 {
@@ -585,6 +588,7 @@ def ingest_client(
         repairs,
         rows_reused,
         rows_reparsed,
+        rows_read,
         frames,
     )
 
