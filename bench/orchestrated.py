@@ -1,7 +1,7 @@
 """The product run the way users run it: CLI materialization, sensor-launched runs, CLI backfill.
 
     .venv/bin/python bench/orchestrated.py [--datasets demo,real11] [--intervals default,5]
-                                           [--only cli,sensor,backfill] [--update-readme]
+                                           [--only cli,sensor,backfill,monthly] [--update-readme]
 
 For each dataset (``demo``: the bundled demo files; ``real11``: the three real Finning workbooks of
 ``../shared/data/finning`` plus generated ones up to 11 trucks, as ``full_run.py``; both with the
@@ -20,6 +20,11 @@ demo ``emin`` files for the second client) it measures:
   created), queue (created → started) and run (started → ended).
 * **backfill** — (c) ``python -m oil_analysis backfill`` (what ``make backfill`` runs) of every
   client on a cold data root with no UI running: the command starts a daemon for its duration.
+* **monthly** — (d) the monthly update as users run it (``real11`` only, not in the default
+  ``--only``): ``dg launch`` of cda on the workbooks cut at 2025-12-01 (``bench/monthly_bench.py``'s
+  cut), then on the complete ones (same names, more rows), then again with nothing changed; each a
+  new process on one data root and instance; wall and CPU of each, the update and the unchanged
+  re-run as shares of the cold command.
 
 Figures are from one run on a shared 2-core machine: compare the ratios, not the seconds.
 """
@@ -253,6 +258,45 @@ def bench_backfill(dataset: str, work: Path) -> dict:
     }
 
 
+# -- (d) the monthly update with the CLI ----------------------------------------------------------
+
+
+def bench_monthly(dataset: str, work: Path) -> dict:
+    """``dg launch`` of cda: the cut workbooks (cold), the complete ones (the monthly update), then
+    nothing changed; one data root and instance, a new process each."""
+    from datetime import date
+
+    import monthly_bench
+
+    files = cda_files(dataset)
+    cut, _ = monthly_bench.cut_fleet(files, date(2025, 12, 1))
+    full = monthly_bench.complete_fleet(files)
+    root = work / "monthly"
+    shutil.rmtree(root, ignore_errors=True)
+    home = init_home(make_home(work / "monthly_home"))
+    out: dict = {}
+    for name, batch in (("cold", cut), ("update", full), ("unchanged", None)):
+        if batch is not None:
+            monthly_bench.put(batch, root)
+        cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t = time.perf_counter()
+        proc = subprocess.run(
+            [str(BIN / "dg"), "launch", "--assets", "*", "--partition", "cda"],
+            cwd=ROOT,
+            env=env_for(root, home),
+            capture_output=True,
+            text=True,
+        )
+        out[f"{name}_s"] = time.perf_counter() - t
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out[f"{name}_cpu_s"] = (after.ru_utime - cpu.ru_utime) + (after.ru_stime - cpu.ru_stime)
+        if proc.returncode:
+            raise RuntimeError(f"dg launch ({name}) failed: {proc.stderr[-2000:]}")
+    out["update_share"] = out["update_s"] / out["cold_s"]
+    out["unchanged_share"] = out["unchanged_s"] / out["cold_s"]
+    return out
+
+
 # -- report -------------------------------------------------------------------------------------
 
 
@@ -284,6 +328,17 @@ def table(results: dict) -> str:
                     f"{label}: new workbook in bronze/cda/ → new gold/cda/_manifest.json, interval {name}",
                     f"**{s['arrival_to_gold_s']:.1f} s**",
                     detail,
+                ]
+            )
+        if "monthly" in r:
+            mo = r["monthly"]
+            rows.append(
+                [
+                    f"{label}: monthly update with the CLI (`dg launch` of cda: workbooks cut at "
+                    "2025-12-01, then complete, then unchanged; one data root and instance)",
+                    f"cold {mo['cold_s']:.1f} s, update {mo['update_s']:.1f} s, unchanged {mo['unchanged_s']:.1f} s",
+                    f"update **{mo['update_share']:.2f}×** cold (CPU {mo['update_cpu_s'] / mo['cold_cpu_s']:.2f}×), "
+                    f"unchanged **{mo['unchanged_share']:.2f}×** (CPU {mo['unchanged_cpu_s'] / mo['cold_cpu_s']:.2f}×)",
                 ]
             )
         if "backfill" in r:
@@ -349,6 +404,9 @@ def main() -> int:
                 for interval in a.intervals.split(","):
                     r["sensor"].append(bench_sensor(dataset, work, interval))
                     report(results, a, f"{dataset} sensor {json.dumps(r['sensor'][-1])}")
+            if "monthly" in only and dataset == "real11":
+                r["monthly"] = bench_monthly(dataset, work)
+                report(results, a, f"{dataset} monthly {json.dumps(r['monthly'])}")
             if "backfill" in only:
                 r["backfill"] = bench_backfill(dataset, work)
                 report(results, a, f"{dataset} backfill {json.dumps(r['backfill'])}")

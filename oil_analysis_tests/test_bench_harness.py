@@ -154,3 +154,24 @@ def test_monthly_bench_measures_dagster_on_the_same_graph_with_no_op_steps():
     assert {e.asset_key for e in result.get_asset_materialization_events()} == set(real)
     checks = [e for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
     assert len(checks) == sum(len(list(a.check_specs)) for a in real.values()) > 0
+
+
+def test_orchestrated_bench_reports_the_cli_monthly_update_as_shares_of_the_cold_command():
+    orchestrated = _load("orchestrated")
+    monthly = {
+        "cold_s": 10.0,
+        "update_s": 5.0,
+        "unchanged_s": 2.0,
+        "cold_cpu_s": 8.0,
+        "update_cpu_s": 6.0,
+        "unchanged_cpu_s": 1.0,
+        "update_share": 0.5,
+        "unchanged_share": 0.2,
+    }
+    machine = {"cpu": "x", "cores": 2, "dagster": "1", "date": "d", "load_avg_1m": 0.5}
+    text = orchestrated.table(
+        {"machine": machine, "load_end": 0.6, "datasets": {"real11": {"monthly": monthly}}}
+    )
+    row = next(line for line in text.splitlines() if "monthly update with the CLI" in line)
+    assert "cold 10.0 s, update 5.0 s, unchanged 2.0 s" in row
+    assert "update **0.50×** cold (CPU 0.75×)" in row and "unchanged **0.20×** (CPU 0.12×)" in row
