@@ -430,3 +430,60 @@ def test_missing_bucket_is_named_in_the_error(s3_server, s3_env):  # noqa: F811
         match="no-such-bucket.*the bucket does not exist|the bucket does not exist.*no-such-bucket",
     ):
         store.write_bytes("gold/cda/x.json", b"{}")
+
+
+def test_a_resent_workbook_on_s3_reads_only_its_new_rows_and_publishes_what_local_disk_does(
+    s3_server,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
+    """The monthly re-send on S3: the cumulative workbook comes back under the same key with more
+    rows and a correction; only its new or corrected rows are read (its row cache, kept workbook
+    bytes included, lives in the bucket) and silver and gold are the bytes of the same months on
+    local disk."""
+    from .builders import finning_row
+    from .builders import run_cda as run_local
+    from .test_resent_workbook import SAMPLE, month_one, month_two, with_fe_copies, write
+
+    books, local, prefix = tmp_path / "books", tmp_path / "local", "resend"
+    other = [finning_row(i, **{SAMPLE: f"R121-00000-{i:04d}", "ID de equipo": "T-02"}) for i in range(8)]
+    write(books / "one" / "T-01.xlsx", with_fe_copies(month_one()))
+    write(books / "one" / "T-02.xlsx", with_fe_copies(other))
+    write(books / "two" / "T-01.xlsx", with_fe_copies(month_two()))
+    client = s3_server.client()
+    (local / "bronze" / "cda").mkdir(parents=True)
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "STORAGE_MODE", "OPENAI_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    for k, v in s3_server.env(prefix, OIL_LLM_OFFLINE="true").items():
+        monkeypatch.setenv(k, v)
+    bronze = {}
+    with DagsterInstance.ephemeral() as on_s3, DagsterInstance.ephemeral() as on_disk:
+        for month in ("one", "two"):
+            for f in sorted((books / month).glob("*.xlsx")):  # the lab's files of the month, both backends
+                client.put_object(
+                    Bucket=s3_server.bucket, Key=f"{prefix}/bronze/cda/{f.name}", Body=f.read_bytes()
+                )
+                shutil.copyfile(f, local / "bronze" / "cda" / f.name)
+            monkeypatch.setenv("USE_S3", "true")
+            result = materialize(all_assets, partition_key="cda", instance=on_s3, resources=build_resources())
+            assert result.success, failures(result)
+            bronze["s3", month] = next(
+                e.step_materialization_data.materialization.metadata
+                for e in result.get_asset_materialization_events()
+                if e.asset_key.path[-1] == "bronze_lab_files"
+            )
+            monkeypatch.setenv("USE_S3", "false")
+            bronze["local", month] = run_local(local, on_disk)["bronze_lab_files"]
+    for backend in ("s3", "local"):
+        second = {k: bronze[backend, "two"][k].value for k in ("rows_reused", "raw_rows_parsed_this_run")}
+        assert second == {"rows_reused": 7, "raw_rows_parsed_this_run": 4}, backend
+        assert bronze[backend, "two"]["raw_rows_read_this_run"].value == 4, backend  # read through the XML
+        assert bronze[backend, "one"]["raw_rows_read_this_run"].value >= 16, backend
+    objects = s3_server.keys(prefix)
+    assert any(k.endswith(".rowcache.arrow") for k in objects)
+    for path in (
+        "silver/harmonized/CDA.parquet",
+        "silver/rejects/cda.parquet",
+        *(layout.gold_path("cda", name) for name in GOLD),
+    ):
+        assert objects[f"{prefix}/{path}"] == (local / path).read_bytes(), path
