@@ -118,6 +118,25 @@ def child_inprocess(root: str, result: str) -> None:
     write_result(result, {"success": res.success, "imports_s": imports, "materialize_s": took})
 
 
+def launch_cda(root: Path, home: Path, what: str = "dg launch") -> tuple[float, float]:
+    """``dg launch`` of every asset of cda on ``root`` with the instance at ``home``: wall seconds, and
+    CPU seconds of the CLI process and its children (parse workers), comparable under load."""
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    proc = subprocess.run(
+        [str(BIN / "dg"), "launch", "--assets", "*", "--partition", "cda"],
+        cwd=ROOT,
+        env=env_for(root, home),
+        capture_output=True,
+        text=True,
+    )
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode:
+        raise RuntimeError(f"{what} failed: {proc.stderr[-2000:]}")
+    return wall, (after.ru_utime - cpu.ru_utime) + (after.ru_stime - cpu.ru_stime)
+
+
 def bench_cli(dataset: str, work: Path) -> dict:
     root = make_root(work / "inproc", dataset)
     with tempfile.TemporaryDirectory() as tmp:
@@ -135,21 +154,7 @@ def bench_cli(dataset: str, work: Path) -> dict:
         raise RuntimeError(f"in-process run failed: {proc.stderr[-2000:]}")
     root = make_root(work / "cli", dataset)
     home = init_home(make_home(work / "cli_home"))
-    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t = time.perf_counter()
-    proc = subprocess.run(
-        [str(BIN / "dg"), "launch", "--assets", "*", "--partition", "cda"],
-        cwd=ROOT,
-        env=env_for(root, home),
-        capture_output=True,
-        text=True,
-    )
-    cli_wall = time.perf_counter() - t
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    # CPU of the CLI process and its children (parser processes): comparable under load, unlike wall.
-    cli_cpu = (after.ru_utime - cpu.ru_utime) + (after.ru_stime - cpu.ru_stime)
-    if proc.returncode:
-        raise RuntimeError(f"dg launch failed: {proc.stderr[-2000:]}")
+    cli_wall, cli_cpu = launch_cda(root, home)
     return {
         "inprocess_materialize_s": inproc["materialize_s"],
         "inprocess_imports_s": inproc["imports_s"],
@@ -278,20 +283,7 @@ def bench_monthly(dataset: str, work: Path) -> dict:
     for name, batch in (("cold", cut), ("update", full), ("unchanged", None)):
         if batch is not None:
             monthly_bench.put(batch, root)
-        cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
-        t = time.perf_counter()
-        proc = subprocess.run(
-            [str(BIN / "dg"), "launch", "--assets", "*", "--partition", "cda"],
-            cwd=ROOT,
-            env=env_for(root, home),
-            capture_output=True,
-            text=True,
-        )
-        out[f"{name}_s"] = time.perf_counter() - t
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        out[f"{name}_cpu_s"] = (after.ru_utime - cpu.ru_utime) + (after.ru_stime - cpu.ru_stime)
-        if proc.returncode:
-            raise RuntimeError(f"dg launch ({name}) failed: {proc.stderr[-2000:]}")
+        out[f"{name}_s"], out[f"{name}_cpu_s"] = launch_cda(root, home, f"dg launch ({name})")
     out["update_share"] = out["update_s"] / out["cold_s"]
     out["unchanged_share"] = out["unchanged_s"] / out["cold_s"]
     return out
