@@ -117,16 +117,16 @@ def upsert(
     if among(leaving["sampleNumber"], staying["sampleNumber"]).any():
         return None
     stays = ~among(previous["sourceFile"], touched)
+    new_index = candidate_index(pd.concat([staying, new_candidates[INDEX_COLUMNS]]))
     if not stays.any():
         # Every file changed (a fleet re-sending its cumulative workbooks): nothing to keep, so the
         # rows are those of a full build of the candidates (the links of every pair recomputed).
         silver, dup_rejects, dup_info = finish(new_candidates, catalog)
         pairs = silver[["unitId", "componentName"]].drop_duplicates()
         info = {**dup_info, "pairs_relinked": int(len(pairs)), "rows_relinked": int(len(silver))}
-        new_index = candidate_index(pd.concat([staying, new_candidates[INDEX_COLUMNS]]))
         return silver, new_index, dup_rejects, info
     kept = previous[stays]
-    gone = previous[previous["sourceFile"].isin(touched)]
+    gone = previous[~stays]
     union = pd.concat([kept.drop(columns=SILVER_LINKS), new_candidates], ignore_index=True)
     merged, dup_rejects, dup_info = _resolve_duplicates(union, catalog.essays)
     fresh = merged[merged["sourceFile"].isin(touched)]
@@ -144,9 +144,6 @@ def upsert(
     silver = pd.concat([untouched, relinked], ignore_index=True)
     silver = silver.take(sort_order(silver, ORDER_KEYS)).reset_index(drop=True)
     silver = _types(silver[silver_columns(catalog)].copy(), catalog.essays)
-    new_index = candidate_index(
-        pd.concat([index[~index["sourceFile"].isin(touched)], new_candidates[INDEX_COLUMNS]])
-    )
     info = {**dup_info, "pairs_relinked": int(len(pairs)), "rows_relinked": int(affected.sum())}
     return silver, new_index, dup_rejects, info
 

@@ -107,6 +107,12 @@ def _redacted(text: str) -> str:
     return text
 
 
+def parquet_frame(data: bytes, columns: list[str] | None = None) -> pd.DataFrame:
+    """A parquet file's bytes as the frame :meth:`Storage.read_parquet` gives (one decoding for
+    every reader of published tables)."""
+    return pq.read_table(io.BytesIO(data), columns=columns).to_pandas()
+
+
 class Storage:
     """Read and write the layout under one root, on a local folder or an S3 prefix."""
 
@@ -312,7 +318,7 @@ class Storage:
 
     def read_parquet(self, path: str, columns: list[str] | None = None) -> pd.DataFrame:
         """The table at ``path`` (only ``columns`` when given: the others are not decoded)."""
-        return pq.read_table(io.BytesIO(self.read_bytes(path)), columns=columns).to_pandas()
+        return parquet_frame(self.read_bytes(path), columns)
 
     def write_json(self, path: str, doc) -> tuple[str, int]:
         data = json_bytes(doc)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 import os
 import threading
@@ -29,9 +28,9 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pandas as pd
-import pyarrow.parquet as pq
 
 from . import layout
+from .filesystem import parquet_frame
 
 UNCHANGED = "unchanged_fingerprint"
 KEPT = "kept_as_published"
@@ -217,7 +216,7 @@ def prefetch(run_id: str, store, path: str) -> None:
         if not store.exists(path):
             return None
         data = store.read_bytes(path)
-        return data, pq.read_table(io.BytesIO(data)).to_pandas()  # as Storage.read_parquet reads it
+        return data, parquet_frame(data)
 
     with _LOCK:
         _keep(_PREFETCHED, (run_id, store.uri, path), _BACKGROUND.submit(read))

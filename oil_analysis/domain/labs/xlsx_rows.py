@@ -38,8 +38,9 @@ XML_ROWS_VERSION = b"xml-rows-1"
 _ROW_REF = re.compile(rb'r="([1-9][0-9]{0,6})"')
 # ``<x:c>`` is a cell to calamine (it matches local names): a prefixed element it reads is refused.
 _PREFIXED = re.compile(rb":(?:c|row|v|is|t|f|r|rPh|sheetData)[\s/>]")
-_RENUMBER = re.compile(rb'(<c r="[A-Z]{1,3})[0-9]+"')
-_STRIP = _RENUMBER
+# A cell reference's row number (group 1: ``<c r="`` and the column letters): taken out for a
+# row's key, replaced to renumber a row.
+_CELL_ROW = re.compile(rb'(<c r="[A-Z]{1,3})[0-9]+"')
 # What calamine does not read for a cell's value and a writer rewrites as rows come (the extent,
 # column widths fitted to the content, the selected cell): left out of the context.
 _LAYOUT = re.compile(rb"<dimension\b[^>]*/>|<cols>.*?</cols>|<sheetViews>.*?</sheetViews>", re.S)
@@ -151,7 +152,7 @@ def _cut(part: bytes, lo: int, hi: int) -> tuple[list[int], list[str], list[tupl
         # row's own only; else (a style ``s="N"``, a text) the references' digits only.
         stripped = xml.replace(d + b'"', b'"')
         if (len(xml) - len(stripped)) // len(d) != per_row[k] + 1:
-            stripped = _STRIP.sub(rb'\1"', xml.replace(b'<row r="' + d + b'"', b'<row r=""', 1))
+            stripped = _CELL_ROW.sub(rb'\1"', xml.replace(b'<row r="' + d + b'"', b'<row r=""', 1))
         keys.append(hashlib.sha256(stripped).hexdigest()[:32])
         spans.append((bounds[k], bounds[k] + len(xml)))
     if closed != closes:
@@ -241,7 +242,7 @@ def mini_workbook(path: str, sheet: SheetRows, pick: list[int]) -> io.BytesIO:
         body = sheet.xml(i)  # ``<row r="N"…``: its cells' references all end in N (checked)
         m = _ROW_REF.match(body, 5)
         new = b"%d" % k
-        rows.append(b'<row r="' + new + b'"' + _RENUMBER.sub(rb"\g<1>" + new + b'"', body[m.end() :]))
+        rows.append(b'<row r="' + new + b'"' + _CELL_ROW.sub(rb"\g<1>" + new + b'"', body[m.end() :]))
     prefix = _DIMENSION.sub(b"", sheet.part[:lo], count=1)  # calamine sizes the sheet by its cells
     part = b"".join([prefix, *rows, sheet.part[hi:]])
     out = io.BytesIO()
