@@ -214,16 +214,15 @@ def noop_graph():
         key = next(iter(a.keys))
         names = [k.path[-1] for k in sorted(a.dependency_keys)]
         checks = [spec.name for spec in a.check_specs]
-        scope: dict = {}
-        exec(f"def body({', '.join(names)}):\n    yield from run()", scope)
 
         def run(checks=checks):
             yield Output(None)
             for name in checks:
                 yield AssetCheckResult(check_name=name, passed=True)
 
-        scope["body"].__globals__["run"] = run
-        scope["body"].__name__ = key.path[-1]
+        # Dagster reads an asset's inputs from its function's parameters: one named per dependency.
+        scope: dict = {"run": run}
+        exec(f"def {key.path[-1]}({', '.join(names)}):\n    yield from run()", scope)
         out.append(
             asset(
                 key=key,
@@ -231,7 +230,7 @@ def noop_graph():
                 partitions_def=a.partitions_def,
                 check_specs=list(a.check_specs),
                 io_manager_key="nothing",
-            )(scope["body"])
+            )(scope[key.path[-1]])
         )
     return out, {"nothing": io_manager(lambda _: Nothing())}
 
