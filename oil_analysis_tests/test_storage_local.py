@@ -20,6 +20,7 @@ from oil_analysis.resources.storage import StorageResource
 from oil_analysis.settings import get_settings
 from oil_analysis.storage import layout, legacy, manifest
 from oil_analysis.storage.filesystem import Storage, public_endpoint
+from oil_analysis.storage.healing import check_writable
 
 STORAGE_VARS = (
     "USE_S3",
@@ -127,6 +128,25 @@ def test_failed_local_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
         store.write_bytes("gold/cda/doc.json", None)  # fails inside the temp file, before the rename
     assert store.read_json("gold/cda/doc.json") == {"v": 1}
     assert every_file(tmp_path) == {"gold/cda/doc.json"}
+
+
+def test_probe_write_fails_where_a_write_fails_and_leaves_nothing(tmp_path):
+    store = Storage.local(str(tmp_path))
+    assert check_writable(store, "cda") == []
+    # The folders a run publishes to exist now, and no probe file is left in them.
+    assert (tmp_path / "gold/cda").is_dir() and (tmp_path / "silver/harmonized").is_dir()
+    assert every_file(tmp_path) == set()
+    # A file standing where a folder must be: the probe and a real write both refuse it.
+    (tmp_path / "gold/cda/_changes").rmdir()
+    (tmp_path / "gold/cda/_changes").write_bytes(b"in the way")
+    with pytest.raises(OSError) as probe_error:
+        store.probe_write("gold/cda/_changes/.tmp-probe-x")
+    with pytest.raises(OSError) as write_error:
+        store.write_bytes("gold/cda/_changes/log.json", b"{}")
+    assert type(probe_error.value) is type(write_error.value)
+    problems = check_writable(store, "cda")
+    assert len(problems) == 1 and "gold/cda/_changes" in problems[0]
+    assert every_file(tmp_path) == {"gold/cda/_changes"}
 
 
 @pytest.fixture

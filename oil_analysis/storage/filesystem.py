@@ -270,6 +270,23 @@ class Storage:
                 f.write(data)
         return hashlib.sha256(data).hexdigest()
 
+    def probe_write(self, path: str) -> None:
+        """Create and remove ``path``, an empty file, as a write there would; raises what it raises.
+
+        Locally the file is opened as :meth:`write_bytes` opens its temp file (folders made, same
+        flags and mode), then removed: no data, so no fsync or rename (~0.1 ms against ~3 ms). On S3
+        it is a PUT and a DELETE.
+        """
+        if self.is_local:
+            full = self.full(path)
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+            os.close(os.open(full, flags, 0o666))
+            os.unlink(full)
+        else:
+            self.write_bytes(path, b"")
+            self.delete(path)
+
     def delete(self, path: str) -> None:
         if self.exists(path):
             with self._errors("deleting", path):
@@ -426,6 +443,10 @@ class DualStorage(Storage):
     def delete(self, path: str) -> None:
         self.mirror.delete(path)
         self.primary.delete(path)
+
+    def probe_write(self, path: str) -> None:
+        for store in (self.mirror, self.primary):
+            store.probe_write(path)
 
     def diff(self, prefix: str) -> list[str]:
         """Paths under ``prefix`` that are missing on one side or differ in content (empty: in sync)."""

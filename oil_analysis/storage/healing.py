@@ -88,7 +88,8 @@ def remove_stale_temps(store: Storage, client: str) -> list[str]:
 def check_writable(store: Storage, client: str, *, legacy: bool = False) -> list[str]:
     """Probe every folder a run of ``client`` publishes to; returns the problems (empty: all good).
 
-    Each probe writes and removes a temp file (``.tmp-probe-…``), the same way a real write would.
+    Each probe creates and removes an empty temp file (``.tmp-probe-…``) where a real write would
+    (:meth:`Storage.probe_write`).
     A file standing where a folder should be, a read-only folder or a refused S3 prefix fails here.
     """
     folders = [
@@ -109,8 +110,7 @@ def check_writable(store: Storage, client: str, *, legacy: bool = False) -> list
     for folder in folders:
         probe = f"{folder}/.tmp-probe-{token}"
         try:
-            store.write_bytes(probe, b"")
-            store.delete(probe)
+            store.probe_write(probe)
         except Exception as exc:
             problems.append(f"{store.display(folder)}: {type(exc).__name__}: {exc}")
     return problems
