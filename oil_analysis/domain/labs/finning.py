@@ -45,7 +45,7 @@ from .common import (
 )
 from .particles import PARTICLE_COLUMNS, parse_particle_column
 from .xlsx_guard import MAX_ERROR_CELLS, scan_workbook
-from .xlsx_rows import SheetHead, SheetRows, mini_workbook, sheet_head, split, workbook_head
+from .xlsx_rows import SheetHead, SheetRows, mini_workbook, sheet_head, split, split_earlier, workbook_head
 
 LAB_FORMAT = "finning_xlsx"
 OIL_SHEET = "OIL"
@@ -430,7 +430,7 @@ def _known(
                 strict=True,
             )
         )
-    earlier = split(earlier) if earlier is not None else None
+    earlier = split_earlier(earlier, sheet) if earlier is not None else None
     if earlier is None or earlier.context != sheet.context or "dates" not in previous.rows:
         return None
     rows = previous.rows

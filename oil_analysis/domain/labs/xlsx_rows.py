@@ -60,6 +60,9 @@ class SheetRows:
     numbers: list[int]  # the Excel row number of each row element below the header, increasing
     keys: list[str]  # its key: a digest of its XML without the row numbers of ``<row>`` and ``<c>``
     spans: list[tuple[int, int]]  # where its XML stands in ``part``
+    # Whether its row number stands in its references only (``N"`` nowhere else: a plain replace
+    # renumbers it); None when not known (a sheet of :func:`split_earlier`).
+    plain: list[bool] | None = None
 
     def xml(self, i: int) -> bytes:
         """The XML of the ``i``-th row element below the header, as it is."""
@@ -84,8 +87,11 @@ def _is_letter(b: np.ndarray) -> np.ndarray:
     return (b >= 65) & (b <= 90)
 
 
-def _cut(part: bytes, lo: int, hi: int) -> tuple[list[int], list[str], list[tuple[int, int]]] | None:
-    """The row elements of ``<sheetData>``'s content (``part[lo:hi]``): number, key, span.
+def _cut(
+    part: bytes, lo: int, hi: int
+) -> tuple[list[int], list[str], list[tuple[int, int]], list[bool]] | None:
+    """The row elements of ``<sheetData>``'s content (``part[lo:hi]``): number, key, span and
+    whether the number stands in its references only.
 
     With no comment, CDATA or processing instruction (refused), every ``<`` starts a tag (XML
     allows no ``<`` in text or attribute values): the tags are told apart by the bytes after it,
@@ -141,7 +147,7 @@ def _cut(part: bytes, lo: int, hi: int) -> tuple[list[int], list[str], list[tupl
         return None
     per_row = np.bincount(row_of, minlength=len(rows)).tolist()
     bounds = rows.tolist() + [hi]
-    keys, spans, closed = [], [], 0
+    keys, spans, plain, closed = [], [], [], 0
     for k, d in enumerate(digits):
         xml = part[bounds[k] : bounds[k + 1]].rstrip()
         if xml.endswith(b"</row>"):
@@ -151,13 +157,14 @@ def _cut(part: bytes, lo: int, hi: int) -> tuple[list[int], list[str], list[tupl
         # The XML without row numbers: every ``N"`` taken out when those are the references' and the
         # row's own only; else (a style ``s="N"``, a text) the references' digits only.
         stripped = xml.replace(d + b'"', b'"')
-        if (len(xml) - len(stripped)) // len(d) != per_row[k] + 1:
+        plain.append((len(xml) - len(stripped)) // len(d) == per_row[k] + 1)
+        if not plain[-1]:
             stripped = _CELL_ROW.sub(rb'\1"', xml.replace(b'<row r="' + d + b'"', b'<row r=""', 1))
         keys.append(hashlib.sha256(stripped).hexdigest()[:32])
         spans.append((bounds[k], bounds[k] + len(xml)))
     if closed != closes:
         return None
-    return numbers, keys, spans
+    return numbers, keys, spans, plain
 
 
 @dataclass
@@ -226,10 +233,96 @@ def split(head: SheetHead) -> SheetRows | None:
     got = _cut(part, lo, end)
     if got is None:
         return None
-    numbers, keys, spans = got
+    numbers, keys, spans, plain = got
     if numbers[0] != 1 or part[spans[0][0] : spans[0][1]] != head.header:
         return None
-    return SheetRows(head.member, head.context, part, (lo, end), numbers[1:], keys[1:], spans[1:])
+    return SheetRows(head.member, head.context, part, (lo, end), numbers[1:], keys[1:], spans[1:], plain[1:])
+
+
+def split_earlier(earlier: SheetHead, sheet: SheetRows) -> SheetRows | None:
+    """:func:`split` of ``earlier`` (the head of an earlier version of the workbook of ``sheet``, in
+    the same context), without cutting again what ``sheet`` already proved.
+
+    A cumulative re-send holds the earlier rows renumbered: each earlier row element is first
+    compared with the next row of ``sheet`` (then with the row of ``sheet`` its key names) with
+    that row's numbers replaced by its own; equal bytes are that row, as proven as it is (its cells
+    reference their row, no formula, shared string or comment), and take its key. The other
+    elements (a corrected or deleted row) are cut by :func:`split`'s own checks, together. Every byte
+    of the earlier rows is in one of these or whitespace between them: the result is
+    :func:`split`'s (None where it is None)."""
+    if earlier.context != sheet.context or sheet.plain is None or not sheet.spans:
+        return split(earlier)
+    part, lo, hi = earlier.part, earlier.lo, earlier.hi
+    pos = _skip_space(part, lo, hi)
+    if earlier.header != sheet.part[sheet.rows[0] : sheet.spans[0][0]].strip():
+        return None
+    if not part.startswith(earlier.header, pos):
+        return None
+    pos += len(earlier.header)
+    first: dict[str, int] = {}
+    for i, key in enumerate(sheet.keys):
+        first.setdefault(key, i)
+    numbers, keys, spans = [], [], []
+    loose: list[int] = []  # positions (in the lists above) of the elements cut below
+    guess, sha = 0, hashlib.sha256
+    while (pos := _skip_space(part, pos, hi)) < hi:
+        m = _ROW_REF.match(part, pos + 5) if part.startswith(b'<row r="', pos) else None
+        if m is None:
+            return None
+        digits = m.group(1)
+        own = _renumbered(sheet, guess, digits) if guess < len(sheet.keys) else None
+        if own is None or not part.startswith(own, pos):
+            end = part.find(b"<row", pos + 1, hi)
+            xml = part[pos : hi if end < 0 else end].rstrip()
+            at = first.get(sha(xml.replace(digits + b'"', b'"')).hexdigest()[:32])  # a candidate only
+            own = _renumbered(sheet, at, digits) if at is not None else None
+            if own != xml:
+                loose.append(len(numbers))
+                numbers.append(int(digits))
+                keys.append("")
+                spans.append((pos, pos + len(xml)))
+                pos += len(xml)
+                continue
+            guess = at
+        numbers.append(int(digits))
+        keys.append(sheet.keys[guess])
+        spans.append((pos, pos + len(own)))
+        pos += len(own)
+        guess += 1
+    if any(b <= a for a, b in zip([1, *numbers], numbers, strict=False)):
+        return None
+    if loose:  # split's checks on these elements, as one sheet
+        rest = b"".join(part[spans[k][0] : spans[k][1]] for k in loose)
+        if rest.find(b't="s"') >= 0 or _PREFIXED.search(rest):
+            return None
+        got = _cut(rest + b"</sheetData>", 0, len(rest))
+        if got is None or got[0] != [numbers[k] for k in loose]:
+            return None
+        joined = 0  # where each element stands in ``rest``
+        for k, key, (a, b) in zip(loose, got[1], got[2], strict=True):
+            if a != joined or b - a != spans[k][1] - spans[k][0]:
+                return None
+            joined = b
+            keys[k] = key
+    return SheetRows(earlier.member, earlier.context, part, (lo, hi), numbers, keys, spans)
+
+
+def _skip_space(part: bytes, pos: int, hi: int) -> int:
+    while pos < hi and part[pos] in b" \t\r\n":
+        pos += 1
+    return pos
+
+
+def _renumbered(sheet: SheetRows, i: int, digits: bytes) -> bytes:
+    """The XML of ``sheet``'s ``i``-th row element with its row number (of ``<row r>`` and every
+    ``<c r>``, checked to be its own) made ``digits``."""
+    xml, own = sheet.xml(i), b"%d" % sheet.numbers[i]
+    if own == digits:
+        return xml
+    if sheet.plain[i]:
+        return xml.replace(own + b'"', digits + b'"')
+    body = xml[len(b'<row r="') + len(own) + 1 :]
+    return b'<row r="' + digits + b'"' + _CELL_ROW.sub(rb"\g<1>" + digits + b'"', body)
 
 
 def mini_workbook(path: str, sheet: SheetRows, pick: list[int]) -> io.BytesIO:
