@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,17 @@ def test_the_real_workbooks_earlier_versions(tmp_path, monkeypatch):
         earlier = drop_top_rows(src, tmp_path / "earlier" / src.name, 5)
         got, seen = check(earlier, src, monkeypatch)
         assert got is not None and seen == [], src.name
+
+
+def test_a_row_renumbered_by_a_plain_replace_is_renumbered_by_its_references(tmp_path):
+    """``_renumbered`` (the earlier rows compared, the mini workbook's rows) replaces the row number
+    wherever it stands when it stands in the references only, else the references' digits only:
+    the same bytes as renumbering every reference."""
+    body = rows([8, *OLD], r7={"Interpretacion": 'tubo 4" roto'}, r5={"Interpretacion": 'tubo 6" roto'})
+    sheet = new_sheet(write(tmp_path / "T-01.xlsx", body))
+    assert sheet.plain is not None and not all(sheet.plain)  # rows 4 and 6 hold their number elsewhere
+    for i, n in enumerate(sheet.numbers):
+        xml = sheet.xml(i)
+        for digits in (b"2", b"%d" % n, b"45", b"1000000"):
+            by_reference = re.sub(rb'(<row r="|<c r="[A-Z]{1,3})[0-9]+"', rb"\g<1>" + digits + b'"', xml)
+            assert xlsx_rows._renumbered(sheet, i, digits) == by_reference

@@ -228,7 +228,7 @@ def split(head: SheetHead) -> SheetRows | None:
     """The row elements of the sheet of ``head``, or None when the sheet does not provably allow
     reading some rows only."""
     part, lo, end = head.part, head.lo, head.hi
-    if part.find(b't="s"', lo, end) >= 0 or _PREFIXED.search(part, lo, end):
+    if part.find(b't="s"', lo, end) >= 0 or _prefixed(part, lo, end):
         return None
     got = _cut(part, lo, end)
     if got is None:
@@ -293,7 +293,7 @@ def split_earlier(earlier: SheetHead, sheet: SheetRows) -> SheetRows | None:
         return None
     if loose:  # split's checks on these elements, as one sheet
         rest = b"".join(part[spans[k][0] : spans[k][1]] for k in loose)
-        if rest.find(b't="s"') >= 0 or _PREFIXED.search(rest):
+        if rest.find(b't="s"') >= 0 or _prefixed(rest, 0, len(rest)):
             return None
         got = _cut(rest + b"</sheetData>", 0, len(rest))
         if got is None or got[0] != [numbers[k] for k in loose]:
@@ -305,6 +305,17 @@ def split_earlier(earlier: SheetHead, sheet: SheetRows) -> SheetRows | None:
             joined = b
             keys[k] = key
     return SheetRows(earlier.member, earlier.context, part, (lo, hi), numbers, keys, spans)
+
+
+def _prefixed(part: bytes, lo: int, hi: int) -> bool:
+    """Whether ``part[lo:hi]`` holds what :data:`_PREFIXED` matches (from each ``:``: a sheet holds
+    few, and ``bytes.find`` skips to them far faster than a regular expression's search)."""
+    at = part.find(b":", lo, hi)
+    while at >= 0:
+        if _PREFIXED.match(part, at, hi):
+            return True
+        at = part.find(b":", at + 1, hi)
+    return False
 
 
 def _skip_space(part: bytes, pos: int, hi: int) -> int:
@@ -319,7 +330,7 @@ def _renumbered(sheet: SheetRows, i: int, digits: bytes) -> bytes:
     xml, own = sheet.xml(i), b"%d" % sheet.numbers[i]
     if own == digits:
         return xml
-    if sheet.plain[i]:
+    if sheet.plain is not None and sheet.plain[i]:
         return xml.replace(own + b'"', digits + b'"')
     body = xml[len(b'<row r="') + len(own) + 1 :]
     return b'<row r="' + digits + b'"' + _CELL_ROW.sub(rb"\g<1>" + digits + b'"', body)
@@ -331,11 +342,7 @@ def mini_workbook(path: str, sheet: SheetRows, pick: list[int]) -> io.BytesIO:
     in memory, every other part as it is."""
     lo, hi = sheet.rows
     rows = [sheet.part[lo : sheet.spans[0][0]] if sheet.spans else sheet.part[lo:hi]]  # the header
-    for k, i in enumerate(pick, start=2):
-        body = sheet.xml(i)  # ``<row r="N"…``: its cells' references all end in N (checked)
-        m = _ROW_REF.match(body, 5)
-        new = b"%d" % k
-        rows.append(b'<row r="' + new + b'"' + _CELL_ROW.sub(rb"\g<1>" + new + b'"', body[m.end() :]))
+    rows += [_renumbered(sheet, i, b"%d" % k) for k, i in enumerate(pick, start=2)]
     prefix = _DIMENSION.sub(b"", sheet.part[:lo], count=1)  # calamine sizes the sheet by its cells
     part = b"".join([prefix, *rows, sheet.part[hi:]])
     out = io.BytesIO()
