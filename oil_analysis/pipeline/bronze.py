@@ -712,8 +712,9 @@ class EncodedParse:
     def of(cls, result: ReadResult, key: str, notes: list[str]) -> EncodedParse:
         """Encode ``result`` of the raw file ``key`` (the tables ``Storage.write_parquet`` writes)."""
         samples = result.samples.assign(sourceFile=key)
-        # Each table converted once, for its parquet file and the row cache.
-        table = _arrow(samples)
+        # Each table converted once, for its parquet file and the row cache (in one chunk per
+        # column: a re-send's samples are joined from slices, its cache written as one batch).
+        table = _arrow(samples).combine_chunks()
         if len(result.rejects):
             rej = ledger_types(result.rejects.assign(file=key))
             ledger = _arrow(rej)
@@ -773,7 +774,7 @@ class EarlierParse:
     def decode(self, notes: list[str]) -> RowCache | None:
         """The row cache; None (and a note) when it cannot be used: the file is then parsed in full."""
         try:
-            digests = pq.read_table(io.BytesIO(self.rows))
+            digests = pq.read_table(io.BytesIO(self.rows), use_threads=False)
             context = (digests.schema.metadata or {}).get(b"context")
             if context is None or not digests.num_rows:
                 raise ValueError("the row digests have no context")

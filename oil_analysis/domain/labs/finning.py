@@ -93,6 +93,8 @@ PARTICLE_FIELD = "ISO"
 # Bump when a row's parse changes in a way the catalog version does not show (drops the row caches).
 ROW_CACHE_VERSION = "finning-rows-3"
 _DISAGREES = "repeated column disagrees with "
+# A re-send's samples are joined from at most this many slices of the earlier and parsed rows.
+_MAX_RUNS = 16
 
 
 def _digest(text: str) -> str:
@@ -644,11 +646,17 @@ def read_finning_workbook(
         rows = new_rows if kept is None else np.concatenate([new_rows, kept["sourceRow"].to_numpy()])
         by_row = np.argsort(rows, kind="stable")
         at, rows = at[by_row], rows[by_row].astype("int64")
-        head = len(take)
-        if (at[:head] == np.arange(head)).all() and (at[head:] == len(old) + np.arange(n_kept)).all():
-            # The earlier samples' first rows, then the parsed ones: a re-send that changed or added
-            # rows at its end (the usual one) needs no reordering.
-            parts = [old.iloc[:head], *([kept] if kept is not None else [])]
+        # Runs of consecutive rows of one part (a re-send adds rows on top or at the end, corrects
+        # a few): the samples are those slices joined, not both parts joined and reordered.
+        cut = np.flatnonzero((np.diff(at) != 1) | (np.diff(at >= len(old)) != 0)) + 1
+        starts, ends = np.r_[0, cut].tolist(), np.r_[cut, len(at)].tolist()
+        if len(starts) <= _MAX_RUNS:
+            parts = [
+                old.iloc[at[a] : at[b - 1] + 1]
+                if at[a] < len(old)
+                else kept.iloc[at[a] - len(old) : at[b - 1] - len(old) + 1]
+                for a, b in zip(starts, ends, strict=True)
+            ]
             samples = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
         else:
             samples = old if kept is None else pd.concat([old, kept], ignore_index=True)
