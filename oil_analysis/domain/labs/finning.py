@@ -45,7 +45,16 @@ from .common import (
 )
 from .particles import PARTICLE_COLUMNS, parse_particle_column
 from .xlsx_guard import MAX_ERROR_CELLS, scan_workbook
-from .xlsx_rows import SheetHead, SheetRows, mini_workbook, sheet_head, split, split_earlier, workbook_head
+from .xlsx_rows import (
+    SheetHead,
+    SheetRows,
+    mini_workbook,
+    part_head,
+    sheet_head,
+    split,
+    split_earlier,
+    workbook_head,
+)
 
 LAB_FORMAT = "finning_xlsx"
 OIL_SHEET = "OIL"
@@ -528,6 +537,37 @@ def _read_resent(
     return out
 
 
+@dataclass
+class _ResentRows:
+    """A re-sent sheet's rows (:func:`split`) and the earlier version's head, worked out once: from
+    the part the guard inflates (:func:`scan_workbook`'s ``prove``: the rows' extent spares its
+    streaming pass), or after the guard."""
+
+    previous: RowCache
+    done: bool = False
+    sheet: SheetRows | None = None
+    earlier: SheetHead | None = None  # the head of the earlier version's bytes (a first re-send)
+
+    def prove(self, zf: zipfile.ZipFile, member: str, xml: bytes) -> tuple[int, int] | None:
+        """The sheet's extent as the guard's streaming pass finds it, when its rows split."""
+        self.of(part_head(zf, member, xml))
+        return None if self.sheet is None else self.sheet.extent
+
+    def of(self, head: SheetHead | None) -> None:
+        """Split the sheet of ``head`` when the earlier parse's rows can serve it (same context: the
+        contexts first, cheap: another writer's workbook is not split at all)."""
+        self.done = True
+        if head is None:
+            return
+        previous = self.previous
+        if previous.xml is not None:
+            same = head.context == previous.xml_context
+        else:
+            self.earlier = workbook_head(previous.source, OIL_SHEET)
+            same = self.earlier is not None and self.earlier.context == head.context
+        self.sheet = split(head) if same else None
+
+
 def _context(raw: _Rows, catalog: Catalog) -> tuple[dict[str, bool], str]:
     """The column-wide choices of the rows and the digest of every row's context: the header's
     named columns, reader and catalog versions, those choices (a change re-parses all rows)."""
@@ -570,24 +610,26 @@ def read_finning_workbook(
     name = os.path.basename(path)
     if os.path.getsize(path) == 0:
         raise LabFileError(name, "the file is empty (0 bytes); expected an .xlsx workbook")
+    resent = previous is not None and (previous.xml is not None or previous.source is not None)
+    through = _ResentRows(previous) if resent else None
     scans = scan_workbook(
-        path, [OIL_SHEET, COOLANT_SHEET], max_xml_mb=max_xml_mb, max_cells=max_cells, keep=(OIL_SHEET,)
+        path,
+        [OIL_SHEET, COOLANT_SHEET],
+        max_xml_mb=max_xml_mb,
+        max_cells=max_cells,
+        keep=(OIL_SHEET,),
+        prove=through.prove if through is not None else None,
     )
     oil_scan = scans.get(OIL_SHEET)
     # A first parse keeps the workbook's bytes with its row cache (the XML is split only if the file
     # comes back: a cold run pays nothing for it); a re-send is split and read through its rows' XML.
     sheet = known = raw = None
     whole = oil_scan is not None and len(oil_scan.errors) < MAX_ERROR_CELLS
-    if whole and previous is not None and (previous.xml is not None or previous.source is not None):
-        head = sheet_head(path, oil_scan)
-        if previous.xml is not None:
-            earlier = None
-            same = head is not None and head.context == previous.xml_context
-        else:  # the contexts first (cheap): another writer's workbook is not split at all
-            earlier = workbook_head(previous.source, OIL_SHEET) if head is not None else None
-            same = earlier is not None and earlier.context == head.context
-        sheet = split(head) if same else None
-        known = _known(previous, sheet, earlier) if sheet is not None else None
+    if whole and through is not None:
+        if not through.done:  # the guard did not inflate the part for it (e.g. a part too large to keep)
+            through.of(sheet_head(path, oil_scan))
+        sheet = through.sheet
+        known = _known(previous, sheet, through.earlier) if sheet is not None else None
     if known is not None:
         raw = _read_resent(path, name, oil_scan, sheet, known, previous, catalog)
     if raw is None:

@@ -20,6 +20,7 @@ import os
 import re
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .common import LabFileError
@@ -101,18 +102,7 @@ def _scan(zf: zipfile.ZipFile, scan: SheetScan, file: str, max_cells: int, keep:
     pieces = []
     with zf.open(scan.member) as f:
         head = f.read(HEAD)
-        m = _DIMENSION.search(head)
-        if m:
-            scan.declared = m.group(1).decode("ascii", "replace")
-            size = _extent(scan.declared)
-            if size and size[0] * size[1] > max_cells:
-                raise LabFileError(
-                    file,
-                    f"the sheet declares the dimension {scan.declared} ({size[0]:,} rows × {size[1]:,} "
-                    f"columns = {size[0] * size[1]:,} cells), over the limit of {max_cells:,} cells "
-                    "(OIL_MAX_SHEET_CELLS); not parsed",
-                    sheet=scan.name,
-                )
+        _declared(head, scan, file, max_cells)
         buffer = head
         while True:
             chunk = f.read(CHUNK)
@@ -140,6 +130,46 @@ def _scan(zf: zipfile.ZipFile, scan: SheetScan, file: str, max_cells: int, keep:
         scan.xml = b"".join(pieces)
 
 
+def _declared(head: bytes, scan: SheetScan, file: str, max_cells: int) -> None:
+    """The sheet's declared dimension (in the first bytes of its part), refused over the limit."""
+    m = _DIMENSION.search(head)
+    if m:
+        scan.declared = m.group(1).decode("ascii", "replace")
+        size = _extent(scan.declared)
+        if size and size[0] * size[1] > max_cells:
+            raise LabFileError(
+                file,
+                f"the sheet declares the dimension {scan.declared} ({size[0]:,} rows × {size[1]:,} "
+                f"columns = {size[0] * size[1]:,} cells), over the limit of {max_cells:,} cells "
+                "(OIL_MAX_SHEET_CELLS); not parsed",
+                sheet=scan.name,
+            )
+
+
+def _proven(
+    zf: zipfile.ZipFile, scan: SheetScan, file: str, max_cells: int, prove: Callable
+) -> SheetScan | None:
+    """The scan of a sheet part whose real extent ``prove`` gives from its XML (the streaming pass
+    then adds nothing: same rows, columns, error cells and XML); None when ``prove`` cannot, the
+    extent is over the limit or the part does not inflate cleanly (the streaming pass then decides,
+    with its own messages)."""
+    try:
+        with zf.open(scan.member) as f:
+            xml = b"".join(iter(lambda: f.read(CHUNK), b""))
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error):
+        return None
+    _declared(xml[:HEAD], scan, file, max_cells)
+    extent = prove(zf, scan.member, xml)
+    if extent is None or extent[0] * max(extent[1], 1) > max_cells:
+        return None
+    scan.rows, scan.cols = extent
+    _error_cells(xml, scan)
+    if len(scan.errors) >= MAX_ERROR_CELLS:  # the streaming pass stops recording at a chunk's end
+        return None
+    scan.xml = xml
+    return scan
+
+
 def _scan_part(part: bytes, scan: SheetScan) -> None:
     numbers = _ROW.findall(part)
     if numbers:
@@ -161,7 +191,13 @@ def _scan_part(part: bytes, scan: SheetScan) -> None:
         letters = {c for c, _ in lasts}
         scan.cols = max(scan.cols, max(column_index(c.decode()) for c in letters))
         scan.rows = max(scan.rows, max(int(r) for _, r in lasts))
-    if b't="e"' in part and len(scan.errors) < MAX_ERROR_CELLS:
+    if len(scan.errors) < MAX_ERROR_CELLS:
+        _error_cells(part, scan)
+
+
+def _error_cells(part: bytes, scan: SheetScan) -> None:
+    """Record the Excel error cells of ``part`` (whole rows) in ``scan.errors``."""
+    if b't="e"' in part:
         for m in _ERROR_CELL.finditer(part):
             ref = _REF.search(m.group(1) + b" " + m.group(2))
             value = _ERROR_VALUE.match(part, m.end())
@@ -171,10 +207,21 @@ def _scan_part(part: bytes, scan: SheetScan) -> None:
 
 
 def scan_workbook(
-    path: str, sheets: list[str], *, max_xml_mb: float, max_cells: int, keep: tuple[str, ...] = ()
+    path: str,
+    sheets: list[str],
+    *,
+    max_xml_mb: float,
+    max_cells: int,
+    keep: tuple[str, ...] = (),
+    prove: Callable[[zipfile.ZipFile, str, bytes], tuple[int, int] | None] | None = None,
 ) -> dict[str, SheetScan]:
     """Check a workbook's parts before parsing; returns the scan of each of ``sheets`` present
     (with its inflated XML for the sheets named in ``keep``, up to ``MAX_KEPT_XML`` bytes).
+
+    ``prove(zip, member, xml)``: for a sheet of ``keep``, its real extent ``(rows, last column)``
+    exactly as the streaming pass would find it, from its whole XML (e.g. rows whose structure it
+    checked), or None. When it gives one, the part is inflated once and only its error cells are
+    looked for; the declared dimension, the part sizes and the limits are checked as always.
 
     Raises :class:`LabFileError` (the file is quarantined) when the zip cannot be opened, a part
     inflates beyond ``max_xml_mb`` (``OIL_MAX_SHEET_XML_MB``), or a sheet's declared or real extent
@@ -212,7 +259,13 @@ def scan_workbook(
                 if member is None or member not in known:
                     continue
                 scan = SheetScan(sheet, member, zf.getinfo(member).file_size)
-                _scan(zf, scan, name, max_cells, sheet in keep and scan.xml_bytes <= MAX_KEPT_XML)
+                kept = sheet in keep and scan.xml_bytes <= MAX_KEPT_XML
+                if kept and prove is not None:
+                    proven = _proven(zf, SheetScan(sheet, member, scan.xml_bytes), name, max_cells, prove)
+                    if proven is not None:
+                        out[sheet] = proven
+                        continue
+                _scan(zf, scan, name, max_cells, kept)
                 out[sheet] = scan
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as exc:
             if isinstance(exc, LabFileError):

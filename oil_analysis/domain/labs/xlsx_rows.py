@@ -47,6 +47,9 @@ _LAYOUT = re.compile(rb"<dimension\b[^>]*/>|<cols>.*?</cols>|<sheetViews>.*?</sh
 _DIMENSION = re.compile(rb"<dimension\b[^>]*/>")
 
 _SST_ENTRY = re.compile(rb"<(?:\w+:)?si[\s>/]")
+# What the guard's streaming pass reads rows and last cells from (see :attr:`SheetRows.extent`).
+_OUTSIDE = re.compile(rb"<row\b|</row>")
+_CELL = re.compile(rb"<c\b")
 
 
 @dataclass
@@ -63,6 +66,9 @@ class SheetRows:
     # Whether its row number stands in its references only (``N"`` nowhere else: a plain replace
     # renumbers it); None when not known (a sheet of :func:`split_earlier`).
     plain: list[bool] | None = None
+    # The sheet part's real extent as :func:`~.xlsx_guard.scan_workbook`'s streaming pass finds it
+    # (the last row number, the last column of a row's last cell); None when not known.
+    extent: tuple[int, int] | None = None
 
     def xml(self, i: int) -> bytes:
         """The XML of the ``i``-th row element below the header, as it is."""
@@ -89,9 +95,10 @@ def _is_letter(b: np.ndarray) -> np.ndarray:
 
 def _cut(
     part: bytes, lo: int, hi: int
-) -> tuple[list[int], list[str], list[tuple[int, int]], list[bool]] | None:
+) -> tuple[list[int], list[str], list[tuple[int, int]], list[bool], tuple[int, int]] | None:
     """The row elements of ``<sheetData>``'s content (``part[lo:hi]``): number, key, span and
-    whether the number stands in its references only.
+    whether the number stands in its references only; and the extent of the rows (the last row
+    number, the largest column of a row's last cell).
 
     With no comment, CDATA or processing instruction (refused), every ``<`` starts a tag (XML
     allows no ``<`` in text or attribute values): the tags are told apart by the bytes after it,
@@ -164,7 +171,12 @@ def _cut(
         spans.append((bounds[k], bounds[k] + len(xml)))
     if closed != closes:
         return None
-    return numbers, keys, spans, plain
+    last = np.cumsum(per_row)[np.asarray(per_row) > 0] - 1  # each row's last cell, if it has one
+    column = np.zeros(len(last), dtype=np.int64)
+    for k in range(3):  # its column letters (1 to 3, checked) as a number: A → 1, XFD → 16384
+        more = letters[last] > k
+        column[more] = column[more] * 26 + a[ref[last[more]] + k].astype(np.int64) - 64
+    return numbers, keys, spans, plain, (numbers[-1], int(column.max()) if len(column) else 0)
 
 
 @dataclass
@@ -203,6 +215,11 @@ def workbook_head(data: bytes, sheet: str) -> SheetHead | None:
         return None
 
 
+def part_head(zf: zipfile.ZipFile, member: str, part: bytes) -> SheetHead | None:
+    """:func:`sheet_head` of the sheet part ``member`` of the open workbook ``zf``, inflated."""
+    return _head(zf, member, part)
+
+
 def _head(zf: zipfile.ZipFile, member: str, part: bytes) -> SheetHead | None:
     names = set(zf.namelist())
     book = zf.read("xl/workbook.xml") if "xl/workbook.xml" in names else b""
@@ -233,10 +250,15 @@ def split(head: SheetHead) -> SheetRows | None:
     got = _cut(part, lo, end)
     if got is None:
         return None
-    numbers, keys, spans, plain = got
+    numbers, keys, spans, plain, extent = got
     if numbers[0] != 1 or part[spans[0][0] : spans[0][1]] != head.header:
         return None
-    return SheetRows(head.member, head.context, part, (lo, end), numbers[1:], keys[1:], spans[1:], plain[1:])
+    # Outside ``<sheetData>``, what the streaming pass would count: then the extent is not known.
+    if _OUTSIDE.search(part, 0, lo) or _OUTSIDE.search(part, end) or _CELL.search(part, 0, lo):
+        extent = None
+    return SheetRows(
+        head.member, head.context, part, (lo, end), numbers[1:], keys[1:], spans[1:], plain[1:], extent
+    )
 
 
 def split_earlier(earlier: SheetHead, sheet: SheetRows) -> SheetRows | None:
