@@ -12,6 +12,9 @@ at a time, never the whole part in memory): the uncompressed size of each part, 
 the last column of every row). Over a limit, it raises :class:`LabFileError` and the file is
 quarantined with that reason. The same pass collects the Excel *error cells* (``#N/A``, ``#DIV/0!``
 ...), which python-calamine returns as empty strings: the reader records them as cell rejects.
+A sheet whose rows the reader has already proven (a re-sent workbook split by
+:mod:`.xlsx_rows`) needs no streaming pass: ``prove`` gives its real extent from that proof, and only
+its error cells are looked for (any other case is streamed, with the same refusals).
 """
 
 from __future__ import annotations

@@ -10,7 +10,10 @@ their elements and keys each by a digest of its XML with the row number taken ou
 and of every ``<c r>`` (styles, types, values and error cells kept): in one context, equal keys
 read as equal cells wherever the row stands. :func:`mini_workbook` builds the small in-memory
 workbook python-calamine reads the other rows from: the same parts, the sheet reduced to its header
-row and those rows, numbered consecutively.
+row and those rows, numbered consecutively. :func:`split_earlier` cuts an earlier version (the bytes a
+first parse kept) through the rows :func:`split` proved in the new one: an earlier row that is a new
+row renumbered is that row; only the others are cut with :func:`split`'s checks. A split also gives
+the sheet's real extent, which spares the guard's streaming pass (:func:`~.xlsx_guard.scan_workbook`).
 
 The split is used only when that is provably so; :func:`split` returns None (the caller reads the
 whole sheet) on anything else: a shared-string cell or a shared-strings part with entries, a
