@@ -23,25 +23,25 @@ LIMITS = {"max_xml_mb": 64, "max_cells": 5_000_000}
 
 def same_scans(path: Path, previous) -> list[str]:
     """The reader's guard of ``path`` re-sent after ``previous`` equals the plain guard's; returns
-    the sheets it streamed."""
+    the sheets it streamed (from the zip or from the part it inflated)."""
     from oil_analysis.domain.labs.finning import COOLANT_SHEET, OIL_SHEET, _ResentRows
 
     plain = scan_workbook(str(path), [OIL_SHEET, COOLANT_SHEET], keep=(OIL_SHEET,), **LIMITS)
     seen: list[str] = []
-    scan = xlsx_guard._scan
+    stream = xlsx_guard._stream
 
-    def spy(zf, sheet_scan, *args, **kwargs):
+    def spy(read, sheet_scan, *args, **kwargs):
         seen.append(sheet_scan.name)
-        return scan(zf, sheet_scan, *args, **kwargs)
+        return stream(read, sheet_scan, *args, **kwargs)
 
-    xlsx_guard._scan = spy
+    xlsx_guard._stream = spy
     try:
         rows_of = _ResentRows(stored(previous))
         proven = scan_workbook(
             str(path), [OIL_SHEET, COOLANT_SHEET], keep=(OIL_SHEET,), prove=rows_of.prove, **LIMITS
         )
     finally:
-        xlsx_guard._scan = scan
+        xlsx_guard._stream = stream
     assert proven.keys() == plain.keys()
     for sheet, a in plain.items():
         b = proven[sheet]
@@ -66,13 +66,26 @@ def test_a_resend_is_guarded_through_its_rows(tmp_path):
     assert again.info["sheet_rows_read"] == 2 and again.info["excel_error_cells"] == 3  # Fe twice, Cu
 
 
-def test_a_resend_of_another_writer_is_streamed(tmp_path):
+def test_a_resend_of_another_writer_is_streamed(tmp_path, monkeypatch):
     """A context the earlier parse does not share (another style part): nothing split, streamed."""
     path = write(tmp_path / "T-01.xlsx", rows(OLD))
     first = read_finning_workbook(str(path))
     write(path, rows([8, *OLD]))
     rewrite(path, extra={"xl/styles.xml": zipfile.ZipFile(path).read("xl/styles.xml") + b" "})
     assert same_scans(path, first) == ["OIL", "COOLANT"]
+    # The part is inflated once: the streaming pass reads what the proof attempt inflated.
+    previous = stored(first)
+    opened: list[tuple] = []
+    zip_open = zipfile.ZipFile.open
+
+    def spy(self, name, *args, **kwargs):
+        opened.append((self.filename, getattr(name, "filename", name)))
+        return zip_open(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", spy)
+    again = read_finning_workbook(str(path), previous=previous)
+    assert again.info["rows_reused"] == 8  # the values' digests still serve
+    assert opened.count((str(path), "xl/worksheets/sheet1.xml")) == 1
 
 
 def far_cell(path: Path) -> Path:

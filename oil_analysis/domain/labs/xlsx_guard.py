@@ -19,6 +19,7 @@ its error cells are looked for (any other case is streamed, with the same refusa
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import zipfile
@@ -102,33 +103,38 @@ def _sheet_members(zf: zipfile.ZipFile) -> dict[str, str]:
 def _scan(zf: zipfile.ZipFile, scan: SheetScan, file: str, max_cells: int, keep: bool = False) -> None:
     """Stream one sheet part: declared dimension, real extent and error cells (``keep``: and keep
     the inflated part, within the size limit already checked, in ``scan.xml``)."""
-    pieces = []
     with zf.open(scan.member) as f:
-        head = f.read(HEAD)
-        _declared(head, scan, file, max_cells)
-        buffer = head
-        while True:
-            chunk = f.read(CHUNK)
-            buffer += chunk
-            cut = buffer.rfind(b"</row>") + len(b"</row>") if chunk else len(buffer)
-            if cut < len(b"</row>"):
-                if chunk:
-                    continue
-                cut = len(buffer)
-            part, buffer = buffer[:cut], buffer[cut:]
-            _scan_part(part, scan)
-            if keep:
-                pieces.append(part)
-            if scan.rows * max(scan.cols, 1) > max_cells:
-                raise LabFileError(
-                    file,
-                    f"the sheet reaches row {scan.rows:,} and column {scan.cols:,} "
-                    f"({scan.rows * max(scan.cols, 1):,} cells), over the limit of {max_cells:,} cells "
-                    "(OIL_MAX_SHEET_CELLS); not parsed",
-                    sheet=scan.name,
-                )
-            if not chunk:
-                break
+        _stream(f.read, scan, file, max_cells, keep)
+
+
+def _stream(read: Callable[[int], bytes], scan: SheetScan, file: str, max_cells: int, keep: bool) -> None:
+    """:func:`_scan`'s pass over the part ``read`` returns, 1 MB at a time (cut after a row's end)."""
+    pieces = []
+    head = read(HEAD)
+    _declared(head, scan, file, max_cells)
+    buffer = head
+    while True:
+        chunk = read(CHUNK)
+        buffer += chunk
+        cut = buffer.rfind(b"</row>") + len(b"</row>") if chunk else len(buffer)
+        if cut < len(b"</row>"):
+            if chunk:
+                continue
+            cut = len(buffer)
+        part, buffer = buffer[:cut], buffer[cut:]
+        _scan_part(part, scan)
+        if keep:
+            pieces.append(part)
+        if scan.rows * max(scan.cols, 1) > max_cells:
+            raise LabFileError(
+                file,
+                f"the sheet reaches row {scan.rows:,} and column {scan.cols:,} "
+                f"({scan.rows * max(scan.cols, 1):,} cells), over the limit of {max_cells:,} cells "
+                "(OIL_MAX_SHEET_CELLS); not parsed",
+                sheet=scan.name,
+            )
+        if not chunk:
+            break
     if keep:
         scan.xml = b"".join(pieces)
 
@@ -152,10 +158,10 @@ def _declared(head: bytes, scan: SheetScan, file: str, max_cells: int) -> None:
 def _proven(
     zf: zipfile.ZipFile, scan: SheetScan, file: str, max_cells: int, prove: Callable
 ) -> SheetScan | None:
-    """The scan of a sheet part whose real extent ``prove`` gives from its XML (the streaming pass
-    then adds nothing: same rows, columns, error cells and XML); None when ``prove`` cannot, the
-    extent is over the limit or the part does not inflate cleanly (the streaming pass then decides,
-    with its own messages)."""
+    """The scan of a kept sheet part, inflated once: from the real extent ``prove`` gives from its
+    XML (the streaming pass then adds nothing: same rows, columns, error cells and XML), else (no
+    extent, over the limit, too many error cells) the streaming pass over the inflated part, with
+    its own refusals. None when the part does not inflate cleanly: the zip is streamed then."""
     try:
         with zf.open(scan.member) as f:
             # One read of the size the zip declares (checked against the limit): zipfile inflates no
@@ -167,14 +173,15 @@ def _proven(
         return None
     _declared(xml[:HEAD], scan, file, max_cells)
     extent = prove(zf, scan.member, xml)
-    if extent is None or extent[0] * max(extent[1], 1) > max_cells:
-        return None
-    scan.rows, scan.cols = extent
-    _error_cells(xml, scan)
-    if len(scan.errors) >= MAX_ERROR_CELLS:  # the streaming pass stops recording at a chunk's end
-        return None
-    scan.xml = xml
-    return scan
+    if extent is not None and extent[0] * max(extent[1], 1) <= max_cells:
+        scan.rows, scan.cols = extent
+        _error_cells(xml, scan)
+        if len(scan.errors) < MAX_ERROR_CELLS:  # the streaming pass stops recording at a chunk's end
+            scan.xml = xml
+            return scan
+    streamed = SheetScan(scan.name, scan.member, scan.xml_bytes)
+    _stream(io.BytesIO(xml).read, streamed, file, max_cells, True)
+    return streamed
 
 
 def _scan_part(part: bytes, scan: SheetScan) -> None:
@@ -227,8 +234,9 @@ def scan_workbook(
 
     ``prove(zip, member, xml)``: for a sheet of ``keep``, its real extent ``(rows, last column)``
     exactly as the streaming pass would find it, from its whole XML (e.g. rows whose structure it
-    checked), or None. When it gives one, the part is inflated once and only its error cells are
-    looked for; the declared dimension, the part sizes and the limits are checked as always.
+    checked), or None. Such a part is inflated once: when ``prove`` gives an extent, only its error
+    cells are looked for, else the streaming pass reads the inflated part; the declared dimension,
+    the part sizes and the limits are checked as always.
 
     Raises :class:`LabFileError` (the file is quarantined) when the zip cannot be opened, a part
     inflates beyond ``max_xml_mb`` (``OIL_MAX_SHEET_XML_MB``), or a sheet's declared or real extent
@@ -269,7 +277,7 @@ def scan_workbook(
                 kept = sheet in keep and scan.xml_bytes <= MAX_KEPT_XML
                 if kept and prove is not None:
                     proven = _proven(zf, SheetScan(sheet, member, scan.xml_bytes), name, max_cells, prove)
-                    if proven is not None:
+                    if proven is not None:  # else the part did not inflate cleanly: streamed below
                         out[sheet] = proven
                         continue
                 _scan(zf, scan, name, max_cells, kept)
