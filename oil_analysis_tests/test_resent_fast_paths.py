@@ -48,3 +48,22 @@ def test_more_runs_than_joined_take_the_reorder(tmp_path, takes):
     again, _ = resend(path, first)
     assert again.info["rows_parsed"] == len(numbers[::2])
     assert len(takes) == 1  # the earlier and parsed rows joined, then reordered once
+
+
+def test_an_empty_ledger_is_encoded_once_as_a_fresh_conversion_would(tmp_path):
+    """The usual parse has no ledger record: its ledger's parquet bytes (converted and written once
+    per process) are the bytes of that empty ledger converted now, and its row cache's too."""
+    import pyarrow as pa
+
+    from oil_analysis.domain.labs.common import empty_rejects
+    from oil_analysis.pipeline import bronze
+
+    path = write(tmp_path / "T-01.xlsx", rows(OLD))
+    result = read_finning_workbook(str(path))
+    assert len(result.rejects) == 0
+    first = bronze.EncodedParse.of(result, "bronze/cda/T-01.xlsx", [])
+    again = bronze.EncodedParse.of(result, "bronze/cda/T-02.xlsx", [])
+    fresh = pa.Table.from_pandas(empty_rejects(), preserve_index=False)
+    assert first.rejects == again.rejects == bronze.table_parquet_bytes(fresh, bronze._CACHE_PARQUET)
+    assert bronze._unpack(first.cache)["rejects"].drop_columns(["_call"]).equals(fresh)
+    assert len(first.frames[1]) == 0 and list(first.frames[1].columns) == list(empty_rejects().columns)
