@@ -38,6 +38,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -662,10 +663,10 @@ def _arrow(frame: pd.DataFrame) -> pa.Table:
     """``pa.Table.from_pandas(frame, preserve_index=False)``, in a fraction of its time for the
     readers' frames: the schema (with its pandas metadata) is made once per column layout (it
     depends on the columns' names and dtypes only), and each column's array is converted as is."""
-    dtypes = frame.dtypes
-    if any(str(t) == "object" for t in dtypes) or not frame.columns.is_unique:  # inferred from values
-        return pa.Table.from_pandas(frame, preserve_index=False)
-    key = tuple(zip(frame.columns, map(str, dtypes), strict=True))
+    dtypes = frame.dtypes.tolist()
+    if any(isinstance(t, np.dtype) and t.kind == "O" for t in dtypes) or not frame.columns.is_unique:
+        return pa.Table.from_pandas(frame, preserve_index=False)  # the types inferred from the values
+    key = tuple(zip(frame.columns, dtypes, strict=True))  # dtypes compare and hash as they are
     schema = _SCHEMAS.get(key)
     if schema is None:
         if len(_SCHEMAS) > 64:
@@ -676,6 +677,18 @@ def _arrow(frame: pd.DataFrame) -> pa.Table:
         for values, f in zip(frame._iter_column_arrays(), schema, strict=True)
     ]
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+_EMPTY_LEDGER: list[tuple[pa.Table, bytes]] = []
+
+
+def _empty_ledger() -> tuple[pd.DataFrame, pa.Table, bytes]:
+    """An empty ledger, its Arrow table and its cached parquet bytes (converted and written once)."""
+    rej = empty_rejects()
+    if not _EMPTY_LEDGER:
+        ledger = _arrow(rej)
+        _EMPTY_LEDGER.append((ledger, table_parquet_bytes(ledger, _CACHE_PARQUET)))
+    return rej, *_EMPTY_LEDGER[0]
 
 
 @dataclass
@@ -699,9 +712,15 @@ class EncodedParse:
     def of(cls, result: ReadResult, key: str, notes: list[str]) -> EncodedParse:
         """Encode ``result`` of the raw file ``key`` (the tables ``Storage.write_parquet`` writes)."""
         samples = result.samples.assign(sourceFile=key)
-        rej = ledger_types(result.rejects.assign(file=key)) if len(result.rejects) else empty_rejects()
-        # Each table converted once, for its parquet file and the row cache.
-        table, ledger = _arrow(samples), _arrow(rej)
+        # Each table converted once, for its parquet file and the row cache (in one chunk per
+        # column: a re-send's samples are joined from slices, its cache written as one batch).
+        table = _arrow(samples).combine_chunks()
+        if len(result.rejects):
+            rej = ledger_types(result.rejects.assign(file=key))
+            ledger = _arrow(rej)
+            ledger_bytes = table_parquet_bytes(ledger, _CACHE_PARQUET)
+        else:  # the usual parse: no record (an empty ledger, the same bytes for every file)
+            rej, ledger, ledger_bytes = _empty_ledger()
         cache = result.row_cache
         rows = blob = None
         if cache is not None:
@@ -731,7 +750,7 @@ class EncodedParse:
             blob = _pack(tables)
         return cls(
             table_parquet_bytes(table, _CACHE_PARQUET),
-            table_parquet_bytes(ledger, _CACHE_PARQUET),
+            ledger_bytes,
             rows,
             blob,
             int(len(samples)),
@@ -755,7 +774,7 @@ class EarlierParse:
     def decode(self, notes: list[str]) -> RowCache | None:
         """The row cache; None (and a note) when it cannot be used: the file is then parsed in full."""
         try:
-            digests = pq.read_table(io.BytesIO(self.rows))
+            digests = pq.read_table(io.BytesIO(self.rows), use_threads=False)
             context = (digests.schema.metadata or {}).get(b"context")
             if context is None or not digests.num_rows:
                 raise ValueError("the row digests have no context")

@@ -45,7 +45,16 @@ from .common import (
 )
 from .particles import PARTICLE_COLUMNS, parse_particle_column
 from .xlsx_guard import MAX_ERROR_CELLS, scan_workbook
-from .xlsx_rows import SheetHead, SheetRows, mini_workbook, sheet_head, split, workbook_head
+from .xlsx_rows import (
+    SheetHead,
+    SheetRows,
+    mini_workbook,
+    part_head,
+    sheet_head,
+    split,
+    split_earlier,
+    workbook_head,
+)
 
 LAB_FORMAT = "finning_xlsx"
 OIL_SHEET = "OIL"
@@ -93,6 +102,8 @@ PARTICLE_FIELD = "ISO"
 # Bump when a row's parse changes in a way the catalog version does not show (drops the row caches).
 ROW_CACHE_VERSION = "finning-rows-3"
 _DISAGREES = "repeated column disagrees with "
+# A re-send's samples are joined from at most this many slices of the earlier and parsed rows.
+_MAX_RUNS = 16
 
 
 def _digest(text: str) -> str:
@@ -430,7 +441,7 @@ def _known(
                 strict=True,
             )
         )
-    earlier = split(earlier) if earlier is not None else None
+    earlier = split_earlier(earlier, sheet) if earlier is not None else None
     if earlier is None or earlier.context != sheet.context or "dates" not in previous.rows:
         return None
     rows = previous.rows
@@ -526,6 +537,37 @@ def _read_resent(
     return out
 
 
+@dataclass
+class _ResentRows:
+    """A re-sent sheet's rows (:func:`split`) and the earlier version's head, worked out once: from
+    the part the guard inflates (:func:`scan_workbook`'s ``prove``: the rows' extent spares its
+    streaming pass), or after the guard."""
+
+    previous: RowCache
+    done: bool = False
+    sheet: SheetRows | None = None
+    earlier: SheetHead | None = None  # the head of the earlier version's bytes (a first re-send)
+
+    def prove(self, zf: zipfile.ZipFile, member: str, xml: bytes) -> tuple[int, int] | None:
+        """The sheet's extent as the guard's streaming pass finds it, when its rows split."""
+        self.of(part_head(zf, member, xml))
+        return None if self.sheet is None else self.sheet.extent
+
+    def of(self, head: SheetHead | None) -> None:
+        """Split the sheet of ``head`` when the earlier parse's rows can serve it (same context: the
+        contexts first, cheap: another writer's workbook is not split at all)."""
+        self.done = True
+        if head is None:
+            return
+        previous = self.previous
+        if previous.xml is not None:
+            same = head.context == previous.xml_context
+        else:
+            self.earlier = workbook_head(previous.source, OIL_SHEET)
+            same = self.earlier is not None and self.earlier.context == head.context
+        self.sheet = split(head) if same else None
+
+
 def _context(raw: _Rows, catalog: Catalog) -> tuple[dict[str, bool], str]:
     """The column-wide choices of the rows and the digest of every row's context: the header's
     named columns, reader and catalog versions, those choices (a change re-parses all rows)."""
@@ -568,24 +610,26 @@ def read_finning_workbook(
     name = os.path.basename(path)
     if os.path.getsize(path) == 0:
         raise LabFileError(name, "the file is empty (0 bytes); expected an .xlsx workbook")
+    resent = previous is not None and (previous.xml is not None or previous.source is not None)
+    through = _ResentRows(previous) if resent else None
     scans = scan_workbook(
-        path, [OIL_SHEET, COOLANT_SHEET], max_xml_mb=max_xml_mb, max_cells=max_cells, keep=(OIL_SHEET,)
+        path,
+        [OIL_SHEET, COOLANT_SHEET],
+        max_xml_mb=max_xml_mb,
+        max_cells=max_cells,
+        keep=(OIL_SHEET,),
+        prove=through.prove if through is not None else None,
     )
     oil_scan = scans.get(OIL_SHEET)
     # A first parse keeps the workbook's bytes with its row cache (the XML is split only if the file
     # comes back: a cold run pays nothing for it); a re-send is split and read through its rows' XML.
     sheet = known = raw = None
     whole = oil_scan is not None and len(oil_scan.errors) < MAX_ERROR_CELLS
-    if whole and previous is not None and (previous.xml is not None or previous.source is not None):
-        head = sheet_head(path, oil_scan)
-        if previous.xml is not None:
-            earlier = None
-            same = head is not None and head.context == previous.xml_context
-        else:  # the contexts first (cheap): another writer's workbook is not split at all
-            earlier = workbook_head(previous.source, OIL_SHEET) if head is not None else None
-            same = earlier is not None and earlier.context == head.context
-        sheet = split(head) if same else None
-        known = _known(previous, sheet, earlier) if sheet is not None else None
+    if whole and through is not None:
+        if not through.done:  # the guard did not inflate the part for it (e.g. a part too large to keep)
+            through.of(sheet_head(path, oil_scan))
+        sheet = through.sheet
+        known = _known(previous, sheet, through.earlier) if sheet is not None else None
     if known is not None:
         raw = _read_resent(path, name, oil_scan, sheet, known, previous, catalog)
     if raw is None:
@@ -644,11 +688,17 @@ def read_finning_workbook(
         rows = new_rows if kept is None else np.concatenate([new_rows, kept["sourceRow"].to_numpy()])
         by_row = np.argsort(rows, kind="stable")
         at, rows = at[by_row], rows[by_row].astype("int64")
-        head = len(take)
-        if (at[:head] == np.arange(head)).all() and (at[head:] == len(old) + np.arange(n_kept)).all():
-            # The earlier samples' first rows, then the parsed ones: a re-send that changed or added
-            # rows at its end (the usual one) needs no reordering.
-            parts = [old.iloc[:head], *([kept] if kept is not None else [])]
+        # Runs of consecutive rows of one part (a re-send adds rows on top or at the end, corrects
+        # a few): the samples are those slices joined, not both parts joined and reordered.
+        cut = np.flatnonzero((np.diff(at) != 1) | (np.diff(at >= len(old)) != 0)) + 1
+        starts, ends = np.r_[0, cut].tolist(), np.r_[cut, len(at)].tolist()
+        if len(starts) <= _MAX_RUNS:
+            parts = [
+                old.iloc[at[a] : at[b - 1] + 1]
+                if at[a] < len(old)
+                else kept.iloc[at[a] - len(old) : at[b - 1] - len(old) + 1]
+                for a, b in zip(starts, ends, strict=True)
+            ]
             samples = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
         else:
             samples = old if kept is None else pd.concat([old, kept], ignore_index=True)

@@ -12,14 +12,19 @@ at a time, never the whole part in memory): the uncompressed size of each part, 
 the last column of every row). Over a limit, it raises :class:`LabFileError` and the file is
 quarantined with that reason. The same pass collects the Excel *error cells* (``#N/A``, ``#DIV/0!``
 ...), which python-calamine returns as empty strings: the reader records them as cell rejects.
+A sheet whose rows the reader has already proven (a re-sent workbook split by
+:mod:`.xlsx_rows`) needs no streaming pass: ``prove`` gives its real extent from that proof, and only
+its error cells are looked for (any other case is streamed, with the same refusals).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .common import LabFileError
@@ -98,46 +103,85 @@ def _sheet_members(zf: zipfile.ZipFile) -> dict[str, str]:
 def _scan(zf: zipfile.ZipFile, scan: SheetScan, file: str, max_cells: int, keep: bool = False) -> None:
     """Stream one sheet part: declared dimension, real extent and error cells (``keep``: and keep
     the inflated part, within the size limit already checked, in ``scan.xml``)."""
-    pieces = []
     with zf.open(scan.member) as f:
-        head = f.read(HEAD)
-        m = _DIMENSION.search(head)
-        if m:
-            scan.declared = m.group(1).decode("ascii", "replace")
-            size = _extent(scan.declared)
-            if size and size[0] * size[1] > max_cells:
-                raise LabFileError(
-                    file,
-                    f"the sheet declares the dimension {scan.declared} ({size[0]:,} rows × {size[1]:,} "
-                    f"columns = {size[0] * size[1]:,} cells), over the limit of {max_cells:,} cells "
-                    "(OIL_MAX_SHEET_CELLS); not parsed",
-                    sheet=scan.name,
-                )
-        buffer = head
-        while True:
-            chunk = f.read(CHUNK)
-            buffer += chunk
-            cut = buffer.rfind(b"</row>") + len(b"</row>") if chunk else len(buffer)
-            if cut < len(b"</row>"):
-                if chunk:
-                    continue
-                cut = len(buffer)
-            part, buffer = buffer[:cut], buffer[cut:]
-            _scan_part(part, scan)
-            if keep:
-                pieces.append(part)
-            if scan.rows * max(scan.cols, 1) > max_cells:
-                raise LabFileError(
-                    file,
-                    f"the sheet reaches row {scan.rows:,} and column {scan.cols:,} "
-                    f"({scan.rows * max(scan.cols, 1):,} cells), over the limit of {max_cells:,} cells "
-                    "(OIL_MAX_SHEET_CELLS); not parsed",
-                    sheet=scan.name,
-                )
-            if not chunk:
-                break
+        _stream(f.read, scan, file, max_cells, keep)
+
+
+def _stream(read: Callable[[int], bytes], scan: SheetScan, file: str, max_cells: int, keep: bool) -> None:
+    """:func:`_scan`'s pass over the part ``read`` returns, 1 MB at a time (cut after a row's end)."""
+    pieces = []
+    head = read(HEAD)
+    _declared(head, scan, file, max_cells)
+    buffer = head
+    while True:
+        chunk = read(CHUNK)
+        buffer += chunk
+        cut = buffer.rfind(b"</row>") + len(b"</row>") if chunk else len(buffer)
+        if cut < len(b"</row>"):
+            if chunk:
+                continue
+            cut = len(buffer)
+        part, buffer = buffer[:cut], buffer[cut:]
+        _scan_part(part, scan)
+        if keep:
+            pieces.append(part)
+        if scan.rows * max(scan.cols, 1) > max_cells:
+            raise LabFileError(
+                file,
+                f"the sheet reaches row {scan.rows:,} and column {scan.cols:,} "
+                f"({scan.rows * max(scan.cols, 1):,} cells), over the limit of {max_cells:,} cells "
+                "(OIL_MAX_SHEET_CELLS); not parsed",
+                sheet=scan.name,
+            )
+        if not chunk:
+            break
     if keep:
         scan.xml = b"".join(pieces)
+
+
+def _declared(head: bytes, scan: SheetScan, file: str, max_cells: int) -> None:
+    """The sheet's declared dimension (in the first bytes of its part), refused over the limit."""
+    m = _DIMENSION.search(head)
+    if m:
+        scan.declared = m.group(1).decode("ascii", "replace")
+        size = _extent(scan.declared)
+        if size and size[0] * size[1] > max_cells:
+            raise LabFileError(
+                file,
+                f"the sheet declares the dimension {scan.declared} ({size[0]:,} rows × {size[1]:,} "
+                f"columns = {size[0] * size[1]:,} cells), over the limit of {max_cells:,} cells "
+                "(OIL_MAX_SHEET_CELLS); not parsed",
+                sheet=scan.name,
+            )
+
+
+def _proven(
+    zf: zipfile.ZipFile, scan: SheetScan, file: str, max_cells: int, prove: Callable
+) -> SheetScan | None:
+    """The scan of a kept sheet part, inflated once: from the real extent ``prove`` gives from its
+    XML (the streaming pass then adds nothing: same rows, columns, error cells and XML), else (no
+    extent, over the limit, too many error cells) the streaming pass over the inflated part, with
+    its own refusals. None when the part does not inflate cleanly: the zip is streamed then."""
+    try:
+        with zf.open(scan.member) as f:
+            # One read of the size the zip declares (checked against the limit): zipfile inflates no
+            # more than that, and a part that is not that size fails its CRC check.
+            xml = f.read(scan.xml_bytes)
+            if f.read(1):
+                return None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error):
+        return None
+    _declared(xml[:HEAD], scan, file, max_cells)
+    extent = prove(zf, scan.member, xml)
+    if extent is not None and extent[0] * max(extent[1], 1) <= max_cells:
+        scan.rows, scan.cols = extent
+        _error_cells(xml, scan)
+        if len(scan.errors) < MAX_ERROR_CELLS:  # the streaming pass stops recording at a chunk's end
+            scan.xml = xml
+            return scan
+    streamed = SheetScan(scan.name, scan.member, scan.xml_bytes)
+    _stream(io.BytesIO(xml).read, streamed, file, max_cells, True)
+    return streamed
 
 
 def _scan_part(part: bytes, scan: SheetScan) -> None:
@@ -161,7 +205,13 @@ def _scan_part(part: bytes, scan: SheetScan) -> None:
         letters = {c for c, _ in lasts}
         scan.cols = max(scan.cols, max(column_index(c.decode()) for c in letters))
         scan.rows = max(scan.rows, max(int(r) for _, r in lasts))
-    if b't="e"' in part and len(scan.errors) < MAX_ERROR_CELLS:
+    if len(scan.errors) < MAX_ERROR_CELLS:
+        _error_cells(part, scan)
+
+
+def _error_cells(part: bytes, scan: SheetScan) -> None:
+    """Record the Excel error cells of ``part`` (whole rows) in ``scan.errors``."""
+    if b't="e"' in part:
         for m in _ERROR_CELL.finditer(part):
             ref = _REF.search(m.group(1) + b" " + m.group(2))
             value = _ERROR_VALUE.match(part, m.end())
@@ -171,10 +221,22 @@ def _scan_part(part: bytes, scan: SheetScan) -> None:
 
 
 def scan_workbook(
-    path: str, sheets: list[str], *, max_xml_mb: float, max_cells: int, keep: tuple[str, ...] = ()
+    path: str,
+    sheets: list[str],
+    *,
+    max_xml_mb: float,
+    max_cells: int,
+    keep: tuple[str, ...] = (),
+    prove: Callable[[zipfile.ZipFile, str, bytes], tuple[int, int] | None] | None = None,
 ) -> dict[str, SheetScan]:
     """Check a workbook's parts before parsing; returns the scan of each of ``sheets`` present
     (with its inflated XML for the sheets named in ``keep``, up to ``MAX_KEPT_XML`` bytes).
+
+    ``prove(zip, member, xml)``: for a sheet of ``keep``, its real extent ``(rows, last column)``
+    exactly as the streaming pass would find it, from its whole XML (e.g. rows whose structure it
+    checked), or None. Such a part is inflated once: when ``prove`` gives an extent, only its error
+    cells are looked for, else the streaming pass reads the inflated part; the declared dimension,
+    the part sizes and the limits are checked as always.
 
     Raises :class:`LabFileError` (the file is quarantined) when the zip cannot be opened, a part
     inflates beyond ``max_xml_mb`` (``OIL_MAX_SHEET_XML_MB``), or a sheet's declared or real extent
@@ -212,7 +274,13 @@ def scan_workbook(
                 if member is None or member not in known:
                     continue
                 scan = SheetScan(sheet, member, zf.getinfo(member).file_size)
-                _scan(zf, scan, name, max_cells, sheet in keep and scan.xml_bytes <= MAX_KEPT_XML)
+                kept = sheet in keep and scan.xml_bytes <= MAX_KEPT_XML
+                if kept and prove is not None:
+                    proven = _proven(zf, SheetScan(sheet, member, scan.xml_bytes), name, max_cells, prove)
+                    if proven is not None:  # else the part did not inflate cleanly: streamed below
+                        out[sheet] = proven
+                        continue
+                _scan(zf, scan, name, max_cells, kept)
                 out[sheet] = scan
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as exc:
             if isinstance(exc, LabFileError):

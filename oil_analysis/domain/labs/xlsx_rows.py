@@ -10,7 +10,10 @@ their elements and keys each by a digest of its XML with the row number taken ou
 and of every ``<c r>`` (styles, types, values and error cells kept): in one context, equal keys
 read as equal cells wherever the row stands. :func:`mini_workbook` builds the small in-memory
 workbook python-calamine reads the other rows from: the same parts, the sheet reduced to its header
-row and those rows, numbered consecutively.
+row and those rows, numbered consecutively. :func:`split_earlier` cuts an earlier version (the bytes a
+first parse kept) through the rows :func:`split` proved in the new one: an earlier row that is a new
+row renumbered is that row; only the others are cut with :func:`split`'s checks. A split also gives
+the sheet's real extent, which spares the guard's streaming pass (:func:`~.xlsx_guard.scan_workbook`).
 
 The split is used only when that is provably so; :func:`split` returns None (the caller reads the
 whole sheet) on anything else: a shared-string cell or a shared-strings part with entries, a
@@ -47,6 +50,9 @@ _LAYOUT = re.compile(rb"<dimension\b[^>]*/>|<cols>.*?</cols>|<sheetViews>.*?</sh
 _DIMENSION = re.compile(rb"<dimension\b[^>]*/>")
 
 _SST_ENTRY = re.compile(rb"<(?:\w+:)?si[\s>/]")
+# What the guard's streaming pass reads rows and last cells from (see :attr:`SheetRows.extent`).
+_OUTSIDE = re.compile(rb"<row\b|</row>")
+_CELL = re.compile(rb"<c\b")
 
 
 @dataclass
@@ -60,6 +66,12 @@ class SheetRows:
     numbers: list[int]  # the Excel row number of each row element below the header, increasing
     keys: list[str]  # its key: a digest of its XML without the row numbers of ``<row>`` and ``<c>``
     spans: list[tuple[int, int]]  # where its XML stands in ``part``
+    # Whether its row number stands in its references only (``N"`` nowhere else: a plain replace
+    # renumbers it); None when not known (a sheet of :func:`split_earlier`).
+    plain: list[bool] | None = None
+    # The sheet part's real extent as :func:`~.xlsx_guard.scan_workbook`'s streaming pass finds it
+    # (the last row number, the last column of a row's last cell); None when not known.
+    extent: tuple[int, int] | None = None
 
     def xml(self, i: int) -> bytes:
         """The XML of the ``i``-th row element below the header, as it is."""
@@ -84,8 +96,12 @@ def _is_letter(b: np.ndarray) -> np.ndarray:
     return (b >= 65) & (b <= 90)
 
 
-def _cut(part: bytes, lo: int, hi: int) -> tuple[list[int], list[str], list[tuple[int, int]]] | None:
-    """The row elements of ``<sheetData>``'s content (``part[lo:hi]``): number, key, span.
+def _cut(
+    part: bytes, lo: int, hi: int
+) -> tuple[list[int], list[str], list[tuple[int, int]], list[bool], tuple[int, int]] | None:
+    """The row elements of ``<sheetData>``'s content (``part[lo:hi]``): number, key, span and
+    whether the number stands in its references only; and the extent of the rows (the last row
+    number, the largest column of a row's last cell).
 
     With no comment, CDATA or processing instruction (refused), every ``<`` starts a tag (XML
     allows no ``<`` in text or attribute values): the tags are told apart by the bytes after it,
@@ -141,7 +157,7 @@ def _cut(part: bytes, lo: int, hi: int) -> tuple[list[int], list[str], list[tupl
         return None
     per_row = np.bincount(row_of, minlength=len(rows)).tolist()
     bounds = rows.tolist() + [hi]
-    keys, spans, closed = [], [], 0
+    keys, spans, plain, closed = [], [], [], 0
     for k, d in enumerate(digits):
         xml = part[bounds[k] : bounds[k + 1]].rstrip()
         if xml.endswith(b"</row>"):
@@ -151,13 +167,19 @@ def _cut(part: bytes, lo: int, hi: int) -> tuple[list[int], list[str], list[tupl
         # The XML without row numbers: every ``N"`` taken out when those are the references' and the
         # row's own only; else (a style ``s="N"``, a text) the references' digits only.
         stripped = xml.replace(d + b'"', b'"')
-        if (len(xml) - len(stripped)) // len(d) != per_row[k] + 1:
+        plain.append((len(xml) - len(stripped)) // len(d) == per_row[k] + 1)
+        if not plain[-1]:
             stripped = _CELL_ROW.sub(rb'\1"', xml.replace(b'<row r="' + d + b'"', b'<row r=""', 1))
         keys.append(hashlib.sha256(stripped).hexdigest()[:32])
         spans.append((bounds[k], bounds[k] + len(xml)))
     if closed != closes:
         return None
-    return numbers, keys, spans
+    last = np.cumsum(per_row)[np.asarray(per_row) > 0] - 1  # each row's last cell, if it has one
+    column = np.zeros(len(last), dtype=np.int64)
+    for k in range(3):  # its column letters (1 to 3, checked) as a number: A → 1, XFD → 16384
+        more = letters[last] > k
+        column[more] = column[more] * 26 + a[ref[last[more]] + k].astype(np.int64) - 64
+    return numbers, keys, spans, plain, (numbers[-1], int(column.max()) if len(column) else 0)
 
 
 @dataclass
@@ -196,6 +218,11 @@ def workbook_head(data: bytes, sheet: str) -> SheetHead | None:
         return None
 
 
+def part_head(zf: zipfile.ZipFile, member: str, part: bytes) -> SheetHead | None:
+    """:func:`sheet_head` of the sheet part ``member`` of the open workbook ``zf``, inflated."""
+    return _head(zf, member, part)
+
+
 def _head(zf: zipfile.ZipFile, member: str, part: bytes) -> SheetHead | None:
     names = set(zf.namelist())
     book = zf.read("xl/workbook.xml") if "xl/workbook.xml" in names else b""
@@ -221,15 +248,117 @@ def split(head: SheetHead) -> SheetRows | None:
     """The row elements of the sheet of ``head``, or None when the sheet does not provably allow
     reading some rows only."""
     part, lo, end = head.part, head.lo, head.hi
-    if part.find(b't="s"', lo, end) >= 0 or _PREFIXED.search(part, lo, end):
+    if part.find(b't="s"', lo, end) >= 0 or _prefixed(part, lo, end):
         return None
     got = _cut(part, lo, end)
     if got is None:
         return None
-    numbers, keys, spans = got
+    numbers, keys, spans, plain, extent = got
     if numbers[0] != 1 or part[spans[0][0] : spans[0][1]] != head.header:
         return None
-    return SheetRows(head.member, head.context, part, (lo, end), numbers[1:], keys[1:], spans[1:])
+    # Outside ``<sheetData>``, what the streaming pass would count: then the extent is not known.
+    if _OUTSIDE.search(part, 0, lo) or _OUTSIDE.search(part, end) or _CELL.search(part, 0, lo):
+        extent = None
+    return SheetRows(
+        head.member, head.context, part, (lo, end), numbers[1:], keys[1:], spans[1:], plain[1:], extent
+    )
+
+
+def split_earlier(earlier: SheetHead, sheet: SheetRows) -> SheetRows | None:
+    """:func:`split` of ``earlier`` (the head of an earlier version of the workbook of ``sheet``, in
+    the same context), without cutting again what ``sheet`` already proved.
+
+    A cumulative re-send holds the earlier rows renumbered: each earlier row element is first
+    compared with the next row of ``sheet`` (then with the row of ``sheet`` its key names) with
+    that row's numbers replaced by its own; equal bytes are that row, as proven as it is (its cells
+    reference their row, no formula, shared string or comment), and take its key. The other
+    elements (a corrected or deleted row) are cut by :func:`split`'s own checks, together. Every byte
+    of the earlier rows is in one of these or whitespace between them: the result is
+    :func:`split`'s (None where it is None)."""
+    if earlier.context != sheet.context or sheet.plain is None or not sheet.spans:
+        return split(earlier)
+    part, lo, hi = earlier.part, earlier.lo, earlier.hi
+    pos = _skip_space(part, lo, hi)
+    if earlier.header != sheet.part[sheet.rows[0] : sheet.spans[0][0]].strip():
+        return None
+    if not part.startswith(earlier.header, pos):
+        return None
+    pos += len(earlier.header)
+    first: dict[str, int] = {}
+    for i, key in enumerate(sheet.keys):
+        first.setdefault(key, i)
+    numbers, keys, spans = [], [], []
+    loose: list[int] = []  # positions (in the lists above) of the elements cut below
+    guess, sha = 0, hashlib.sha256
+    while (pos := _skip_space(part, pos, hi)) < hi:
+        m = _ROW_REF.match(part, pos + 5) if part.startswith(b'<row r="', pos) else None
+        if m is None:
+            return None
+        digits = m.group(1)
+        own = _renumbered(sheet, guess, digits) if guess < len(sheet.keys) else None
+        if own is None or not part.startswith(own, pos):
+            end = part.find(b"<row", pos + 1, hi)
+            xml = part[pos : hi if end < 0 else end].rstrip()
+            at = first.get(sha(xml.replace(digits + b'"', b'"')).hexdigest()[:32])  # a candidate only
+            own = _renumbered(sheet, at, digits) if at is not None else None
+            if own != xml:
+                loose.append(len(numbers))
+                numbers.append(int(digits))
+                keys.append("")
+                spans.append((pos, pos + len(xml)))
+                pos += len(xml)
+                continue
+            guess = at
+        numbers.append(int(digits))
+        keys.append(sheet.keys[guess])
+        spans.append((pos, pos + len(own)))
+        pos += len(own)
+        guess += 1
+    if any(b <= a for a, b in zip([1, *numbers], numbers, strict=False)):
+        return None
+    if loose:  # split's checks on these elements, as one sheet
+        rest = b"".join(part[spans[k][0] : spans[k][1]] for k in loose)
+        if rest.find(b't="s"') >= 0 or _prefixed(rest, 0, len(rest)):
+            return None
+        got = _cut(rest + b"</sheetData>", 0, len(rest))
+        if got is None or got[0] != [numbers[k] for k in loose]:
+            return None
+        joined = 0  # where each element stands in ``rest``
+        for k, key, (a, b) in zip(loose, got[1], got[2], strict=True):
+            if a != joined or b - a != spans[k][1] - spans[k][0]:
+                return None
+            joined = b
+            keys[k] = key
+    return SheetRows(earlier.member, earlier.context, part, (lo, hi), numbers, keys, spans)
+
+
+def _prefixed(part: bytes, lo: int, hi: int) -> bool:
+    """Whether ``part[lo:hi]`` holds what :data:`_PREFIXED` matches (from each ``:``: a sheet holds
+    few, and ``bytes.find`` skips to them far faster than a regular expression's search)."""
+    at = part.find(b":", lo, hi)
+    while at >= 0:
+        if _PREFIXED.match(part, at, hi):
+            return True
+        at = part.find(b":", at + 1, hi)
+    return False
+
+
+def _skip_space(part: bytes, pos: int, hi: int) -> int:
+    while pos < hi and part[pos] in b" \t\r\n":
+        pos += 1
+    return pos
+
+
+def _renumbered(sheet: SheetRows, i: int, digits: bytes) -> bytes:
+    """The XML of ``sheet``'s ``i``-th row element with its row number (of ``<row r>`` and every
+    ``<c r>``, checked to be its own) made ``digits``."""
+    xml, own = sheet.xml(i), b"%d" % sheet.numbers[i]
+    if own == digits:
+        return xml
+    if sheet.plain is not None and sheet.plain[i]:
+        return xml.replace(own + b'"', digits + b'"')
+    body = xml[len(b'<row r="') + len(own) + 1 :]
+    return b'<row r="' + digits + b'"' + _CELL_ROW.sub(rb"\g<1>" + digits + b'"', body)
 
 
 def mini_workbook(path: str, sheet: SheetRows, pick: list[int]) -> io.BytesIO:
@@ -238,11 +367,7 @@ def mini_workbook(path: str, sheet: SheetRows, pick: list[int]) -> io.BytesIO:
     in memory, every other part as it is."""
     lo, hi = sheet.rows
     rows = [sheet.part[lo : sheet.spans[0][0]] if sheet.spans else sheet.part[lo:hi]]  # the header
-    for k, i in enumerate(pick, start=2):
-        body = sheet.xml(i)  # ``<row r="N"…``: its cells' references all end in N (checked)
-        m = _ROW_REF.match(body, 5)
-        new = b"%d" % k
-        rows.append(b'<row r="' + new + b'"' + _CELL_ROW.sub(rb"\g<1>" + new + b'"', body[m.end() :]))
+    rows += [_renumbered(sheet, i, b"%d" % k) for k, i in enumerate(pick, start=2)]
     prefix = _DIMENSION.sub(b"", sheet.part[:lo], count=1)  # calamine sizes the sheet by its cells
     part = b"".join([prefix, *rows, sheet.part[hi:]])
     out = io.BytesIO()
