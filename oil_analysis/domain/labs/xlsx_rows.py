@@ -202,7 +202,7 @@ def sheet_head(path: str, scan: SheetScan) -> SheetHead | None:
     if len(scan.errors) >= MAX_ERROR_CELLS or scan.xml is None:
         return None
     with zipfile.ZipFile(path) as zf:
-        return _head(zf, scan.member, scan.xml)
+        return part_head(zf, scan.member, scan.xml)
 
 
 def workbook_head(data: bytes, sheet: str) -> SheetHead | None:
@@ -213,17 +213,13 @@ def workbook_head(data: bytes, sheet: str) -> SheetHead | None:
             member = _sheet_members(zf).get(sheet)
             if member is None or zf.getinfo(member).file_size > MAX_KEPT_XML:
                 return None
-            return _head(zf, member, zf.read(member))
+            return part_head(zf, member, zf.read(member))
     except (zipfile.BadZipFile, KeyError, OSError, ValueError, EOFError):
         return None
 
 
 def part_head(zf: zipfile.ZipFile, member: str, part: bytes) -> SheetHead | None:
     """:func:`sheet_head` of the sheet part ``member`` of the open workbook ``zf``, inflated."""
-    return _head(zf, member, part)
-
-
-def _head(zf: zipfile.ZipFile, member: str, part: bytes) -> SheetHead | None:
     names = set(zf.namelist())
     book = zf.read("xl/workbook.xml") if "xl/workbook.xml" in names else b""
     styles = zf.read("xl/styles.xml") if "xl/styles.xml" in names else b""
