@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -19,7 +20,7 @@ from oil_analysis.resources.io_manager import LayoutIOManager
 from oil_analysis.resources.storage import StorageResource
 from oil_analysis.settings import get_settings
 from oil_analysis.storage import layout, legacy, manifest
-from oil_analysis.storage.filesystem import Storage, public_endpoint
+from oil_analysis.storage.filesystem import Storage, json_bytes, public_endpoint
 from oil_analysis.storage.healing import check_writable
 
 STORAGE_VARS = (
@@ -310,6 +311,53 @@ def test_concurrent_writers_of_one_client_lose_no_entry(tmp_path):
         assert [f["path"] for f in doc["files"]] == [f"gold/cda/{a}.parquet" for a in assets]
         assert {f["run_id"] for f in doc["files"]} == {f"run-{round_}"}
         assert manifest.verify(store, "cda") == []
+
+
+def assert_publish_reads_parts_once_and_survives_a_stale_view(store: Storage) -> None:
+    """A part's publish reads the parts once (to verify the manifest it wrote) while this process's
+    view of them is current; when another writer added a part unseen (the view is stale), the
+    manifest still lists every part. Shared with the S3 test (one layout, two backends)."""
+
+    def put(asset: str, data: bytes) -> None:
+        path = f"gold/cda/{asset}.parquet"
+        store.write_bytes(path, data)
+        manifest.write_part(
+            store, "cda", asset, [manifest.FileRecord.of(path, data, 1)], run_id="r", limits_version=None
+        )
+
+    put("a", b"a1")
+    put("b", b"b1")
+    reads: list[str] = []
+    real = store.read_json
+    store.read_json = lambda path: (reads.append(path), real(path))[1]
+    put("a", b"a2")
+    assert sorted(reads) == [layout.manifest_part_path("cda", x) for x in ("a", "b")]
+    # Another process publishes part c: its part and file land, this process's view lacks them.
+    store.write_bytes("gold/cda/c.parquet", b"c1")
+    other = {
+        "asset": "c",
+        "client": "cda",
+        "run_id": "other",
+        "written_at": manifest.now_utc(),
+        "schema_version": SCHEMA_VERSION,
+        "limits_version": None,
+        "files": [dataclasses.asdict(manifest.FileRecord.of("gold/cda/c.parquet", b"c1", 1))],
+    }
+    store.write_bytes(layout.manifest_part_path("cda", "c"), json_bytes(other))
+    reads.clear()
+    put("b", b"b2")
+    assert len(reads) > 3  # the stale view failed verification: the parts were read again
+    doc = manifest.read_manifest(store, "cda")
+    files = {f["path"]: f for f in doc["files"]}
+    assert sorted(files) == [f"gold/cda/{x}.parquet" for x in ("a", "b", "c")]
+    assert files["gold/cda/a.parquet"]["sha256"] == hashlib.sha256(b"a2").hexdigest()
+    assert files["gold/cda/b.parquet"]["sha256"] == hashlib.sha256(b"b2").hexdigest()
+    assert files["gold/cda/c.parquet"]["run_id"] == "other"
+    assert manifest.verify(store, "cda") == []
+
+
+def test_a_publish_reads_parts_once_and_a_stale_view_still_lists_every_part(tmp_path):
+    assert_publish_reads_parts_once_and_survives_a_stale_view(Storage.local(str(tmp_path)))
 
 
 # -- legacy exports -----------------------------------------------------------------------------

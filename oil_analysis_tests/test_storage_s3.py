@@ -29,6 +29,7 @@ from oil_analysis.storage.filesystem import DualStorage, Storage, StorageAccessE
 
 from .conftest import DEMO_BRONZE
 from .s3_server import s3_env, s3_server  # noqa: F401
+from .test_storage_local import assert_publish_reads_parts_once_and_survives_a_stale_view
 
 CLIENTS = ("cda", "emin")
 DAY = "2024-05-01"  # raw files arrive under bronze/{client}/{YYYY-MM-DD}/
@@ -413,6 +414,11 @@ def test_s3_publish_is_atomic_for_concurrent_readers(s3_server, s3_env):  # noqa
     assert "-" in head["ETag"], "expected the multipart path"
     assert seen <= {len(old), len(new)} and len(old) in seen
     assert hashlib.sha256(store.read_bytes("gold/cda/big.parquet")).hexdigest() == sha
+
+
+def test_a_publish_on_s3_reads_parts_once_and_a_stale_view_still_lists_every_part(s3_server, s3_env):  # noqa: F811
+    store = Storage.s3(s3_server.bucket, s3_env, s3_server.region, s3_server.endpoint)
+    assert_publish_reads_parts_once_and_survives_a_stale_view(store)
 
 
 def test_storage_mode_s3_is_checked_once_and_reused(s3_server, s3_env):  # noqa: F811

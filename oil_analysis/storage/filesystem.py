@@ -285,7 +285,8 @@ class Storage:
             os.unlink(full)
         else:
             self.write_bytes(path, b"")
-            self.delete(path)
+            with self._errors("deleting", path):  # just written: no HEAD to find it first
+                self.fs.delete_file(self.full(path))
 
     def delete(self, path: str) -> None:
         if self.exists(path):
