@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 
 from ..domain.contracts import SCHEMA_VERSION
 from . import layout
-from .filesystem import Storage, json_bytes
+from .filesystem import FileEntry, Storage, json_bytes
 from .layout import manifest_part_path as part_path
 from .layout import manifest_parts_dir as parts_dir
 from .layout import manifest_path
@@ -96,14 +96,18 @@ def write_part(
 PART_KEYS = {"asset", "client", "run_id", "written_at", "schema_version", "limits_version", "files"}
 
 
-def read_parts(store: Storage, client: str, repairs: list[dict] | None = None) -> list[dict]:
-    """Every manifest part of the client. A part that cannot be read is rebuilt from the files it
-    stands for (their current bytes) and rewritten, or dropped when its asset is unknown; each
-    repair is appended to ``repairs``."""
+def _part_files(store: Storage, client: str) -> list[FileEntry]:
+    return [e for e in store.list_files(parts_dir(client) + "/") if e.path.endswith(".json")]
+
+
+def read_parts(
+    store: Storage, client: str, repairs: list[dict] | None = None, listed: list[FileEntry] | None = None
+) -> list[dict]:
+    """Every manifest part of the client (``listed``: the part files, when just listed). A part that
+    cannot be read is rebuilt from the files it stands for (their current bytes) and rewritten, or
+    dropped when its asset is unknown; each repair is appended to ``repairs``."""
     parts = []
-    for e in store.list_files(parts_dir(client) + "/"):
-        if not e.path.endswith(".json"):
-            continue
+    for e in _part_files(store, client) if listed is None else listed:
         try:
             part = store.read_json(e.path)
             if (
@@ -220,13 +224,19 @@ def build(client: str, parts: list[dict]) -> dict:
     }
 
 
-# The parts of each (storage, client) as this process last saw them in a manifest it verified.
-# A publish that follows its own part's write starts from that view with the part in place instead
-# of listing and reading every part again (on S3 ~10 requests of each of a run's ~9 publishes). The
-# view is only a first guess: the manifest built from it is verified against the parts read back,
-# so a stale view (another process or thread published since) costs one more round, never a wrong
-# manifest.
-_VIEWS: dict[tuple[str, str], list[dict]] = {}
+# The parts of each (storage, client) as this process last saw them in a manifest it verified, and
+# their files' (path, size, time) as listed then. A publish that follows its own part's write starts
+# from that view with the part in place when a listing shows the other parts' files unchanged,
+# instead of reading every part again (on S3 ~2 requests a part, for each of a run's ~9 publishes).
+# The manifest built from it is verified against the parts read back all the same, so a change the
+# listing cannot show (rewritten within the backend's time resolution at the same size) costs one
+# more round, never a wrong manifest left behind.
+_VIEWS: dict[tuple[str, str], tuple[list[dict], list[FileEntry]]] = {}
+
+
+def _others(listed: list[FileEntry], mine: str) -> list[tuple]:
+    """(path, size, time) of the listed part files but ``mine``."""
+    return [(e.path, e.size, e.arrived_ns) for e in listed if e.path != mine]
 
 
 def publish(
@@ -235,22 +245,24 @@ def publish(
     """Write the manifest from the parts and verify it still matches them; retry if a concurrent
     writer published from an older view. Damaged parts are rebuilt (see :func:`read_parts`).
     ``own``: the part just written by the caller (as read back), laid over this process's last view."""
-    key = (store.uri, client)
+    key, listed = (store.uri, client), _part_files(store, client)
     view = _VIEWS.get(key) if own is not None else None
-    if view is None:
-        parts = read_parts(store, client, repairs)
+    mine = part_path(client, own["asset"]) if own is not None else ""
+    if view is not None and _others(view[1], mine) == _others(listed, mine):
+        parts = [p for p in view[0] if p["asset"] != own["asset"]] + [own]
     else:
-        parts = [p for p in view if p["asset"] != own["asset"]] + [own]
+        view, parts = None, read_parts(store, client, repairs, listed)
     for attempt in range(PUBLISH_ATTEMPTS + (view is not None)):
         doc = build(client, parts)
         data = json_bytes(doc)
         store.write_bytes(manifest_path(client), data)
-        fresh = read_parts(store, client, repairs)
+        listed = _part_files(store, client)
+        fresh = read_parts(store, client, repairs, listed)
         if _same(fresh, parts) and store.read_bytes(manifest_path(client)) == data:
-            _VIEWS[key] = fresh
+            _VIEWS[key] = (fresh, listed)
             return doc
         parts = fresh
-        if view is None or attempt:  # a stale view is no conflict: the next round reads afresh
+        if view is None or attempt:  # a view the listing missed is no conflict: the next round reads afresh
             backoff(attempt)
     raise ManifestConflictError(
         f"{store.display(manifest_path(client))} still changing after {PUBLISH_ATTEMPTS} attempts"
