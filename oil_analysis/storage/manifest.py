@@ -251,8 +251,8 @@ def publish(
     if view is not None and _others(view[1], mine) == _others(listed, mine):
         parts = [p for p in view[0] if p["asset"] != own["asset"]] + [own]
     else:
-        view, parts = None, read_parts(store, client, repairs, listed)
-    for attempt in range(PUBLISH_ATTEMPTS + (view is not None)):
+        parts = read_parts(store, client, repairs, listed)
+    for attempt in range(PUBLISH_ATTEMPTS):
         doc = build(client, parts)
         data = json_bytes(doc)
         store.write_bytes(manifest_path(client), data)
@@ -262,8 +262,7 @@ def publish(
             _VIEWS[key] = (fresh, listed)
             return doc
         parts = fresh
-        if view is None or attempt:  # a view the listing missed is no conflict: the next round reads afresh
-            backoff(attempt)
+        backoff(attempt)
     raise ManifestConflictError(
         f"{store.display(manifest_path(client))} still changing after {PUBLISH_ATTEMPTS} attempts"
     )
